@@ -1,0 +1,113 @@
+"""Vectorized scalar root finding and the three real Lambert branches in log form.
+
+Everything here works on arrays of independent scalar problems (any shape) and
+never leaves float64 range: the Lambert functions are evaluated through the
+logarithm of their value, so arguments up to ``exp(1e6)`` are fine.
+
+Notation. The principal branch of Lambert W at ``z = e^x`` is the Wright omega
+function :math:`\\omega(x)`, the solution of :math:`\\omega + \\log\\omega = x`.
+For the negative regime we need :math:`W_k(-e^x)` on both real branches,
+:math:`k = 0` (values in ``[-1, 0)``) and :math:`k = -1` (values ``<= -1``),
+which exist for :math:`x \\le -1`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def safeguarded_newton(fun, lo, hi, x0=None, *, xtol=4e-16, maxiter=200):
+    """Solve ``fun(x) = 0`` on brackets ``[lo, hi]`` for a 1-D array of problems.
+
+    Newton steps are taken when they land strictly inside the current bracket,
+    bisection otherwise; the bracket shrinks at every iteration, so the method
+    converges whenever the bracket is valid.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x, idx) -> (f, df)`` for the problems ``idx`` (an integer index
+        array); ``x`` holds their current points.
+    lo, hi : ndarray, shape (N,)
+        Brackets: ``f(lo)`` and ``f(hi)`` have opposite signs or one is zero.
+    x0 : ndarray, shape (N,), optional
+        Starting points (clipped into the brackets; midpoints by default).
+    xtol : float
+        Tolerance on ``x``, relative to ``max(|x|, 1)``.
+
+    Returns
+    -------
+    x : ndarray, shape (N,)
+    """
+    lo = np.array(lo, dtype=np.float64, copy=True)
+    hi = np.array(hi, dtype=np.float64, copy=True)
+    x = 0.5 * (lo + hi) if x0 is None else np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    sign_lo = np.sign(fun(lo, np.arange(lo.size))[0])
+    idx = np.arange(lo.size)
+    for _ in range(maxiter):
+        if idx.size == 0:
+            break
+        xa, la, ha = x[idx], lo[idx], hi[idx]
+        f, df = fun(xa, idx)
+        zero = f == 0
+        same = np.sign(f) == sign_lo[idx]
+        la = np.where(same & ~zero, xa, la)
+        ha = np.where(~same & ~zero, xa, ha)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = xa - f / df
+        ok = np.isfinite(step) & (step > la) & (step < ha)
+        xn = np.where(zero, xa, np.where(ok, step, 0.5 * (la + ha)))
+        scale = np.maximum(np.abs(xn), 1.0)
+        done = zero | (ha - la <= xtol * scale) | (np.abs(xn - xa) <= 0.5 * xtol * scale)
+        lo[idx], hi[idx], x[idx] = la, ha, xn
+        idx = idx[~done]
+    return x
+
+
+def log_omega(x):
+    """``log(omega(x))``: the log of the Wright omega function, ``t + exp(t) = x``.
+
+    Newton's method on the increasing convex function ``t + e^t - x`` started to
+    the right of the root converges monotonically; the start ``t = x`` (x < 1)
+    or ``t = log x`` (x >= 1) is always to the right.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    t = np.where(x < 1.0, x, np.log(np.maximum(x, 1.0)))
+    for _ in range(100):
+        w = np.exp(t)
+        step = (t + w - x) / (1.0 + w)
+        t = t - step
+        if np.all(np.abs(step) <= 4e-16 * np.maximum(np.abs(t), 1.0)):
+            break
+    return t
+
+
+def log_neg_lambert(x, branch: int):
+    """``t = log(-W_k(-e^x))`` for ``x <= -1``: the roots of ``t - e^t = x``.
+
+    ``branch=0`` gives the root ``t <= 0`` (principal branch, ``W_0`` in
+    ``[-1, 0)``); ``branch=-1`` gives ``t >= 0`` (``W_{-1} <= -1``). At the
+    branch point ``x = -1`` both are ``t = 0``. Brackets: ``[x, 0]`` and
+    ``[0, 2 log(1 - x) + 2]`` (on which ``t - e^t - x`` changes sign).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if np.any(x > -1.0):
+        raise ValueError("log_neg_lambert needs x <= -1 (real branches of W(-e^x))")
+    shape = x.shape
+    xf = x.ravel()
+    # Near the branch point t = +-p - p^2/6 with p = sqrt(2(-1-x)); far away t = x (k=0), t = log(t - x) (k=-1).
+    p = np.sqrt(2.0 * (-1.0 - xf))
+    if branch == 0:
+        lo, hi = xf.copy(), np.zeros_like(xf)
+        x0 = np.where(p < 1.0, -p - p * p / 6.0, xf)
+    elif branch == -1:
+        lo, hi = np.zeros_like(xf), 2.0 * np.log1p(-xf) + 2.0
+        x0 = np.where(p < 1.0, p - p * p / 6.0, np.log(np.log1p(-xf) - xf))
+    else:
+        raise ValueError(f"branch must be 0 or -1, got {branch}")
+
+    def fun(t, idx):
+        e = np.exp(t)
+        return t - e - xf[idx], 1.0 - e
+
+    return safeguarded_newton(fun, lo, hi, x0).reshape(shape)

@@ -1,0 +1,467 @@
+r"""The exact target of the ratio-free regression objective, in every regime.
+
+The objective (OAPL, A*-PO, Kimi OPMD / PMD-mean; THEORY.md section 3) is
+
+.. math::
+
+    L(\pi) = \sum_y \mu_y \bigl(\beta \log(\pi_y/\mu_y) - A_y\bigr)^2 ,
+
+minimized over the probability simplex. With :math:`u = \pi/\mu` and
+:math:`a = A/\beta` every stationary point satisfies
+
+.. math::
+
+    \log u_y + \eta\, u_y = a_y , \qquad \sum_y \mu_y u_y = 1 ,
+
+for one scalar :math:`\eta` (``theory.symbolic`` derives this). Its real
+solutions are :math:`u_y = W_k(\eta e^{a_y})/\eta` and, taking the
+:math:`\mu`-expectation, :math:`\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[a]`.
+Arms with :math:`\mu_y = 0` carry no loss and stay at :math:`\pi_y = 0`.
+
+Regimes, by the sign of :math:`g_0 = \log E_\mu[e^{a}] = (V^*_\beta - V)/\beta`:
+
+* **positive** (:math:`g_0 > 0`, :math:`\eta > 0`). The problem is convex in
+  :math:`s = \log u` over the convex set :math:`\{\sum \mu e^s \le 1\}` whose
+  boundary it touches, so the stationary point with :math:`\eta > 0` is the
+  unique global minimizer. :math:`\eta u_y = \omega(a_y + \log\eta)` with
+  :math:`\omega` the Wright omega function.
+* **boundary** (:math:`g_0 = 0`): :math:`\eta = 0`, the Gibbs target
+  :math:`u = e^{a}`.
+* **negative** (:math:`g_0 < 0`, :math:`\eta < 0`). The unconstrained minimizer
+  :math:`s = a` lies strictly inside the convex set, so the problem is a
+  minimization over the *boundary* of a convex set: non-convex, with possibly
+  several local minima. With :math:`m = -\eta`, every arm is on the principal
+  branch (:math:`1 + \eta u_y > 0`) or on the :math:`W_{-1}` branch
+  (:math:`1 + \eta u_y < 0`). The Hessian of the Lagrangian in :math:`s` is
+  :math:`2\beta^2\,\mathrm{diag}(\mu_y(1 + \eta u_y))` on the tangent space
+  :math:`\sum \mu_y u_y v_y = 0`, hence
+
+  - at a local minimum **at most one arm** is on :math:`W_{-1}` (two such arms
+    span a direction of negative curvature inside the tangent space);
+  - with one such arm the point is a local minimum iff
+    :math:`S = \sum_y \mu_y u_y^2 / (1 + \eta u_y) \le 0`, i.e. iff the mass
+    :math:`\sum \mu u` *increases* with :math:`\eta` along that branch;
+  - all stationary points are found by following each branch ("all
+    principal", or "arm *j* on :math:`W_{-1}`") in :math:`c = \log m` over
+    :math:`[\log \mu_j, -1 - \max_y a_y]` and the global minimizer is the one of
+    smallest loss, :math:`L = \beta^2 \sum_y \mu_y (\eta u_y)^2`.
+
+  The principal-branch solution exists iff the mass at the branch point
+  :math:`\eta = -e^{-1 - a_{\max}}` reaches 1. Even when it exists it need not
+  be the global minimizer: moving mass onto an arm of tiny :math:`\mu_j` costs
+  only :math:`\mu_j \log^2(\pi_j/\mu_j) \to 0`, so the arm that leaves the
+  principal branch is chosen by small :math:`\mu_j` as much as by large
+  :math:`a_j`, and is often not the best arm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import (
+    as_float_array,
+    broadcast_arms,
+    broadcast_batch,
+    check_distribution,
+    check_positive,
+)
+from ._roots import log_neg_lambert, log_omega, safeguarded_newton
+
+__all__ = ["lambert_target", "lambert_stationary_points", "StationaryPoints", "regime_of"]
+
+_CHUNK = 2048  # bandits per chunk in the fast path: keeps the working set in cache
+_FAST_MAXITER = 12
+_FAST_TOL = 1e-9  # |dc| below which one more Newton step reaches machine precision
+
+
+def _prepare(mu, adv, beta):
+    """Validate; return mu, a = adv/beta (both (N, K)), beta (N,) and the batch shape."""
+    mu = check_distribution(mu, "mu")
+    adv = as_float_array(adv, "adv")
+    beta = check_positive(beta, "beta")
+    mu, adv = broadcast_arms("mu", mu, "adv", adv)
+    batch = mu.shape[:-1]
+    beta = broadcast_batch("beta", beta, batch)
+    with np.errstate(over="ignore"):
+        a = adv / beta[..., None]
+    if not np.all(np.isfinite(a)):
+        raise ValueError("adv/beta overflows float64; rescale adv or beta (|adv/beta| must stay below ~1e300)")
+    K = mu.shape[-1]
+    mu = mu.reshape(-1, K)
+    total = mu.sum(axis=-1, keepdims=True)
+    if np.any(total != 1.0):
+        mu = mu / total  # exact renormalization of the <= 1e-9 slack the checks allow
+    return mu, a.reshape(-1, K), beta.reshape(-1), batch
+
+
+def _logmu(mu):
+    with np.errstate(divide="ignore"):
+        return np.log(mu)
+
+
+def _log_mass0(lmu, a):
+    """g0 = log E_mu[exp(a)] over the support (lmu = -inf off support), any scale."""
+    z = lmu + a
+    zmax = z.max(axis=-1, keepdims=True)
+    return (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def _fast_positive(mu, a, g0):
+    """Joint Newton on (t_y = log(eta u_y), c = log eta) for well-scaled positive-regime bandits.
+
+    Equations: ``t_y + e^{t_y} = a_y + c`` and ``log sum_y mu_y e^{t_y - c} = 0``.
+    Eliminating ``dt_y = (dc - F_y)/(1 + e^{t_y})`` from the linearization leaves
+    one scalar equation for ``dc`` per bandit, so a step costs one ``exp`` per arm.
+    The start ``eta = g0/(1 + g0)`` interpolates the small-eta expansion
+    (``eta ~ g0``) and the saturation of eta at large advantages.
+    Returns (logpi, eta, converged) with convergence judged on the returned
+    quantities: ``|d log u| <= 1e-9`` and ``|d eta| <= 1e-9``, after which one more
+    step has been taken (quadratic convergence puts the error near 1e-16).
+    """
+    c = np.log(g0 / (1.0 + g0))
+    x = a + c[:, None]
+    t = np.where(x < 1.0, x, np.log(np.maximum(x, 1.0)))
+    ones = np.ones(a.shape[1])
+    done = False
+    for _ in range(_FAST_MAXITER):
+        w = np.exp(t)
+        F = t + w
+        F -= a
+        F -= c[:, None]
+        d = np.reciprocal(1.0 + w)
+        q = mu * w
+        S0 = q @ ones
+        N = np.log(S0) - c
+        q *= d
+        S1 = np.einsum("ij,ij->i", q, F)
+        S2 = np.einsum("ij,ij->i", q, w)
+        dc = (N * S0 - S1) / S2
+        F -= dc[:, None]
+        F *= d
+        t -= F
+        c += dc
+        F += dc[:, None]  # change of log u = t - c
+        deta = np.abs(dc) * np.minimum(np.exp(c), 1.0)
+        if done:
+            break
+        done = max(np.abs(F).max(), deta.max()) < _FAST_TOL
+    if done:
+        converged = np.ones(len(c), bool)
+    else:
+        converged = np.maximum(np.abs(F).max(-1), deta) < _FAST_TOL
+    converged &= np.isfinite(c) & np.isfinite(t).all(-1)
+    t -= c[:, None]
+    pi = mu * np.exp(t, out=t)
+    return pi, np.exp(c), converged
+
+
+def _robust_positive(lmu, a, g0):
+    """Bracketed solve of log sum mu u = 0 in c = log(eta) with exact omega; any scale."""
+    amax = np.where(np.isfinite(lmu), a, -np.inf).max(-1)
+    hi = np.log(amax)  # eta <= a_max: the arm with u >= 1 has eta <= eta u = a - log u <= a
+    lo = np.log(0.5 * g0) - amax  # G(lo) >= g0 - e^{a_max + lo} = g0/2 > 0
+
+    def G(c, idx):
+        t = log_omega(a[idx] + c[:, None])
+        w = np.exp(t)
+        z = lmu[idx] + a[idx] - w  # log pi_y = log mu + a - omega
+        zmax = z.max(-1, keepdims=True)
+        e = np.exp(z - zmax)
+        s = e.sum(-1)
+        dG = -(e * w / (1.0 + w)).sum(-1) / s
+        return zmax[:, 0] + np.log(s), dG
+
+    c = safeguarded_newton(G, lo, hi)
+    return lmu + a - np.exp(log_omega(a + c[:, None])), np.exp(c)
+
+
+def _solve_chunk(mu, a, beta):
+    """Induced target for one chunk of bandits: (pi, eta), pi not yet renormalized."""
+    n, K = a.shape
+    # well-scaled rows: exp(a) neither overflows nor underflows, mu is zero or >= 1e-200
+    tiny = (mu > 0) & (mu < 1e-200)
+    if np.abs(a).max() < 300.0 and not tiny.any():
+        well = np.ones(n, bool)
+        g0 = np.log(np.einsum("ij,ij->i", mu, np.exp(a)))
+    else:
+        well = (np.abs(a).max(-1) < 300.0) & ~tiny.any(-1)
+        g0 = _log_mass0(_logmu(mu), a)
+    fast = well & (g0 > 1e-6)
+    if fast.all():
+        pi, eta, ok = _fast_positive(mu, a, g0)
+        if ok.all():
+            return pi, eta
+    else:
+        pi, eta, ok = np.empty_like(a), np.zeros(n), np.zeros(n, bool)
+        r = np.flatnonzero(fast)
+        if r.size:
+            pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
+    lmu = _logmu(mu)
+    zero = np.flatnonzero(~ok & (g0 == 0))  # boundary: the Gibbs target
+    pi[zero], eta[zero] = np.exp(lmu[zero] + a[zero]), 0.0
+    pos = np.flatnonzero(~ok & (g0 > 0))
+    if pos.size:
+        logpi, eta[pos] = _robust_positive(lmu[pos], a[pos], g0[pos])
+        pi[pos] = _softmax(logpi)
+    neg = np.flatnonzero(~ok & (g0 < 0))
+    if neg.size:
+        rows, branch, pi_c, eta_c, loss, _ = _solve_negative(lmu[neg], a[neg], g0[neg], beta[neg])
+        best = _argmin_by_row(rows, loss, neg.size)
+        pi[neg], eta[neg] = pi_c[best], eta_c[best]
+    return pi, eta
+
+
+def _softmax(z):
+    zmax = z.max(-1, keepdims=True)
+    e = np.exp(z - zmax)
+    return e / e.sum(-1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class StationaryPoints:
+    """All local minima of the regression loss on the simplex for one batch of bandits.
+
+    Attributes
+    ----------
+    pi : ndarray, shape (..., P, K)
+        Candidate policies; rows beyond ``count`` are NaN-free copies of the global minimizer.
+    eta : ndarray, shape (..., P)
+    loss : ndarray, shape (..., P)
+        :math:`\\sum_y \\mu_y(\\beta\\log u_y - A_y)^2` at each point.
+    branch_arm : ndarray of int, shape (..., P)
+        ``-1`` for "every arm on the principal branch", else the arm on :math:`W_{-1}`.
+    is_local_min : ndarray of bool, shape (..., P)
+    count : ndarray of int, shape (...,)
+        Number of valid candidates.
+    global_index : ndarray of int, shape (...,)
+        Index of the global minimizer.
+    """
+
+    pi: np.ndarray
+    eta: np.ndarray
+    loss: np.ndarray
+    branch_arm: np.ndarray
+    is_local_min: np.ndarray
+    count: np.ndarray
+    global_index: np.ndarray
+
+
+_GRID = 160  # points per branch scan in c = log(-eta)
+_EDGE = 40  # of which geometrically refined towards the branch point c_max
+
+
+def _neg_branch_values(lmu, a, c, j):
+    """log-mass phi(c) = log sum_y mu_y u_y on branch j (-1: all principal), and t (arm log(m u))."""
+    x = np.minimum(a + c[..., None], -1.0)
+    t = log_neg_lambert(x, 0)
+    if j >= 0:
+        t[..., j] = log_neg_lambert(x[..., j], -1)
+    z = lmu + t - c[..., None]
+    zmax = z.max(-1, keepdims=True)
+    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
+    phi = (zmax + np.log(np.exp(z - zmax).sum(-1, keepdims=True)))[..., 0]
+    return phi, t
+
+
+def _neg_candidates(lmu, a, g0):
+    """All stationary points with at most one W_{-1} arm, for negative-regime rows (N, K).
+
+    Returns arrays of shape (N, K + 1, ...) over branches -1 (principal), 0..K-1.
+    """
+    N, K = a.shape
+    supp = np.isfinite(lmu)
+    amax = np.where(supp, a, -np.inf).max(-1)
+    cmax = -1.0 - amax
+    # principal branch: phi increasing in c, phi(-inf) = g0 < 0, root iff phi(cmax) >= 0
+    lo0 = np.minimum(np.log(-0.5 * g0) - amax - 1.0, cmax - 1.0)
+    phi_hi, _ = _neg_branch_values(lmu, a, cmax, -1)
+    has0 = phi_hi >= 0
+    roots = []  # (row, branch, c)
+    r0 = np.flatnonzero(has0)
+    if r0.size:
+        c0 = _refine_branch(lmu[r0], a[r0], lo0[r0], cmax[r0], -1)
+        roots.append((r0, np.full(r0.size, -1), c0))
+    # one arm j on W_{-1}: roots lie in [log mu_j, cmax] (mu_j u_j <= 1 and m u_j >= 1)
+    q = np.linspace(0.0, 1.0, _GRID - _EDGE)
+    edge = 1.0 - np.logspace(-1, -13, _EDGE)
+    for j in range(K):
+        rows = np.flatnonzero(supp[:, j] & (lmu[:, j] < cmax))
+        if rows.size == 0:
+            continue
+        lo, hi = lmu[rows, j], cmax[rows]
+        base = hi - np.minimum(1.0, hi - lo)  # uniform in c up to here, geometric towards hi
+        grid = np.concatenate(
+            [lo[:, None] + q[None, :] * (base - lo)[:, None], base[:, None] + edge[None, :] * (hi - base)[:, None]],
+            axis=1,
+        )
+        grid[:, -1] = hi
+        phi, _ = _neg_branch_values(lmu[rows][:, None, :], a[rows][:, None, :], grid, j)
+        sgn = np.sign(phi)
+        change = (sgn[:, :-1] * sgn[:, 1:] <= 0) & (sgn[:, :-1] != 0)
+        rr, kk = np.nonzero(change)
+        if rr.size:
+            c = _refine_branch(lmu[rows[rr]], a[rows[rr]], grid[rr, kk], grid[rr, kk + 1], j)
+            roots.append((rows[rr], np.full(rr.size, j), c))
+    return roots, has0
+
+
+def _refine_branch(lmu, a, lo, hi, j):
+    def fun(c, idx):
+        phi, t = _neg_branch_values(lmu[idx], a[idx], c, j)
+        # d phi/dc = sum_y p_y dl_y/dc with l = t - c and dt/dc = 1/(1 - e^t)
+        z = lmu[idx] + t - c[:, None]
+        p = np.exp(z - phi[:, None])
+        e = np.exp(t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dl = np.where(np.isfinite(z), e / (1.0 - e), 0.0)
+        return phi, (p * dl).sum(-1)
+
+    return safeguarded_newton(fun, lo, hi)
+
+
+def _solve_negative(lmu, a, g0, beta):
+    """Global minimizer (and every local minimum) for negative-regime rows."""
+    N, K = a.shape
+    roots, _ = _neg_candidates(lmu, a, g0)
+    rows = np.concatenate([r[0] for r in roots]) if roots else np.zeros(0, int)
+    if rows.size == 0 or np.unique(rows).size < N:  # pragma: no cover - guarded by theory
+        raise RuntimeError("negative regime: a bandit without any stationary point (please report)")
+    branch = np.concatenate([r[1] for r in roots])
+    c = np.concatenate([r[2] for r in roots])
+    t = np.empty((rows.size, K))
+    for j in np.unique(branch):
+        sel = branch == j
+        _, t[sel] = _neg_branch_values(lmu[rows[sel]], a[rows[sel]], c[sel], int(j))
+    logpi = lmu[rows] + t - c[:, None]
+    pi = np.exp(logpi)
+    pi /= pi.sum(-1, keepdims=True)
+    eta = -np.exp(c)
+    mu = np.exp(lmu[rows])
+    wv = np.where(np.isfinite(lmu[rows]), np.exp(t), 0.0)  # eta u = -e^t
+    loss = beta[rows] ** 2 * (mu * wv**2).sum(-1)
+    # second-order test: S = sum mu u^2 / (1 + eta u) <= 0 with one W_{-1} arm; principal: always a min
+    u = np.exp(t - c[:, None])
+    denom = 1.0 - wv
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        S = np.where(wv != 1.0, mu * u * u / denom, 0.0).sum(-1)
+    is_min = (branch < 0) | (S <= 0)
+    return rows, branch, pi, eta, loss, is_min
+
+
+def regime_of(mu, adv, beta):
+    """Sign of :math:`\eta` for the regression objective, without solving: +1, 0 or -1.
+
+    :math:`\mathrm{sign}\,\eta = \mathrm{sign}\log E_\mu[e^{A/\beta}]`: positive
+    (pessimistic) when :math:`V < V^*_\beta`, negative (optimistic) when :math:`V > V^*_\beta`.
+    Shapes as in :func:`lambert_target`; returns an int array of the batch shape.
+    """
+    mu, a, _, batch = _prepare(mu, adv, beta)
+    return np.sign(_log_mass0(_logmu(mu), a)).astype(int).reshape(batch)
+
+
+def lambert_target(mu, adv, beta):
+    r"""Global minimizer of :math:`\sum_y \mu_y(\beta\log(\pi_y/\mu_y) - A_y)^2` on the simplex.
+
+    .. math::
+
+        \pi_y = \mu_y\,\frac{W_k(\eta\, e^{A_y/\beta})}{\eta}, \qquad
+        \eta = \mathrm{KL}(\mu\|\pi) + E_\mu[A]/\beta ,
+
+    with :math:`k = 0` on every arm when :math:`\eta \ge 0` (the Gibbs target
+    :math:`\mu e^{A/\beta}` at :math:`\eta = 0`), and :math:`k = -1` on at most one
+    arm when :math:`\eta < 0` (see the module docstring for when and which).
+
+    Parameters
+    ----------
+    mu : array_like, shape (..., K)
+        Behaviour policy; arms on the last axis; rows sum to 1 (within 1e-9);
+        zeros allowed (those arms stay at zero).
+    adv : array_like, shape (..., K)
+        Advantages :math:`A = r - V`, in reward units; broadcast against ``mu``.
+    beta : float or array_like, shape broadcastable to the batch shape ``(...)``
+        Temperature of the log-ratio, > 0, in reward units per nat.
+
+    Returns
+    -------
+    pi : ndarray, shape (..., K)
+        The induced target.
+    eta : ndarray, shape (...)
+        The scalar of the stationarity condition :math:`\beta\log u - A = -\beta\eta u`.
+
+    Raises
+    ------
+    ValueError
+        For negative or unnormalized ``mu``, non-finite ``adv``, ``beta <= 0``,
+        shapes that do not broadcast, or ``adv/beta`` overflowing float64.
+    """
+    mu, a, beta, batch = _prepare(mu, adv, beta)
+    N, K = a.shape
+    pi = np.empty((N, K))
+    eta = np.empty(N)
+    for s in range(0, N, _CHUNK):
+        sl = slice(s, s + _CHUNK)
+        p, eta[sl] = _solve_chunk(mu[sl], a[sl], beta[sl])
+        pi[sl] = p / (p @ np.ones(K))[:, None]
+    return pi.reshape(batch + (K,)), eta.reshape(batch)
+
+
+def _argmin_by_row(rows, loss, n):
+    """Index into the candidate arrays of the smallest loss per row (ties: first candidate)."""
+    order = np.lexsort((loss, rows))
+    first = np.ones(order.size, bool)
+    first[1:] = rows[order][1:] != rows[order][:-1]
+    best = np.empty(n, int)
+    best[rows[order][first]] = order[first]
+    return best
+
+
+def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
+    """Every local minimum of the regression loss on the simplex, the global one marked.
+
+    In the positive and boundary regimes there is exactly one (the global
+    minimizer). In the negative regime the candidates are the all-principal
+    solution (when it exists) and, for each arm ``j``, the solutions with arm
+    ``j`` on the :math:`W_{-1}` branch that pass the second-order test. Shapes
+    as in :func:`lambert_target`, with a candidate axis ``P`` before the arms,
+    padded to the largest count in the batch by repeating the global minimizer.
+    """
+    mu, a, beta_b, batch = _prepare(mu, adv, beta)
+    N, K = a.shape
+    lmu = _logmu(mu)
+    pi_g, eta_g = lambert_target(mu, a, 1.0)  # a = adv/beta already
+    pi_g, eta_g = pi_g.reshape(N, K), eta_g.reshape(N)
+    cands = [[(pi_g[i], eta_g[i], -1)] for i in range(N)]
+    g0 = _log_mass0(lmu, a)
+    neg = np.flatnonzero(g0 < 0)
+    if neg.size:
+        for i in neg:
+            cands[i] = []
+        rows, branch, pi_c, eta_c, _, is_min = _solve_negative(lmu[neg], a[neg], g0[neg], beta_b[neg])
+        for r, b, p, e in zip(rows[is_min], branch[is_min], pi_c[is_min], eta_c[is_min]):
+            cands[neg[r]].append((p, e, int(b)))
+    P = max(len(c) for c in cands)
+    pis = np.empty((N, P, K))
+    etas = np.empty((N, P))
+    arms = np.empty((N, P), int)
+    count = np.array([len(c) for c in cands])
+    for i, c in enumerate(cands):
+        for k in range(P):
+            pis[i, k], etas[i, k], arms[i, k] = c[min(k, len(c) - 1)]
+    s = np.log(pis, where=mu[:, None] > 0, out=np.zeros_like(pis)) - np.where(mu > 0, lmu, 0.0)[:, None]
+    loss = beta_b[:, None] ** 2 * np.einsum("nk,npk->np", mu, (s - a[:, None]) ** 2)
+    valid = np.arange(P)[None, :] < count[:, None]
+    gidx = np.where(valid, loss, np.inf).argmin(-1)
+    for i in range(N):  # pad with the global minimizer
+        pis[i, count[i]:], etas[i, count[i]:], arms[i, count[i]:] = pis[i, gidx[i]], etas[i, gidx[i]], arms[i, gidx[i]]
+        loss[i, count[i]:] = loss[i, gidx[i]]
+    return StationaryPoints(
+        pi=pis.reshape(batch + (P, K)),
+        eta=etas.reshape(batch + (P,)),
+        loss=loss.reshape(batch + (P,)),
+        branch_arm=arms.reshape(batch + (P,)),
+        is_local_min=np.ones((N, P), bool).reshape(batch + (P,)),
+        count=count.reshape(batch),
+        global_index=gidx.reshape(batch),
+    )
