@@ -108,6 +108,11 @@ def _log_mass0(lmu, a):
     return (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))[..., 0]
 
 
+def _g0_noise(lmu, a):
+    """Rounding level of g0 = log E_mu[e^a]: below it the sign of eta is not determined by the input."""
+    return 16 * np.finfo(float).eps * np.maximum(1.0, np.abs(np.where(np.isfinite(lmu), lmu + a, 0.0)).max(-1))
+
+
 def _fast_positive(mu, a, g0):
     """Joint Newton on (t_y = log(eta u_y), c = log eta) for well-scaled positive-regime bandits.
 
@@ -199,8 +204,11 @@ def _solve_chunk(mu, a, beta):
         if r.size:
             pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
     lmu = _logmu(mu)
-    zero = np.flatnonzero(~ok & (g0 == 0))  # boundary: the Gibbs target
-    pi[zero], eta[zero] = np.exp(lmu[zero] + a[zero]), 0.0
+    # boundary: |g0| within the rounding of log E_mu[e^a] itself; the Gibbs target is then exact
+    # to that precision (eta = O(g0)), and the brackets below would rest on noise.
+    zero = np.flatnonzero(~ok & (np.abs(g0) <= _g0_noise(lmu, a)))
+    pi[zero], eta[zero] = np.exp(lmu[zero] + a[zero] - g0[zero, None]), 0.0
+    ok[zero] = True
     pos = np.flatnonzero(~ok & (g0 > 0))
     if pos.size:
         logpi, eta[pos] = _robust_positive(lmu[pos], a[pos], g0[pos])
@@ -221,7 +229,7 @@ def _softmax(z):
 
 @dataclass(frozen=True)
 class StationaryPoints:
-    """All local minima of the regression loss on the simplex for one batch of bandits.
+    r"""All local minima of the regression loss on the simplex for one batch of bandits.
 
     Attributes
     ----------
@@ -351,14 +359,16 @@ def _solve_negative(lmu, a, g0, beta):
 
 
 def regime_of(mu, adv, beta):
-    """Sign of :math:`\eta` for the regression objective, without solving: +1, 0 or -1.
+    r"""Sign of :math:`\eta` for the regression objective, without solving: +1, 0 or -1.
 
     :math:`\mathrm{sign}\,\eta = \mathrm{sign}\log E_\mu[e^{A/\beta}]`: positive
     (pessimistic) when :math:`V < V^*_\beta`, negative (optimistic) when :math:`V > V^*_\beta`.
     Shapes as in :func:`lambert_target`; returns an int array of the batch shape.
     """
     mu, a, _, batch = _prepare(mu, adv, beta)
-    return np.sign(_log_mass0(_logmu(mu), a)).astype(int).reshape(batch)
+    lmu = _logmu(mu)
+    g0 = _log_mass0(lmu, a)
+    return np.where(np.abs(g0) <= _g0_noise(lmu, a), 0, np.sign(g0)).astype(int).reshape(batch)
 
 
 def lambert_target(mu, adv, beta):
@@ -418,7 +428,7 @@ def _argmin_by_row(rows, loss, n):
 
 
 def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
-    """Every local minimum of the regression loss on the simplex, the global one marked.
+    r"""Every local minimum of the regression loss on the simplex, the global one marked.
 
     In the positive and boundary regimes there is exactly one (the global
     minimizer). In the negative regime the candidates are the all-principal
@@ -434,7 +444,7 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     pi_g, eta_g = pi_g.reshape(N, K), eta_g.reshape(N)
     cands = [[(pi_g[i], eta_g[i], -1)] for i in range(N)]
     g0 = _log_mass0(lmu, a)
-    neg = np.flatnonzero(g0 < 0)
+    neg = np.flatnonzero(g0 < -_g0_noise(lmu, a))
     if neg.size:
         for i in neg:
             cands[i] = []

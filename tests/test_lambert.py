@@ -1,0 +1,290 @@
+"""The regression objective's induced target: hand values, mpmath pins, identities, limits, domain."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import brentq, minimize
+from scipy.special import lambertw, logsumexp
+
+import theory as T
+from theory.strategies import bandits, deltas, temperatures
+
+
+def regression_loss(pi, mu, adv, beta):
+    s = np.log(pi / mu)
+    return float((mu * (beta * s - adv) ** 2).sum())
+
+
+def brute_force(mu, adv, beta, n_starts=60, seed=0):
+    """Multi-start BFGS over logits: an independent route to the global minimizer."""
+    rng = np.random.default_rng(seed)
+    lm = np.log(mu)
+    best = None
+    for i in range(n_starts):
+        th0 = lm + rng.normal(size=len(mu)) * (0.1, 1.0, 5.0)[i % 3]
+        if i < len(mu):
+            th0 = lm.copy()
+            th0[i] += 8.0  # starts near each vertex find the far-side minima
+        obj = lambda th: (mu * (beta * (th - logsumexp(th) - lm) - adv) ** 2).sum()
+        res = minimize(obj, th0, method="BFGS", options={"gtol": 1e-13})
+        if best is None or res.fun < best.fun:
+            best = res
+    return np.exp(best.x - logsumexp(best.x)), best.fun
+
+
+def reference_positive(mu, adv, beta):
+    """The loop a researcher writes: brentq on eta with scipy's lambertw."""
+    x = np.exp(adv / beta)
+    f = lambda eta: np.sum(mu * np.real(lambertw(eta * x)) / eta) - 1.0
+    eta = brentq(f, 1e-14, adv.max() / beta + 1.0, xtol=1e-15, rtol=1e-15)
+    return mu * np.real(lambertw(eta * x)) / eta, eta
+
+
+# ---------------------------------------------------------------- hand-worked values
+
+
+def test_single_arm_gives_eta_equal_to_advantage():
+    # one arm: pi = 1, so beta*0 - A = -beta*eta*1  ->  eta = A/beta
+    for adv in (0.7, -0.4, 0.0):
+        pi, eta = T.lambert_target([1.0], [adv], 0.5)
+        assert pi.tolist() == [1.0]
+        assert eta == pytest.approx(adv / 0.5, abs=1e-14)
+
+
+def test_constant_reward_mean_baseline_is_mu():
+    mu = np.array([0.2, 0.5, 0.3])
+    pi, eta = T.lambert_target(mu, np.zeros(3), 0.7)
+    np.testing.assert_allclose(pi, mu, atol=1e-15)
+    assert eta == 0.0
+
+
+def test_soft_value_baseline_gives_gibbs_target_exactly():
+    mu = np.array([0.1, 0.6, 0.3])
+    r = np.array([1.0, 0.2, 0.5])
+    beta = 0.25
+    V = T.soft_value(mu, r, beta)
+    pi, eta = T.lambert_target(mu, r - V, beta)
+    np.testing.assert_allclose(pi, T.gibbs_target(mu, r, beta), atol=1e-13)
+    assert abs(eta) < 1e-12
+
+
+# ---------------------------------------------------------------- mpmath pins
+
+
+def test_positive_regime_mpmath_reference():
+    # Reference values from mpmath (mp.dps=40): findroot on eta of
+    # sum_y mu_y lambertw(eta*exp(A_y/beta))/eta = 1, mu=(.5,.3,.2), r=(1,0,.5), beta=.3, V=E_mu[r].
+    eta_ref = 0.47060239433897536009043180427104
+    pi_ref = [0.85126654016145403747176168409187, 0.038236907253033109764920136823214, 0.11049655258551285276331817908491]
+    mu, r = np.array([0.5, 0.3, 0.2]), np.array([1.0, 0.0, 0.5])
+    pi, eta = T.lambert_target(mu, r - T.mean_baseline(mu, r), 0.3)
+    np.testing.assert_allclose(pi, pi_ref, rtol=0, atol=2e-15)
+    assert eta == pytest.approx(eta_ref, abs=2e-15)
+
+
+def test_negative_regime_past_branch_point_mpmath_reference():
+    # No principal-branch solution exists here; the global minimizer puts arm 1 (not the best
+    # arm, which is arm 2) on W_{-1}. Reference from mpmath (mp.dps=40): findroot on eta of
+    # sum_y mu_y W_{k_y}(eta e^{a_y})/eta = 1 with k = (0, -1, 0), started at the solver's eta.
+    mu = np.array([0.85531249, 0.01162471, 0.1330628])
+    a = np.array([-1.60566975, 0.12235363, 0.67260481])
+    eta_ref = -0.083796936837632096678762930814127
+    pi_ref = [0.1746720402710195744830692243576, 0.5066763443668759975323856326024, 0.31865161536210442798454514304]
+    pi, eta = T.lambert_target(mu, a, 1.0)
+    np.testing.assert_allclose(pi, pi_ref, rtol=0, atol=1e-12)
+    assert eta == pytest.approx(eta_ref, abs=1e-12)
+    sp = T.lambert_stationary_points(mu, a, 1.0)
+    assert sp.count == 2  # two local minima: arm 1 or arm 2 on W_{-1}
+    assert sp.branch_arm[sp.global_index] == 1 and np.argmax(a) == 2
+    # and brute force agrees that this is the global minimum
+    _, fmin = brute_force(mu, a, 1.0)
+    assert regression_loss(pi, mu, a, 1.0) <= fmin + 1e-10
+
+
+# ---------------------------------------------------------------- independent routes
+
+
+def test_agrees_with_brentq_lambertw_loop_on_many_bandits():
+    rng = np.random.default_rng(0)
+    mu = rng.dirichlet(np.ones(16), size=200)
+    r = rng.uniform(size=(200, 16))
+    adv = r - (mu * r).sum(-1, keepdims=True)
+    pi, eta = T.lambert_target(mu, adv, 0.5)
+    for i in range(200):
+        p_ref, e_ref = reference_positive(mu[i], adv[i], 0.5)
+        np.testing.assert_allclose(pi[i], p_ref, rtol=0, atol=1e-12)
+        assert eta[i] == pytest.approx(e_ref, abs=1e-12)
+
+
+def test_global_minimum_when_principal_solution_exists_but_is_not_global():
+    # mu puts 1e-6 on arm 1: moving mass there costs ~ mu log^2 u, far less than shifting arm 0.
+    mu = np.array([1 - 1e-6, 1e-6])
+    a = np.array([-0.1, 0.0])
+    sp = T.lambert_stationary_points(mu, a, 1.0)
+    assert sp.count == 2 and set(sp.branch_arm.tolist()) == {-1, 1}
+    pi, _ = T.lambert_target(mu, a, 1.0)
+    p_bf, f_bf = brute_force(mu, a, 1.0)
+    np.testing.assert_allclose(pi, p_bf, atol=1e-6)
+    assert regression_loss(pi, mu, a, 1.0) <= f_bf + 1e-12
+    principal = sp.pi[sp.branch_arm == -1][0]
+    assert regression_loss(principal, mu, a, 1.0) > 50 * regression_loss(pi, mu, a, 1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(bandits(max_arms=5), temperatures(0.1, 10.0), st.floats(-1.0, 1.0))
+def test_global_minimizer_matches_brute_force_in_every_regime(bandit, beta, shift):
+    mu, r = bandit
+    adv = r - T.soft_value(mu, r, beta) + shift * beta  # shift>0: positive regime, <0: negative
+    pi, eta = T.lambert_target(mu, adv, beta)
+    _, f_bf = brute_force(mu, adv, beta, n_starts=24)
+    assert regression_loss(pi, mu, adv, beta) <= f_bf + 1e-9 * max(1.0, f_bf)
+
+
+# ---------------------------------------------------------------- identities and properties
+
+
+@settings(max_examples=200, deadline=None)
+@given(bandits(allow_zeros=True), temperatures(), st.floats(-2.0, 2.0))
+def test_eta_identity_and_normalization(bandit, beta, shift):
+    mu, r = bandit
+    adv = r - T.mean_baseline(mu, r) + shift
+    pi, eta = T.lambert_target(mu, adv, beta)
+    assert np.all(np.isfinite(pi)) and np.isfinite(eta)
+    assert pi.sum() == pytest.approx(1.0, abs=1e-14)
+    assert np.all(pi[mu == 0] == 0)
+    supp = mu > 0
+    kl = float((mu[supp] * np.log(mu[supp] / pi[supp])).sum())
+    assert eta == pytest.approx(kl + (mu * adv).sum() / beta, abs=1e-9 * max(1.0, abs(eta)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(bandits(allow_zeros=True), temperatures(), st.floats(-1.0, 1.0))
+def test_sign_of_eta_is_sign_of_soft_value_minus_baseline(bandit, beta, offset):
+    mu, r = bandit
+    vstar = T.soft_value(mu, r, beta)
+    V = vstar + offset * beta
+    _, eta = T.lambert_target(mu, r - V, beta)
+    if abs(offset) > 1e-9:
+        assert np.sign(eta) == -np.sign(offset)
+        assert T.regime_of(mu, r - V, beta) == -np.sign(offset)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bandits(), temperatures(), st.floats(-5.0, 5.0), st.randoms(use_true_random=False))
+def test_invariances_shift_and_permutation(bandit, beta, c, rnd):
+    mu, r = bandit
+    V = T.mean_baseline(mu, r)
+    pi, eta = T.lambert_target(mu, r - V, beta)
+    pi_s, eta_s = T.lambert_target(mu, (r + c) - (V + c), beta)  # r and V shifted together
+    np.testing.assert_allclose(pi_s, pi, atol=1e-12)
+    perm = np.array(rnd.sample(range(len(mu)), len(mu)))
+    pi_p, eta_p = T.lambert_target(mu[perm], (r - V)[perm], beta)
+    np.testing.assert_allclose(pi_p, pi[perm], atol=1e-12)
+    assert eta_p == pytest.approx(eta, abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bandits(), temperatures(), deltas(0.05, 3.0))
+def test_shifted_mean_puts_eta_above_delta(bandit, beta, delta):
+    mu, r = bandit
+    V = T.shifted_mean_baseline(mu, r, beta, delta)
+    pi, eta = T.lambert_target(mu, r - V, beta)
+    kl = float((mu * np.log(mu / pi)).sum())
+    assert eta >= delta - 1e-12
+    assert eta == pytest.approx(delta + kl, abs=1e-9 * max(1, eta))
+
+
+def test_batched_equals_loop_and_beta_broadcasts():
+    rng = np.random.default_rng(1)
+    mu = rng.dirichlet(np.ones(5), size=(3, 4))
+    adv = rng.normal(size=(3, 4, 5))
+    beta = np.array([0.1, 0.5, 1.0, 4.0])  # broadcasts over the last batch axis
+    pi, eta = T.lambert_target(mu, adv, beta)
+    assert pi.shape == (3, 4, 5) and eta.shape == (3, 4)
+    for i in range(3):
+        for j in range(4):
+            p1, e1 = T.lambert_target(mu[i, j], adv[i, j], beta[j])
+            np.testing.assert_allclose(pi[i, j], p1, atol=1e-14)
+            assert eta[i, j] == pytest.approx(e1, abs=1e-14)
+
+
+# ---------------------------------------------------------------- limits
+
+
+def test_beta_to_zero_mean_baseline_tends_to_linear_tilt():
+    # u ~ (A/beta)/eta for A > 0 and u -> 0 for A < 0, so pi -> mu A_+ / E_mu[A_+].
+    mu = np.array([0.1, 0.2, 0.3, 0.4])
+    r = np.array([1.0, 0.7, 0.2, 0.0])
+    A = r - T.mean_baseline(mu, r)
+    lin = mu * np.maximum(A, 0) / (mu * np.maximum(A, 0)).sum()
+    errs = [np.abs(T.lambert_target(mu, A, b)[0] - lin).max() for b in (1e-2, 1e-3, 1e-4)]
+    assert errs[2] < 2e-3 and errs[2] < errs[1] < errs[0]  # error ~ beta log(1/beta)
+
+
+def test_beta_to_infinity_tends_to_gibbs_and_mu():
+    mu = np.array([0.1, 0.2, 0.3, 0.4])
+    r = np.array([1.0, 0.7, 0.2, 0.0])
+    A = r - T.mean_baseline(mu, r)
+    for b in (1e2, 1e3, 1e4):
+        pi, eta = T.lambert_target(mu, A, b)
+        gap = np.abs(pi - T.gibbs_target(mu, r, b)).max()
+        assert gap < 1.0 / b**2  # eta = KL = O(1/beta^2), so the Lambert and Gibbs tilts agree to O(1/beta^2)
+        assert eta == pytest.approx(0.5 * (mu * (A - 0) ** 2).sum() / b**2, rel=0.05)
+
+
+# ---------------------------------------------------------------- the whole domain
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e3, 1e6])
+@pytest.mark.parametrize("beta", [1e-4, 1.0, 1e4])
+def test_extreme_domain_has_no_nan_inf_or_warnings(scale, beta):
+    rng = np.random.default_rng(int(scale * 7 + beta) % 2**32)
+    K = 6
+    mu = rng.dirichlet(np.ones(K) * 0.3, size=40)
+    mu[:10, 0] = 1e-300
+    mu[10:20, 1] = 0.0
+    mu[20:30, :2] = [1e-300, 1e-200]
+    mu = mu / mu.sum(-1, keepdims=True)
+    a = rng.uniform(-1, 1, size=(40, K)) * scale  # a = adv/beta in [-1e6, 1e6]
+    a[30:35] -= a[30:35].max(-1, keepdims=True) + 2.0  # deep negative regime
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pi, eta = T.lambert_target(mu, a * beta, beta)
+    assert np.all(np.isfinite(pi)) and np.all(np.isfinite(eta))
+    assert np.all(pi >= 0)
+    np.testing.assert_allclose(pi.sum(-1), 1.0, atol=1e-13)
+    assert np.all(pi[mu == 0] == 0)
+
+
+def test_extreme_negative_regime_matches_brute_force():
+    mu = np.array([0.6, 0.3, 0.1 - 1e-12, 1e-12])
+    a = np.array([-3.0, -2.0, -1.0, -50.0])
+    pi, eta = T.lambert_target(mu, a, 1.0)
+    assert eta < 0 and np.isfinite(pi).all()
+    _, f_bf = brute_force(mu, a, 1.0, n_starts=40)
+    assert regression_loss(pi, mu, a, 1.0) <= f_bf + 1e-10
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "mu, adv, beta, match",
+    [
+        ([0.5, 0.6, -0.1], [0, 0, 0], 1.0, "negative"),
+        ([0.5, 0.6, 0.1], [0, 0, 0], 1.0, "not normalized"),
+        ([0.5, 0.5], [np.nan, 0], 1.0, "NaN"),
+        ([0.5, 0.5], [np.inf, 0], 1.0, "inf"),
+        ([0.5, 0.5], [0, 0], 0.0, "beta must be > 0"),
+        ([0.5, 0.5], [0, 0], -1.0, "beta must be > 0"),
+        ([0.5, 0.5], [0, 0, 0], 1.0, "arms"),
+        ([[0.5, 0.5]] * 2, [[0, 0]] * 2, [1.0, 2.0, 3.0], "broadcast"),
+        ([0.5, 0.5], [1e300, 0], 1e-100, "overflows"),
+    ],
+)
+def test_bad_input_raises_named_value_error(mu, adv, beta, match):
+    with pytest.raises(ValueError, match=match):
+        T.lambert_target(mu, adv, beta)

@@ -1,0 +1,66 @@
+"""Exact induced targets of off-policy RL objectives on bandits: regimes and pessimism.
+
+Public API (names follow THEORY.md):
+
+* :func:`lambert_target`, :func:`lambert_stationary_points`, :func:`regime_of`
+  — the regression objective's target in every regime (``theory.lambert``);
+* :func:`soft_value`, :func:`gibbs_target` and the baselines (``theory.values``);
+* :func:`kl`, :func:`entropy`, :func:`expected_reward`, :func:`beta_eff_kl`,
+  :func:`beta_eff_reward`, :func:`pessimism_measures` (``theory.measures``);
+* :func:`logit_flow`, :func:`multistart_minimize` — the ground truth
+  (``theory.flow``);
+* ``theory.symbolic`` — the sympy derivations; ``theory.strategies`` —
+  hypothesis strategies for checking fixed points (needs ``hypothesis``).
+"""
+
+from .lambert import StationaryPoints, lambert_stationary_points, lambert_target, regime_of
+from .measures import (
+    REGIME_NAMES,
+    PessimismMeasures,
+    beta_eff_kl,
+    beta_eff_reward,
+    entropy,
+    expected_reward,
+    kl,
+    pessimism_measures,
+)
+from .values import (
+    decoupled_soft_value_baseline,
+    gibbs_target,
+    group_soft_value,
+    mean_baseline,
+    shifted_mean_baseline,
+    soft_value,
+    soft_value_baseline,
+)
+
+try:  # the flow needs torch; keep the closed forms importable without it
+    from .flow import FlowResult, MinimizeResult, logit_flow, multistart_minimize
+except ImportError:  # pragma: no cover
+    pass
+
+__all__ = [
+    "lambert_target",
+    "lambert_stationary_points",
+    "regime_of",
+    "StationaryPoints",
+    "soft_value",
+    "gibbs_target",
+    "mean_baseline",
+    "soft_value_baseline",
+    "decoupled_soft_value_baseline",
+    "group_soft_value",
+    "shifted_mean_baseline",
+    "kl",
+    "entropy",
+    "expected_reward",
+    "beta_eff_kl",
+    "beta_eff_reward",
+    "pessimism_measures",
+    "PessimismMeasures",
+    "REGIME_NAMES",
+    "logit_flow",
+    "multistart_minimize",
+    "FlowResult",
+    "MinimizeResult",
+]

@@ -1,0 +1,197 @@
+r"""Pessimism measures of a target policy (THEORY.md section 5).
+
+For a target :math:`\pi` against the behaviour :math:`\mu`, rewards :math:`r`
+and the nominal temperature :math:`\beta`:
+
+* :math:`\mathrm{KL}(\pi\|\mu)`, :math:`\mathrm{KL}(\mu\|\pi)`, entropy
+  :math:`H(\pi)` and expected reward :math:`E_\pi[r]` (nats, reward units);
+* :math:`\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[A]/\beta` (the identity every
+  stationary point of the regression objective satisfies);
+* effective temperatures: :math:`\beta_{\mathrm{eff}}^{\mathrm{KL}}` with
+  :math:`\mathrm{KL}(\pi_{\beta_{\mathrm{eff}}}\|\mu) = \mathrm{KL}(\pi\|\mu)` and
+  :math:`\beta_{\mathrm{eff}}^{r}` with :math:`E_{\pi_{\beta_{\mathrm{eff}}}}[r] = E_\pi[r]`,
+  where :math:`\pi_b \propto \mu e^{r/b}` is the Gibbs family. Both maps are
+  strictly decreasing in :math:`b`, so each has at most one solution;
+  ``0`` means "at least as greedy as the best arm", ``inf`` "no move from mu".
+  "Pessimism" is :math:`\beta_{\mathrm{eff}}/\beta > 1`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import as_float_array, broadcast_arms, broadcast_batch, check_distribution, check_positive
+from ._roots import safeguarded_newton
+
+__all__ = [
+    "kl",
+    "entropy",
+    "expected_reward",
+    "beta_eff_kl",
+    "beta_eff_reward",
+    "PessimismMeasures",
+    "pessimism_measures",
+    "REGIME_NAMES",
+]
+
+#: Names of the sign of eta.
+REGIME_NAMES = {1: "positive", 0: "boundary", -1: "negative"}
+
+
+def kl(p, q):
+    r""":math:`\mathrm{KL}(p\|q) = \sum_y p_y \log(p_y/q_y)` in nats over the last axis.
+
+    Terms with :math:`p_y = 0` are 0; :math:`p_y > 0 = q_y` gives ``inf``.
+    """
+    p = check_distribution(p, "p")
+    q = check_distribution(q, "q")
+    p, q = broadcast_arms("p", p, "q", q)
+    pos = p > 0
+    with np.errstate(divide="ignore"):
+        terms = np.where(pos, p * (np.log(np.where(pos, p, 1.0)) - np.log(np.where(pos, q, 1.0))), 0.0)
+    out = terms.sum(-1)
+    return np.where((pos & (q == 0)).any(-1), np.inf, np.maximum(out, 0.0))
+
+
+def entropy(p):
+    r""":math:`H(p) = -\sum_y p_y \log p_y` in nats over the last axis."""
+    p = check_distribution(p, "p")
+    pos = p > 0
+    return -np.where(pos, p * np.log(np.where(pos, p, 1.0)), 0.0).sum(-1)
+
+
+def expected_reward(p, r):
+    r""":math:`E_p[r]` over the last axis."""
+    p = check_distribution(p, "p")
+    p, r = broadcast_arms("p", p, "r", as_float_array(r, "r"))
+    return (p * r).sum(-1)
+
+
+def _gibbs_moments(lmu, r, b):
+    """E, Var of r and KL(pi_b || mu) for pi_b ∝ mu e^{r/b}; b (N,), arrays (N, K)."""
+    z = lmu + r / b[:, None]
+    z = z - z.max(-1, keepdims=True)
+    w = np.exp(z)
+    s = w.sum(-1, keepdims=True)
+    p = w / s
+    E = (p * r).sum(-1)
+    var = np.maximum((p * (r - E[:, None]) ** 2).sum(-1), 0.0)
+    logp = z - np.log(s)  # log pi_b, O(1) numbers: no cancellation at small b
+    klv = np.maximum(np.where(p > 0, p * (logp - np.where(np.isfinite(lmu), lmu, 0.0)), 0.0).sum(-1), 0.0)
+    return E, var, klv
+
+
+def _beta_eff(mu, r, value, which):
+    mu = check_distribution(mu, "mu")
+    mu, r = broadcast_arms("mu", mu, "r", as_float_array(r, "r"))
+    batch = mu.shape[:-1]
+    K = mu.shape[-1]
+    value = broadcast_batch("value", as_float_array(value, "value"), batch).reshape(-1)
+    mu2, r2 = mu.reshape(-1, K), r.reshape(-1, K)
+    with np.errstate(divide="ignore"):
+        lmu = np.where(mu2 > 0, np.log(np.where(mu2 > 0, mu2, 1.0)), -np.inf)
+    supp = mu2 > 0
+    rmax = np.where(supp, r2, -np.inf).max(-1)
+    rmean = (mu2 * r2).sum(-1)
+    span = np.where(supp, r2, rmax[:, None]).max(-1) - np.where(supp, r2, rmax[:, None]).min(-1)
+    if which == "reward":
+        top, bottom = rmax, rmean  # values at b -> 0 and b -> inf
+    else:
+        top = -np.log(np.where(supp & (r2 == rmax[:, None]), mu2, 0.0).sum(-1))  # KL of the greedy limit
+        bottom = np.zeros_like(rmax)
+    out = np.empty(value.shape)
+    flat = span <= 0
+    greedy = ~flat & (value >= top * (1 - 1e-12))
+    still = ~flat & (value <= bottom + 1e-15 * np.maximum(np.abs(bottom), 1.0))
+    out[flat | still] = np.inf
+    out[greedy & ~still] = 0.0
+    idx = np.flatnonzero(~(flat | greedy | still))
+    if idx.size:
+        lo = np.log(span[idx]) - 40.0
+        hi = np.log(span[idx]) + 40.0
+
+        def fun(lb, j):
+            b = np.exp(lb)
+            E, var, klv = _gibbs_moments(lmu[idx[j]], r2[idx[j]], b)
+            if which == "reward":
+                return E - value[idx[j]], -var / b
+            return klv - value[idx[j]], -var / b**2
+
+        out[idx] = np.exp(safeguarded_newton(fun, lo, hi))
+    return out.reshape(batch)
+
+
+def beta_eff_kl(mu, r, kl_value):
+    r"""Temperature :math:`b` of the Gibbs target with :math:`\mathrm{KL}(\pi_b\|\mu)` = ``kl_value``.
+
+    Shapes: ``mu``, ``r`` (..., K); ``kl_value`` broadcastable to (...). Returns (...);
+    ``inf`` for ``kl_value <= 0`` or constant rewards, ``0`` when ``kl_value``
+    reaches the KL of the greedy limit.
+    """
+    return _beta_eff(mu, r, kl_value, "kl")
+
+
+def beta_eff_reward(mu, r, reward):
+    r"""Temperature :math:`b` of the Gibbs target with :math:`E_{\pi_b}[r]` = ``reward`` (shapes as :func:`beta_eff_kl`)."""
+    return _beta_eff(mu, r, reward, "reward")
+
+
+@dataclass(frozen=True)
+class PessimismMeasures:
+    """Measures of one batch of targets; every field has the batch shape (...)."""
+
+    kl_pi_mu: np.ndarray  #: KL(pi || mu), nats
+    kl_mu_pi: np.ndarray  #: KL(mu || pi), nats
+    entropy: np.ndarray  #: H(pi), nats
+    expected_reward: np.ndarray  #: E_pi[r]
+    eta: np.ndarray  #: KL(mu||pi) + E_mu[A]/beta
+    regime: np.ndarray  #: sign of eta: +1 positive, 0 boundary, -1 negative
+    beta_eff_kl: np.ndarray  #: Gibbs temperature with the same KL(pi||mu)
+    beta_eff_reward: np.ndarray  #: Gibbs temperature with the same expected reward
+    pessimism_kl: np.ndarray  #: beta_eff_kl / beta
+    pessimism_reward: np.ndarray  #: beta_eff_reward / beta
+
+
+def pessimism_measures(pi, mu, r, beta, baseline, *, regime_atol=1e-12):
+    r"""All measures of THEORY.md section 5 for targets ``pi`` of bandits ``(mu, r)``.
+
+    Parameters
+    ----------
+    pi, mu, r : array_like, shape (..., K)
+    beta : float or array_like broadcastable to (...)
+        Nominal temperature.
+    baseline : float or array_like broadcastable to (...)
+        The V of the advantage :math:`A = r - V` (for :math:`\eta`).
+    regime_atol : float
+        :math:`|\eta|` at or below this is reported as the boundary regime.
+    """
+    pi = check_distribution(pi, "pi")
+    mu = check_distribution(mu, "mu")
+    r = as_float_array(r, "r")
+    pi, mu = broadcast_arms("pi", pi, "mu", mu)
+    mu, r = broadcast_arms("mu", mu, "r", r)
+    pi = np.broadcast_to(pi, mu.shape)
+    batch = mu.shape[:-1]
+    beta = broadcast_batch("beta", check_positive(beta, "beta"), batch)
+    V = broadcast_batch("baseline", as_float_array(baseline, "baseline"), batch)
+    kpm, kmp = kl(pi, mu), kl(mu, pi)
+    adv = r - V[..., None]
+    eta = kmp + (mu * adv).sum(-1) / beta
+    regime = np.where(np.abs(eta) <= regime_atol, 0, np.sign(eta)).astype(int)
+    ER = expected_reward(pi, r)
+    bk = beta_eff_kl(mu, r, kpm)
+    br = beta_eff_reward(mu, r, ER)
+    return PessimismMeasures(
+        kl_pi_mu=kpm,
+        kl_mu_pi=kmp,
+        entropy=entropy(pi),
+        expected_reward=ER,
+        eta=eta,
+        regime=regime,
+        beta_eff_kl=bk,
+        beta_eff_reward=br,
+        pessimism_kl=bk / beta,
+        pessimism_reward=br / beta,
+    )
