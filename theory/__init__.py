@@ -13,7 +13,8 @@ Public API (names follow THEORY.md):
   hypothesis strategies for checking fixed points (needs ``hypothesis``).
 """
 
-from .lambert import StationaryPoints, lambert_stationary_points, lambert_target, regime_of
+from .bandits import STANDARD_BANDITS, Bandit
+from .lambert import StationaryPoints, lambert_log_ratio, lambert_stationary_points, lambert_target, regime_of
 from .measures import (
     REGIME_NAMES,
     PessimismMeasures,
@@ -42,6 +43,9 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "lambert_target",
     "lambert_stationary_points",
+    "lambert_log_ratio",
+    "Bandit",
+    "STANDARD_BANDITS",
     "regime_of",
     "StationaryPoints",
     "soft_value",

@@ -77,3 +77,21 @@ def broadcast_batch(name: str, x: np.ndarray, batch_shape: tuple[int, ...]) -> n
             f"{name} with shape {x.shape} does not broadcast to the batch shape {batch_shape} "
             "(one value per bandit; the arm axis is not part of it)"
         ) from err
+
+
+def broadcast_with_batch(arm_arrays: dict, params: dict):
+    """Broadcast (..., K) arrays and per-bandit parameters to one common batch shape.
+
+    ``arm_arrays`` maps names to (..., K) arrays, ``params`` names to arrays of
+    batch shape. Returns ``(arm_list, param_list, batch_shape)``; a parameter
+    grid (e.g. beta of shape (B,)) expands a single bandit of shape (K,).
+    """
+    shapes = [a.shape[:-1] for a in arm_arrays.values()] + [p.shape for p in params.values()]
+    try:
+        batch = np.broadcast_shapes(*shapes)
+    except ValueError as err:
+        desc = ", ".join(f"{n} {a.shape}" for n, a in {**arm_arrays, **params}.items())
+        raise ValueError(f"shapes do not broadcast to one batch ({desc}); the arm axis is the last axis") from err
+    K = next(iter(arm_arrays.values())).shape[-1]
+    arms = [np.broadcast_to(a, batch + (K,)) for a in arm_arrays.values()]
+    return arms, [np.broadcast_to(p, batch) for p in params.values()], batch

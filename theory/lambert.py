@@ -63,15 +63,15 @@ import numpy as np
 from ._checks import (
     as_float_array,
     broadcast_arms,
-    broadcast_batch,
+    broadcast_with_batch,
     check_distribution,
     check_positive,
 )
 from ._roots import log_neg_lambert, log_omega, safeguarded_newton
 
-__all__ = ["lambert_target", "lambert_stationary_points", "StationaryPoints", "regime_of"]
+__all__ = ["lambert_target", "lambert_stationary_points", "lambert_log_ratio", "StationaryPoints", "regime_of"]
 
-_CHUNK = 2048  # bandits per chunk in the fast path: keeps the working set in cache
+_CHUNK = 4096  # bandits per chunk in the fast path: keeps the working set in cache
 _FAST_MAXITER = 12
 _FAST_TOL = 1e-9  # |dc| below which one more Newton step reaches machine precision
 
@@ -82,8 +82,7 @@ def _prepare(mu, adv, beta):
     adv = as_float_array(adv, "adv")
     beta = check_positive(beta, "beta")
     mu, adv = broadcast_arms("mu", mu, "adv", adv)
-    batch = mu.shape[:-1]
-    beta = broadcast_batch("beta", beta, batch)
+    (mu, adv), (beta,), batch = broadcast_with_batch({"mu": mu, "adv": adv}, {"beta": beta})
     with np.errstate(over="ignore"):
         a = adv / beta[..., None]
     if not np.all(np.isfinite(a)):
@@ -147,10 +146,10 @@ def _fast_positive(mu, a, g0):
         F *= d
         t -= F
         c += dc
-        F += dc[:, None]  # change of log u = t - c
-        deta = np.abs(dc) * np.minimum(np.exp(c), 1.0)
         if done:
             break
+        F += dc[:, None]  # change of log u = t - c
+        deta = np.abs(dc) * np.minimum(np.exp(c), 1.0)
         done = max(np.abs(F).max(), deta.max()) < _FAST_TOL
     if done:
         converged = np.ones(len(c), bool)
@@ -358,6 +357,46 @@ def _solve_negative(lmu, a, g0, beta):
     return rows, branch, pi, eta, loss, is_min
 
 
+def lambert_log_ratio(a, eta, branch: int = 0):
+    r"""The Lambert-tempered tilt :math:`\log u` solving :math:`\log u + \eta u = a`, elementwise.
+
+    :math:`u = W_k(\eta e^{a})/\eta` (``branch`` k = 0 or -1); :math:`u = e^{a}` at
+    :math:`\eta = 0` (the Gibbs tilt). For :math:`\eta > 0` it grows like
+    :math:`\log(a/\eta)` instead of :math:`a`; for :math:`\eta < 0` it is real only
+    while :math:`a \le -1 - \log(-\eta)` (the branch point), where both branches meet.
+    The ``-1`` branch exists only for :math:`\eta < 0`.
+
+    Parameters
+    ----------
+    a : array_like
+        :math:`A/\beta`, nats.
+    eta : array_like, broadcast against ``a``
+    branch : {0, -1}
+
+    Returns
+    -------
+    ndarray
+        :math:`\log u`; NaN-free: raises ``ValueError`` where no real solution exists.
+    """
+    a, eta = np.broadcast_arrays(as_float_array(a, "a"), as_float_array(eta, "eta"))
+    if branch not in (0, -1):
+        raise ValueError(f"branch must be 0 or -1, got {branch}")
+    out = np.array(a, dtype=np.float64, copy=True)  # eta == 0: log u = a
+    pos, neg = eta > 0, eta < 0
+    if branch == -1 and not neg.all():
+        raise ValueError("the W_{-1} branch needs eta < 0 everywhere")
+    if pos.any():
+        c = np.log(eta[pos])
+        out[pos] = a[pos] - np.exp(log_omega(a[pos] + c))  # log u = a - eta u
+    if neg.any():
+        c = np.log(-eta[neg])
+        x = a[neg] + c
+        if np.any(x > -1.0):
+            raise ValueError("no real solution: a > -1 - log(-eta) (past the branch point)")
+        out[neg] = log_neg_lambert(x, branch) - c  # t = log(m u)
+    return out
+
+
 def regime_of(mu, adv, beta):
     r"""Sign of :math:`\eta` for the regression objective, without solving: +1, 0 or -1.
 
@@ -459,8 +498,9 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     for i, c in enumerate(cands):
         for k in range(P):
             pis[i, k], etas[i, k], arms[i, k] = c[min(k, len(c) - 1)]
-    s = np.log(pis, where=mu[:, None] > 0, out=np.zeros_like(pis)) - np.where(mu > 0, lmu, 0.0)[:, None]
-    loss = beta_b[:, None] ** 2 * np.einsum("nk,npk->np", mu, (s - a[:, None]) ** 2)
+    # at a stationary point beta log u - A = -beta eta u, so the loss is beta^2 eta^2 sum_y pi_y^2/mu_y
+    inv_mu = np.where(mu > 0, 1.0 / np.where(mu > 0, mu, 1.0), 0.0)
+    loss = beta_b[:, None] ** 2 * etas**2 * np.einsum("nk,npk->np", inv_mu, pis**2)
     valid = np.arange(P)[None, :] < count[:, None]
     gidx = np.where(valid, loss, np.inf).argmin(-1)
     for i in range(N):  # pad with the global minimizer

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, broadcast_arms, broadcast_batch, check_distribution, check_positive
+from ._checks import as_float_array, broadcast_arms, broadcast_with_batch, check_distribution, check_positive
 from ._roots import safeguarded_newton
 
 __all__ = [
@@ -86,9 +86,9 @@ def _gibbs_moments(lmu, r, b):
 def _beta_eff(mu, r, value, which):
     mu = check_distribution(mu, "mu")
     mu, r = broadcast_arms("mu", mu, "r", as_float_array(r, "r"))
-    batch = mu.shape[:-1]
+    (mu, r), (value,), batch = broadcast_with_batch({"mu": mu, "r": r}, {"value": as_float_array(value, "value")})
     K = mu.shape[-1]
-    value = broadcast_batch("value", as_float_array(value, "value"), batch).reshape(-1)
+    value = value.reshape(-1)
     mu2, r2 = mu.reshape(-1, K), r.reshape(-1, K)
     with np.errstate(divide="ignore"):
         lmu = np.where(mu2 > 0, np.log(np.where(mu2 > 0, mu2, 1.0)), -np.inf)
@@ -172,10 +172,10 @@ def pessimism_measures(pi, mu, r, beta, baseline, *, regime_atol=1e-12):
     r = as_float_array(r, "r")
     pi, mu = broadcast_arms("pi", pi, "mu", mu)
     mu, r = broadcast_arms("mu", mu, "r", r)
-    pi = np.broadcast_to(pi, mu.shape)
-    batch = mu.shape[:-1]
-    beta = broadcast_batch("beta", check_positive(beta, "beta"), batch)
-    V = broadcast_batch("baseline", as_float_array(baseline, "baseline"), batch)
+    (pi, mu, r), (beta, V), batch = broadcast_with_batch(
+        {"pi": pi, "mu": mu, "r": r},
+        {"beta": check_positive(beta, "beta"), "baseline": as_float_array(baseline, "baseline")},
+    )
     kpm, kmp = kl(pi, mu), kl(mu, pi)
     adv = r - V[..., None]
     eta = kmp + (mu * adv).sum(-1) / beta

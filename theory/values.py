@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, broadcast_arms, broadcast_batch, check_distribution, check_positive
+from ._checks import as_float_array, broadcast_arms, broadcast_with_batch, check_distribution, check_positive
 
 __all__ = [
     "soft_value",
@@ -38,11 +38,16 @@ def _mu_r(mu, r):
 
 
 def _lse(mu, z):
-    """log E_mu[e^z] over the support of mu, shift-stable."""
-    with np.errstate(divide="ignore"):
-        lz = np.where(mu > 0, np.log(np.where(mu > 0, mu, 1.0)) + z, -np.inf)
-    m = lz.max(-1, keepdims=True)
-    return (m + np.log(np.exp(lz - m).sum(-1, keepdims=True)))[..., 0] - np.log(mu.sum(-1))
+    """log E_mu[e^z] over the support of mu (mu normalized), accurate when z is tiny.
+
+    With m = max_{mu>0} z: log E_mu[e^z] = m + log1p(sum_y mu_y expm1(z_y - m)), which keeps
+    full relative precision as z -> 0 (beta -> inf), where the plain form cancels.
+    """
+    supp = mu > 0
+    m = np.where(supp, z, -np.inf).max(-1, keepdims=True)
+    d = np.where(supp, z - m, 0.0)
+    s = (mu * np.expm1(d)).sum(-1) / mu.sum(-1)
+    return m[..., 0] + np.log1p(np.maximum(s, -1.0))
 
 
 def soft_value(mu, r, beta):
@@ -65,14 +70,15 @@ def soft_value(mu, r, beta):
     ndarray, shape (...)
     """
     mu, r = _mu_r(mu, r)
-    beta = broadcast_batch("beta", check_positive(beta, "beta"), mu.shape[:-1])
-    return beta * _lse(mu, r / beta[..., None])
+    (mu, r), (beta,), _ = broadcast_with_batch({"mu": mu, "r": r}, {"beta": check_positive(beta, "beta")})
+    mean = (mu * r).sum(-1) / mu.sum(-1)
+    return mean + beta * _lse(mu, (r - mean[..., None]) / beta[..., None])
 
 
 def gibbs_target(mu, r, beta):
     r"""Nominal target :math:`\pi_\beta \propto \mu\, e^{r/\beta}` (arms on the last axis)."""
     mu, r = _mu_r(mu, r)
-    beta = broadcast_batch("beta", check_positive(beta, "beta"), mu.shape[:-1])
+    (mu, r), (beta,), _ = broadcast_with_batch({"mu": mu, "r": r}, {"beta": check_positive(beta, "beta")})
     z = np.where(mu > 0, r / beta[..., None], -np.inf)
     with np.errstate(divide="ignore"):
         z = z + np.log(np.where(mu > 0, mu, 1.0))
@@ -123,7 +129,7 @@ def group_soft_value(rewards, beta):
     r = as_float_array(rewards, "rewards")
     if r.ndim == 0 or r.shape[-1] == 0:
         raise ValueError("rewards must have a last axis of G >= 1 samples")
-    beta = broadcast_batch("beta", check_positive(beta, "beta"), r.shape[:-1])
+    (r,), (beta,), _ = broadcast_with_batch({"rewards": r}, {"beta": check_positive(beta, "beta")})
     z = r / beta[..., None]
     m = z.max(-1, keepdims=True)
     return beta * (m[..., 0] + np.log(np.exp(z - m).mean(-1)))
@@ -138,6 +144,7 @@ def shifted_mean_baseline(mu, r, beta, delta=1.0):
     every :math:`\beta`, without a second temperature.
     """
     mu, r = _mu_r(mu, r)
-    beta = broadcast_batch("beta", check_positive(beta, "beta"), mu.shape[:-1])
-    delta = broadcast_batch("delta", as_float_array(delta, "delta"), mu.shape[:-1])
+    (mu, r), (beta, delta), _ = broadcast_with_batch(
+        {"mu": mu, "r": r}, {"beta": check_positive(beta, "beta"), "delta": as_float_array(delta, "delta")}
+    )
     return (mu * r).sum(-1) - delta * beta

@@ -1,0 +1,7 @@
+"""Paper figures: one module per figure, each with ``make(smoke: bool, out: Path) -> list[Path]``.
+
+Run ``python -m figures`` for all of them, ``python -m figures fig01_lambert_tilt`` for one,
+``--smoke`` for a quick low-resolution version.
+"""
+
+FIGURES = ["fig01_lambert_tilt", "fig02_regime_map"]
