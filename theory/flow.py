@@ -1,0 +1,930 @@
+r"""Ground-truth limits of policy flows on a tabular softmax bandit.
+
+Every closed form in the package is tested against the two references here:
+
+* :func:`logit_flow` integrates the continuous-time flow of a softmax policy
+  to its limit, with an explicit, conservative convergence report;
+* :func:`multistart_minimize` minimizes a population loss over the logits
+  from many random starts and counts the distinct local minima it finds.
+
+Setting
+-------
+A bandit has :math:`K` arms, a behaviour (data) distribution :math:`\mu` and
+an advantage :math:`A` per arm. The policy is :math:`\pi = \mathrm{softmax}
+(\theta)` and :math:`u = \pi/\mu` is the importance ratio. An objective is
+given in one of two forms.
+
+*Population loss* ``loss(log_pi, log_mu, adv)``: a torch callable returning
+the loss of each bandit (shape ``(...)``) from inputs of shape ``(..., K)``,
+already the expectation under :math:`\mu`, e.g.
+``(mu * (beta * (log_pi - log_mu) - adv) ** 2).sum(-1)``. The flow is
+
+.. math::
+
+    \frac{d\theta}{dt} = -\nabla_\theta L(\theta).
+
+*Per-sample score weight* ``weight(u, adv)``: a torch callable returning
+:math:`h` of shape ``(..., K)``. The expected score-function gradient of a
+tabular softmax is
+
+.. math::
+
+    g_z = \mu_z h_z - \pi_z \sum_y \mu_y h_y ,
+    \qquad \frac{d\theta}{dt} = g
+
+(ascent; for a loss :math:`l(s, A)` on :math:`\mu`-samples with
+:math:`s = \log u`, :math:`h = -\partial l/\partial s`).
+
+In both forms the probabilities move with
+
+.. math::
+
+    \frac{d\pi_z}{dt} = \pi_z \Bigl(g_z - \sum_y \pi_y g_y\Bigr).
+
+Arms with :math:`\mu_z = 0` are outside the support. They are not part of the
+integrated state and stay at :math:`\pi_z = 0` (:math:`\theta_z = -\infty`).
+The callables are still handed full ``(..., K)`` arrays; on those arms they
+see the finite stand-in ``log_pi = log_mu = -1000`` (so ``u = 1``, and
+``exp(log_mu) == 0`` exactly, so a term ``mu * f(...)`` is exactly zero and
+no ``0 * log 0`` NaN can arise), and whatever they return there is masked out
+(:func:`torch.where`, which also blocks gradients).
+
+A weight callable receives :math:`u = \exp(\log\pi - \log\mu)` floored
+at the smallest normal float64 (about :math:`2.2\times 10^{-308}`), so that
+``log u`` stays finite on arms whose probability underflows; this changes the
+field only on arms with :math:`\pi_z < 2.2\times 10^{-308}\mu_z`. A loss
+callable receives :math:`\log\pi` itself and needs no such floor.
+
+The callables are always called with the full batch shape (the broadcast
+shape of ``mu`` and ``adv``), possibly with extra leading axes, so they may
+close over per-bandit parameters (a ``beta`` of shape ``(B, 1)`` say) that
+broadcast against ``(..., K)``. They must be written in torch operations that
+support autograd (double backward for the loss form), be independent across
+bandits, and return finite values on the support.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+import torch
+from scipy.integrate import BDF, Radau
+
+from ._checks import as_float_array, broadcast_arms, check_distribution
+
+__all__ = ["FlowResult", "MinimizeResult", "logit_flow", "multistart_minimize"]
+
+#: Finite stand-in for ``log 0`` handed to the callables on arms outside the
+#: support. ``exp(-1000.0) == 0.0`` exactly in float64.
+LOG_ZERO = -1000.0
+
+#: Floor of the ratio ``u`` handed to a weight callable (smallest normal
+#: float64), so that ``log u`` is finite where ``pi`` underflows.
+U_FLOOR = float(np.finfo(np.float64).tiny)
+
+#: Relative tolerance for ``weight(U_FLOOR) == weight(0)`` on underflowed arms.
+UNDERFLOW_RTOL = 1e-12
+
+#: Default bound on ``max |pi(t) - pi(t/10)|`` for a flow to count as converged.
+PLATEAU_TOL = 1e-10
+
+#: Default bound on ``max_z d log pi_z / d tau`` for a flow to count as converged.
+GROWTH_TOL = 1e-10
+
+#: Checkpoints per decade of flow time.
+CHECKPOINTS_PER_DECADE = 4
+
+#: Earliest checkpoint (in rescaled flow time) when ``t_max`` is larger.
+FIRST_CHECKPOINT = 1e-3
+
+#: Relative floor of the per-bandit time scale, as a fraction of the largest
+#: initial velocity component (guards a start where the Jacobian vanishes).
+SCALE_FLOOR = 1e-6
+
+#: Two local minima are distinct when their policies differ by more than this
+#: in max abs.
+DISTINCT_ATOL = 1e-6
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+WeightFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """Limit of a softmax policy flow.
+
+    Attributes
+    ----------
+    pi : numpy.ndarray
+        (..., K): arms on the last axis. Policy at the returned point (the
+        limit when ``converged``). Exactly 0 outside the support.
+    theta : numpy.ndarray
+        (..., K): logits at the returned point, normalized to
+        ``theta = log pi`` (the flow is invariant to a constant shift of the
+        logits): ``-inf`` outside the support, finite but very negative (with
+        ``pi`` possibly underflowing to 0) on arms whose probability goes to
+        0.
+    converged : numpy.ndarray
+        (...,) bool. See :func:`logit_flow` for the exact criterion.
+    residual : numpy.ndarray
+        (...,) probability-space speed :math:`\\max_z |d\\pi_z/d\\tau|` at the
+        returned point, in rescaled flow time :math:`\\tau` (multiply by
+        ``scale`` for the speed in the flow's own time).
+    t_final : numpy.ndarray
+        (...,) rescaled flow time :math:`\\tau` of the returned point (the
+        checkpoint at which the bandit was declared converged, ``t_max``
+        otherwise, or where the integration stopped on failure). The flow's
+        own time is ``t_final / scale``.
+    scale : numpy.ndarray
+        (...,) positive factor :math:`s` by which the vector field of each
+        bandit was divided (1 when ``rescale=False``).
+    plateau : numpy.ndarray
+        (...,) :math:`\\max_z |\\pi_z(\\tau) - \\pi_z(\\tau/10)|` at the
+        returned point (NaN if no checkpoint was reached).
+    growth : numpy.ndarray
+        (...,) :math:`\\max_z d\\log\\pi_z/d\\tau` over the support at
+        the returned point (rescaled time): how fast the fastest-growing arm
+        grows in log space. Positive and not small means some arm, however
+        improbable now, is still on its way up.
+    message : str
+        Solver status: ``"ok"`` or the reason the integration stopped early.
+    """
+
+    pi: np.ndarray
+    theta: np.ndarray
+    converged: np.ndarray
+    residual: np.ndarray
+    t_final: np.ndarray
+    scale: np.ndarray
+    plateau: np.ndarray
+    growth: np.ndarray
+    message: str
+
+
+@dataclass(frozen=True)
+class MinimizeResult:
+    """Best local minimum of a population loss found from many starts.
+
+    Attributes
+    ----------
+    pi : numpy.ndarray
+        (..., K): arms on the last axis. Policy at the lowest loss found.
+    value : numpy.ndarray
+        (...,) the loss there.
+    n_distinct : numpy.ndarray
+        (...,) int: number of distinct local minima found (end points whose
+        policies differ by more than ``1e-6`` in max abs).
+    theta : numpy.ndarray
+        (..., K): logits of the best point, normalized to ``log pi``
+        (``-inf`` outside the support).
+    """
+
+    pi: np.ndarray
+    value: np.ndarray
+    n_distinct: np.ndarray
+    theta: np.ndarray
+
+
+class _FlowIntegrationError(RuntimeError):
+    """The vector field could not be evaluated (non-finite values)."""
+
+
+# ---------------------------------------------------------------------------
+# input handling
+# ---------------------------------------------------------------------------
+
+
+def _prepare(mu, adv, theta0=None):
+    """Validate and broadcast ``mu``, ``adv`` (and ``theta0``); flatten the batch."""
+    mu_arr = check_distribution(mu, "mu")
+    adv_arr = as_float_array(adv, "adv")
+    mu_b, adv_b = broadcast_arms("mu", mu_arr, "adv", adv_arr)
+    th_b = None
+    if theta0 is not None:
+        try:
+            th_arr = np.asarray(theta0, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"theta0 must be numeric, got {type(theta0).__name__}") from err
+        if np.isnan(th_arr).any():
+            raise ValueError("theta0 contains NaN; every entry must be a number")
+        mu_b, th_b = broadcast_arms("mu", mu_b, "theta0", th_arr)
+        adv_b = np.broadcast_to(adv_b, mu_b.shape)
+    batch_shape = mu_b.shape[:-1]
+    K = mu_b.shape[-1]
+    mask = mu_b > 0
+    if th_b is not None:
+        bad = mask & ~np.isfinite(th_b)
+        if bad.any():
+            raise ValueError("theta0 must be finite on every arm with mu > 0")
+    return mu_b, adv_b, th_b, mask, batch_shape, K
+
+
+def _check_objective(loss, weight):
+    if (loss is None) == (weight is None):
+        raise ValueError("give exactly one of loss= (population loss) or weight= (per-sample score weight)")
+    fn = loss if loss is not None else weight
+    if not callable(fn):
+        raise ValueError(f"{'loss' if loss is not None else 'weight'} must be callable")
+
+
+def _tensor(x: np.ndarray) -> torch.Tensor:
+    """float64 torch copy (never a view of a read-only broadcast array)."""
+    return torch.tensor(np.array(x, dtype=np.float64))
+
+
+def _log_mu_safe(mu_b: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = np.full(mu_b.shape, LOG_ZERO)
+    out[mask] = np.log(mu_b[mask])
+    return out
+
+
+def _masked_log_softmax(theta: torch.Tensor, mask: torch.Tensor):
+    """``(log_pi, pi)`` with arms outside ``mask`` at exactly ``pi = 0``.
+
+    The returned ``log_pi`` is ``LOG_ZERO`` outside the support. A detached
+    per-bandit maximum is subtracted first, which changes neither the value
+    nor any derivative of the (shift-invariant) softmax, and puts the masked
+    arms at ``LOG_ZERO`` below the largest support logit: all finite.
+    """
+    masked_for_max = torch.where(mask, theta, torch.full_like(theta, -torch.inf))
+    m = masked_for_max.amax(dim=-1, keepdim=True).detach()
+    shifted = torch.where(mask, theta - m, torch.full_like(theta, LOG_ZERO))
+    log_pi = torch.log_softmax(shifted, dim=-1)
+    pi = torch.where(mask, torch.exp(log_pi), torch.zeros_like(log_pi))
+    log_pi = torch.where(mask, log_pi, torch.full_like(log_pi, LOG_ZERO))
+    return log_pi, pi
+
+
+def _check_callable_output(out: torch.Tensor, shape, what: str) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{what} must return a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        try:
+            out = torch.broadcast_to(out, shape)
+        except RuntimeError as err:
+            raise ValueError(f"{what} returned shape {tuple(out.shape)}, expected {tuple(shape)}") from err
+    return out.to(torch.float64)
+
+
+# ---------------------------------------------------------------------------
+# vector field
+# ---------------------------------------------------------------------------
+
+
+class _Field:
+    r"""Velocity of :math:`\log\pi` for a batch of bandits, in torch float64.
+
+    The integrated velocity is :math:`v = g - \langle\pi, g\rangle`, which
+    moves :math:`\pi` exactly as :math:`g` does (the two differ by a multiple
+    of the all-ones vector, to which the softmax is blind) and keeps
+    :math:`\mathrm{logsumexp}(\theta) = 0`, so the state *is*
+    :math:`\log\pi`: finite on arms with a positive limit, diverging to
+    :math:`-\infty` only on arms whose probability goes to 0.
+    """
+
+    def __init__(self, mu_b, adv_b, mask, loss, weight):
+        self.shape = mu_b.shape
+        self.mu = _tensor(mu_b)
+        self.adv = _tensor(adv_b)
+        self.mask = torch.tensor(np.array(mask, dtype=bool))
+        self.log_mu = _tensor(_log_mu_safe(mu_b, mask))
+        self.loss = loss
+        self.weight = weight
+
+    def _total_loss(self, theta: torch.Tensor) -> torch.Tensor:
+        log_pi, _ = _masked_log_softmax(theta, self.mask)
+        val = self.loss(log_pi, self.log_mu, self.adv)
+        val = _check_callable_output(val, self.shape[:-1], "loss")
+        return val.sum()
+
+    def _g(self, theta: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        mask = self.mask
+        if self.loss is not None:
+            th = theta if create_graph else theta.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(self._total_loss(th), th, create_graph=create_graph)
+            g = -grad
+        else:
+            log_pi, pi = _masked_log_softmax(theta, mask)
+            # floored at the smallest normal float so that log u stays finite
+            # on arms whose probability underflows (pi_z < ~1e-308 mu_z)
+            u = torch.exp(log_pi - self.log_mu).clamp_min(U_FLOOR)
+            h = self.weight(u, self.adv)
+            h = _check_callable_output(h, self.shape, "weight")
+            h = torch.where(mask, h, torch.zeros_like(h))
+            mh = self.mu * h
+            g = mh - pi * mh.sum(dim=-1, keepdim=True)
+        return torch.where(mask, g, torch.zeros_like(g))
+
+    def underflow_taint(self, log_pi: torch.Tensor) -> np.ndarray:
+        """(B,) bool: weight form, ``u`` below ``U_FLOOR`` on a support arm, and
+        the weight there not continuous at ``u = 0``.
+
+        There the floored ``u`` handed to the callable misrepresents the flow
+        (e.g. a weight in ``log u``), so the bandit cannot be trusted.
+        """
+        B = int(np.prod(self.shape[:-1], dtype=np.int64))
+        if self.weight is None:
+            return np.zeros(B, dtype=bool)
+        mask = self.mask
+        log_u = torch.where(mask, log_pi - self.log_mu, torch.zeros_like(log_pi))
+        under = mask & (log_u < float(np.log(U_FLOOR)))
+        if not bool(under.any()):
+            return np.zeros(B, dtype=bool)
+        u_floor = torch.exp(log_u).clamp_min(U_FLOOR)
+        u_zero = torch.where(under, torch.zeros_like(u_floor), u_floor)
+        with torch.no_grad():
+            h_floor = _check_callable_output(self.weight(u_floor, self.adv), self.shape, "weight")
+            h_zero = _check_callable_output(self.weight(u_zero, self.adv), self.shape, "weight")
+        close = torch.isfinite(h_zero) & torch.isfinite(h_floor)
+        close &= (h_floor - h_zero).abs() <= UNDERFLOW_RTOL * torch.clamp(h_zero.abs(), min=1.0)
+        return (under & ~close).any(dim=-1).reshape(B).numpy()
+
+    def velocity(self, theta: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """:math:`v = g - \\langle \\pi, g\\rangle` on the support, 0 elsewhere.
+
+        With ``create_graph`` the result is differentiable with respect to
+        ``theta`` (which must then require grad).
+        """
+        g = self._g(theta, create_graph)
+        _, pi = _masked_log_softmax(theta, self.mask)
+        v = g - (pi * g).sum(dim=-1, keepdim=True)
+        v = torch.where(self.mask, v, torch.zeros_like(v))
+        return v if create_graph else v.detach()
+
+    def blocks(self, theta: torch.Tensor):
+        """Velocity and its per-bandit Jacobian blocks ``J[..., i, j] = dv_i/dtheta_j``.
+
+        Bandits are independent, so one reverse pass with the cotangent
+        :math:`e_i` in every bandit gives row :math:`i` of every block.
+        """
+        K = self.shape[-1]
+        th = theta.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            v = self.velocity(th, create_graph=True)
+            rows = []
+            for i in range(K):
+                cot = torch.zeros_like(v)
+                cot[..., i] = 1.0
+                (row,) = torch.autograd.grad(v, th, grad_outputs=cot, retain_graph=True, allow_unused=True)
+                rows.append(torch.zeros_like(th) if row is None else row)
+        J = torch.stack(rows, dim=-2).detach()
+        mask = self.mask
+        J = torch.where(mask[..., :, None] & mask[..., None, :], J, torch.zeros_like(J))
+        return v.detach(), J
+
+
+def _speed(pi: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``max_z |pi_z (v_z - <pi, v>)|``: the probability-space speed."""
+    dpi = pi * (v - (pi * v).sum(axis=-1, keepdims=True))
+    return np.abs(dpi).max(axis=-1)
+
+
+def _softmax_np(theta: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    th = np.where(mask, theta, -np.inf)
+    m = th.max(axis=-1, keepdims=True)
+    z = np.where(mask, np.exp(th - m), 0.0)
+    s = z.sum(axis=-1, keepdims=True)
+    pi = z / s
+    with np.errstate(divide="ignore"):
+        log_pi = np.where(mask, th - m - np.log(s), -np.inf)
+    return pi, log_pi
+
+
+# ---------------------------------------------------------------------------
+# flow
+# ---------------------------------------------------------------------------
+
+
+def _checkpoints(t_max: float) -> np.ndarray:
+    """Grid anchored at ``t_max``, ``CHECKPOINTS_PER_DECADE`` per decade.
+
+    Anchoring at ``t_max`` makes ``tau / 10`` a checkpoint too (the one
+    ``CHECKPOINTS_PER_DECADE`` places earlier), or earlier than the first one.
+    """
+    n_dec = max(0.0, np.log10(t_max / FIRST_CHECKPOINT))
+    n = int(np.ceil(n_dec * CHECKPOINTS_PER_DECADE)) + 1
+    k = np.arange(n - 1, -1, -1, dtype=np.float64)
+    grid = t_max * 10.0 ** (-k / CHECKPOINTS_PER_DECADE)
+    grid[-1] = t_max
+    return grid
+
+
+def logit_flow(
+    mu,
+    adv,
+    *,
+    loss: LossFn | None = None,
+    weight: WeightFn | None = None,
+    theta0=None,
+    t_max: float = 1e9,
+    tol: float = 1e-12,
+    rtol: float = 1e-10,
+    atol: float = 1e-12,
+    plateau_tol: float = PLATEAU_TOL,
+    growth_tol: float = GROWTH_TOL,
+    rescale: bool = True,
+    method: str = "BDF",
+) -> FlowResult:
+    r"""Integrate a softmax policy flow to its limit.
+
+    Parameters
+    ----------
+    mu : array_like
+        (..., K): arms on the last axis. Behaviour distribution; rows sum to
+        1, zeros allowed (arms outside the support).
+    adv : array_like
+        (..., K): advantage per arm, broadcast against ``mu``.
+    loss : callable, optional
+        ``loss(log_pi, log_mu, adv) -> (...)``: population loss; the flow is
+        :math:`\dot\theta = -\nabla_\theta L`.
+    weight : callable, optional
+        ``weight(u, adv) -> (..., K)``: per-sample score weight :math:`h`;
+        the flow is :math:`\dot\theta_z = \mu_z h_z - \pi_z\sum_y\mu_y h_y`.
+        Exactly one of ``loss`` and ``weight`` must be given.
+    theta0 : array_like, optional
+        (..., K): initial logits (finite on the support); default
+        :math:`\log\mu`.
+    t_max : float
+        Largest rescaled flow time :math:`\tau` integrated to.
+    tol : float
+        Bound on the probability-space speed :math:`\max_z|d\pi_z/d\tau|`.
+    rtol, atol : float
+        Local error tolerances of the ODE solver on the state
+        :math:`\log\pi` (scipy's RMS error norm over the whole batch).
+    plateau_tol : float
+        Bound on :math:`\max_z|\pi_z(\tau) - \pi_z(\tau/10)|`.
+    growth_tol : float
+        Bound on :math:`\max_z d\log\pi_z/d\tau` over the support.
+    rescale : bool
+        Divide each bandit's vector field by a positive scale (see Notes).
+    method : {"BDF", "Radau"}
+        Stiff scipy integrator.
+
+    Returns
+    -------
+    FlowResult
+
+    Notes
+    -----
+    **Rescaling.** The limit of a flow is unchanged when its vector field is
+    multiplied by a positive per-bandit constant (only the clock changes).
+    With ``rescale=True`` each bandit's field is divided by
+
+    .. math::
+
+        s = \max\bigl(\rho(J_0),\ 10^{-6}\max_z |v_z(\theta_0)|\bigr),
+
+    where :math:`\rho(J_0)` is the spectral radius of the Jacobian of the
+    :math:`\log\pi` velocity :math:`v` at the start (the fastest linear
+    rate there) and the second term only guards a start where that
+    Jacobian vanishes (:math:`s = 1` if both vanish). A regression loss
+    :math:`\sum_y\mu_y(\beta s_y - A_y)^2` has rates proportional to
+    :math:`\beta^2`; after rescaling it reaches its limit at :math:`\tau`
+    of the same order for :math:`\beta = 1` and :math:`\beta = 10^{-3}`. **All times
+    (``t_max``, ``t_final``) and speeds (``tol``, ``residual``) are in the
+    rescaled time** :math:`\tau = s\,t`; ``FlowResult.scale`` holds
+    :math:`s`.
+
+    **Integration.** The state is :math:`\log\pi` on the support arms of
+    every bandit, flattened into one vector (arms with :math:`\mu_z = 0` are
+    not in it), integrated with scipy's ``BDF`` (variable order 1-5,
+    implicit; ``Radau`` on request) because the rates can differ by many
+    orders of magnitude between arms, between bandits, and between the
+    initial transient and the final approach. The velocity
+    :math:`v = g - \langle\pi, g\rangle` is computed in float64 torch and
+    the solver is given the exact block-diagonal Jacobian (one
+    :math:`K\times K` block per bandit, by reverse-mode autodiff of
+    :math:`v`) as a sparse matrix. Subtracting :math:`\langle\pi,g\rangle`
+    does not change :math:`\pi(t)` and keeps :math:`\theta = \log\pi`: the
+    state stays bounded on arms with positive limit and diverges linearly
+    (a polynomial the BDF formulas integrate exactly) only on arms whose
+    probability goes to 0, which is how boundary limits are reached.
+
+    **Convergence.** The flow is sampled at the checkpoints
+    :math:`\tau = t_{\max} 10^{-k/4}`, :math:`k = 0, 1, \dots` (four per
+    decade, down to about :math:`10^{-3}`). A bandit is declared converged
+    at the first checkpoint :math:`\tau` where, at that very point, the
+    field is finite and
+
+    .. math::
+
+        \max_z \Bigl|\frac{d\pi_z}{d\tau}\Bigr| \le \mathrm{tol},
+        \qquad
+        \max_z |\pi_z(\tau) - \pi_z(\tau/10)| \le \mathrm{plateau\_tol},
+        \qquad
+        \max_z \frac{d\log\pi_z}{d\tau} \le \mathrm{growth\_tol}
+
+    (maxima over the support arms; :math:`\pi(0)` stands in for
+    :math:`\pi(\tau/10)` before the first checkpoint), and the
+    integration has not failed. It is then frozen there (its field is set
+    to 0 from then on) and that point is returned. The second condition
+    rejects slow motion that a small speed alone would accept: a plateau,
+    or sublinear convergence to a vertex, where
+    :math:`1 - \pi_{\max} \sim 1/\tau`. The third rejects an arm that is
+    improbable but growing: at :math:`\pi_z = 10^{-40}` an arm climbing at
+    a log-rate of order one moves neither the speed nor the plateau
+    measure, yet its limit may be of order one. Arms heading to 0 have a
+    negative log-rate and pass; arms with a positive limit have log-rate
+    :math:`\to 0`. These are first-order checks at a point, not a proof:
+    an arm that is shrinking now could in principle turn around later.
+    Bandits that never meet all three are returned at :math:`t_{\max}`
+    with ``converged = False``. If the solver fails or the field becomes
+    non-finite, every bandit not yet converged is returned where the
+    integration stopped, with ``converged = False``, and ``message`` says
+    why.
+    """
+    _check_objective(loss, weight)
+    t_max = float(t_max)
+    if not np.isfinite(t_max) or t_max <= 0:
+        raise ValueError(f"t_max must be a finite number > 0, got {t_max}")
+    for name, val in (("rtol", rtol), ("atol", atol)):
+        if not np.isfinite(val) or val <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {val}")
+    for name, val in (("tol", tol), ("plateau_tol", plateau_tol), ("growth_tol", growth_tol)):
+        if np.isnan(val) or val <= 0:
+            raise ValueError(f"{name} must be > 0 (inf switches the check off), got {val}")
+    solvers = {"BDF": BDF, "Radau": Radau}
+    if method not in solvers:
+        raise ValueError(f"method must be one of {sorted(solvers)}, got {method!r}")
+
+    mu_b, adv_b, th_b, mask_b, batch_shape, K = _prepare(mu, adv, theta0)
+    field = _Field(mu_b, adv_b, mask_b, loss, weight)
+    B = int(np.prod(batch_shape, dtype=np.int64))
+    mask = mask_b.reshape(B, K)
+
+    # initial state: log pi0 (normalized logits) on the support
+    if th_b is None:
+        theta_init = _log_mu_safe(mu_b, mask_b).reshape(B, K)
+    else:
+        theta_init = np.asarray(th_b, dtype=np.float64).reshape(B, K)
+    pi0, log_pi0 = _softmax_np(theta_init, mask)
+    theta_start = np.where(mask, log_pi0, 0.0)
+
+    flat_idx = np.flatnonzero(mask.ravel())  # state index -> position in (B*K)
+    n = flat_idx.size
+    bandit_of_state = flat_idx // K
+    state_of_bk = np.full(B * K, -1, dtype=np.int64)
+    state_of_bk[flat_idx] = np.arange(n)
+    # sparsity pattern of the block-diagonal Jacobian
+    rows_l, cols_l, gather_l = [], [], []
+    for b in range(B):
+        arms = np.flatnonzero(mask[b])
+        st = state_of_bk[b * K + arms]
+        rows_l.append(np.repeat(st, arms.size))
+        cols_l.append(np.tile(st, arms.size))
+        gather_l.append(b * K * K + (arms[:, None] * K + arms[None, :]).ravel())
+    jac_rows = np.concatenate(rows_l)
+    jac_cols = np.concatenate(cols_l)
+    jac_gather = np.concatenate(gather_l)
+    jac_bandit = bandit_of_state[jac_rows]
+
+    def to_theta(y: np.ndarray) -> torch.Tensor:
+        full = np.zeros(B * K)
+        full[flat_idx] = y
+        return torch.as_tensor(full.reshape(batch_shape + (K,)))
+
+    def velocity_np(y: np.ndarray) -> np.ndarray:
+        return field.velocity(to_theta(y)).numpy().reshape(B, K)
+
+    # --- per-bandit scale -------------------------------------------------
+    v0, J0 = field.blocks(to_theta(theta_start.ravel()[flat_idx]))
+    v0 = v0.detach().numpy().reshape(B, K)
+    J0 = J0.detach().numpy().reshape(B, K, K)
+    if not (np.isfinite(v0[mask]).all() and np.isfinite(J0).all()):
+        raise ValueError("the vector field is not finite at the initial point; check the loss/weight callable")
+    if rescale:
+        rho = np.abs(np.linalg.eigvals(J0)).max(axis=-1)
+        scale = np.maximum(rho, SCALE_FLOOR * np.abs(v0).max(axis=-1))
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    else:
+        scale = np.ones(B)
+    inv_scale = 1.0 / scale
+
+    active = np.ones(B, dtype=bool)
+
+    def fun(t, y):
+        v = velocity_np(y)
+        if not np.isfinite(v[mask]).all():
+            raise _FlowIntegrationError(f"non-finite vector field at t = {t:.6g}")
+        v = v * (inv_scale * active)[:, None]
+        return v.ravel()[flat_idx]
+
+    def jac(t, y):
+        _, J = field.blocks(to_theta(y))
+        J = J.detach().numpy().reshape(B * K * K)
+        data = J[jac_gather] * (inv_scale * active)[jac_bandit]
+        if not np.isfinite(data).all():
+            raise _FlowIntegrationError(f"non-finite Jacobian at t = {t:.6g}")
+        return scipy.sparse.csc_matrix((data, (jac_rows, jac_cols)), shape=(n, n))
+
+    grid = _checkpoints(t_max)
+    ncheck = len(grid)
+    pi_hist = np.empty((ncheck, B, K))
+
+    out_state = np.zeros((B, K))
+    out_state[:] = theta_start
+    out_t = np.zeros(B)
+    out_res = np.full(B, np.nan)
+    out_plateau = np.full(B, np.nan)
+    out_growth = np.full(B, np.nan)
+    converged = np.zeros(B, dtype=bool)
+    message = "ok"
+
+    def evaluate(y: np.ndarray):
+        theta = np.zeros(B * K)
+        theta[flat_idx] = y
+        theta = theta.reshape(B, K)
+        pi, _ = _softmax_np(theta, mask)
+        v = velocity_np(y) * inv_scale[:, None]
+        growth = np.where(mask, v, -np.inf).max(axis=-1)
+        finite = np.where(mask, np.isfinite(v), True).all(axis=-1)
+        return theta, pi, _speed(pi, v), growth, finite
+
+    tainted = np.zeros(B, dtype=bool)
+
+    def check_underflow(y: np.ndarray) -> None:
+        if weight is None:
+            return
+        theta = np.zeros(B * K)
+        theta[flat_idx] = y
+        _, log_pi = _softmax_np(theta.reshape(B, K), mask)
+        log_pi = np.where(mask, log_pi, LOG_ZERO).reshape(batch_shape + (K,))
+        tainted[:] |= active & field.underflow_taint(_tensor(log_pi))
+
+    y = theta_start.ravel()[flat_idx].copy()
+    check_underflow(y)
+    t0 = 0.0
+    k = 0
+    solver = None
+    while k < ncheck and active.any():
+        try:
+            if solver is None:
+                solver = solvers[method](fun, t0, y, grid[-1], rtol=rtol, atol=atol, jac=jac)
+            while solver.t < grid[k] and solver.status == "running":
+                msg = solver.step()
+                if solver.status == "failed":
+                    message = f"solver failed at t = {solver.t:.6g}: {msg}"
+                else:
+                    check_underflow(solver.y)
+        except _FlowIntegrationError as err:
+            message = str(err)
+            if solver is None:  # could not even start from the last checkpoint
+                break
+            solver.status = "failed"
+        if solver.status == "failed":
+            # not converged: return where the integration stopped
+            theta, pi, speed, growth, _ = evaluate(solver.y)
+            out_state[active] = theta[active]
+            out_t[active] = solver.t
+            out_res[active] = speed[active]
+            out_growth[active] = growth[active]
+            out_plateau[active] = np.nan
+            break
+        dense = solver.dense_output()
+        newly = np.zeros(B, dtype=bool)
+        last_y = None
+        while k < ncheck and grid[k] <= solver.t:
+            yk = dense(grid[k]) if grid[k] < solver.t else solver.y.copy()
+            theta, pi, speed, growth, finite = evaluate(yk)
+            pi_hist[k] = pi
+            prev = pi_hist[k - CHECKPOINTS_PER_DECADE] if k >= CHECKPOINTS_PER_DECADE else pi0
+            plateau = np.abs(pi - prev).max(axis=-1)
+            ok = active & ~tainted & finite & (speed <= tol) & (plateau <= plateau_tol) & (growth <= growth_tol)
+            upd = active.copy()
+            out_state[upd] = theta[upd]
+            out_t[upd] = grid[k]
+            out_res[upd] = speed[upd]
+            out_plateau[upd] = plateau[upd]
+            out_growth[upd] = growth[upd]
+            converged |= ok
+            newly |= ok
+            active &= ~ok
+            last_y = yk
+            t0 = grid[k]
+            k += 1
+        if newly.any() and active.any() and k < ncheck:
+            # restart with the converged bandits frozen (their field is 0 now)
+            y = last_y
+            solver = None
+
+    if tainted.any():
+        bad = np.flatnonzero(tainted)
+        note = (
+            f"weight form: u = pi/mu fell below {U_FLOOR:.3g} on a support arm of {bad.size} bandit(s) "
+            f"(flat indices {bad[:10].tolist()}{'...' if bad.size > 10 else ''}) where the weight is not "
+            "continuous at u = 0; the flow there is not representable through weight(u, adv) "
+            "(use the loss form); those bandits are marked not converged"
+        )
+        message = note if message == "ok" else f"{message}; {note}"
+
+    pi_out, log_pi_out = _softmax_np(out_state, mask)
+    return FlowResult(
+        pi=pi_out.reshape(batch_shape + (K,)),
+        theta=log_pi_out.reshape(batch_shape + (K,)),
+        converged=converged.reshape(batch_shape),
+        residual=out_res.reshape(batch_shape),
+        t_final=out_t.reshape(batch_shape),
+        scale=scale.reshape(batch_shape),
+        plateau=out_plateau.reshape(batch_shape),
+        growth=out_growth.reshape(batch_shape),
+        message=message,
+    )
+
+
+# ---------------------------------------------------------------------------
+# multistart minimization
+# ---------------------------------------------------------------------------
+
+#: Noise scales of the random starts around ``log mu`` (cycled).
+START_SCALES = (0.1, 1.0, 5.0)
+
+#: Logit added to one arm for the vertex starts.
+VERTEX_LOGIT = 10.0
+
+#: An end point counts as a local minimum when the max abs gradient of the
+#: normalized loss there is at most ``MIN_GRAD`` and the smallest eigenvalue
+#: of its Hessian in the logits is at least ``-MIN_CURVATURE``.
+MIN_GRAD = 1e-6
+MIN_CURVATURE = 1e-8
+
+
+def multistart_minimize(
+    loss: LossFn,
+    mu,
+    adv,
+    *,
+    n_starts: int = 32,
+    seed,
+    tol: float = 1e-14,
+) -> MinimizeResult:
+    r"""Globally minimize a population loss over the logits from many starts.
+
+    For each bandit, minimizes :math:`L(\theta)` with
+    :math:`\pi = \mathrm{softmax}(\theta)` over the logits of its support
+    arms (arms with :math:`\mu_z = 0` stay at :math:`\pi_z = 0`) with
+    ``scipy.optimize.minimize(method="BFGS")`` and exact torch gradients,
+    from these starts:
+
+    * :math:`\theta = \log\mu`;
+    * ``n_starts`` starts :math:`\theta = \log\mu + \sigma\,\xi`,
+      :math:`\xi \sim N(0, I)`, with :math:`\sigma` cycling through
+      0.1, 1, 5;
+    * one start per support arm :math:`j` at
+      :math:`\theta = \log\mu + 10\, e_j` (near the vertex :math:`j`), so
+      that minima near the boundary of the simplex are found.
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(log_pi, log_mu, adv) -> (...)``, as in :func:`logit_flow`.
+        It is always called with the full batch shape; while bandit
+        :math:`b` is optimized the other bandits sit at :math:`\log\mu`
+        and only entry :math:`b` of the output is used (so closures over
+        per-bandit parameters work; the cost grows like the square of the
+        batch size).
+    mu : array_like
+        (..., K): arms on the last axis. Behaviour distribution.
+    adv : array_like
+        (..., K): advantage per arm, broadcast against ``mu``.
+    n_starts : int
+        Number of random starts per bandit (in addition to the
+        :math:`1 + K` deterministic ones).
+    seed : int or numpy.random.SeedSequence
+        Seed of ``numpy.random.default_rng``; required. No global random
+        state is read or changed.
+    tol : float
+        ``gtol`` of BFGS on the loss divided by the per-bandit scale
+        :math:`c = \max(|L(\log\mu)|, \max_z|\nabla_\theta L(\log\mu)|)`
+        (1 if that is 0); minimizers do not depend on that scale.
+
+    Returns
+    -------
+    MinimizeResult
+        The policy and loss at the lowest loss found, and the number of
+        distinct local minima among the end points. An end point counts as
+        a local minimum when the max abs gradient of the normalized loss is
+        at most ``1e-6`` and the smallest eigenvalue of its Hessian in the
+        logits at least ``-1e-8`` (so a start that sits on a saddle or a
+        maximum, where the gradient vanishes, is not counted); those are
+        clustered greedily, a new cluster starting when the policy differs
+        from every earlier cluster's first member by more than ``1e-6`` in
+        max abs. A minimum at the boundary of the simplex (some
+        :math:`\pi_z \to 0`, :math:`\theta_z \to -\infty`) is reached only
+        approximately, with those :math:`\pi_z` small but positive.
+    """
+    if not callable(loss):
+        raise ValueError("loss must be callable")
+    if isinstance(n_starts, bool) or not isinstance(n_starts, (int, np.integer)) or n_starts < 0:
+        raise ValueError(f"n_starts must be an integer >= 0, got {n_starts!r}")
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol must be a finite number > 0, got {tol}")
+    if seed is None:
+        raise ValueError("seed is required (an int or a numpy SeedSequence); None would read OS entropy")
+    rng = np.random.default_rng(seed)
+
+    mu_b, adv_b, _, mask_b, batch_shape, K = _prepare(mu, adv)
+    B = int(np.prod(batch_shape, dtype=np.int64))
+    mask = mask_b.reshape(B, K)
+    log_mu_np = _log_mu_safe(mu_b, mask_b).reshape(B, K)
+    mask_t = torch.tensor(np.array(mask_b, dtype=bool))
+    log_mu_t = _tensor(_log_mu_safe(mu_b, mask_b))
+    adv_t = _tensor(adv_b)
+    base = _tensor(log_mu_np)
+
+    def value_t(b: int, arms: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+        rows = torch.full_like(arms, b)
+        th = base.index_put((rows, arms), xt)
+        log_pi, _ = _masked_log_softmax(th.reshape(batch_shape + (K,)), mask_t)
+        val = loss(log_pi, log_mu_t, adv_t)
+        return _check_callable_output(val, batch_shape, "loss").reshape(B)[b]
+
+    def value_and_grad(b: int, arms: torch.Tensor, x: np.ndarray):
+        xt = _tensor(x).requires_grad_(True)
+        with torch.enable_grad():
+            val = value_t(b, arms, xt)
+            (grad,) = torch.autograd.grad(val, xt)
+        return float(val.detach()), grad.detach().numpy().astype(np.float64)
+
+    def min_curvature(b: int, arms: torch.Tensor, x: np.ndarray) -> float:
+        with torch.enable_grad():
+            H = torch.autograd.functional.hessian(lambda xt: value_t(b, arms, xt), _tensor(x))
+        H = H.detach().numpy()
+        return float(np.linalg.eigvalsh(0.5 * (H + H.T)).min())
+
+    pi_best = np.zeros((B, K))
+    theta_best = np.full((B, K), -np.inf)
+    value_best = np.full(B, np.nan)
+    n_distinct = np.zeros(B, dtype=np.int64)
+
+    for b in range(B):
+        arms_np = np.flatnonzero(mask[b])
+        arms = torch.as_tensor(arms_np)
+        x_mu = log_mu_np[b, arms_np]
+        m = arms_np.size
+        starts = [x_mu.copy()]
+        for i in range(n_starts):
+            sigma = START_SCALES[i % len(START_SCALES)]
+            starts.append(x_mu + sigma * rng.standard_normal(m))
+        for j in range(m):
+            x = x_mu.copy()
+            x[j] += VERTEX_LOGIT
+            starts.append(x)
+
+        v0, g0 = value_and_grad(b, arms, x_mu)
+        if not (np.isfinite(v0) and np.isfinite(g0).all()):
+            raise ValueError(f"loss is not finite at log mu for bandit {b}")
+        c = max(abs(v0), float(np.abs(g0).max()))
+        c = c if np.isfinite(c) and c > 0 else 1.0
+
+        def fun(x, b=b, arms=arms, c=c):
+            val, grad = value_and_grad(b, arms, x)
+            return val / c, grad / c
+
+        ends = []  # (loss, logits, is a local minimum)
+        if m == 1:
+            val, _ = value_and_grad(b, arms, x_mu)
+            ends.append((val, np.zeros(1), True))
+        else:
+            for x0 in starts:
+                res = scipy.optimize.minimize(
+                    fun, x0, jac=True, method="BFGS", options={"gtol": tol, "maxiter": 500 * m}
+                )
+                val, grad = value_and_grad(b, arms, res.x)
+                is_min = bool(
+                    np.abs(grad).max() <= MIN_GRAD * c and min_curvature(b, arms, res.x) >= -MIN_CURVATURE * c
+                )
+                ends.append((val, res.x, is_min))
+
+        finite = [e for e in ends if np.isfinite(e[0])]
+        if not finite:
+            raise ValueError(f"loss is not finite at any end point for bandit {b}")
+        best = min(finite, key=lambda e: e[0])
+        full = np.zeros(K)
+        full[arms_np] = best[1]
+        pi_b, log_pi_b = _softmax_np(full[None], mask[b][None])
+        pi_best[b] = pi_b[0]
+        theta_best[b] = log_pi_b[0]
+        value_best[b] = best[0]
+
+        reps: list[np.ndarray] = []
+        for val, x, is_min in finite:
+            if not is_min:
+                continue
+            full = np.zeros(K)
+            full[arms_np] = x
+            p = _softmax_np(full[None], mask[b][None])[0][0]
+            if all(np.abs(p - q).max() > DISTINCT_ATOL for q in reps):
+                reps.append(p)
+        n_distinct[b] = len(reps)
+
+    return MinimizeResult(
+        pi=pi_best.reshape(batch_shape + (K,)),
+        value=value_best.reshape(batch_shape),
+        n_distinct=n_distinct.reshape(batch_shape),
+        theta=theta_best.reshape(batch_shape + (K,)),
+    )
