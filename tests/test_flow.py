@@ -74,6 +74,32 @@ def test_gibbs_limit_of_advantage_weighted_ce():
     assert (res.residual <= 1e-12).all()
 
 
+def test_gibbs_with_very_improbable_arms():
+    # a weight that ignores u relaxes arm z in log space at a rate ~ pi_z: arms
+    # with limit pi ~ 1e-8 need flow time ~ 1e8, arms with pi ~ 1e-9 need more
+    mu = np.array([0.028, 0.007, 0.532, 0.091, 0.174, 0.121, 0.006, 0.041])
+    mu /= mu.sum()
+    beta = 0.112
+    gibbs = lambda u, a: torch.exp(a / beta)  # noqa: E731
+    adv = np.array([-0.35, -0.57, 0.8, -0.2, -0.32, -0.75, -0.55, -0.3])
+    ref = mu * np.exp(adv / beta)
+    ref /= ref.sum()
+    assert 1e-8 < ref.min() < 1e-7
+    res = logit_flow(mu, adv, weight=gibbs)
+    assert res.converged
+    np.testing.assert_allclose(res.pi, ref, rtol=1e-7, atol=1e-13)
+
+    adv[5:7] = [-0.95, -0.85]
+    ref = mu * np.exp(adv / beta)
+    ref /= ref.sum()
+    assert 1e-9 < ref.min() < 1e-8
+    short = logit_flow(mu, adv, weight=gibbs)  # t_max = 1e9 is not enough
+    assert not short.converged and short.plateau > 1e-10
+    long = logit_flow(mu, adv, weight=gibbs, t_max=1e11)
+    assert long.converged
+    np.testing.assert_allclose(long.pi, ref, rtol=1e-6, atol=1e-13)
+
+
 # 2 -------------------------------------------------------------------------
 def test_linear_weight_limit_is_mu_times_shifted_advantage():
     mu, adv = _bandits(1, 5, 6)
@@ -116,6 +142,23 @@ def test_improbable_growing_arm_is_not_mistaken_for_a_limit():
     res = logit_flow(mu, adv, loss=loss)
     assert res.converged and res.growth <= 1e-10
     np.testing.assert_allclose(res.pi, ref, rtol=0, atol=1e-8)
+
+
+def test_weight_form_reports_ratio_underflow_instead_of_a_wrong_limit():
+    # arm 1 has A/beta = -800: its limit pi_1 ~ e^-800 is below float range, so
+    # u = pi/mu underflows; a weight in log u cannot be evaluated there.
+    mu = np.array([0.5, 0.3, 0.2])
+    adv = np.array([0.4, -0.8, 0.2])
+    beta = 1e-3
+    by_loss = logit_flow(mu, adv, loss=_regression_loss(beta))
+    assert by_loss.converged
+    ref, _ = _regression_reference(mu, adv, beta)
+    np.testing.assert_allclose(by_loss.pi, ref, rtol=0, atol=1e-8)
+    assert by_loss.theta[1] < -700  # log pi is carried exactly in the loss form
+    by_weight = logit_flow(mu, adv, weight=_regression_weight(beta))
+    assert not by_weight.converged
+    assert "not representable" in by_weight.message
+    _assert_clean(by_weight)
 
 
 # 4 -------------------------------------------------------------------------

@@ -52,11 +52,13 @@ no ``0 * log 0`` NaN can arise), and whatever they return there is masked out
 A weight callable receives :math:`u = \exp(\log\pi - \log\mu)` floored
 at the smallest normal float64 (about :math:`2.2\times 10^{-308}`), so that
 ``log u`` stays finite on arms whose probability underflows; this changes the
-field only on arms with :math:`\pi_z < 2.2\times 10^{-308}\mu_z`. A loss
-callable receives :math:`\log\pi` itself and needs no such floor.
+field only on arms with :math:`\pi_z < 2.2\times 10^{-308}\mu_z`, and a
+bandit for which that matters is stopped and reported as not converged
+(see :func:`logit_flow`). A loss callable receives :math:`\log\pi` itself
+and needs no such floor.
 
 The callables are always called with the full batch shape (the broadcast
-shape of ``mu`` and ``adv``), possibly with extra leading axes, so they may
+shape of ``mu`` and ``adv``), so they may
 close over per-bandit parameters (a ``beta`` of shape ``(B, 1)`` say) that
 broadcast against ``(..., K)``. They must be written in torch operations that
 support autograd (double backward for the loss form), be independent across
@@ -65,6 +67,7 @@ bandits, and return finite values on the support.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -94,6 +97,17 @@ PLATEAU_TOL = 1e-10
 
 #: Default bound on ``max_z d log pi_z / d tau`` for a flow to count as converged.
 GROWTH_TOL = 1e-10
+
+#: Rate (per unit rescaled time) at which logsumexp(theta) is pulled back to 0;
+#: this changes no pi and removes the neutral direction of the flow.
+NEUTRAL_RATE = 1.0
+
+#: Largest absolute tolerance on log pi of one arm (see ``logit_flow`` Notes).
+LOG_ATOL_CAP = 1e-3
+
+#: The per-arm tolerances are refreshed (solver restart) when one would change
+#: by more than this factor.
+ATOL_REFRESH = 10.0
 
 #: Checkpoints per decade of flow time.
 CHECKPOINTS_PER_DECADE = 4
@@ -137,7 +151,8 @@ class FlowResult:
     t_final : numpy.ndarray
         (...,) rescaled flow time :math:`\\tau` of the returned point (the
         checkpoint at which the bandit was declared converged, ``t_max``
-        otherwise, or where the integration stopped on failure). The flow's
+        otherwise, or where the integration stopped: on failure, or for a
+        weight-form ratio underflow, see :func:`logit_flow`). The flow's
         own time is ``t_final / scale``.
     scale : numpy.ndarray
         (...,) positive factor :math:`s` by which the vector field of each
@@ -229,6 +244,28 @@ def _check_objective(loss, weight):
     fn = loss if loss is not None else weight
     if not callable(fn):
         raise ValueError(f"{'loss' if loss is not None else 'weight'} must be callable")
+
+
+def _torch_single_thread(fn):
+    """Run ``fn`` with torch intra-op threads set to 1, restored afterwards.
+
+    Every tensor here is small (one row per bandit); torch's thread pool only
+    adds overhead on such tensors, and a great deal of it (ms per operation)
+    when the CPU is shared with other processes.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        n = torch.get_num_threads()
+        if n == 1:
+            return fn(*args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(n)
+
+    return wrapper
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
@@ -414,6 +451,7 @@ def _checkpoints(t_max: float) -> np.ndarray:
     return grid
 
 
+@_torch_single_thread
 def logit_flow(
     mu,
     adv,
@@ -454,8 +492,11 @@ def logit_flow(
     tol : float
         Bound on the probability-space speed :math:`\max_z|d\pi_z/d\tau|`.
     rtol, atol : float
-        Local error tolerances of the ODE solver on the state
-        :math:`\log\pi` (scipy's RMS error norm over the whole batch).
+        Local error tolerances of the ODE solver (scipy's RMS error norm
+        over the whole batch). ``atol`` is meant in probability: the
+        absolute tolerance on :math:`\log\pi_z` is
+        :math:`\mathrm{atol}/\pi_z` clipped to :math:`[\mathrm{atol},
+        10^{-3}]` (see Notes).
     plateau_tol : float
         Bound on :math:`\max_z|\pi_z(\tau) - \pi_z(\tau/10)|`.
     growth_tol : float
@@ -484,11 +525,16 @@ def logit_flow(
     rate there) and the second term only guards a start where that
     Jacobian vanishes (:math:`s = 1` if both vanish). A regression loss
     :math:`\sum_y\mu_y(\beta s_y - A_y)^2` has rates proportional to
-    :math:`\beta^2`; after rescaling it reaches its limit at :math:`\tau`
-    of the same order for :math:`\beta = 1` and :math:`\beta = 10^{-3}`. **All times
-    (``t_max``, ``t_final``) and speeds (``tol``, ``residual``) are in the
-    rescaled time** :math:`\tau = s\,t`; ``FlowResult.scale`` holds
-    :math:`s`.
+    :math:`\beta^2`; after rescaling that factor is gone from the clock
+    (its rates are :math:`O(1)` at the start for :math:`\beta = 1` and
+    :math:`\beta = 10^{-3}` alike). **All times (``t_max``, ``t_final``)
+    and speeds (``tol``, ``residual``, ``growth_tol``) are in the rescaled
+    time** :math:`\tau = s\,t`; ``FlowResult.scale`` holds :math:`s`.
+    Rates that differ within one bandit are not equalized: for a weight
+    that does not depend on :math:`u` (e.g. the Gibbs weight
+    :math:`e^{A/\beta}`) arm :math:`z` relaxes in log space at a rate
+    proportional to its limit :math:`\pi_z`, so arms with limits near
+    :math:`10^{-9}` need :math:`\tau` beyond the default ``t_max``.
 
     **Integration.** The state is :math:`\log\pi` on the support arms of
     every bandit, flattened into one vector (arms with :math:`\mu_z = 0` are
@@ -504,6 +550,26 @@ def logit_flow(
     state stays bounded on arms with positive limit and diverges linearly
     (a polynomial the BDF formulas integrate exactly) only on arms whose
     probability goes to 0, which is how boundary limits are reached.
+
+    Two details keep the solver from stalling late in the flow, where the
+    field is of the size of its float64 rounding noise (about
+    :math:`10^{-16}`) and any direction with a rate below :math:`1/h`
+    turns that noise into Newton updates of size :math:`h\cdot 10^{-16}`.
+    (i) The direction :math:`\theta \to \theta + c\mathbf 1`, to which
+    the softmax is blind, is made contracting: the integrated field is
+    :math:`v/s - \mathrm{logsumexp}(\theta)\,\mathbf 1`, which moves
+    :math:`\pi` exactly as :math:`v/s` does. (ii) The absolute tolerance on
+    :math:`\log\pi_z` is :math:`\mathrm{atol}/\pi_z` (an error of
+    ``atol`` in :math:`\pi_z`) clipped to :math:`[\mathrm{atol},
+    10^{-3}]`; it is set from the state whenever the solver (re)starts and
+    the solver is restarted at a checkpoint when some arm's value would
+    change by more than a factor 10. Without (ii) an arm with
+    :math:`\pi_z \approx 10^{-7}`, whose log-space rate is
+    :math:`\propto\pi_z` for a weight that does not depend on :math:`u`,
+    cannot be followed to its limit. Bandits are restarted together (the
+    solver restarts whenever one converges and is frozen). Torch runs on
+    one intra-op thread during the call (restored afterwards): the tensors
+    are small and the thread pool only adds overhead.
 
     **Convergence.** The flow is sampled at the checkpoints
     :math:`\tau = t_{\max} 10^{-k/4}`, :math:`k = 0, 1, \dots` (four per
@@ -537,6 +603,16 @@ def logit_flow(
     non-finite, every bandit not yet converged is returned where the
     integration stopped, with ``converged = False``, and ``message`` says
     why.
+
+    **Ratio underflow (weight form).** :math:`u = \pi/\mu` is handed to the
+    weight callable as a float64 number, which cannot hold
+    :math:`u < 2.2\times 10^{-308}` although the state :math:`\log\pi`
+    can. After every accepted step, a bandit with such an arm is checked:
+    if ``weight`` gives the same finite value at the floor and at
+    :math:`u = 0` (``h = A``, ``h = u A``, ...), the floor is harmless and
+    the integration goes on; otherwise (``h`` in :math:`\log u`, say) the
+    bandit is stopped there with ``converged = False`` and ``message``
+    says so. The loss form receives :math:`\log\pi` and has no such limit.
     """
     _check_objective(loss, weight)
     t_max = float(t_max)
@@ -567,7 +643,6 @@ def logit_flow(
 
     flat_idx = np.flatnonzero(mask.ravel())  # state index -> position in (B*K)
     n = flat_idx.size
-    bandit_of_state = flat_idx // K
     state_of_bk = np.full(B * K, -1, dtype=np.int64)
     state_of_bk[flat_idx] = np.arange(n)
     # sparsity pattern of the block-diagonal Jacobian
@@ -581,7 +656,6 @@ def logit_flow(
     jac_rows = np.concatenate(rows_l)
     jac_cols = np.concatenate(cols_l)
     jac_gather = np.concatenate(gather_l)
-    jac_bandit = bandit_of_state[jac_rows]
 
     def to_theta(y: np.ndarray) -> torch.Tensor:
         full = np.zeros(B * K)
@@ -607,20 +681,41 @@ def logit_flow(
 
     active = np.ones(B, dtype=bool)
 
+    def state_softmax(y: np.ndarray):
+        theta = np.zeros(B * K)
+        theta[flat_idx] = y
+        theta = theta.reshape(B, K)
+        pi, log_pi = _softmax_np(theta, mask)
+        lse = np.where(mask, theta - log_pi, -np.inf).max(axis=-1)  # logsumexp over the support
+        return theta, pi, lse
+
     def fun(t, y):
         v = velocity_np(y)
         if not np.isfinite(v[mask]).all():
             raise _FlowIntegrationError(f"non-finite vector field at t = {t:.6g}")
-        v = v * (inv_scale * active)[:, None]
+        _, _, lse = state_softmax(y)
+        # pi-preserving pull of logsumexp(theta) back to 0 (damps the neutral direction)
+        v = (v * inv_scale[:, None] - NEUTRAL_RATE * lse[:, None]) * active[:, None]
         return v.ravel()[flat_idx]
 
     def jac(t, y):
         _, J = field.blocks(to_theta(y))
-        J = J.detach().numpy().reshape(B * K * K)
-        data = J[jac_gather] * (inv_scale * active)[jac_bandit]
+        J = J.numpy().reshape(B, K, K) * inv_scale[:, None, None]
+        _, pi, _ = state_softmax(y)
+        J = J - NEUTRAL_RATE * pi[:, None, :]  # d(lse)/d(theta_j) = pi_j, in every row
+        J = J * active[:, None, None]
+        data = J.reshape(B * K * K)[jac_gather]
         if not np.isfinite(data).all():
             raise _FlowIntegrationError(f"non-finite Jacobian at t = {t:.6g}")
         return scipy.sparse.csc_matrix((data, (jac_rows, jac_cols)), shape=(n, n))
+
+    def atol_for(y: np.ndarray) -> np.ndarray:
+        """Per-component absolute tolerance on log pi: ``atol / pi_z`` (an error of
+        ``atol`` in pi), between ``atol`` and ``LOG_ATOL_CAP``."""
+        _, pi, _ = state_softmax(y)
+        p = pi.ravel()[flat_idx]
+        with np.errstate(divide="ignore", over="ignore"):
+            return np.clip(atol / p, atol, max(atol, LOG_ATOL_CAP))
 
     grid = _checkpoints(t_max)
     ncheck = len(grid)
@@ -647,54 +742,66 @@ def logit_flow(
 
     tainted = np.zeros(B, dtype=bool)
 
-    def check_underflow(y: np.ndarray) -> None:
+    def record(sel: np.ndarray, y: np.ndarray, t: float) -> None:
+        """Return point of the bandits ``sel``: the state ``y`` at time ``t``, no plateau."""
+        theta, _, speed, growth, _ = evaluate(y)
+        out_state[sel] = theta[sel]
+        out_t[sel] = t
+        out_res[sel] = speed[sel]
+        out_growth[sel] = growth[sel]
+        out_plateau[sel] = np.nan
+
+    def check_underflow(y: np.ndarray, t: float) -> bool:
+        """Stop (not converged) the active bandits the weight form cannot represent at ``y``."""
         if weight is None:
-            return
+            return False
         theta = np.zeros(B * K)
         theta[flat_idx] = y
         _, log_pi = _softmax_np(theta.reshape(B, K), mask)
         log_pi = np.where(mask, log_pi, LOG_ZERO).reshape(batch_shape + (K,))
-        tainted[:] |= active & field.underflow_taint(_tensor(log_pi))
+        new = active & field.underflow_taint(_tensor(log_pi))
+        if new.any():
+            record(new, y, t)
+            tainted[:] |= new
+            active[:] &= ~new
+        return bool(new.any())
 
     y = theta_start.ravel()[flat_idx].copy()
-    check_underflow(y)
+    check_underflow(y, 0.0)
     t0 = 0.0
     k = 0
     solver = None
     while k < ncheck and active.any():
+        restart = False
         try:
             if solver is None:
-                solver = solvers[method](fun, t0, y, grid[-1], rtol=rtol, atol=atol, jac=jac)
+                atol_now = atol_for(y)
+                solver = solvers[method](fun, t0, y, grid[-1], rtol=rtol, atol=atol_now, jac=jac)
             while solver.t < grid[k] and solver.status == "running":
                 msg = solver.step()
                 if solver.status == "failed":
                     message = f"solver failed at t = {solver.t:.6g}: {msg}"
-                else:
-                    check_underflow(solver.y)
+                elif check_underflow(solver.y, solver.t):
+                    restart = True
+                    break
         except _FlowIntegrationError as err:
             message = str(err)
-            if solver is None:  # could not even start from the last checkpoint
+            if solver is None:  # could not even start from the last restart point
+                record(active, y, t0)
                 break
             solver.status = "failed"
         if solver.status == "failed":
             # not converged: return where the integration stopped
-            theta, pi, speed, growth, _ = evaluate(solver.y)
-            out_state[active] = theta[active]
-            out_t[active] = solver.t
-            out_res[active] = speed[active]
-            out_growth[active] = growth[active]
-            out_plateau[active] = np.nan
+            record(active, solver.y, solver.t)
             break
         dense = solver.dense_output()
-        newly = np.zeros(B, dtype=bool)
-        last_y = None
-        while k < ncheck and grid[k] <= solver.t:
+        while k < ncheck and grid[k] <= solver.t and active.any():
             yk = dense(grid[k]) if grid[k] < solver.t else solver.y.copy()
             theta, pi, speed, growth, finite = evaluate(yk)
             pi_hist[k] = pi
             prev = pi_hist[k - CHECKPOINTS_PER_DECADE] if k >= CHECKPOINTS_PER_DECADE else pi0
             plateau = np.abs(pi - prev).max(axis=-1)
-            ok = active & ~tainted & finite & (speed <= tol) & (plateau <= plateau_tol) & (growth <= growth_tol)
+            ok = active & finite & (speed <= tol) & (plateau <= plateau_tol) & (growth <= growth_tol)
             upd = active.copy()
             out_state[upd] = theta[upd]
             out_t[upd] = grid[k]
@@ -702,14 +809,18 @@ def logit_flow(
             out_plateau[upd] = plateau[upd]
             out_growth[upd] = growth[upd]
             converged |= ok
-            newly |= ok
+            restart |= ok.any()
             active &= ~ok
-            last_y = yk
-            t0 = grid[k]
             k += 1
-        if newly.any() and active.any() and k < ncheck:
-            # restart with the converged bandits frozen (their field is 0 now)
-            y = last_y
+        if not restart and active.any():
+            # refresh the per-arm tolerances when some pi moved by a factor > 10
+            ratio = atol_for(solver.y) / atol_now
+            moving = np.repeat(active, K).reshape(B, K).ravel()[flat_idx]
+            restart = bool(((ratio > ATOL_REFRESH) | (ratio < 1 / ATOL_REFRESH))[moving].any())
+        if restart and active.any() and k < ncheck:
+            # restart where the solver stands, with the stopped bandits frozen (field 0)
+            y = solver.y.copy()
+            t0 = solver.t
             solver = None
 
     if tainted.any():
@@ -753,6 +864,7 @@ MIN_GRAD = 1e-6
 MIN_CURVATURE = 1e-8
 
 
+@_torch_single_thread
 def multistart_minimize(
     loss: LossFn,
     mu,
