@@ -68,17 +68,6 @@ def broadcast_arms(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> tu
         raise ValueError(f"shapes of {name_a} {a.shape} and {name_b} {b.shape} do not broadcast") from err
 
 
-def broadcast_batch(name: str, x: np.ndarray, batch_shape: tuple[int, ...]) -> np.ndarray:
-    """Broadcast a per-bandit parameter (shape broadcastable to ``batch_shape``)."""
-    try:
-        return np.broadcast_to(x, batch_shape)
-    except ValueError as err:
-        raise ValueError(
-            f"{name} with shape {x.shape} does not broadcast to the batch shape {batch_shape} "
-            "(one value per bandit; the arm axis is not part of it)"
-        ) from err
-
-
 def broadcast_with_batch(arm_arrays: dict, params: dict):
     """Broadcast (..., K) arrays and per-bandit parameters to one common batch shape.
 

@@ -236,10 +236,9 @@ class StationaryPoints:
         Candidate policies; rows beyond ``count`` are NaN-free copies of the global minimizer.
     eta : ndarray, shape (..., P)
     loss : ndarray, shape (..., P)
-        :math:`\\sum_y \\mu_y(\\beta\\log u_y - A_y)^2` at each point.
+        :math:`\sum_y \mu_y(\beta\log u_y - A_y)^2` at each point.
     branch_arm : ndarray of int, shape (..., P)
         ``-1`` for "every arm on the principal branch", else the arm on :math:`W_{-1}`.
-    is_local_min : ndarray of bool, shape (..., P)
     count : ndarray of int, shape (...,)
         Number of valid candidates.
     global_index : ndarray of int, shape (...,)
@@ -250,7 +249,6 @@ class StationaryPoints:
     eta: np.ndarray
     loss: np.ndarray
     branch_arm: np.ndarray
-    is_local_min: np.ndarray
     count: np.ndarray
     global_index: np.ndarray
 
@@ -284,9 +282,8 @@ def _neg_candidates(lmu, a, g0):
     # principal branch: phi increasing in c, phi(-inf) = g0 < 0, root iff phi(cmax) >= 0
     lo0 = np.minimum(np.log(-0.5 * g0) - amax - 1.0, cmax - 1.0)
     phi_hi, _ = _neg_branch_values(lmu, a, cmax, -1)
-    has0 = phi_hi >= 0
     roots = []  # (row, branch, c)
-    r0 = np.flatnonzero(has0)
+    r0 = np.flatnonzero(phi_hi >= 0)
     if r0.size:
         c0 = _refine_branch(lmu[r0], a[r0], lo0[r0], cmax[r0], -1)
         roots.append((r0, np.full(r0.size, -1), c0))
@@ -311,7 +308,7 @@ def _neg_candidates(lmu, a, g0):
         if rr.size:
             c = _refine_branch(lmu[rows[rr]], a[rows[rr]], grid[rr, kk], grid[rr, kk + 1], j)
             roots.append((rows[rr], np.full(rr.size, j), c))
-    return roots, has0
+    return roots
 
 
 def _refine_branch(lmu, a, lo, hi, j):
@@ -331,7 +328,7 @@ def _refine_branch(lmu, a, lo, hi, j):
 def _solve_negative(lmu, a, g0, beta):
     """Global minimizer (and every local minimum) for negative-regime rows."""
     N, K = a.shape
-    roots, _ = _neg_candidates(lmu, a, g0)
+    roots = _neg_candidates(lmu, a, g0)
     rows = np.concatenate([r[0] for r in roots]) if roots else np.zeros(0, int)
     if rows.size == 0 or np.unique(rows).size < N:  # pragma: no cover - guarded by theory
         raise RuntimeError("negative regime: a bandit without any stationary point (please report)")
@@ -511,7 +508,6 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
         eta=etas.reshape(batch + (P,)),
         loss=loss.reshape(batch + (P,)),
         branch_arm=arms.reshape(batch + (P,)),
-        is_local_min=np.ones((N, P), bool).reshape(batch + (P,)),
         count=count.reshape(batch),
         global_index=gidx.reshape(batch),
     )
