@@ -9,6 +9,10 @@ Public API (names follow THEORY.md):
   :func:`beta_eff_reward`, :func:`pessimism_measures` (``theory.measures``);
 * :func:`logit_flow`, :func:`multistart_minimize` — the ground truth
   (``theory.flow``);
+* :func:`make_objective`, ``OBJECTIVES`` — the objective zoo
+  (``theory.objectives``: losses in ``theory.losses``, advantage estimators in
+  ``theory.advantages``) and :func:`induced_target`, :func:`solve_kkt` (the
+  generic boundary-aware KKT solver, ``theory.induced``);
 * ``theory.symbolic`` — the sympy derivations; ``theory.strategies`` —
   hypothesis strategies for checking fixed points (needs ``hypothesis``).
 """
@@ -35,12 +39,25 @@ from .values import (
     soft_value_baseline,
 )
 
+try:  # the zoo and the flow need torch; keep the closed forms importable without it
+    from .induced import InducedTarget, induced_target, ppo_clip_target_set, solve_kkt
+    from .objectives import OBJECTIVES, Objective, make_objective
+except ImportError:  # pragma: no cover
+    pass
+
 try:  # the flow needs torch; keep the closed forms importable without it
     from .flow import FlowResult, MinimizeResult, logit_flow, multistart_minimize
 except ImportError:  # pragma: no cover
     pass
 
 __all__ = [
+    "make_objective",
+    "OBJECTIVES",
+    "Objective",
+    "induced_target",
+    "InducedTarget",
+    "solve_kkt",
+    "ppo_clip_target_set",
     "lambert_target",
     "lambert_stationary_points",
     "lambert_log_ratio",

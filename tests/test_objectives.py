@@ -1,0 +1,296 @@
+"""The objective zoo: declared weights vs autograd, closed forms vs solver vs flow, aggregation, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theory import strategies as tst
+from theory.advantages import group_advantage, population_advantage
+from theory.flow import logit_flow
+from theory.induced import induced_target, ppo_clip_target_set, solve_kkt, stationarity_residual
+from theory.losses import AGGREGATIONS, aggregate, kl_estimate
+from theory.objectives import OBJECTIVES, make_objective
+
+RNG = np.random.default_rng(20261125)
+
+
+def _bandit(K=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.ones(K)), rng.uniform(size=K)
+
+
+def _autograd_weight(obj, mu, adv, u):
+    """-d/ds of the mu-weighted per-sample loss, divided by mu: the weight autograd implies."""
+    mu_t = torch.tensor(mu)
+    logmu = torch.log(mu_t)[:, None]
+    logp = (logmu + torch.log(torch.tensor(u))[:, None]).clone().requires_grad_(True)
+    sig = torch.tensor(adv)
+    if obj._signal == "awr":
+        sig = torch.exp(sig / obj.params["beta"])
+    elif obj._signal == "tpo":
+        z = sig / obj.params["beta"]
+        w = torch.exp(z - z.max())
+        sig = w / (mu_t * w).sum()
+    kw = {}
+    if "prox" in obj.needs:
+        kw["logp_prox"] = logp.detach()
+    if "ref" in obj.needs:
+        kw["logp_ref"] = logmu
+    loss = obj.loss(logp, logmu, sig, None, **kw)
+    if loss.ndim == 2:
+        loss = loss[:, 0]
+    (g,) = torch.autograd.grad((mu_t * loss).sum(), logp)
+    return -(g[:, 0] / mu_t).numpy()
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_declared_weight_equals_autograd(name):
+    obj = make_objective(name)
+    for seed in range(3):
+        mu, r = _bandit(6, seed)
+        if name == "m2po":  # the sample mask is a plain mean over samples: equal to the mu-weighted one at uniform mu
+            mu = np.full(6, 1 / 6)
+        adv = obj.population_advantage(mu, r)
+        u = np.exp(np.random.default_rng(seed).normal(scale=0.4, size=6))
+        h_auto = _autograd_weight(obj, mu, adv, u)
+        h_decl = obj.weight(u, adv, torch.tensor(mu)).numpy()
+        np.testing.assert_allclose(h_auto, h_decl, rtol=1e-10, atol=1e-14)
+
+
+def test_grpo_kl_weight_equals_autograd():
+    obj = make_objective("grpo", kl_beta=0.04)
+    mu, r = _bandit(5, 3)
+    adv = obj.population_advantage(mu, r)
+    u = np.exp(np.random.default_rng(1).normal(scale=0.3, size=5))
+    np.testing.assert_allclose(_autograd_weight(obj, mu, adv, u), obj.weight(u, adv).numpy(), rtol=1e-10, atol=1e-14)
+
+
+CLOSED = [n for n in OBJECTIVES if make_objective(n).target_kind in ("lambert", "gibbs", "linear")]
+# flows at beta = 1e-3 from mu stall for astronomically long in suppressed arms; check them at moderate beta
+MODERATE = {"astar_po": dict(beta=0.2, beta1=0.5), "oapl": dict(beta=0.2, beta1=1.0)}
+
+
+@pytest.mark.parametrize("name", CLOSED)
+def test_closed_form_agrees_with_flow_and_kkt(name):
+    obj = make_objective(name, **MODERATE.get(name, {}))
+    rng = np.random.default_rng(7)
+    mu = rng.dirichlet(np.ones(4), size=3)
+    r = rng.uniform(size=(3, 4))
+    it = obj.induced_target(mu, r)
+    assert it.method == "closed-form"
+    adv = obj.population_advantage(mu, r)
+    mu_t = torch.tensor(mu)
+    fr = logit_flow(mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t))
+    assert fr.converged.all()
+    np.testing.assert_allclose(it.pi, fr.pi, atol=1e-6)
+    if name != "tpo":  # TPO's weight is batch-normalized; its closed form is checked by the flow above
+        kk = solve_kkt(lambda u, a: obj.weight(u, a), mu, adv, kappa_min=obj.kappa_min)
+        ok = kk.converged
+        if name != "opmd_lme":  # boundary regime: kappa = 0 sits on the solver's edge
+            assert ok.all()
+        np.testing.assert_allclose(kk.pi[ok], it.pi[ok], atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["cispo", "reinforce_k3"])
+def test_kkt_solver_agrees_with_flow(name):
+    obj = make_objective(name)
+    rng = np.random.default_rng(11)
+    mu = rng.dirichlet(np.ones(4), size=3)
+    r = rng.uniform(size=(3, 4))
+    it = obj.induced_target(mu, r)
+    assert it.method.startswith("kkt") and it.converged.all()
+    adv = obj.population_advantage(mu, r)
+    fr = logit_flow(mu, adv, weight=lambda u, a: obj.weight(u, a))
+    np.testing.assert_allclose(it.pi, fr.pi, atol=1e-6)
+
+
+def test_reinforce_threshold_hand_example():
+    # mu = (1/2, 1/4, 1/4), A = (1, 1, -1): E[A] = 1/2, m = (1/2, 1/4, -1/4).
+    # Survivors {0, 1}: c = 1/4 / 2 = 1/8 -> pi = ((1/2 - 1/8), (1/4 - 1/8)) / (1/2) = (3/4, 1/4).
+    obj = make_objective("asymre")
+    pi = obj.closed_form_target(np.array([0.5, 0.25, 0.25]), np.array([1.0, 1.0, -1.0]))
+    np.testing.assert_allclose(pi, [0.75, 0.25, 0.0], atol=1e-15)
+
+
+def test_k1_target_is_linear_tilt_when_all_positive():
+    obj = make_objective("reinforce_k1", beta=0.5)
+    mu, r = _bandit(5, 2)
+    adv = obj.population_advantage(mu, r)
+    assert (adv + 0.5 > 0).all()
+    expect = mu * (adv + 0.5) / (mu * (adv + 0.5)).sum()
+    np.testing.assert_allclose(obj.closed_form_target(mu, adv), expect, atol=1e-14)
+
+
+def test_ppo_flow_point_lies_on_the_lp_face():
+    obj = make_objective("ppo")
+    mu, r = _bandit(5, 1)
+    it = obj.induced_target(mu, r)
+    assert it.method == "euler" and it.converged
+    adv = obj.population_advantage(mu, r)
+    value, lo, hi = ppo_clip_target_set(mu, adv, 0.2, 0.2)
+    u = it.pi / mu
+    j = (mu * np.minimum(u * adv, np.clip(u, 0.8, 1.2) * adv)).sum()
+    assert j == pytest.approx(value, abs=1e-6)
+    assert (it.pi >= lo - 1e-6).all() and (it.pi <= hi + 1e-6).all()
+    assert (hi - lo).max() > 1e-3  # the target is genuinely a set here
+
+
+def test_pg_and_topr_targets():
+    mu, r = _bandit(5, 4)
+    pi = make_objective("pg").induced_target(mu, r).pi
+    assert pi[np.argmax(r)] == 1.0
+    obj = make_objective("topr")
+    adv = obj.population_advantage(mu, r - 0.5)
+    pi = obj.closed_form_target(mu, adv)
+    pos = adv > 0
+    np.testing.assert_allclose(pi[pos], (mu * adv)[pos] / (mu * adv)[pos].sum(), atol=1e-15)
+    assert (pi[~pos] == 0).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(tst.bandits(), st.sampled_from(["asymre", "reinforce_k1", "topr", "opmd", "shifted_regression", "awr"]))
+def test_closed_forms_are_stationary_distributions(bandit, name):
+    mu, r = bandit
+    obj = make_objective(name)
+    it = obj.induced_target(mu, r)
+    ok = np.isfinite(it.pi).all(-1)
+    assert np.all(it.pi[ok] >= 0)
+    np.testing.assert_allclose(it.pi[ok].sum(-1), 1.0, atol=1e-12)
+    assert np.all(it.residual[ok] < 1e-7)
+
+
+@settings(max_examples=20, deadline=None)
+@given(tst.bandits(), tst.temperatures())
+def test_shifted_regression_eta_at_least_delta(bandit, beta):
+    mu, r = bandit
+    obj = make_objective("shifted_regression", beta=beta, delta=1.0)
+    adv = obj.population_advantage(mu, r)
+    from theory.lambert import lambert_target
+
+    _, eta = lambert_target(mu, adv, beta)
+    assert np.all(eta >= 1.0 - 1e-9)
+
+
+# --- aggregation -----------------------------------------------------------
+
+
+def test_aggregation_modes_by_hand():
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert aggregate(loss, mask, "token-mean").item() == pytest.approx(10 / 4)
+    assert aggregate(loss, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
+    assert aggregate(loss, mask, "seq-mean-token-sum").item() == pytest.approx((6 + 4) / 2)
+    assert aggregate(loss, mask, "seq-mean-token-sum-norm").item() == pytest.approx(10 / (2 * 3))
+    assert aggregate(loss, mask, "seq-mean-token-sum-norm", constant=5).item() == pytest.approx(10 / 10)
+    assert aggregate(torch.tensor([1.0, 3.0]), mask, "sequence").item() == pytest.approx(2.0)
+
+
+def test_sequence_level_equals_token_level_for_one_token_sequences():
+    logp = torch.log(torch.rand(6, 1, dtype=torch.float64))
+    logp_mu = torch.log(torch.rand(6, 1, dtype=torch.float64))
+    adv = torch.randn(6, dtype=torch.float64)
+    seq = make_objective("opmd")
+    tok = make_objective("opmd")
+    from theory.losses import regression_loss
+
+    a = aggregate(regression_loss(logp, logp_mu, adv, beta=0.1, level="sequence"), None, "sequence")
+    b = aggregate(regression_loss(logp, logp_mu, adv, beta=0.1, level="token"), None, "token-mean")
+    assert a.item() == pytest.approx(b.item(), rel=1e-14)
+    assert seq.level == tok.level == "sequence"
+    # GSPO on one-token sequences is PPO-clip with GSPO's eps
+    g = make_objective("gspo")
+    p = make_objective("ppo", eps_low=g.params["eps_low"], eps_high=g.params["eps_high"])
+    lp = logp.clone()
+    torch.testing.assert_close(g.loss(lp, logp_mu, adv), p.loss(lp, logp_mu, adv))
+
+
+def test_equal_lengths_make_token_mean_and_seq_mean_agree():
+    loss = torch.rand(4, 7)
+    assert aggregate(loss, None, "token-mean").item() == pytest.approx(aggregate(loss, None, "seq-mean-token-mean").item())
+
+
+def test_reward_scaling_changes_grpo_only_through_std():
+    r = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
+    grpo, dr = make_objective("grpo", eps=0.0), make_objective("dr_grpo")
+    torch.testing.assert_close(grpo.advantages(3.0 * r), grpo.advantages(r))
+    torch.testing.assert_close(dr.advantages(3.0 * r), 3.0 * dr.advantages(r))
+
+
+def test_group_estimators_by_hand_and_population_limit():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(group_advantage("loo", r), r - torch.tensor([1 / 3, 2 / 3, 2 / 3, 1 / 3], dtype=torch.float64))
+    v = group_advantage("soft_value", r, beta1=1.0)
+    torch.testing.assert_close(r - v, torch.full((4,), np.log((2 * np.e + 2) / 4), dtype=torch.float64))
+    # loo soft value: V_i = log mean_{j != i} e^{r_j}
+    lv = group_advantage("loo_soft_value", r, beta1=1.0)
+    torch.testing.assert_close(r - lv, torch.tensor([np.log((np.e + 2) / 3), np.log((2 * np.e + 1) / 3)] * 2, dtype=torch.float64)[[0, 1, 1, 0]])
+    # population limit: a group that enumerates mu exactly (mu uniform) equals the population form
+    mu = np.full(4, 0.25)
+    np.testing.assert_allclose(population_advantage("soft_value", mu, r.numpy(), beta1=1.0), v.numpy(), atol=1e-14)
+    np.testing.assert_allclose(population_advantage("shifted_mean", mu, r.numpy(), beta=0.5, delta=1.0),
+                               group_advantage("shifted_mean", r, beta=0.5, delta=1.0).numpy(), atol=1e-15)
+
+
+def test_kl_estimators():
+    x = torch.tensor([-0.3, 0.0, 0.7], dtype=torch.float64)
+    torch.testing.assert_close(kl_estimate(x, "k1"), -x)
+    torch.testing.assert_close(kl_estimate(x, "k2"), 0.5 * x**2)
+    torch.testing.assert_close(kl_estimate(x, "k3"), torch.exp(x) - 1 - x)
+
+
+# --- errors ----------------------------------------------------------------
+
+
+def test_unknown_objective_lists_valid_names():
+    with pytest.raises(ValueError, match="valid objectives: pg, ppo"):
+        make_objective("ppo2")
+
+
+@pytest.mark.parametrize(
+    "name, kw, match",
+    [
+        ("ppo", dict(eps_low=0.0), "eps_low must be > 0"),
+        ("ppo", dict(eps_low=-0.1), "eps_low must be > 0"),
+        ("oapl", dict(beta=0.0), "beta must be > 0"),
+        ("oapl", dict(beta1=-1.0), "beta1 must be > 0"),
+        ("ppo_dual_clip", dict(dual_clip=0.5), "dual_clip must be > 1"),
+        ("reinforce_k1", dict(kind="k4"), "kind must be one of"),
+        ("ppo", dict(clip=0.2), "has no parameter"),
+    ],
+)
+def test_bad_hyperparameters(name, kw, match):
+    with pytest.raises(ValueError, match=match):
+        make_objective(name, **kw)
+
+
+def test_bad_shapes_and_groups():
+    obj = make_objective("grpo")
+    logp = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="mask has shape"):
+        obj.loss(logp, logp, torch.zeros(2), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="adv has shape"):
+        obj.loss(logp, logp, torch.zeros(3))
+    with pytest.raises(ValueError, match="G >= 2"):
+        obj.advantages(torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="unknown aggregation mode"):
+        aggregate(logp, None, "mean")
+    with pytest.raises(ValueError, match="needs logp_prox"):
+        make_objective("tis").loss(logp, logp, torch.zeros(2))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        obj.loss(torch.full((2, 3), float("nan")), logp, torch.zeros(2))
+    with pytest.raises(ValueError, match="one advantage per sequence"):
+        make_objective("opmd").loss(logp, logp, torch.zeros(2, 3))
+    assert set(AGGREGATIONS) >= {make_objective(n).aggregation for n in OBJECTIVES}
+
+
+def test_stationarity_residual_detects_a_non_fixed_point():
+    obj = make_objective("opmd")
+    mu, r = _bandit(4, 5)
+    adv = obj.population_advantage(mu, r)
+    w = lambda u, a: obj.weight(u, a)  # noqa: E731
+    assert stationarity_residual(w, mu, adv, mu) > 1e-3
+    assert stationarity_residual(w, mu, adv, obj.induced_target(mu, r).pi) < 1e-10

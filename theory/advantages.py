@@ -1,0 +1,135 @@
+r"""Advantage estimators: group (sample) form for training, population form for the theory.
+
+Every estimator exists twice, under the same name:
+
+* ``group_advantage(name, rewards, **params)`` — torch, from the rewards of G
+  samples per prompt, shape ``(..., G)`` -> ``(..., G)``. This is what the
+  trainers and the simulators use.
+* ``population_advantage(name, mu, r, **params)`` — numpy, the exact
+  :math:`A(y) = r(y) - V` on a bandit with behaviour ``mu`` and rewards ``r``,
+  shape ``(..., K)``. The group form tends to it as G -> infinity (except the
+  soft value, whose group form is biased low at finite G: that bias is the
+  finite-group pessimism of THEORY.md section 3).
+
+Estimators (V is the baseline, :math:`A = r - V`):
+
+========================  ===============================================  ================================
+name                      group form                                       population form
+========================  ===============================================  ================================
+``raw``                   :math:`A = r`                                    :math:`A = r`
+``mean``                  :math:`V = \bar r` (Dr. GRPO, OPMD/PMD-mean)     :math:`V = E_\mu[r]`
+``grpo``                  :math:`(r - \bar r)/(\mathrm{std}(r)+\epsilon)`  :math:`(r - E_\mu r)/(\mathrm{sd}_\mu(r)+\epsilon)`
+``loo``                   :math:`V_i = \frac{1}{G-1}\sum_{j\ne i} r_j`     :math:`V = E_\mu[r]`
+``soft_value``            :math:`V = \beta_1\log\frac1G\sum_j e^{r_j/\beta_1}`   :math:`V = V^*_{\beta_1}`
+``loo_soft_value``        leave-one-out soft value                         :math:`V = V^*_{\beta_1}`
+``shifted_mean``          :math:`V = \bar r - \delta\beta`                 :math:`V = E_\mu[r] - \delta\beta`
+``zscore``                :math:`(r-\bar r)/\mathrm{sd}_{pop}(r)` (TPO)   :math:`(r - E_\mu r)/\mathrm{sd}_\mu(r)`
+========================  ===============================================  ================================
+
+``std`` in ``grpo`` is the unbiased (G-1) sample standard deviation, as in
+the reference GRPO implementations; ``zscore`` uses the population standard
+deviation and only centres when it is at most ``1e-6`` (TPO).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ._checks import as_float_array, check_distribution
+from .values import soft_value
+
+__all__ = ["ADVANTAGES", "group_advantage", "population_advantage"]
+
+#: Estimator names and the parameters each one takes.
+ADVANTAGES: dict[str, tuple[str, ...]] = {
+    "raw": (),
+    "mean": ("offset",),
+    "grpo": ("eps",),
+    "loo": (),
+    "soft_value": ("beta1",),
+    "loo_soft_value": ("beta1",),
+    "shifted_mean": ("beta", "delta"),
+    "zscore": (),
+}
+
+_NEEDS_PAIR = {"grpo", "loo", "loo_soft_value"}
+
+
+def _check_params(name: str, params: dict) -> dict:
+    if name not in ADVANTAGES:
+        raise ValueError(f"unknown advantage estimator {name!r}; valid: {', '.join(ADVANTAGES)}")
+    extra = set(params) - set(ADVANTAGES[name])
+    if extra:
+        raise ValueError(f"advantage {name!r} takes {ADVANTAGES[name] or 'no parameters'}, got {sorted(extra)}")
+    for key in ("beta1", "beta"):
+        if key in params and not (math.isfinite(params[key]) and params[key] > 0):
+            raise ValueError(f"{key} must be a finite number > 0, got {params[key]!r}")
+    if "eps" in params and not (params["eps"] >= 0):
+        raise ValueError(f"eps must be >= 0, got {params['eps']!r}")
+    return params
+
+
+def _lme(z: torch.Tensor, dim: int) -> torch.Tensor:
+    return torch.logsumexp(z, dim) - math.log(z.shape[dim])
+
+
+def group_advantage(name: str, rewards, **params) -> torch.Tensor:
+    """Advantages of G samples per prompt from their rewards, shape ``(..., G)``."""
+    params = _check_params(name, params)
+    r = torch.as_tensor(rewards)
+    if not r.is_floating_point():
+        r = r.to(torch.float64)
+    if r.ndim == 0 or r.shape[-1] == 0:
+        raise ValueError("rewards must have a last axis of G >= 1 samples per prompt")
+    if not torch.isfinite(r).all():
+        raise ValueError("rewards contain NaN or inf")
+    G = r.shape[-1]
+    if name in _NEEDS_PAIR and G < 2:
+        raise ValueError(f"advantage {name!r} needs groups of G >= 2 samples (a std or a leave-one-out), got G = {G}")
+    mean = r.mean(-1, keepdim=True)
+    if name == "raw":
+        return r
+    if name == "mean":
+        return r - mean + params.get("offset", 0.0)
+    if name == "grpo":
+        return (r - mean) / (r.std(-1, keepdim=True) + params.get("eps", 1e-6))
+    if name == "loo":
+        return (r - mean) * (G / (G - 1))
+    if name == "zscore":
+        sd = r.std(-1, keepdim=True, correction=0)
+        return torch.where(sd > 1e-6, (r - mean) / sd.clamp_min(1e-6), r - mean)
+    if name == "shifted_mean":
+        return r - mean + params.get("delta", 1.0) * params["beta"]
+    b1 = params["beta1"]
+    z = r / b1
+    if name == "soft_value":
+        return r - b1 * _lme(z, -1).unsqueeze(-1)
+    # leave-one-out soft value: V_i = b1 log mean_{j != i} exp(r_j / b1)
+    eye = torch.eye(G, dtype=torch.bool, device=r.device)
+    zz = z.unsqueeze(-2).expand(*z.shape[:-1], G, G).masked_fill(eye, -math.inf)
+    v = b1 * (torch.logsumexp(zz, -1) - math.log(G - 1))
+    return r - v
+
+
+def population_advantage(name: str, mu, r, **params) -> np.ndarray:
+    """Exact advantages on a bandit, shape ``(..., K)`` (see the module table)."""
+    params = _check_params(name, params)
+    mu = check_distribution(mu)
+    r = as_float_array(r, "r")
+    mu, r = np.broadcast_arrays(mu, r)
+    mean = (mu * r).sum(-1, keepdims=True)
+    if name == "raw":
+        return r.copy()
+    if name in ("mean", "loo"):
+        return r - mean + params.get("offset", 0.0)
+    if name in ("grpo", "zscore"):
+        sd = np.sqrt((mu * (r - mean) ** 2).sum(-1, keepdims=True))
+        if name == "grpo":
+            return (r - mean) / (sd + params.get("eps", 1e-6))
+        return np.where(sd > 1e-6, (r - mean) / np.maximum(sd, 1e-6), r - mean)
+    if name == "shifted_mean":
+        return r - mean + params.get("delta", 1.0) * params["beta"]
+    return r - soft_value(mu, r, params["beta1"])[..., None]

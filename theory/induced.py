@@ -1,0 +1,487 @@
+r"""Induced targets of any objective on a tabular bandit: a generic KKT solver and a dispatcher.
+
+The expected logit gradient of an objective with per-sample weight
+:math:`h(u, A)` (``u = pi/mu``) on a softmax bandit is
+
+.. math:: g_z = \mu_z h(u_z, A_z) - \pi_z\,\kappa,\qquad \kappa = \sum_y \mu_y h(u_y, A_y).
+
+**Fixed points, with boundary faces.** Let ``S`` be the arms whose
+probability stays positive in the limit. On ``S`` the logits may all drift at
+one common rate ``c`` (the softmax is blind to it) while the arms outside
+``S`` fall behind (:math:`\theta_w \to -\infty`). So the limit satisfies
+
+.. math::
+    \mu_z\big(h(u_z, A_z) - \kappa u_z\big) = c \quad (z \in S),\qquad
+    \sum_{z\in S}\mu_z u_z = 1,\qquad
+    c\,|S| = -\sum_{w\notin S}\mu_w h(0^+, A_w),
+
+and an arm leaves ``S`` exactly when :math:`\mu_w h(0^+, A_w) \le c` (its
+logit then falls behind the common drift). The drift ``c`` is zero whenever
+the leaving arms carry no weight at ``u = 0`` (ratio-weighted losses) or no
+arm leaves (the regression, whose weight is :math:`+\infty` at ``u = 0``);
+it is what turns REINFORCE's linear tilt :math:`\mu A/E_\mu[A]` into the
+thresholded :math:`(\mu A - c)_+/E_\mu[A]`.
+
+:func:`solve_kkt` solves this system for any weight for which
+:math:`\psi_z(u) = h(u, A_z) - \kappa u` is non-increasing in ``u`` for every
+:math:`\kappa >` ``kappa_min``: per arm a safeguarded Newton in
+:math:`\log u`; per bandit a bracketed Newton in
+:math:`\log(\kappa - \kappa_{min})` on :math:`\sum\mu u(\kappa) = 1`; an
+outer fixed point on the support. Where :math:`\sum\mu u(\kappa)` jumps (a
+weight with a plateau, e.g. CISPO's clipped ratio), the last bracket is
+interpolated, which picks a point of the (set-valued) fixed-point face.
+Rows with no solution at :math:`\kappa > \kappa_{min}` (a collapse onto one
+arm) are reported, not guessed.
+
+:func:`induced_target` dispatches per objective: closed form, KKT solver, or
+the flow (``theory.flow.logit_flow``, the ground truth) for the objectives
+whose target is set-valued (PPO-type clipping: see
+:func:`ppo_clip_target_set` for the set itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from ._checks import as_float_array, broadcast_arms, check_distribution
+
+__all__ = ["InducedTarget", "solve_kkt", "euler_flow", "induced_target", "stationarity_residual", "ppo_clip_target_set"]
+
+#: ``u`` at which ``h(0+, A)`` is evaluated (smallest normal float64, as in the flow).
+U_ZERO = float(np.finfo(np.float64).tiny)
+
+
+@dataclass(frozen=True)
+class InducedTarget:
+    """An induced target and how it was obtained.
+
+    Attributes
+    ----------
+    pi : ndarray, shape (..., K)
+    method : str
+        ``closed-form``, ``kkt``, ``flow`` or a ``+``-joined mix (rows that
+        a closed form leaves undefined go to the flow).
+    converged : ndarray of bool, shape (...)
+    residual : ndarray, shape (...)
+        :func:`stationarity_residual` at ``pi`` (0 for closed forms is not
+        assumed: it is computed).
+    kappa, drift : ndarray, shape (...), or None
+        The multiplier :math:`\\kappa = E_\\mu[h]` and the common drift ``c``
+        (KKT solver only).
+    """
+
+    pi: np.ndarray
+    method: str
+    converged: np.ndarray
+    residual: np.ndarray
+    kappa: np.ndarray | None = None
+    drift: np.ndarray | None = None
+
+
+def _h_and_dh(weight, u: np.ndarray, a: np.ndarray):
+    ut = torch.tensor(u, dtype=torch.float64, requires_grad=True)
+    at = torch.as_tensor(a, dtype=torch.float64)
+    h = weight(ut, at)
+    if h.shape != ut.shape:
+        h = h.expand_as(ut)
+    if not h.requires_grad:  # a weight that does not depend on u
+        dh = None
+    else:
+        (dh,) = torch.autograd.grad(h.sum(), ut, allow_unused=True)
+    h_np = h.detach().numpy()
+    dh_np = np.zeros_like(u) if dh is None else dh.numpy()
+    if not np.all(np.isfinite(h_np)):
+        raise ValueError("weight returned NaN or inf on the support")
+    return h_np, dh_np
+
+
+def _h(weight, u, a):
+    with torch.no_grad():
+        h = weight(torch.tensor(np.asarray(u), dtype=torch.float64), torch.tensor(np.asarray(a), dtype=torch.float64))
+    return np.broadcast_to(h.numpy(), np.shape(u)).copy()
+
+
+def _arm_ratios(weight, mu, a, kappa, c, h0):
+    """Per-arm root of h(u, A) - kappa u = c / mu on u in (0, 1/mu]; flat (M,) arrays."""
+    u = np.zeros_like(mu)
+    dudk = np.zeros_like(mu)
+    target = c / mu
+    alive = h0 > target
+    umax = 1.0 / mu
+    h_max = _h(weight, umax, a)
+    capped = alive & (h_max - kappa * umax >= target)
+    u[capped] = umax[capped]
+    idx = np.flatnonzero(alive & ~capped)
+    if idx.size:
+        lo = np.full(idx.size, np.log(U_ZERO))
+        hi = np.log(umax[idx])
+        x = np.clip(np.log(np.clip(umax[idx] * mu[idx], U_ZERO, None)), lo, hi)  # start at u = 1 (pi = mu)
+        a_i, k_i, t_i = a[idx], kappa[idx], target[idx]
+        for _ in range(200):
+            ue = np.exp(x)
+            h, dh = _h_and_dh(weight, ue, a_i)
+            f = h - k_i * ue - t_i
+            df = (dh - k_i) * ue
+            pos = f > 0
+            lo = np.where(pos, x, lo)
+            hi = np.where(pos, hi, x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = x - f / df
+            ok = np.isfinite(step) & (step > lo) & (step < hi)
+            xn = np.where(f == 0, x, np.where(ok, step, 0.5 * (lo + hi)))
+            done = np.abs(xn - x) <= 1e-15 * np.maximum(np.abs(x), 1.0)
+            x = xn
+            if np.all(done | (hi - lo <= 1e-15 * np.maximum(np.abs(x), 1.0))):
+                break
+        ue = np.exp(x)
+        _, dh = _h_and_dh(weight, ue, a_i)
+        u[idx] = ue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = ue / (dh - k_i)
+        dudk[idx] = np.where(np.isfinite(d), d, 0.0)
+    return u, dudk
+
+
+def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
+    r"""``max_z |g_z - c|/max(kappa_scale)`` over the support arms that keep mass, per bandit.
+
+    With :math:`g_z = \mu_z h_z - \pi_z\sum_y\mu_y h_y` the logit velocity, a
+    limit has :math:`g_z` equal to the common drift on arms with
+    :math:`\pi_z > 0` and :math:`g_w` below it elsewhere. Returns the spread
+    of :math:`g` over the arms with :math:`\pi_z > 10^{-12}`, divided by
+    :math:`\max_z|\mu_z h_z|` (0 for an exact fixed point), plus any excess
+    of a dropped arm's :math:`g_w` over the drift.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    pi = np.asarray(pi, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(mu > 0, pi / np.where(mu > 0, mu, 1.0), 1.0)
+    u = np.maximum(u, U_ZERO)
+    h = _h(weight, u, np.broadcast_to(adv, u.shape))
+    mh = np.where(mu > 0, mu * h, 0.0)
+    kappa = mh.sum(-1, keepdims=True)
+    g = mh - pi * kappa
+    keep = (pi > 1e-12) & (mu > 0)
+    gk = np.where(keep, g, np.nan)
+    with np.errstate(invalid="ignore"):
+        c = np.nanmean(gk, -1, keepdims=True)
+        spread = np.nanmax(np.abs(gk - c), -1)
+        excess = np.nanmax(np.where((mu > 0) & ~keep, g - c, np.nan), -1, initial=-np.inf)
+    h1 = _h(weight, np.ones_like(u), np.broadcast_to(adv, u.shape))
+    scale = np.maximum(np.abs(mh).max(-1), np.abs(np.where(mu > 0, mu * h1, 0.0)).max(-1))
+    scale = np.maximum(scale, 1e-300)
+    return np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
+
+
+def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int = 20):
+    r"""Solve the boundary-aware fixed-point system of the module docstring.
+
+    Parameters
+    ----------
+    weight : callable
+        ``weight(u, adv) -> h`` in torch, elementwise, differentiable in ``u``.
+    mu : array_like, shape (..., K)
+    adv : array_like, shape (..., K)
+    kappa_min : float
+        :math:`h(u, A) - \kappa u` must be non-increasing in ``u`` for every
+        :math:`\kappa > \kappa_{min}` (0 for weights non-increasing in ``u``;
+        :math:`-\beta` for the k3 penalty).
+
+    Returns
+    -------
+    InducedTarget
+        ``converged`` is False on rows with no solution at
+        :math:`\kappa > \kappa_{min}` (their ``pi`` is NaN there, and
+        :func:`induced_target` hands them to the flow).
+    """
+    mu = check_distribution(mu)
+    adv = as_float_array(adv, "adv")
+    mu, adv = broadcast_arms("mu", mu, "adv", adv)
+    shape = mu.shape
+    K = shape[-1]
+    M = mu.reshape(-1, K)
+    A = adv.reshape(-1, K)
+    N = M.shape[0]
+    sup = M > 0
+    h0 = np.where(sup, _h(weight, np.full_like(M, U_ZERO), A), 0.0)
+    h1 = np.where(sup, _h(weight, np.ones_like(M), A), 0.0)
+    scale = np.maximum(np.abs((M * h1).sum(-1)), np.abs(M * h1).max(-1))
+    scale = np.maximum(scale, 1e-12)
+
+    pi = np.full_like(M, np.nan)
+    kap = np.full(N, np.nan)
+    drift = np.zeros(N)
+    ok_rows = np.zeros(N, dtype=bool)
+
+    def row_sum(y, rows, c_rows):
+        """F(kappa) = sum mu u - 1 and dF/dy on `rows`, kappa = kappa_min + e^y."""
+        kappa = kappa_min + np.exp(y)
+        m, a, hz = M[rows], A[rows], h0[rows]
+        s = sup[rows]
+        mm = m[s]
+        kk = np.broadcast_to(kappa[:, None], m.shape)[s]
+        cc = np.broadcast_to(c_rows[:, None], m.shape)[s]
+        u_s, d_s = _arm_ratios(weight, mm, a[s], kk, cc, hz[s])
+        u = np.zeros_like(m)
+        d = np.zeros_like(m)
+        u[s], d[s] = u_s, d_s
+        F = (m * u).sum(-1) - 1.0
+        dF = np.exp(y) * (m * d).sum(-1)
+        return F, dF, u
+
+    c = np.zeros(N)
+    for _ in range(max_support_iter):
+        rows = np.arange(N)
+        y0 = np.log(scale)
+        lo = y0 - 40.0
+        hi = y0 + 40.0
+        F_lo, _, _ = row_sum(lo, rows, c)
+        F_hi, _, _ = row_sum(hi, rows, c)
+        for _ in range(30):  # widen brackets
+            need_lo = F_lo < 0
+            need_hi = F_hi > 0
+            if not (need_lo.any() or need_hi.any()):
+                break
+            lo = np.where(need_lo, lo - 40.0, lo)
+            hi = np.where(need_hi, hi + 40.0, hi)
+            F_lo, _, _ = row_sum(lo, rows, c)
+            F_hi, _, _ = row_sum(hi, rows, c)
+        valid = (F_lo >= 0) & (F_hi <= 0)
+        y = np.where(valid, 0.5 * (lo + hi), np.nan)
+        act = np.flatnonzero(valid)
+        lo_a, hi_a = lo[act].copy(), hi[act].copy()
+        x = y0[act].clip(lo_a, hi_a)
+        for _ in range(300):
+            if act.size == 0:
+                break
+            F, dF, _ = row_sum(x, act, c[act])
+            pos = F > 0
+            lo_a = np.where(pos, x, lo_a)
+            hi_a = np.where(pos, hi_a, x)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = x - F / dF
+            ok = np.isfinite(step) & (step > lo_a) & (step < hi_a)
+            xn = np.where(F == 0, x, np.where(ok, step, 0.5 * (lo_a + hi_a)))
+            done = (F == 0) | (np.abs(F) <= 1e-15) | (hi_a - lo_a <= 1e-15 * np.maximum(np.abs(xn), 1.0))
+            x = xn
+            if np.all(done):
+                break
+        # final point: interpolate between the bracket ends (handles jumps of F)
+        F_l, _, u_l = row_sum(lo_a, act, c[act]) if act.size else (None, None, None)
+        F_h, _, u_h = row_sum(hi_a, act, c[act]) if act.size else (None, None, None)
+        if act.size:
+            F_x, _, u_x = row_sum(x, act, c[act])
+            gap = F_l - F_h
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lam = np.where(gap > 0, (0.0 - F_h) / gap, 0.0)
+            use_x = np.abs(F_x) <= 1e-13
+            u_fin = np.where(use_x[:, None], u_x, u_h + lam[:, None] * (u_l - u_h))
+            pi[act] = M[act] * u_fin
+            kap[act] = kappa_min + np.exp(x)
+        ok_rows = valid.copy()
+        # support update: arms that left, and the drift they imply
+        keep = (pi > 0) & sup
+        n_keep = keep.sum(-1)
+        c_new = np.where(n_keep > 0, -np.where(sup & ~keep, M * h0, 0.0).sum(-1) / np.maximum(n_keep, 1), 0.0)
+        if np.allclose(c_new[ok_rows], c[ok_rows], rtol=1e-13, atol=1e-15 * scale[ok_rows]):
+            c = c_new
+            break
+        c = np.where(ok_rows, c_new, c)
+    drift = c
+    pi = np.where(ok_rows[:, None], pi / np.where(ok_rows, pi.sum(-1), 1.0)[:, None], np.nan)
+    res = np.full(N, np.inf)
+    if ok_rows.any():
+        res[ok_rows] = stationarity_residual(weight, M[ok_rows], A[ok_rows], pi[ok_rows])
+    return InducedTarget(
+        pi=pi.reshape(shape),
+        method="kkt",
+        converged=(ok_rows & (res < 1e-8)).reshape(shape[:-1]),
+        residual=res.reshape(shape[:-1]),
+        kappa=kap.reshape(shape[:-1]),
+        drift=drift.reshape(shape[:-1]),
+    )
+
+
+def _flow(obj, mu, adv, flow_kwargs):
+    from .flow import logit_flow
+
+    mu_t = torch.as_tensor(mu, dtype=torch.float64)
+    res = logit_flow(mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t), **(flow_kwargs or {}))
+    return res
+
+
+def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol: float = 1e-8):
+    r"""Explicit Euler on the logit flow, for fields with plateaus (PPO-type clipping).
+
+    :math:`\theta \leftarrow \theta + \alpha_t\,g/\bar g`, with
+    :math:`g_z = \mu_z h_z - \pi_z\sum_y\mu_yh_y`, :math:`\bar g` the
+    initial speed and a harmonically decaying step
+    :math:`\alpha_t = \mathrm{lr}/(1 + t/100)` (the steps still sum to
+    infinity, so the iterate travels as far as the flow; the chatter across a
+    clip boundary shrinks like :math:`\alpha_t`). The stiff integrators of
+    ``theory.flow`` assume a smooth field; a clipped surrogate's field jumps
+    to zero on its plateaus. A bandit is converged when
+    :math:`\max_z|\pi_z(t) - \pi_z(t - 500)| \le` ``tol``; the limit
+    then lies on the optimal face of the linear program
+    (:func:`ppo_clip_target_set`) up to the last step size.
+    Vectorized over bandits (torch, float64).
+    """
+    mu = check_distribution(mu)
+    adv = as_float_array(adv, "adv")
+    mu, adv = broadcast_arms("mu", mu, "adv", adv)
+    mu_t = torch.as_tensor(mu, dtype=torch.float64)
+    a_t = torch.as_tensor(adv, dtype=torch.float64)
+    sup = mu_t > 0
+    theta = torch.where(sup, torch.log(torch.where(sup, mu_t, 1.0)), torch.full_like(mu_t, -torch.inf))
+    g0 = None
+    pi_prev = torch.softmax(theta, -1)
+    move = torch.full(mu.shape[:-1], np.inf, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(max_steps):
+            pi = torch.softmax(theta, -1)
+            if t % 500 == 0 and t > 0:
+                move = (pi - pi_prev).abs().amax(-1)
+                pi_prev = pi
+                if bool((move <= tol).all()):
+                    break
+            u = torch.where(sup, pi / torch.where(sup, mu_t, 1.0), torch.ones_like(pi)).clamp_min(U_ZERO)
+            h = weight(u, a_t).expand_as(u)
+            mh = torch.where(sup, mu_t * h, torch.zeros_like(h))
+            g = mh - pi * mh.sum(-1, keepdim=True)
+            if g0 is None:
+                g0 = g.abs().amax(-1, keepdim=True).clamp_min(1e-300)
+            theta = torch.where(sup, theta + (lr / (1.0 + t / 100.0)) * g / g0, theta)
+    pi = torch.softmax(theta, -1).numpy()
+    return InducedTarget(pi=pi, method="euler", converged=(move <= tol).numpy(), residual=move.numpy())
+
+
+def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> InducedTarget:
+    """Induced target of objective ``obj`` on bandits ``(mu, r)`` (population advantages).
+
+    Parameters
+    ----------
+    obj : theory.objectives.Objective
+    mu, r : array_like, shape (..., K)
+    method : {"auto", "closed-form", "kkt", "flow"}
+        ``auto``: the closed form where the objective has one, the KKT solver
+        for ``target_kind == 'kkt'``, explicit Euler (:func:`euler_flow`)
+        for set-valued (clipped) targets, the flow otherwise; rows the first
+        route cannot answer (a collapse) go to the flow.
+    flow_kwargs : dict, optional
+        Passed to :func:`theory.flow.logit_flow`.
+    """
+    if method not in ("auto", "closed-form", "kkt", "flow", "euler"):
+        raise ValueError(f"method must be auto, closed-form, kkt, flow or euler, got {method!r}")
+    mu = check_distribution(mu)
+    r = as_float_array(r, "r")
+    mu, r = broadcast_arms("mu", mu, "r", r)
+    adv = obj.population_advantage(mu, r)
+    mu_t = torch.as_tensor(mu, dtype=torch.float64)
+
+    def wfun(u, a):
+        return obj.weight(u, a, mu_t if u.shape == mu_t.shape else None)
+
+    if method == "auto":
+        if obj.target_kind in ("lambert", "gibbs", "linear", "vertex") and obj._closed_form is not None:
+            method = "closed-form"
+        elif obj.target_kind == "kkt":
+            method = "kkt"
+        elif obj.target_kind == "lp":
+            method = "euler"
+        else:
+            method = "flow"
+    if method == "closed-form":
+        pi = obj.closed_form_target(mu, adv)
+        if pi is None:
+            raise ValueError(f"objective {obj.name!r} has no closed-form target; use method='kkt' or 'flow'")
+        kap = drift = None
+        used = "closed-form"
+    elif method == "kkt":
+        sol = solve_kkt(wfun, mu, adv, kappa_min=obj.kappa_min)
+        pi, kap, drift, used = sol.pi, sol.kappa, sol.drift, "kkt"
+    elif method == "euler":
+        return euler_flow(wfun, mu, adv)
+    else:
+        fr = _flow(obj, mu, adv, flow_kwargs)
+        return InducedTarget(pi=fr.pi, method="flow", converged=fr.converged, residual=fr.residual)
+    bad = ~np.isfinite(pi).all(-1)
+    converged = ~bad
+    if bad.any():
+        fr = _flow(obj, mu[bad], adv[bad], flow_kwargs)
+        pi = pi.copy()
+        pi[bad] = fr.pi
+        converged = converged.copy()
+        converged[bad] = fr.converged
+        used = used + "+flow"
+    res = stationarity_residual(wfun, mu, adv, pi) if obj.target_kind != "lp" else np.zeros(pi.shape[:-1])
+    return InducedTarget(pi=pi, method=used, converged=converged, residual=res, kappa=kap, drift=drift)
+
+
+def ppo_clip_target_set(mu, adv, eps_low=0.2, eps_high=None):
+    r"""The set-valued target of PPO-clip on one bandit, by linear programming.
+
+    The population surrogate :math:`J(u) = \sum_y\mu_y\min(u_yA_y,\,
+    \mathrm{clip}(u_y, 1-\epsilon_l, 1+\epsilon_h)A_y)` is concave and
+    piecewise linear in :math:`u = \pi/\mu`; its maximizers over the simplex
+    :math:`\{u\ge0, \sum\mu u = 1\}` form a face. With the epigraph variables
+    :math:`t_y \le A_y u_y`, :math:`t_y \le A_y\,\mathrm{clip}` (two linear
+    pieces per arm) this is an LP; the face is reported by the optimal value
+    and, per arm, the least and greatest ``pi_y`` on it (2K more LPs).
+
+    Returns
+    -------
+    value : float
+        :math:`\max J`.
+    pi_min, pi_max : ndarray, shape (K,)
+        Range of each arm's probability over the optimal face.
+    """
+    eps_high = eps_low if eps_high is None else eps_high
+    if not (eps_low > 0 and eps_high > 0):
+        raise ValueError(f"eps_low and eps_high must be > 0, got {eps_low!r}, {eps_high!r}")
+    mu = check_distribution(mu)
+    adv = as_float_array(adv, "adv")
+    if mu.ndim != 1 or adv.shape != mu.shape:
+        raise ValueError("ppo_clip_target_set takes one bandit: mu and adv of shape (K,)")
+    K = mu.size
+    lo, hi = 1.0 - eps_low, 1.0 + eps_high
+    # variables x = (u_1..u_K, t_1..t_K); maximize sum mu t
+    # per arm: piece 1: t <= A u; piece 2: t <= A * clip(u) is min/max of linear pieces:
+    #   A >= 0: A*clip(u) with the min => t <= A u and t <= A hi  (u >= lo side never binds the min)
+    #   A <  0: min(uA, clip(u)A) = A max(u, lo) => t <= A u and t <= A lo
+    A_ub, b_ub = [], []
+    for y in range(K):
+        row = np.zeros(2 * K)
+        row[K + y] = 1.0
+        row[y] = -adv[y]
+        A_ub.append(row)
+        b_ub.append(0.0)
+        row = np.zeros(2 * K)
+        row[K + y] = 1.0
+        A_ub.append(row)
+        b_ub.append(adv[y] * (hi if adv[y] >= 0 else lo))
+    A_eq = np.concatenate([mu, np.zeros(K)])[None]
+    bounds = [(0, None if m > 0 else 0) for m in mu] + [(None, None)] * K
+    c = np.concatenate([np.zeros(K), -mu])
+    res = scipy.optimize.linprog(c, A_ub=np.array(A_ub), b_ub=b_ub, A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
+    if not res.success:  # pragma: no cover - the LP is always feasible and bounded
+        raise RuntimeError(f"PPO LP failed: {res.message}")
+    value = -res.fun
+    # optimal face: add sum mu t >= value - tol
+    tol = 1e-10 * max(1.0, abs(value))
+    A_face = np.vstack([np.array(A_ub), -np.concatenate([np.zeros(K), mu])[None]])
+    b_face = np.concatenate([b_ub, [-(value - tol)]])
+    pi_min = np.zeros(K)
+    pi_max = np.zeros(K)
+    for y in range(K):
+        if mu[y] == 0:
+            continue
+        obj = np.zeros(2 * K)
+        obj[y] = mu[y]
+        r1 = scipy.optimize.linprog(obj, A_ub=A_face, b_ub=b_face, A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
+        r2 = scipy.optimize.linprog(-obj, A_ub=A_face, b_ub=b_face, A_eq=A_eq, b_eq=[1.0], bounds=bounds, method="highs")
+        pi_min[y], pi_max[y] = r1.fun, -r2.fun
+    return value, pi_min, pi_max

@@ -1,0 +1,419 @@
+r"""Every objective of the zoo as a pure torch loss, plus the named aggregation step.
+
+Each function here maps per-token (or per-sequence) log-probabilities to a
+per-token (or per-sequence) loss; nothing is reduced. Reduction is the separate
+:func:`aggregate` step, because several published objectives differ only there.
+The bandit theory, the simulators, the LLM trainer and the verl / TRL wrappers
+all call these same functions.
+
+Conventions
+-----------
+* ``logp`` — log pi(y_t | prefix) under the current policy, shape ``(..., T)``;
+  carries the gradient.
+* ``logp_mu`` — behaviour log-probabilities (the lagged policy that generated
+  the data), same shape; treated as data (no gradient flows into it).
+* ``adv`` — advantages, shape ``(...)`` (one per sequence, broadcast to its
+  tokens) or ``(..., T)`` (per token).
+* ``mask`` — ``(..., T)``, 1 on completion tokens and 0 on padding (bool or
+  float). ``None`` means all ones.
+* The token log-ratio is :math:`s_t = \log\pi(y_t) - \log\mu(y_t)` and the
+  token ratio :math:`u_t = e^{s_t}`. Sequence quantities sum ``s_t`` over the
+  mask.
+
+A loss :math:`\ell(s, A)` on behaviour samples yields the expected logit
+gradient :math:`E_{y\sim\mu}[h(u_y, A_y)\nabla\log\pi(y)]` with the per-sample
+weight :math:`h = -\partial\ell/\partial s`; ``theory.objectives`` declares
+``h`` for every objective and the tests check it against autograd of these
+functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "AGGREGATIONS",
+    "aggregate",
+    "check_inputs",
+    "kl_estimate",
+    "policy_gradient_loss",
+    "ppo_clip_loss",
+    "gspo_loss",
+    "cispo_loss",
+    "decoupled_ppo_loss",
+    "topr_loss",
+    "m2po_mask",
+    "m2po_loss",
+    "reinforce_loss",
+    "kl_reinforce_loss",
+    "weighted_ce_loss",
+    "regression_loss",
+]
+
+#: Named aggregation modes (verl's ``loss_agg_mode`` names where verl has one).
+AGGREGATIONS = (
+    "token-mean",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum",
+    "seq-mean-token-sum-norm",
+    "sequence",
+)
+
+#: Log-ratios are clamped to this range before exponentiation, as verl does,
+#: so that a ratio never overflows; the clamp is inactive for |s| < 20.
+LOG_RATIO_CLAMP = 20.0
+
+
+# ---------------------------------------------------------------------------
+# input checks and aggregation
+# ---------------------------------------------------------------------------
+
+
+def _mask_like(mask, ref: torch.Tensor) -> torch.Tensor:
+    if mask is None:
+        return torch.ones_like(ref)
+    if not isinstance(mask, torch.Tensor):
+        mask = torch.as_tensor(mask)
+    if mask.shape != ref.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)} but the log-probabilities have shape {tuple(ref.shape)}")
+    return mask.to(ref.dtype)
+
+
+def check_inputs(logp, logp_mu, adv, mask=None):
+    """Validate shapes and return ``(logp, logp_mu, adv_tokens, mask)`` as tensors.
+
+    ``adv`` of shape ``(...)`` is broadcast to ``(..., T)``; a per-token ``adv``
+    must match ``logp``. Raises :class:`ValueError` naming the mismatch.
+    """
+    if not isinstance(logp, torch.Tensor):
+        raise ValueError(f"logp must be a torch.Tensor, got {type(logp).__name__}")
+    if logp.ndim == 0:
+        raise ValueError("logp must have a token axis (shape (..., T)); got a scalar")
+    logp_mu = torch.as_tensor(logp_mu, dtype=logp.dtype, device=logp.device)
+    if logp_mu.shape != logp.shape:
+        raise ValueError(f"logp_mu has shape {tuple(logp_mu.shape)} but logp has shape {tuple(logp.shape)}")
+    adv = torch.as_tensor(adv, dtype=logp.dtype, device=logp.device)
+    if adv.shape == logp.shape[:-1]:
+        adv = adv.unsqueeze(-1).expand_as(logp)
+    elif adv.shape != logp.shape:
+        raise ValueError(
+            f"adv has shape {tuple(adv.shape)}; expected one value per sequence {tuple(logp.shape[:-1])} "
+            f"or per token {tuple(logp.shape)}"
+        )
+    m = _mask_like(mask, logp)
+    for name, x in (("logp", logp), ("logp_mu", logp_mu), ("adv", adv)):
+        if not torch.isfinite(torch.where(m > 0, x.detach(), torch.zeros_like(x))).all():
+            raise ValueError(f"{name} has NaN or inf on unmasked tokens")
+    return logp, logp_mu.detach(), adv.detach(), m
+
+
+def _check_eps(**eps):
+    for name, val in eps.items():
+        if val is None:
+            continue
+        if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {val!r}")
+
+
+def aggregate(loss: torch.Tensor, mask=None, mode: str = "token-mean", *, constant: float | None = None):
+    r"""Reduce a per-token loss ``(..., T)`` (or per-sequence ``(...)``) to a scalar.
+
+    Modes, with :math:`m_{it}` the mask and :math:`n` the number of sequences:
+
+    * ``token-mean``: :math:`\sum_{it} m\ell / \sum_{it} m` (DAPO; every token
+      weighs the same).
+    * ``seq-mean-token-mean``: :math:`\frac1n\sum_i \sum_t m\ell / \sum_t m`
+      (GRPO; every sequence weighs the same, long ones are diluted).
+    * ``seq-mean-token-sum``: :math:`\frac1n\sum_i\sum_t m\ell`.
+    * ``seq-mean-token-sum-norm``: :math:`\sum_{it} m\ell / (n\,C)` with a
+      constant ``C`` (Dr. GRPO; default ``C = T``, the padded length).
+    * ``sequence``: the loss is already one value per sequence (shape ``(...)``);
+      mean over sequences.
+    """
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation mode {mode!r}; valid modes: {', '.join(AGGREGATIONS)}")
+    if mode == "sequence":
+        if mask is not None and loss.shape == torch.as_tensor(mask).shape:
+            raise ValueError("mode 'sequence' needs a per-sequence loss of shape (...), got a per-token loss")
+        return loss.mean()
+    if loss.ndim == 0:
+        raise ValueError(f"mode {mode!r} needs a per-token loss of shape (..., T), got a scalar")
+    m = _mask_like(mask, loss)
+    if mode == "token-mean":
+        return (loss * m).sum() / m.sum().clamp_min(1.0)
+    per_seq = (loss * m).sum(-1)
+    if mode == "seq-mean-token-mean":
+        return (per_seq / m.sum(-1).clamp_min(1.0)).mean()
+    if mode == "seq-mean-token-sum":
+        return per_seq.mean()
+    c = float(loss.shape[-1]) if constant is None else constant
+    if not (math.isfinite(c) and c > 0):
+        raise ValueError(f"constant must be a finite number > 0, got {constant!r}")
+    return per_seq.sum() / (per_seq.numel() * c)
+
+
+def kl_estimate(log_ratio: torch.Tensor, kind: str) -> torch.Tensor:
+    r"""Per-sample estimators of :math:`\mathrm{KL}(p\|q)` from samples of ``p``.
+
+    With :math:`x = \log q(y)/p(y)`, :math:`y\sim p` (Schulman's k1, k2, k3):
+
+    * ``k1``: :math:`-x` (unbiased, high variance);
+    * ``k2``: :math:`x^2/2` (biased, low variance; its gradient is the regression's);
+    * ``k3``: :math:`e^x - 1 - x` (unbiased, nonnegative).
+
+    GRPO's penalty to a reference is ``k3`` with :math:`x = \log\pi_{ref} - \log\pi`
+    on samples of the current policy; the behaviour-anchored penalties of
+    :func:`kl_reinforce_loss` use :math:`p=\mu`, :math:`q=\pi`, i.e. :math:`x = s`.
+    """
+    if kind == "k1":
+        return -log_ratio
+    if kind == "k2":
+        return 0.5 * log_ratio**2
+    if kind == "k3":
+        x = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+        return torch.expm1(x) - x
+    raise ValueError(f"unknown KL estimator {kind!r}; valid: k1, k2, k3")
+
+
+def _ratio(logp, logp_anchor):
+    return torch.exp((logp - logp_anchor).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+
+
+def _clipped_surrogate(ratio, adv, eps_low, eps_high, dual_clip):
+    """PPO's pessimistic surrogate as a loss: max(-rA, -clip(r)A), dual-clipped for A < 0."""
+    loss = torch.maximum(-adv * ratio, -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high))
+    if dual_clip is not None:
+        loss = torch.where(adv < 0, torch.minimum(loss, -adv * dual_clip), loss)
+    return loss
+
+
+# ---------------------------------------------------------------------------
+# ratio-based objectives
+# ---------------------------------------------------------------------------
+
+
+def policy_gradient_loss(logp, logp_mu, adv, mask=None):
+    r"""On-policy policy gradient through an exact importance ratio.
+
+    .. math:: \ell_t = -u_t A_t,\qquad h(u, A) = uA
+
+    Unbiased for :math:`\nabla E_\pi[A]` at any behaviour policy; on a bandit
+    the population flow goes to the best arm (a vertex): no regularization.
+    """
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    return -adv * _ratio(logp, logp_mu)
+
+
+def ppo_clip_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2, eps_high=None, dual_clip=None):
+    r"""PPO's clipped surrogate (Schulman et al. 2017), with clip-higher and dual clip.
+
+    .. math::
+        \ell_t = \max\big(-u_tA_t,\; -\mathrm{clip}(u_t, 1-\epsilon_l, 1+\epsilon_h)A_t\big),
+        \quad\text{and for } A_t<0:\ \ell_t \leftarrow \min(\ell_t, -cA_t)
+
+    (dual clip, Ye et al. 2020, ``c = dual_clip > 1``). GRPO uses it with
+    group-normalized advantages; DAPO with :math:`\epsilon_l=0.2,\epsilon_h=0.28`
+    and token-mean aggregation. Weight: :math:`h = uA` where the surrogate is
+    unclipped, 0 on the plateaus. The population target is the solution set of
+    a linear program on the simplex (``theory.induced.ppo_clip_target_set``).
+    """
+    eps_high = eps_low if eps_high is None else eps_high
+    _check_eps(eps_low=eps_low, eps_high=eps_high)
+    if dual_clip is not None and not (math.isfinite(dual_clip) and dual_clip > 1.0):
+        raise ValueError(f"dual_clip must be a finite number > 1, got {dual_clip!r}")
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    return _clipped_surrogate(_ratio(logp, logp_mu), adv, eps_low, eps_high, dual_clip)
+
+
+def gspo_loss(logp, logp_mu, adv, mask=None, *, eps_low=3e-4, eps_high=4e-4):
+    r"""GSPO (Zheng et al. 2025): the clipped surrogate on a length-normalized sequence ratio.
+
+    .. math::
+        \bar s_i = \frac{1}{|y_i|}\sum_t s_{it},\qquad
+        u_{it} = \mathrm{sg}\big(e^{\bar s_i}\big)\,e^{\log\pi_{it} - \mathrm{sg}(\log\pi_{it})}
+
+    and the PPO surrogate of :func:`ppo_clip_loss` on :math:`u_{it}` (value
+    :math:`e^{\bar s_i}` at every token; gradient that of the sequence ratio,
+    spread over tokens). Aggregated by ``seq-mean-token-mean``. For one-token
+    sequences it equals PPO-clip.
+    """
+    _check_eps(eps_low=eps_low, eps_high=eps_high)
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    seq_s = ((logp - logp_mu) * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+    log_u = seq_s.detach().unsqueeze(-1) + logp - logp.detach()
+    ratio = torch.exp(log_u.clamp(max=10.0))
+    return _clipped_surrogate(ratio, adv, eps_low, eps_high, None)
+
+
+def cispo_loss(logp, logp_mu, adv, mask=None, *, eps_low=None, eps_high=0.28):
+    r"""CISPO (MiniMax-M1, 2025): a clipped ratio as a stop-gradient weight on log pi.
+
+    .. math:: \ell_t = -\,\mathrm{sg}\big(\mathrm{clip}(u_t, 1-\epsilon_l, 1+\epsilon_h)\big)\,A_t\log\pi_t,
+        \qquad h(u,A) = \mathrm{clip}(u, 1-\epsilon_l, 1+\epsilon_h)\,A
+
+    Every token keeps a gradient (no plateau); ``eps_low=None`` means no lower
+    bound (the published setting).
+    """
+    _check_eps(eps_low=eps_low, eps_high=eps_high)
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    w = _ratio(logp, logp_mu).detach()
+    lower = 0.0 if eps_low is None else 1.0 - eps_low
+    w = w.clamp(min=lower, max=1.0 + eps_high)
+    return -w * adv * logp
+
+
+def decoupled_ppo_loss(logp, logp_mu, adv, mask=None, *, logp_prox, eps_low=0.2, eps_high=None, is_cap=None):
+    r"""Decoupled PPO (AReaL, Fu et al. 2025) and truncated IS on PPO (TIS, Yao et al. 2025).
+
+    Three policies: behaviour :math:`\mu` (generated the data), proximal
+    :math:`\pi_{prox}` (the trust-region centre) and the current :math:`\pi`:
+
+    .. math::
+        \ell_t = \mathrm{sg}(w_t)\,\max\big(-r_tA_t, -\mathrm{clip}(r_t,1-\epsilon_l,1+\epsilon_h)A_t\big),
+        \quad r_t = \pi_t/\pi_{prox,t},\quad w_t = \min(\pi_{prox,t}/\mu_t,\,C)
+
+    ``is_cap=None`` is AReaL's uncapped behaviour weight; a finite ``C`` is TIS.
+    With :math:`\pi_{prox} = \pi` (detached; one gradient step per batch) the
+    weight is :math:`h = \min(u, C)A`.
+    """
+    eps_high = eps_low if eps_high is None else eps_high
+    _check_eps(eps_low=eps_low, eps_high=eps_high, is_cap=is_cap)
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    logp_prox = torch.as_tensor(logp_prox, dtype=logp.dtype).detach()
+    if logp_prox.shape != logp.shape:
+        raise ValueError(f"logp_prox has shape {tuple(logp_prox.shape)} but logp has shape {tuple(logp.shape)}")
+    w = _ratio(logp_prox, logp_mu)
+    if is_cap is not None:
+        w = w.clamp(max=is_cap)
+    return w * _clipped_surrogate(_ratio(logp, logp_prox), adv, eps_low, eps_high, None)
+
+
+def topr_loss(logp, logp_mu, adv, mask=None):
+    r"""TOPR (Le Roux et al. 2025): tapered off-policy REINFORCE.
+
+    .. math::
+        \ell_t = -\big(\mathbb 1[A\ge0] + \mathbb 1[A<0]\,\mathrm{sg}(\mathrm{clip}(u_t,0,1))\big)A\log\pi_t,
+        \qquad h(u, A) = A_+ - \min(u, 1)A_-
+
+    No ratio on positive advantages; on negative ones the ratio is truncated
+    to :math:`[0, 1]`, so pushed-down samples stop pushing once :math:`\pi < \mu`.
+    Population target: :math:`\pi \propto \mu A_+` (arms with :math:`A\le0` go
+    to zero without distorting the rest).
+    """
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    w = torch.where(adv >= 0, torch.ones_like(adv), _ratio(logp, logp_mu).detach().clamp(max=1.0))
+    return -w * adv * logp
+
+
+def m2po_mask(logp, logp_mu, mask=None, *, tau=0.04):
+    r"""M2PO's second-moment mask (Zheng et al. 2025, "Prosperity before collapse").
+
+    Tokens are dropped in decreasing order of :math:`s_t^2` until the mean of
+    :math:`s_t^2` over the kept tokens of the batch is at most :math:`\tau`.
+    Returns a 0/1 tensor of ``logp``'s shape (no gradient).
+    """
+    _check_eps(tau=tau)
+    m = _mask_like(mask, logp)
+    m2 = ((logp.detach() - torch.as_tensor(logp_mu, dtype=logp.dtype)) ** 2).masked_fill(m == 0, -1.0)
+    flat = m2.reshape(-1)
+    vals, order = torch.sort(flat)  # ascending; padding (-1) first
+    n_pad = int((m == 0).sum())
+    kept_vals = vals[n_pad:]
+    # keeping the k smallest: mean = cumsum[k-1]/k; keep the largest k with mean <= tau
+    csum = torch.cumsum(kept_vals, 0)
+    k = torch.arange(1, kept_vals.numel() + 1, dtype=csum.dtype)
+    ok = (csum / k) <= tau
+    n_keep = int(ok.nonzero().max()) + 1 if ok.any() else 0
+    keep = torch.zeros_like(flat)
+    keep[order[n_pad : n_pad + n_keep]] = 1.0
+    return keep.reshape(m.shape)
+
+
+def m2po_loss(logp, logp_mu, adv, mask=None, *, tau=0.04):
+    r"""M2PO: the unclipped ratio surrogate on tokens that pass the second-moment mask.
+
+    .. math:: \ell_t = -M_t\,u_tA_t,\qquad h(u, A) = M\,uA
+
+    with :math:`M` from :func:`m2po_mask`; aggregated by ``token-mean``.
+    """
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    keep = m2po_mask(logp, logp_mu, m, tau=tau)
+    return -keep * adv * _ratio(logp, logp_mu)
+
+
+# ---------------------------------------------------------------------------
+# ratio-free objectives
+# ---------------------------------------------------------------------------
+
+
+def reinforce_loss(logp, logp_mu, adv, mask=None):
+    r"""Off-policy REINFORCE without a ratio (asymmetric REINFORCE, Arnal et al. 2025).
+
+    .. math:: \ell_t = -A\log\pi_t,\qquad h(u, A) = A
+
+    The baseline sits in the advantage (AsymRE: :math:`V` below the mean).
+    Population target: :math:`\pi \propto \mu A` when all :math:`A > 0`;
+    with mixed signs the thresholded :math:`\pi_y = (\mu_yA_y - c)_+/E_\mu[A]`
+    when :math:`E_\mu[A] > 0`; a single arm otherwise. ``logp_mu`` only
+    validates shapes.
+    """
+    logp, _, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    return -adv * logp
+
+
+def kl_reinforce_loss(logp, logp_mu, adv, mask=None, *, beta=0.1, kind="k3"):
+    r"""REINFORCE plus a KL(mu || pi) penalty estimated on the behaviour samples.
+
+    .. math:: \ell_t = -A\log\pi_t + \beta\,k(s_t),
+
+    with :math:`k` from :func:`kl_estimate` at :math:`x = s_t`. Weights:
+    k1 :math:`h = A + \beta`; k2 :math:`h = A - \beta s`; k3
+    :math:`h = A + \beta - \beta u`. Targets: k1 and k3 give the linear tilt
+    :math:`\pi\propto\mu(A+\beta)` (thresholded when some :math:`A+\beta<0`);
+    k2 is the regression, i.e. the Lambert-tempered target.
+    """
+    _check_eps(beta=beta)
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    return -adv * logp + beta * kl_estimate(logp - logp_mu, kind)
+
+
+def weighted_ce_loss(logp, weights, mask=None):
+    r"""Advantage-weighted cross-entropy (AWR, TPO): :math:`\ell_t = -\mathrm{sg}(w)\log\pi_t`.
+
+    ``weights`` (shape ``(...)`` or ``(..., T)``, no gradient) come from
+    ``theory.advantages``: AWR's :math:`w = e^{A/\beta}` or TPO's group target
+    :math:`q_i \propto e^{A_i/\beta}` normalized over the group. Population
+    target: the Gibbs tilt :math:`\pi\propto\mu e^{A/\beta}`, independent of V.
+    """
+    logp, _, w, _ = check_inputs(logp, logp.detach(), weights, mask)
+    if (w < 0).any():
+        raise ValueError("weights must be >= 0 for a weighted cross-entropy")
+    return -w * logp
+
+
+def regression_loss(logp, logp_anchor, adv, mask=None, *, beta=1e-3, level="sequence"):
+    r"""The ratio-free regression (OAPL, A*-PO, Kimi OPMD; k2-penalized REINFORCE).
+
+    .. math:: \ell = \big(\beta\,s - A\big)^2,\qquad s = \log\frac{\pi(y)}{\pi_{anchor}(y)}
+
+    ``level='sequence'`` uses the sequence log-ratio :math:`s = \sum_t m_t s_t`
+    and returns one loss per sequence (aggregate with ``'sequence'``);
+    ``level='token'`` regresses every token's :math:`s_t` on the sequence's
+    advantage and returns ``(..., T)``. The anchor is the behaviour policy
+    (OAPL, OPMD) or a reference policy (A*-PO). Weight (anchor = behaviour):
+    :math:`h = 2\beta(A - \beta\log u)`. Population target: the
+    Lambert-tempered :math:`u = W_0(\eta e^{A/\beta})/\eta` with
+    :math:`\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[A]/\beta` (``theory.lambert``).
+    """
+    _check_eps(beta=beta)
+    if level not in ("sequence", "token"):
+        raise ValueError(f"level must be 'sequence' or 'token', got {level!r}")
+    if level == "sequence" and isinstance(logp, torch.Tensor) and torch.as_tensor(adv).shape == logp.shape:
+        raise ValueError("level='sequence' needs one advantage per sequence (shape (...)), got per-token advantages")
+    logp, logp_anchor, adv, m = check_inputs(logp, logp_anchor, adv, mask)
+    s = (logp - logp_anchor) * m
+    if level == "token":
+        return (beta * s - adv) ** 2
+    return (beta * s.sum(-1) - adv[..., 0]) ** 2

@@ -1,0 +1,619 @@
+r"""The objective zoo: every off-policy objective, defined once, with the target it induces.
+
+An :class:`Objective` bundles, for one published method:
+
+* its **loss** — a function of ``theory.losses``, called unchanged by the
+  bandit theory, the simulators, the LLM trainer and the verl / TRL wrappers;
+* its **advantage estimator** — a name of ``theory.advantages`` (group form
+  for training, population form for the theory) and its parameters;
+* its **aggregation** — one of ``theory.losses.AGGREGATIONS``;
+* its **population weight** :math:`h(u, A)` on :math:`\nabla\log\pi` — the
+  expected gradient of the loss on a bandit is
+  :math:`E_{y\sim\mu}[h(u_y, A_y)\nabla\log\pi(y)]`, :math:`u = \pi/\mu`
+  (checked against autograd of the loss in ``tests/test_objectives.py``);
+* its **induced target** — a closed form where one is derived, otherwise the
+  generic KKT solver or the flow (``theory.induced``).
+
+Usage::
+
+    obj = make_objective("oapl")                  # published settings
+    obj = make_objective("ppo", eps_low=0.1)      # override a parameter
+    adv = obj.advantages(rewards)                 # (B, G) from rewards (B, G)
+    loss = obj.loss(logp, logp_mu, adv, mask)     # per token (B, T) or per sequence (B,)
+    scalar = obj.aggregate(loss, mask)
+    pi = obj.induced_target(mu, r)                # population target on a bandit
+
+``OBJECTIVES`` lists the names; ``describe(name)`` returns the row of the
+comparison table (``python -m theory.zoo_table``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from . import losses as L
+from .advantages import group_advantage, population_advantage
+
+__all__ = ["Objective", "OBJECTIVES", "make_objective", "objective_names"]
+
+
+# ---------------------------------------------------------------------------
+# population weights h(u, A): torch, elementwise, float64
+# ---------------------------------------------------------------------------
+
+
+def _h_pg(u, a, p, mu=None):
+    return u * a
+
+
+def _h_ppo(u, a, p, mu=None):
+    lo, hi = 1.0 - p["eps_low"], 1.0 + (p.get("eps_high") or p["eps_low"])
+    active = torch.where(a >= 0, u < hi, u > lo)
+    h = torch.where(active, u * a, torch.zeros_like(u))
+    if p.get("dual_clip") is not None:
+        h = torch.where((a < 0) & (u > p["dual_clip"]), torch.zeros_like(u), h)
+    if p.get("kl_beta", 0.0) > 0:  # k3 to a reference, taken = mu on the bandit: -d/ds beta(e^-s - 1 + s)
+        h = h + p["kl_beta"] * (1.0 / u - 1.0)
+    return h
+
+
+def _h_cispo(u, a, p, mu=None):
+    lo = 0.0 if p.get("eps_low") is None else 1.0 - p["eps_low"]
+    return u.clamp(min=lo, max=1.0 + p["eps_high"]) * a
+
+
+def _h_decoupled(u, a, p, mu=None):
+    cap = p.get("is_cap")
+    return (u if cap is None else u.clamp(max=cap)) * a
+
+
+def _h_topr(u, a, p, mu=None):
+    return torch.where(a >= 0, a, u.clamp(max=1.0) * a)
+
+
+def _h_m2po(u, a, p, mu):
+    """The population mask: arms leave in decreasing s^2 until E_mu[s^2 | kept] <= tau."""
+    s2 = torch.log(u) ** 2
+    order = torch.argsort(s2, dim=-1)
+    s2_sorted = torch.gather(s2, -1, order)
+    mu_sorted = torch.gather(torch.as_tensor(mu, dtype=u.dtype).expand_as(u), -1, order)
+    mean_kept = torch.cumsum(mu_sorted * s2_sorted, -1) / torch.cumsum(mu_sorted, -1).clamp_min(1e-300)
+    keep_sorted = (mean_kept <= p["tau"]).to(u.dtype)
+    keep = torch.zeros_like(u).scatter(-1, order, keep_sorted)
+    return keep * u * a
+
+
+def _h_reinforce(u, a, p, mu=None):
+    return a.expand_as(u)
+
+
+def _h_kl(u, a, p, mu=None):
+    beta, kind = p["beta"], p["kind"]
+    if kind == "k1":
+        return (a + beta).expand_as(u)
+    if kind == "k2":
+        return a - beta * torch.log(u)
+    return a + beta - beta * u
+
+
+def _h_gibbs(u, a, p, mu=None):
+    return torch.exp(a / p["beta"]).expand_as(u)
+
+
+def _h_tpo(u, a, p, mu):
+    z = a / p["beta"]
+    w = torch.exp(z - z.amax(-1, keepdim=True))
+    mu_t = torch.as_tensor(mu, dtype=u.dtype)
+    return (w / (mu_t * w).sum(-1, keepdim=True)).expand_as(u)
+
+
+def _h_regression(u, a, p, mu=None):
+    beta = p["beta"]
+    return 2.0 * beta * (a - beta * torch.log(u))
+
+
+# ---------------------------------------------------------------------------
+# closed-form targets (numpy, (..., K)); None means "use the solver / flow"
+# ---------------------------------------------------------------------------
+
+
+def _t_lambert(mu, adv, p):
+    from .lambert import lambert_target
+
+    return lambert_target(mu, adv, p["beta"])[0]
+
+
+def _t_gibbs(mu, adv, p):
+    z = adv / p["beta"]
+    with np.errstate(divide="ignore"):
+        lw = np.where(mu > 0, np.log(np.where(mu > 0, mu, 1.0)) + z, -np.inf)
+    lw = lw - lw.max(-1, keepdims=True)
+    w = np.exp(lw)
+    return w / w.sum(-1, keepdims=True)
+
+
+def _t_vertex(mu, adv, p):
+    a = np.where(mu > 0, adv, -np.inf)
+    pi = np.zeros_like(mu)
+    np.put_along_axis(pi, a.argmax(-1)[..., None], 1.0, -1)
+    return pi
+
+
+def _linear_threshold(mu, a_eff):
+    r"""Target of the weight :math:`h = A'` (constant in u): :math:`\pi = (\mu A' - c)_+/E_\mu[A']`.
+
+    ``c >= 0`` solves :math:`\sum_y(\mu_yA'_y - c)_+ = E_\mu[A']` (a sort and a
+    cumulative sum, as in a projection onto the simplex). Rows with
+    :math:`E_\mu[A'] \le 0` have no interior limit (the flow collapses onto one
+    arm); they are returned as NaN and ``theory.induced`` hands them to the flow.
+    """
+    m = mu * a_eff
+    total = m.sum(-1, keepdims=True)
+    srt = -np.sort(-m, axis=-1)
+    k = np.arange(1, m.shape[-1] + 1)
+    csum = np.cumsum(srt, -1)
+    c_k = (csum - total) / k
+    valid = srt > c_k
+    kstar = valid.shape[-1] - 1 - np.argmax(valid[..., ::-1], axis=-1)
+    c = np.take_along_axis(c_k, kstar[..., None], -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pi = np.maximum(m - c, 0.0) / total
+    return np.where(total > 0, pi, np.nan)
+
+
+def _t_reinforce(mu, adv, p):
+    return _linear_threshold(mu, adv)
+
+
+def _t_kl(mu, adv, p):
+    if p["kind"] == "k2":
+        from .lambert import lambert_target
+
+        # h = A - beta s = (2 beta)^-1 x regression weight at temperature beta: same target
+        return lambert_target(mu, adv, p["beta"])[0]
+    if p["kind"] == "k1":
+        return _linear_threshold(mu, adv + p["beta"])
+    return None  # k3: drift KKT, generic solver
+
+
+def _t_topr(mu, adv, p):
+    m = mu * np.maximum(adv, 0.0)
+    tot = m.sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, m / tot, np.nan)
+
+
+# ---------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective of the zoo (see the module docstring). Build with :func:`make_objective`.
+
+    Attributes
+    ----------
+    name, family : str
+        Registry name and family (``ratio``, ``ratio-free``, ``weighted-ce``, ``regression``).
+    params : Mapping
+        Hyperparameters of the loss and of the advantage estimator.
+    advantage : str
+        Name of the estimator in ``theory.advantages``.
+    aggregation : str
+        Default aggregation mode.
+    level : str
+        ``token`` (the loss is per token, ``(..., T)``) or ``sequence`` (``(...)``).
+    needs : tuple of str
+        Extra log-probabilities the loss needs: ``ref`` and/or ``prox``.
+    equation, nominal, induced, source : str
+        Documentation: the loss, the target it is named after, the target it
+        induces on a tabular bandit, and the paper / reference code.
+    target_kind : str
+        How the induced target is computed: ``lambert``, ``gibbs``, ``linear``
+        (closed form), ``vertex`` (closed form), ``kkt`` (generic solver),
+        ``lp`` (set-valued; the flow's point is reported).
+    """
+
+    name: str
+    family: str
+    params: Mapping
+    advantage: str
+    aggregation: str
+    level: str
+    needs: tuple
+    equation: str
+    nominal: str
+    induced: str
+    source: str
+    target_kind: str
+    _loss: Callable = field(repr=False)
+    _weight: Callable = field(repr=False)
+    _closed_form: Callable | None = field(repr=False)
+    _adv_params: tuple = field(repr=False, default=())
+    _signal: str = field(repr=False, default="adv")
+    kappa_min: float = field(repr=False, default=0.0)
+
+    # -- training side -----------------------------------------------------
+    def advantage_params(self) -> dict:
+        return {k: self.params[k] for k in self._adv_params}
+
+    def advantages(self, rewards) -> torch.Tensor:
+        """The per-sample signal the loss expects, from rewards ``(..., G)``.
+
+        For most objectives this is the advantage; for the weighted
+        cross-entropies it is the sample weight (AWR :math:`e^{A/\\beta}`,
+        TPO :math:`G\\,\\mathrm{softmax}(A/\\beta)` over the group).
+        """
+        adv = group_advantage(self.advantage, rewards, **self.advantage_params())
+        if self._signal == "awr":
+            return torch.exp(adv / self.params["beta"]).clamp(max=self.params["max_weight"])
+        if self._signal == "tpo":
+            return adv.shape[-1] * torch.softmax(adv / self.params["beta"], -1)
+        return adv
+
+    def loss(self, logp, logp_mu, adv, mask=None, *, logp_ref=None, logp_prox=None) -> torch.Tensor:
+        """Per-token ``(..., T)`` or per-sequence ``(...)`` loss (see ``level``)."""
+        p = self.params
+        n = self.name
+        if "ref" in self.needs and logp_ref is None:
+            raise ValueError(f"objective {n!r} needs logp_ref (log-probabilities under the reference policy)")
+        if "prox" in self.needs and logp_prox is None:
+            raise ValueError(f"objective {n!r} needs logp_prox (log-probabilities under the proximal policy)")
+        out = self._loss(self, logp, logp_mu, adv, mask, logp_ref, logp_prox)
+        return out
+
+    def aggregate(self, loss, mask=None, *, constant=None):
+        """Reduce with this objective's aggregation mode (``theory.losses.aggregate``)."""
+        const = constant if constant is not None else self.params.get("norm_constant")
+        return L.aggregate(loss, mask, self.aggregation, constant=const)
+
+    # -- theory side ---------------------------------------------------------
+    def population_advantage(self, mu, r) -> np.ndarray:
+        """Exact advantage ``(..., K)`` of this objective's estimator on a bandit."""
+        return population_advantage(self.advantage, mu, r, **self.advantage_params())
+
+    def weight(self, u, adv, mu=None):
+        """Population weight :math:`h(u, A)` on :math:`\\nabla\\log\\pi` (torch, elementwise).
+
+        ``mu`` is needed only by the batch-dependent weights (TPO's group
+        normalization, M2PO's mask).
+        """
+        u = torch.as_tensor(u, dtype=torch.float64)
+        adv = torch.as_tensor(adv, dtype=torch.float64)
+        if self._weight in (_h_tpo, _h_m2po) and mu is None:
+            raise ValueError(f"the weight of {self.name!r} depends on the whole distribution: pass mu")
+        return self._weight(u, adv, self.params, mu)
+
+    def closed_form_target(self, mu, adv):
+        """Closed-form induced target for advantages ``adv`` ``(..., K)``, or None."""
+        if self._closed_form is None:
+            return None
+        return self._closed_form(np.asarray(mu, dtype=np.float64), np.asarray(adv, dtype=np.float64), self.params)
+
+    def induced_target(self, mu, r, **kwargs):
+        """Induced target on a bandit with rewards ``r``: see ``theory.induced.induced_target``."""
+        from .induced import induced_target
+
+        return induced_target(self, mu, r, **kwargs)
+
+
+# loss adapters: (obj, logp, logp_mu, adv, mask, logp_ref, logp_prox) -> loss
+
+
+def _ppo_family(o, lp, lm, a, m, lr, lx):
+    p = o.params
+    out = L.ppo_clip_loss(lp, lm, a, m, eps_low=p["eps_low"], eps_high=p.get("eps_high"), dual_clip=p.get("dual_clip"))
+    if p.get("kl_beta", 0.0) > 0:
+        if lr is None:
+            raise ValueError(f"objective {o.name!r} with kl_beta > 0 needs logp_ref")
+        lr = torch.as_tensor(lr, dtype=lp.dtype)
+        out = out + p["kl_beta"] * L.kl_estimate(lr - lp, "k3")
+    return out
+
+
+_LOSSES = {
+    "pg": lambda o, lp, lm, a, m, lr, lx: L.policy_gradient_loss(lp, lm, a, m),
+    "ppo": _ppo_family,
+    "gspo": lambda o, lp, lm, a, m, lr, lx: L.gspo_loss(
+        lp, lm, a, m, eps_low=o.params["eps_low"], eps_high=o.params["eps_high"]
+    ),
+    "cispo": lambda o, lp, lm, a, m, lr, lx: L.cispo_loss(
+        lp, lm, a, m, eps_low=o.params.get("eps_low"), eps_high=o.params["eps_high"]
+    ),
+    "decoupled": lambda o, lp, lm, a, m, lr, lx: L.decoupled_ppo_loss(
+        lp,
+        lm,
+        a,
+        m,
+        logp_prox=lx,
+        eps_low=o.params["eps_low"],
+        eps_high=o.params.get("eps_high"),
+        is_cap=o.params.get("is_cap"),
+    ),
+    "topr": lambda o, lp, lm, a, m, lr, lx: L.topr_loss(lp, lm, a, m),
+    "m2po": lambda o, lp, lm, a, m, lr, lx: L.m2po_loss(lp, lm, a, m, tau=o.params["tau"]),
+    "reinforce": lambda o, lp, lm, a, m, lr, lx: L.reinforce_loss(lp, lm, a, m),
+    "kl": lambda o, lp, lm, a, m, lr, lx: L.kl_reinforce_loss(lp, lm, a, m, beta=o.params["beta"], kind=o.params["kind"]),
+    "ce": lambda o, lp, lm, a, m, lr, lx: L.weighted_ce_loss(lp, a, m),
+    "regression": lambda o, lp, lm, a, m, lr, lx: L.regression_loss(
+        lp, lm if o.params.get("anchor", "behaviour") == "behaviour" else lr, a, m,
+        beta=o.params["beta"], level=o.level,
+    ),
+}
+
+_WEIGHTS = {
+    "pg": _h_pg,
+    "ppo": _h_ppo,
+    "gspo": _h_ppo,
+    "cispo": _h_cispo,
+    "decoupled": _h_decoupled,
+    "topr": _h_topr,
+    "m2po": _h_m2po,
+    "reinforce": _h_reinforce,
+    "kl": _h_kl,
+    "ce": _h_gibbs,
+    "tpo": _h_tpo,
+    "regression": _h_regression,
+}
+
+_LP = "LP on the simplex: set-valued on the clip plateaus; the flow's limit is reported"
+
+#: name -> (loss key, weight key, closed form, target kind, advantage, adv params,
+#:          aggregation, level, needs, params, family, equation, nominal, induced, source, extra)
+_SPECS: dict[str, dict] = {
+    "pg": dict(
+        loss="pg", weight="pg", closed=_t_vertex, kind="vertex", advantage="mean", agg="token-mean",
+        params=dict(), family="ratio",
+        equation="-u A", nominal="greedy (max E_pi[A])", induced="vertex at argmax A",
+        source="Williams 1992; exact importance ratio pi/mu",
+    ),
+    "ppo": dict(
+        loss="ppo", weight="ppo", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        agg="token-mean", params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, eps=1e-6),
+        family="ratio",
+        equation="max(-uA, -clip(u, 1-e_l, 1+e_h) A); dual clip: min(., -cA) for A<0",
+        nominal="greedy within a trust region", induced=_LP,
+        source="Schulman et al. 2017 (PPO); Ye et al. 2020 (dual clip); verl 'vanilla'",
+    ),
+    "ppo_dual_clip": dict(
+        loss="ppo", weight="ppo", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        agg="token-mean", params=dict(eps_low=0.2, eps_high=0.2, dual_clip=3.0, kl_beta=0.0, eps=1e-6),
+        family="ratio",
+        equation="PPO-clip, then min(loss, -cA) for A<0 (c = 3)",
+        nominal="greedy within a trust region", induced=_LP,
+        source="Ye et al. 2020; verl 'vanilla' with clip_ratio_c = 3",
+    ),
+    "grpo": dict(
+        loss="ppo", weight="ppo", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        agg="seq-mean-token-mean", params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, eps=1e-6),
+        family="ratio", needs=(),
+        equation="PPO-clip on (r - mean)/(std + eps); optional k3 KL to a reference (kl_beta)",
+        nominal="greedy within a trust region", induced=_LP,
+        source="Shao et al. 2024 (DeepSeekMath); verl 'grpo' advantage",
+    ),
+    "dr_grpo": dict(
+        loss="ppo", weight="ppo", closed=None, kind="lp", advantage="mean", agg="seq-mean-token-sum-norm",
+        params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, norm_constant=None),
+        family="ratio",
+        equation="PPO-clip on r - mean; token sum / constant",
+        nominal="greedy within a trust region", induced=_LP,
+        source="Liu et al. 2025 (Dr. GRPO)",
+    ),
+    "dapo": dict(
+        loss="ppo", weight="ppo", closed=None, kind="lp", advantage="grpo", adv_params=("eps",), agg="token-mean",
+        params=dict(eps_low=0.2, eps_high=0.28, dual_clip=None, kl_beta=0.0, eps=1e-6),
+        family="ratio",
+        equation="PPO-clip with clip-higher (0.2, 0.28), token-mean",
+        nominal="greedy within a trust region", induced=_LP,
+        source="Yu et al. 2025 (DAPO)",
+    ),
+    "gspo": dict(
+        loss="gspo", weight="gspo", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        agg="seq-mean-token-mean", params=dict(eps_low=3e-4, eps_high=4e-4, eps=1e-6),
+        family="ratio",
+        equation="PPO-clip on the length-normalized sequence ratio exp(mean_t s_t)",
+        nominal="greedy within a sequence trust region", induced=_LP,
+        source="Zheng et al. 2025 (GSPO); verl 'gspo'",
+    ),
+    "cispo": dict(
+        loss="cispo", weight="cispo", closed=None, kind="kkt", advantage="grpo", adv_params=("eps",),
+        agg="token-mean", params=dict(eps_low=None, eps_high=0.28, eps=1e-6),
+        family="ratio",
+        equation="-sg(clip(u, 1-e_l, 1+e_h)) A log pi",
+        nominal="greedy (clipped IS policy gradient)",
+        induced="thresholded linear tilt: u = (1+e_h) A / kappa on arms with A > kappa",
+        source="MiniMax 2025 (MiniMax-M1); verl 'cispo'",
+    ),
+    "tis": dict(
+        loss="decoupled", weight="decoupled", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        agg="token-mean", params=dict(eps_low=0.2, eps_high=0.2, is_cap=2.0, eps=1e-6), needs=("prox",),
+        family="ratio",
+        equation="min(pi_prox/mu, C) * PPO-clip(pi/pi_prox)",
+        nominal="greedy within a trust region",
+        induced="with pi_prox = pi: weight min(u, C) A; flow's limit reported",
+        source="Yao et al. 2025 (truncated importance sampling); verl rollout correction",
+    ),
+    "areal": dict(
+        loss="decoupled", weight="decoupled", closed=_t_vertex, kind="vertex", advantage="grpo",
+        adv_params=("eps",), agg="token-mean", params=dict(eps_low=0.2, eps_high=0.2, is_cap=None, eps=1e-6),
+        needs=("prox",), family="ratio",
+        equation="(pi_prox/mu) * PPO-clip(pi/pi_prox)",
+        nominal="greedy within a trust region",
+        induced="with pi_prox = pi: weight u A, vertex at argmax A",
+        source="Fu et al. 2025 (AReaL decoupled PPO)",
+    ),
+    "topr": dict(
+        loss="topr", weight="topr", closed=_t_topr, kind="linear", advantage="raw", agg="token-mean",
+        params=dict(), family="ratio",
+        equation="-(1[A>=0] + 1[A<0] sg(clip(u, 0, 1))) A log pi",
+        nominal="greedy", induced="pi ∝ mu A_+ (linear tilt on the positive arms)",
+        source="Le Roux et al. 2025 (TOPR)",
+    ),
+    "m2po": dict(
+        loss="m2po", weight="m2po", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        agg="token-mean", params=dict(tau=0.04, eps=1e-6), family="ratio",
+        equation="-M u A, M drops largest s^2 until mean s^2 <= tau",
+        nominal="greedy", induced="numerical (flow): the mask freezes arms once E[s^2] exceeds tau",
+        source="Zheng et al. 2025 (M2PO); AReaL docs",
+    ),
+    "asymre": dict(
+        loss="reinforce", weight="reinforce", closed=_t_reinforce, kind="linear", advantage="mean",
+        adv_params=("offset",), agg="token-mean", params=dict(offset=0.1), family="ratio-free",
+        equation="-(r - V) log pi, V = mean - offset",
+        nominal="greedy (policy gradient)",
+        induced="pi = (mu A - c)_+ / E_mu[A] (E_mu[A] > 0); one arm otherwise",
+        source="Arnal et al. 2025 (asymmetric REINFORCE)",
+    ),
+    "reinforce_k1": dict(
+        loss="kl", weight="kl", closed=_t_kl, kind="linear", advantage="mean", agg="token-mean",
+        params=dict(beta=0.1, kind="k1"), family="ratio-free",
+        equation="-A log pi + beta k1(s),  k1 = -s", nominal="Gibbs pi ∝ mu exp(A/beta)",
+        induced="pi = (mu (A + beta) - c)_+ / E_mu[A + beta]",
+        source="Schulman 2020 (KL estimators); penalty to the behaviour policy",
+    ),
+    "reinforce_k2": dict(
+        loss="kl", weight="kl", closed=_t_kl, kind="lambert", advantage="mean", agg="token-mean",
+        params=dict(beta=0.1, kind="k2"), family="ratio-free",
+        equation="-A log pi + beta s^2/2", nominal="Gibbs pi ∝ mu exp(A/beta)",
+        induced="Lambert: u = W0(eta e^{A/beta})/eta", source="Schulman 2020 (k2)",
+    ),
+    "reinforce_k3": dict(
+        loss="kl", weight="kl", closed=None, kind="kkt", advantage="mean", agg="token-mean",
+        params=dict(beta=0.1, kind="k3"), family="ratio-free", kappa_min="-beta",
+        equation="-A log pi + beta (e^s - 1 - s)", nominal="Gibbs pi ∝ mu exp(A/beta)",
+        induced="u = (A + beta - c/mu)_+ / (beta + kappa) (linear, KKT)", source="Schulman 2020 (k3)",
+    ),
+    "awr": dict(
+        loss="ce", weight="ce", closed=_t_gibbs, kind="gibbs", advantage="mean", agg="token-mean",
+        params=dict(beta=1.0, max_weight=math.inf), signal="awr", family="weighted-ce",
+        equation="-exp(A/beta) log pi", nominal="Gibbs pi ∝ mu exp(A/beta)",
+        induced="Gibbs (exact, independent of V)", source="Peng et al. 2019 (AWR)",
+    ),
+    "tpo": dict(
+        loss="ce", weight="tpo", closed=_t_gibbs, kind="gibbs", advantage="zscore", agg="token-mean",
+        params=dict(beta=1.0, max_weight=math.inf), signal="tpo", family="weighted-ce",
+        equation="-G softmax_group(z/beta) log pi, z = z-scored reward",
+        nominal="q ∝ p_old exp(z/beta)", induced="Gibbs in the z-scored advantage (exact)",
+        source="TPO (arXiv 2604.06159)",
+    ),
+    "astar_po": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="soft_value",
+        adv_params=("beta1",), agg="sequence", level="sequence",
+        params=dict(beta=1e-3, beta1=0.5, anchor="reference"), needs=("ref",), family="regression",
+        equation="(beta2 log(pi/pi_ref) - (r - V*_beta1))^2",
+        nominal="Gibbs at beta2 (near-greedy)", induced="Lambert at beta2 with V = V*_beta1 (positive regime)",
+        source="Brantley et al. 2025 (A*-PO); pi_ref = mu on the bandit",
+    ),
+    "oapl": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="soft_value",
+        adv_params=("beta1",), agg="sequence", level="sequence",
+        params=dict(beta=1e-3, beta1=1.0, anchor="behaviour"), family="regression",
+        equation="(beta2 log(pi/mu) - (r - V_beta1))^2, V from the group soft value",
+        nominal="Gibbs at beta2 (near-greedy)", induced="Lambert at beta2 with V = V*_beta1 (positive regime)",
+        source="OAPL: group soft value at beta1 = 1, beta2 = 1e-3",
+    ),
+    "opmd": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="mean",
+        agg="sequence", level="sequence", params=dict(beta=0.1, anchor="behaviour"), family="regression",
+        equation="(tau log(pi/mu) - (r - mean r))^2", nominal="Gibbs at tau",
+        induced="Lambert with eta = KL(mu||pi) >= 0 (pessimistic)",
+        source="Kimi k1.5 (2025) OPMD / PMD-mean",
+    ),
+    "opmd_loo": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="loo",
+        agg="sequence", level="sequence", params=dict(beta=0.1, anchor="behaviour"), family="regression",
+        equation="(tau log(pi/mu) - (r - mean_{-i} r))^2", nominal="Gibbs at tau",
+        induced="Lambert with eta = KL(mu||pi) (population)", source="Kimi k1.5 OPMD, leave-one-out mean",
+    ),
+    "opmd_lme": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="soft_value",
+        adv_params=("beta1",), agg="sequence", level="sequence",
+        params=dict(beta=0.1, beta1=0.1, anchor="behaviour"), family="regression",
+        equation="(tau log(pi/mu) - (r - tau log mean exp(r/tau)))^2", nominal="Gibbs at tau",
+        induced="Gibbs (boundary) in the population; positive regime at finite G",
+        source="Kimi k1.5 OPMD, log-mean-exp baseline",
+    ),
+    "shifted_regression": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="shifted_mean",
+        adv_params=("beta", "delta"), agg="sequence", level="sequence",
+        params=dict(beta=0.1, delta=1.0, anchor="behaviour"), family="regression",
+        equation="(beta log(pi/mu) - (r - mean r + delta beta))^2", nominal="Gibbs at beta",
+        induced="Lambert with eta = delta + KL(mu||pi) >= delta (positive by construction)",
+        source="arXiv 2605.28150 (beta-shifted-mean advantage)",
+    ),
+}
+
+
+def objective_names() -> tuple[str, ...]:
+    """Every registered objective name."""
+    return tuple(_SPECS)
+
+
+OBJECTIVES = objective_names()
+
+_NUMERIC = {"eps_low", "eps_high", "dual_clip", "kl_beta", "eps", "is_cap", "tau", "offset", "beta", "beta1",
+            "delta", "max_weight", "norm_constant"}
+_POSITIVE = {"eps_low", "eps_high", "is_cap", "tau", "beta", "beta1", "max_weight", "norm_constant"}
+
+
+def make_objective(name: str, **overrides) -> Objective:
+    """The objective ``name`` with its published defaults, updated by ``overrides``.
+
+    Raises :class:`ValueError` for an unknown name (listing the valid ones), an
+    unknown parameter, or a parameter out of range (eps <= 0, beta <= 0, ...).
+    """
+    if name not in _SPECS:
+        raise ValueError(f"unknown objective {name!r}; valid objectives: {', '.join(_SPECS)}")
+    spec = _SPECS[name]
+    params = dict(spec["params"])
+    extra = set(overrides) - set(params)
+    if extra:
+        raise ValueError(f"objective {name!r} has no parameter(s) {sorted(extra)}; its parameters: {sorted(params)}")
+    params.update(overrides)
+    for k, v in params.items():
+        if k in _NUMERIC and v is not None:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+                raise ValueError(f"{name}: parameter {k} must be a number, got {v!r}")
+            if k in _POSITIVE and not v > 0:
+                raise ValueError(f"{name}: parameter {k} must be > 0, got {v!r}")
+    if params.get("dual_clip") is not None and not params["dual_clip"] > 1:
+        raise ValueError(f"{name}: dual_clip must be > 1, got {params['dual_clip']!r}")
+    if params.get("kind") is not None and params["kind"] not in ("k1", "k2", "k3"):
+        raise ValueError(f"{name}: kind must be one of k1, k2, k3, got {params['kind']!r}")
+    if params.get("anchor") is not None and params["anchor"] not in ("behaviour", "reference"):
+        raise ValueError(f"{name}: anchor must be 'behaviour' or 'reference', got {params['anchor']!r}")
+    kappa_min = spec.get("kappa_min", 0.0)
+    if kappa_min == "-beta":
+        kappa_min = -params["beta"]
+    needs = tuple(spec.get("needs", ()))
+    if params.get("kl_beta", 0.0) > 0 and "ref" not in needs:
+        needs = needs + ("ref",)
+    if params.get("anchor") == "reference" and "ref" not in needs:
+        needs = needs + ("ref",)
+    return Objective(
+        name=name,
+        family=spec["family"],
+        params=MappingProxyType(params),
+        advantage=spec["advantage"],
+        aggregation=spec["agg"],
+        level=spec.get("level", "token"),
+        needs=needs,
+        equation=spec["equation"],
+        nominal=spec["nominal"],
+        induced=spec["induced"],
+        source=spec["source"],
+        target_kind=spec["kind"],
+        _loss=_LOSSES[spec["loss"]],
+        _weight=_WEIGHTS[spec["weight"]],
+        _closed_form=spec["closed"],
+        _adv_params=tuple(spec.get("adv_params", ())),
+        _signal=spec.get("signal", "adv"),
+        kappa_min=float(kappa_min),
+    )
