@@ -288,3 +288,18 @@ def test_extreme_negative_regime_matches_brute_force():
 def test_bad_input_raises_named_value_error(mu, adv, beta, match):
     with pytest.raises(ValueError, match=match):
         T.lambert_target(mu, adv, beta)
+
+
+def test_negative_regime_two_close_roots_on_one_branch_are_found():
+    # Found by hypothesis: the W_{-1} branch of the low-reward arm has two roots in
+    # c = log(-eta) that an earlier scan grid stepped over; the global minimum
+    # (loss 45.256997, eta = -0.46096, from multistart_minimize with 32 starts) is
+    # one of them, the principal point (loss 45.426) is not global.
+    mu = np.array([0.28646032, 0.20350375, 0.07395649, 0.23257571, 0.20350375])
+    mu = mu / mu.sum()
+    r = np.array([0.61584315, 0.4375, 0.0, 0.5, 0.4375])
+    beta = 9.252987861705837
+    adv = r - T.soft_value(mu, r, beta) - 0.7287118343620622 * beta
+    pi, eta = T.lambert_target(mu, adv, beta)
+    assert eta == pytest.approx(-0.460958383660389, rel=1e-8)
+    assert regression_loss(pi, mu, adv, beta) == pytest.approx(45.25699729292948, rel=1e-9)

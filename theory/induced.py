@@ -408,15 +408,18 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
     else:
         fr = _flow(obj, mu, adv, flow_kwargs)
         return InducedTarget(pi=fr.pi, method="flow", converged=fr.converged, residual=fr.residual)
-    bad = ~np.isfinite(pi).all(-1)
+    bad = (~np.isfinite(pi).all(-1)).reshape(-1)
     converged = ~bad
     if bad.any():
-        fr = _flow(obj, mu[bad], adv[bad], flow_kwargs)
-        pi = pi.copy()
+        mu2, adv2 = mu.reshape(-1, mu.shape[-1]), adv.reshape(-1, mu.shape[-1])
+        fr = _flow(obj, mu2[bad], adv2[bad], flow_kwargs)
+        pi = pi.reshape(-1, mu.shape[-1]).copy()
         pi[bad] = fr.pi
+        pi = pi.reshape(mu.shape)
         converged = converged.copy()
         converged[bad] = fr.converged
         used = used + "+flow"
+    converged = converged.reshape(mu.shape[:-1])
     res = stationarity_residual(wfun, mu, adv, pi) if obj.target_kind != "lp" else np.zeros(pi.shape[:-1])
     return InducedTarget(pi=pi, method=used, converged=converged, residual=res, kappa=kap, drift=drift)
 

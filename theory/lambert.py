@@ -289,17 +289,18 @@ def _neg_candidates(lmu, a, g0):
         roots.append((r0, np.full(r0.size, -1), c0))
     # one arm j on W_{-1}: roots lie in [log mu_j, cmax] (mu_j u_j <= 1 and m u_j >= 1)
     q = np.linspace(0.0, 1.0, _GRID - _EDGE)
-    edge = 1.0 - np.logspace(-1, -13, _EDGE)
+    edge = np.logspace(-1, -13, _EDGE)
     for j in range(K):
         rows = np.flatnonzero(supp[:, j] & (lmu[:, j] < cmax))
         if rows.size == 0:
             continue
         lo, hi = lmu[rows, j], cmax[rows]
-        base = hi - np.minimum(1.0, hi - lo)  # uniform in c up to here, geometric towards hi
+        width = np.minimum(1.0, hi - lo)  # uniform over [lo, hi], plus geometric points towards hi
         grid = np.concatenate(
-            [lo[:, None] + q[None, :] * (base - lo)[:, None], base[:, None] + edge[None, :] * (hi - base)[:, None]],
+            [lo[:, None] + q[None, :] * (hi - lo)[:, None], hi[:, None] - edge[None, :] * width[:, None]],
             axis=1,
         )
+        grid = np.sort(grid, axis=1)
         grid[:, -1] = hi
         phi, _ = _neg_branch_values(lmu[rows][:, None, :], a[rows][:, None, :], grid, j)
         sgn = np.sign(phi)

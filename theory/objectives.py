@@ -139,10 +139,18 @@ def _t_gibbs(mu, adv, p):
 
 
 def _t_vertex(mu, adv, p):
+    """Vertex at the best arm; among tied best arms the flow keeps the most probable one.
+
+    (For :math:`h = uA` the logits move at :math:`\\pi_z(A_z - \\kappa)`: of two
+    tied arms the more probable one grows faster.) Exact ties in ``mu`` too
+    split the mass equally.
+    """
     a = np.where(mu > 0, adv, -np.inf)
-    pi = np.zeros_like(mu)
-    np.put_along_axis(pi, a.argmax(-1)[..., None], 1.0, -1)
-    return pi
+    best = a.max(-1, keepdims=True)
+    tied = a >= best - 1e-12 * np.maximum(np.abs(best), 1.0)
+    m = np.where(tied, mu, -1.0)
+    top = m == m.max(-1, keepdims=True)
+    return top / top.sum(-1, keepdims=True)
 
 
 def _linear_threshold(mu, a_eff):
