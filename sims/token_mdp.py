@@ -1,0 +1,605 @@
+r"""Toy token MDP: exact sequence-level and token-level targets by DP over the prefix tree.
+
+THEORY.md section 6. A completion is a sequence of :math:`T` tokens from a
+vocabulary of :math:`V`; the completions are the :math:`V^T` leaves of a
+complete prefix tree, indexed in lexicographic order (leaf index = the base-V
+number whose digits are the tokens, first token most significant). A tabular
+autoregressive policy is a list ``cond`` of :math:`T` arrays, ``cond[t]`` of
+shape :math:`(V^t, V)`: row ``s`` is :math:`\pi(\cdot \mid s)` for the prefix of
+length :math:`t` with index ``s``; the child of prefix ``s`` by token ``a`` has
+index :math:`sV + a`. The probability of a leaf is the product of its
+conditionals, :math:`\pi(y) = \prod_t \pi(a_t \mid y_{<t})`.
+
+Two induced targets of one per-distribution *state target* map
+:math:`(\mu, A) \mapsto \pi` (the bandit target of an objective, e.g.
+:func:`theory.lambert_target`):
+
+* **sequence level** (log-ratio summed over tokens): the bandit target over
+  the :math:`V^T` leaves with :math:`\mu(y) = \prod_t \mu(a_t \mid y_{<t})` and
+  the leaf advantages :math:`A(y)`;
+* **token level** (per-token objective, advantage broadcast to every token):
+  state by state, the bandit target of :math:`\mu(\cdot \mid s)` with the
+  advantage replaced by its conditional expectation
+
+  .. math::
+
+      Q_t(s, a) = E_\mu[A \mid y_{<t} = s,\ a_t = a], \qquad
+      Q_{T-1}(s, a) = A(sa), \quad
+      Q_t(s, a) = \sum_b \mu(b \mid sa)\, Q_{t+1}(sa, b).
+
+The product of per-state targets differs from the sequence-level target in
+general. Two state targets make them coincide exactly (both by telescoping the
+per-state normalizers along a path): the linear tilt
+:math:`\pi \propto \mu\,(A + \beta)` with plain :math:`Q` while every
+:math:`A + \beta > 0` (:func:`linear_state_target`), and the Gibbs target
+:math:`\pi \propto \mu e^{A/\beta}` with the *soft* :math:`Q`,
+:math:`Q^{\rm soft}_t(s,a) = \beta \log E_\mu[e^{A/\beta} \mid s, a]`
+(:func:`soft_conditional_advantage`), the soft Bellman recursion. Gibbs with the
+plain conditional expectation does not (Jensen's gap at each state).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+import theory
+from theory._checks import SIMPLEX_ATOL, as_float_array, check_distribution, check_positive
+
+__all__ = [
+    "MAX_LEAVES",
+    "TokenTree",
+    "sparse_reward",
+    "partial_credit_reward",
+    "prefix_credit_reward",
+    "uniform_policy",
+    "random_policy",
+    "sequence_log_probs",
+    "sequence_probs",
+    "conditionals_from_sequence",
+    "conditional_advantage",
+    "soft_conditional_advantage",
+    "lambert_state_target",
+    "gibbs_state_target",
+    "linear_state_target",
+    "state_targets",
+    "sequence_level_target",
+    "token_level_target",
+    "TargetGap",
+    "gap_measures",
+    "target_gap",
+]
+
+#: Largest tree accepted (leaves); one float64 leaf array is then 128 MiB.
+MAX_LEAVES = 1 << 24
+
+
+# ----------------------------------------------------------------------------- the tree
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class TokenTree:
+    """Complete prefix tree of depth ``T`` over a vocabulary of ``V`` tokens.
+
+    Attributes
+    ----------
+    V : int
+        Vocabulary size, >= 2.
+    T : int
+        Depth (tokens per completion), >= 1; ``V**T`` must not exceed :data:`MAX_LEAVES`.
+    """
+
+    V: int
+    T: int
+
+    def __post_init__(self):
+        V = _check_int("V", self.V, 2)
+        T = _check_int("T", self.T, 1)
+        if V**T > MAX_LEAVES:
+            raise ValueError(f"V**T = {V}**{T} = {V**T} leaves exceeds MAX_LEAVES = {MAX_LEAVES}")
+        object.__setattr__(self, "V", V)
+        object.__setattr__(self, "T", T)
+
+    @property
+    def num_leaves(self) -> int:
+        """Number of completions, ``V**T``."""
+        return self.V**self.T
+
+    def num_states(self, t: int) -> int:
+        """Number of prefixes of length ``t`` (``0 <= t <= T``), ``V**t``."""
+        t = _check_int("t", t, 0)
+        if t > self.T:
+            raise ValueError(f"t must be <= T = {self.T}, got {t}")
+        return self.V**t
+
+    def leaf_tokens(self) -> np.ndarray:
+        """Tokens of every leaf, shape (V**T, T), int64; row ``i`` spells ``i`` in base V."""
+        place = self.V ** np.arange(self.T - 1, -1, -1, dtype=np.int64)  # (T,)
+        return (np.arange(self.num_leaves, dtype=np.int64)[:, None] // place) % self.V
+
+    def leaf_index(self, tokens) -> np.ndarray:
+        """Leaf index of token sequences, shape (..., T) -> (...); the inverse of :meth:`leaf_tokens`."""
+        tok = self._check_tokens(tokens, "tokens")
+        place = self.V ** np.arange(self.T - 1, -1, -1, dtype=np.int64)
+        return tok @ place
+
+    def _check_tokens(self, tokens, name):
+        tok = np.asarray(tokens)
+        if tok.ndim == 0 or tok.shape[-1] != self.T:
+            raise ValueError(f"{name} must have a last axis of T = {self.T} tokens, got shape {tok.shape}")
+        if tok.size and not np.issubdtype(tok.dtype, np.integer):
+            raise ValueError(f"{name} must be integers, got dtype {tok.dtype}")
+        tok = tok.astype(np.int64)
+        if tok.size and (tok.min() < 0 or tok.max() >= self.V):
+            raise ValueError(f"{name} must lie in [0, {self.V - 1}]")
+        return tok
+
+
+def _check_tree(tree):
+    if not isinstance(tree, TokenTree):
+        raise ValueError(f"tree must be a TokenTree, got {type(tree).__name__}")
+    return tree
+
+
+# ----------------------------------------------------------------------------- rewards
+
+
+def _matches(tree, correct):
+    tree = _check_tree(tree)
+    correct = np.zeros(tree.T, np.int64) if correct is None else tree._check_tokens(correct, "correct")
+    if correct.ndim != 1:
+        raise ValueError(f"correct must be one sequence of shape (T,), got {correct.shape}")
+    return tree.leaf_tokens() == correct  # (V**T, T)
+
+
+def sparse_reward(tree, correct=None) -> np.ndarray:
+    r"""Reward 1 on the correct sequence, 0 elsewhere: :math:`r(y) = [y = y^*]`.
+
+    ``correct`` is the (T,) token sequence :math:`y^*` (default all zeros, leaf 0).
+    Returns shape (V**T,).
+    """
+    return _matches(tree, correct).all(-1).astype(np.float64)
+
+
+def partial_credit_reward(tree, correct=None) -> np.ndarray:
+    r"""Fraction of positions that match: :math:`r(y) = \frac1T\sum_t [a_t = a^*_t]`. Shape (V**T,)."""
+    return _matches(tree, correct).mean(-1)
+
+
+def prefix_credit_reward(tree, correct=None) -> np.ndarray:
+    r"""Length of the longest correct prefix over T, shape (V**T,).
+
+    .. math::
+
+        r(y) = \frac1T \max\{t : y_{<t} = y^*_{<t}\}.
+    """
+    return np.cumprod(_matches(tree, correct), axis=-1).sum(-1) / _check_tree(tree).T
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def _check_policy(cond, tree=None, name="cond"):
+    """Validate a list of T conditionals (V**t, V); infer the tree when not given."""
+    if isinstance(cond, np.ndarray) or not isinstance(cond, (list, tuple)):
+        raise ValueError(f"{name} must be a list of T arrays of shape (V**t, V), got {type(cond).__name__}")
+    if len(cond) == 0:
+        raise ValueError(f"{name} is empty; it needs one array per depth")
+    first = np.shape(cond[0])
+    if tree is None:
+        if len(first) != 2 or first[0] != 1:
+            raise ValueError(f"{name}[0] must have shape (1, V), got {first}")
+        tree = TokenTree(int(first[1]), len(cond))
+    tree = _check_tree(tree)
+    if len(cond) != tree.T:
+        raise ValueError(f"{name} has {len(cond)} depths, the tree has T = {tree.T}")
+    out = []
+    for t, c in enumerate(cond):
+        c = check_distribution(c, f"{name}[{t}]")
+        if c.shape != (tree.V**t, tree.V):
+            raise ValueError(f"{name}[{t}] must have shape {(tree.V**t, tree.V)}, got {c.shape}")
+        out.append(c)
+    return out, tree
+
+
+def uniform_policy(tree) -> list[np.ndarray]:
+    r"""Uniform conditionals :math:`\pi(a \mid s) = 1/V`: a list of T arrays (V**t, V)."""
+    tree = _check_tree(tree)
+    return [np.full((tree.V**t, tree.V), 1.0 / tree.V) for t in range(tree.T)]
+
+
+def random_policy(tree, rng_or_seed, concentration=1.0) -> list[np.ndarray]:
+    r"""Conditionals drawn row by row from :math:`\mathrm{Dirichlet}(c\,\mathbf 1_V)`.
+
+    Parameters
+    ----------
+    tree : TokenTree
+    rng_or_seed : int, numpy.random.SeedSequence or numpy.random.Generator
+        Fed to ``numpy.random.default_rng``; depths are drawn in order 0..T-1.
+    concentration : float or array_like, shape (V,)
+        Dirichlet parameter, > 0 (small values give peaked rows).
+
+    Returns
+    -------
+    list of T arrays, shape (V**t, V)
+    """
+    tree = _check_tree(tree)
+    conc = check_positive(concentration, "concentration")
+    try:
+        conc = np.broadcast_to(conc, (tree.V,))
+    except ValueError as err:
+        raise ValueError(f"concentration must be a scalar or have shape ({tree.V},), got {conc.shape}") from err
+    rng = np.random.default_rng(rng_or_seed)
+    out = []
+    for t in range(tree.T):
+        c = rng.dirichlet(conc, size=tree.V**t)
+        out.append(c / c.sum(-1, keepdims=True))
+    return out
+
+
+def sequence_log_probs(cond) -> np.ndarray:
+    r"""Log-probability of every leaf, :math:`\log\pi(y) = \sum_t \log\pi(a_t \mid y_{<t})`.
+
+    Built depth by depth by broadcasting: with :math:`\ell_t` the (V**t,) prefix
+    log-probabilities, :math:`\ell_{t+1}[sV + a] = \ell_t[s] + \log\pi(a \mid s)`.
+    Exact zeros give ``-inf``.
+
+    Parameters
+    ----------
+    cond : list of T arrays, shape (V**t, V)
+
+    Returns
+    -------
+    ndarray, shape (V**T,)
+    """
+    cond, _ = _check_policy(cond)
+    lp = np.zeros(1)
+    with np.errstate(divide="ignore"):
+        for c in cond:
+            lp = (lp[:, None] + np.log(c)).ravel()
+    return lp
+
+
+def sequence_probs(cond) -> np.ndarray:
+    r"""Probability of every leaf, :math:`\pi(y) = \prod_t \pi(a_t \mid y_{<t})`, shape (V**T,).
+
+    Computed as ``exp`` of :func:`sequence_log_probs`.
+    """
+    return np.exp(sequence_log_probs(cond))
+
+
+def conditionals_from_sequence(p_leaves, tree) -> list[np.ndarray]:
+    r"""Conditionals of a leaf distribution, by summing subtrees bottom-up.
+
+    .. math::
+
+        m_T = p, \qquad m_t(s) = \sum_a m_{t+1}(sa), \qquad \pi(a \mid s) = m_{t+1}(sa) / m_t(s),
+
+    with :math:`\pi(\cdot \mid s) = 1/V` where :math:`m_t(s) = 0`. Inverse of
+    :func:`sequence_probs` on the support.
+
+    Parameters
+    ----------
+    p_leaves : array_like, shape (V**T,)
+        Distribution over the leaves.
+    tree : TokenTree
+
+    Returns
+    -------
+    list of T arrays, shape (V**t, V)
+    """
+    tree = _check_tree(tree)
+    p = check_distribution(p_leaves, "p_leaves")
+    if p.shape != (tree.num_leaves,):
+        raise ValueError(f"p_leaves must have shape ({tree.num_leaves},), got {p.shape}")
+    cond = [None] * tree.T
+    m = p
+    for t in range(tree.T - 1, -1, -1):
+        M = m.reshape(tree.V**t, tree.V)
+        m = M.sum(-1)
+        pos = m > 0
+        cond[t] = np.where(pos[:, None], M / np.where(pos, m, 1.0)[:, None], 1.0 / tree.V)
+    return cond
+
+
+# ----------------------------------------------------------------------------- state-action advantages
+
+
+def _check_leaf_values(x, tree, name):
+    x = as_float_array(x, name)
+    if x.shape != (tree.num_leaves,):
+        raise ValueError(f"{name} must have shape ({tree.num_leaves},) (one value per leaf), got {x.shape}")
+    return x
+
+
+def conditional_advantage(cond_mu, adv_leaves, tree) -> list[np.ndarray]:
+    r"""State-action advantage :math:`Q_t(s, a) = E_\mu[A \mid y_{<t} = s, a_t = a]` at every depth.
+
+    .. math::
+
+        Q_{T-1}(s, a) = A(sa), \qquad Q_t(s, a) = \sum_b \mu(b \mid sa)\, Q_{t+1}(sa, b).
+
+    Parameters
+    ----------
+    cond_mu : list of T arrays, shape (V**t, V)
+        Behaviour conditionals.
+    adv_leaves : array_like, shape (V**T,)
+        Advantage of every leaf (reward units).
+    tree : TokenTree
+
+    Returns
+    -------
+    list of T arrays, shape (V**t, V)
+    """
+    cond_mu, tree = _check_policy(cond_mu, _check_tree(tree), "cond_mu")
+    adv = _check_leaf_values(adv_leaves, tree, "adv_leaves")
+    Q = [None] * tree.T
+    Q[-1] = adv.reshape(-1, tree.V)
+    for t in range(tree.T - 2, -1, -1):
+        Q[t] = np.einsum("ij,ij->i", cond_mu[t + 1], Q[t + 1]).reshape(-1, tree.V)
+    return Q
+
+
+def soft_conditional_advantage(cond_mu, adv_leaves, tree, beta) -> list[np.ndarray]:
+    r"""Soft state-action advantage :math:`Q^{\rm soft}_t(s,a) = \beta\log E_\mu[e^{A/\beta} \mid s, a]`.
+
+    .. math::
+
+        Q^{\rm soft}_{T-1}(s, a) = A(sa), \qquad
+        Q^{\rm soft}_t(s, a) = \beta \log \sum_b \mu(b \mid sa)\, e^{Q^{\rm soft}_{t+1}(sa, b)/\beta},
+
+    the soft Bellman recursion of KL-regularized RL (the soft value
+    :math:`V^*_\beta` of THEORY.md section 1, per state). With it the per-state
+    Gibbs targets multiply to the sequence-level Gibbs target. Shapes as
+    :func:`conditional_advantage`; ``beta`` is a scalar > 0.
+    """
+    cond_mu, tree = _check_policy(cond_mu, _check_tree(tree), "cond_mu")
+    adv = _check_leaf_values(adv_leaves, tree, "adv_leaves")
+    beta = check_positive(beta, "beta")
+    if beta.ndim != 0:
+        raise ValueError(f"beta must be a scalar, got shape {beta.shape}")
+    beta = float(beta)
+    Q = [None] * tree.T
+    Q[-1] = adv.reshape(-1, tree.V)
+    for t in range(tree.T - 2, -1, -1):
+        mu = cond_mu[t + 1]
+        supp = mu > 0
+        with np.errstate(divide="ignore"):
+            z = np.where(supp, np.log(np.where(supp, mu, 1.0)) + Q[t + 1] / beta, -np.inf)
+        zmax = z.max(-1, keepdims=True)
+        lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(-1))
+        Q[t] = (beta * lse).reshape(-1, tree.V)
+    return Q
+
+
+# ----------------------------------------------------------------------------- state targets
+
+
+def lambert_state_target(beta):
+    r"""State target of the regression objective: ``(mu, A) -> theory.lambert_target(mu, A, beta)[0]``.
+
+    :math:`\pi = \mu\, W_k(\eta e^{A/\beta})/\eta` (THEORY.md section 3), rows (N, K).
+    """
+    beta = float(_scalar_beta(beta))
+    return lambda mu, adv: theory.lambert_target(mu, adv, beta)[0]
+
+
+def gibbs_state_target(beta):
+    r"""Gibbs state target :math:`\pi \propto \mu\, e^{A/\beta}` (``theory.gibbs_target``), rows (N, K)."""
+    beta = float(_scalar_beta(beta))
+    return lambda mu, adv: theory.gibbs_target(mu, adv, beta)
+
+
+def linear_state_target(beta):
+    r"""Linear-tilt state target :math:`\pi \propto \mu\,(A + \beta)_+`, rows (N, K).
+
+    The induced target of REINFORCE with a :math:`\mathrm{KL}(\mu\|\pi)` penalty on
+    :math:`\mu`-samples, weight :math:`h = A + \beta` (THEORY.md section 4). Raises
+    ``ValueError`` for a row where :math:`\mu\,(A + \beta)_+` has no mass.
+    """
+    beta = float(_scalar_beta(beta))
+
+    def target(mu, adv):
+        w = mu * np.maximum(adv + beta, 0.0)
+        z = w.sum(-1, keepdims=True)
+        if np.any(z <= 0):
+            raise ValueError("linear state target: a row has no mass (mu (A + beta)_+ = 0 on every arm)")
+        return w / z
+
+    return target
+
+
+def _scalar_beta(beta):
+    beta = check_positive(beta, "beta")
+    if beta.ndim != 0:
+        raise ValueError(f"beta must be a scalar, got shape {beta.shape}")
+    return beta
+
+
+def _resolve_state_target(state_target, beta):
+    if state_target is None:
+        if beta is None:
+            raise ValueError("give beta (for the default Lambert state target) or a state_target")
+        return lambert_state_target(beta)
+    if beta is not None:
+        raise ValueError("give either state_target or beta, not both (beta only selects the default Lambert target)")
+    if not callable(state_target):
+        kind = type(state_target).__name__
+        raise ValueError(f"state_target must be callable (mu_rows, adv_rows) -> pi_rows, got {kind}")
+    return state_target
+
+
+def _apply(state_target, mu, adv, what):
+    try:
+        pi = np.asarray(state_target(mu, adv), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"state_target failed on {what}: {err}") from err
+    if pi.shape != mu.shape:
+        raise ValueError(f"state_target returned shape {pi.shape} for {what}, expected {mu.shape}")
+    if not np.all(np.isfinite(pi)) or (pi < 0).any():
+        raise ValueError(f"state_target returned negative or non-finite probabilities for {what}")
+    if np.any(np.abs(pi.sum(-1) - 1.0) > SIMPLEX_ATOL):
+        raise ValueError(f"state_target returned rows that do not sum to 1 for {what}")
+    return pi
+
+
+def state_targets(cond_mu, q, tree, state_target=None, *, beta=None) -> list[np.ndarray]:
+    r"""Per-state targets :math:`\pi(\cdot \mid s) = \mathcal T(\mu(\cdot \mid s), Q_t(s, \cdot))` at every depth.
+
+    One batched call of the state target per depth, on :math:`V^t` rows.
+
+    Parameters
+    ----------
+    cond_mu : list of T arrays, shape (V**t, V)
+    q : list of T arrays, shape (V**t, V)
+        State-action advantages (:func:`conditional_advantage`, :func:`soft_conditional_advantage`).
+    tree : TokenTree
+    state_target : callable ``(mu_rows (N, K), adv_rows (N, K)) -> pi_rows (N, K)``, optional
+        Default: :func:`lambert_state_target` at ``beta``.
+    beta : float, optional
+        Temperature of the default state target; give it only without ``state_target``.
+
+    Returns
+    -------
+    list of T arrays, shape (V**t, V)
+    """
+    cond_mu, tree = _check_policy(cond_mu, _check_tree(tree), "cond_mu")
+    fn = _resolve_state_target(state_target, beta)
+    if not isinstance(q, (list, tuple)) or len(q) != tree.T:
+        raise ValueError(f"q must be a list of T = {tree.T} arrays of shape (V**t, V)")
+    out = []
+    for t in range(tree.T):
+        qt = as_float_array(q[t], f"q[{t}]")
+        if qt.shape != cond_mu[t].shape:
+            raise ValueError(f"q[{t}] must have shape {cond_mu[t].shape}, got {qt.shape}")
+        out.append(_apply(fn, cond_mu[t], qt, f"depth {t}"))
+    return out
+
+
+def token_level_target(cond_mu, adv_leaves, tree, state_target=None, *, beta=None) -> list[np.ndarray]:
+    r"""Token-level induced target: the state target applied at every prefix to :math:`Q_t`.
+
+    .. math::
+
+        \pi(\cdot \mid s) = \mathcal T\bigl(\mu(\cdot \mid s),\ Q_t(s, \cdot)\bigr), \qquad
+        Q_t(s, a) = E_\mu[A \mid s, a],
+
+    the minimizer, state by state, of a per-token objective whose advantage is
+    the sequence advantage broadcast to every token (THEORY.md section 6).
+    Arguments as :func:`state_targets`, with ``adv_leaves`` (V**T,) the leaf
+    advantages. Returns the conditionals of the target, T arrays (V**t, V).
+
+    Notes
+    -----
+    :math:`E_\mu[Q_t(s, \cdot) \mid s]` is the parent's :math:`Q`, not 0: states
+    below average have mostly negative :math:`Q` rows and, for the default
+    Lambert target, fall in its negative regime (typically about half of all
+    states with a mean baseline). That solver path of ``theory.lambert_target``
+    dominates the cost of this function.
+    """
+    q = conditional_advantage(cond_mu, adv_leaves, tree)
+    return state_targets(cond_mu, q, tree, state_target, beta=beta)
+
+
+def sequence_level_target(cond_mu, adv_leaves, tree, state_target=None, *, beta=None) -> np.ndarray:
+    r"""Sequence-level induced target: the bandit target over the leaves.
+
+    .. math::
+
+        p = \mathcal T\bigl(\mu_{\rm seq}, A\bigr), \qquad \mu_{\rm seq}(y) = \prod_t \mu(a_t \mid y_{<t}),
+
+    one call of the state target on a single row of :math:`V^T` arms. Arguments
+    as :func:`token_level_target`. Returns the leaf distribution, shape (V**T,).
+
+    Notes
+    -----
+    With the default Lambert target the positive regime (e.g. the mean
+    baseline) costs time linear in :math:`V^T`. The negative regime
+    (:math:`V > V^*_\beta`) scans every arm's :math:`W_{-1}` branch, time
+    quadratic in :math:`V^T`: seconds at :math:`10^3` leaves, out of reach at :math:`10^5`.
+    """
+    cond_mu, tree = _check_policy(cond_mu, _check_tree(tree), "cond_mu")
+    adv = _check_leaf_values(adv_leaves, tree, "adv_leaves")
+    fn = _resolve_state_target(state_target, beta)
+    mu = sequence_probs(cond_mu)
+    return _apply(fn, mu[None], adv[None], "the leaves")[0]
+
+
+# ----------------------------------------------------------------------------- measures
+
+
+@dataclass(frozen=True)
+class TargetGap:
+    """Measures of the sequence-level and token-level targets against mu and each other (floats)."""
+
+    kl_seq_mu: float  #: KL(p_seq || mu), nats
+    kl_tok_mu: float  #: KL(p_tok || mu), nats
+    kl_seq_tok: float  #: KL(p_seq || p_tok), nats
+    kl_tok_seq: float  #: KL(p_tok || p_seq), nats
+    reward_mu: float  #: E_mu[r]
+    reward_seq: float  #: E_{p_seq}[r]
+    reward_tok: float  #: E_{p_tok}[r]
+    entropy_mu: float  #: H(mu) over leaves, nats
+    entropy_seq: float  #: H(p_seq), nats
+    entropy_tok: float  #: H(p_tok), nats
+
+
+def gap_measures(p_mu, p_seq, p_tok, reward_leaves) -> TargetGap:
+    r"""KLs, expected rewards and entropies of two leaf distributions against :math:`\mu`.
+
+    Uses ``theory.kl``, ``theory.entropy``, ``theory.expected_reward``. All
+    arguments have shape (V**T,) (any common length).
+    """
+    p_mu = check_distribution(p_mu, "p_mu")
+    p_seq = check_distribution(p_seq, "p_seq")
+    p_tok = check_distribution(p_tok, "p_tok")
+    r = as_float_array(reward_leaves, "reward_leaves")
+    shapes = {p_mu.shape, p_seq.shape, p_tok.shape, r.shape}
+    if len(shapes) != 1 or p_mu.ndim != 1:
+        raise ValueError(f"p_mu, p_seq, p_tok and reward_leaves must be 1-d of one length, got shapes {shapes}")
+    return TargetGap(
+        kl_seq_mu=float(theory.kl(p_seq, p_mu)),
+        kl_tok_mu=float(theory.kl(p_tok, p_mu)),
+        kl_seq_tok=float(theory.kl(p_seq, p_tok)),
+        kl_tok_seq=float(theory.kl(p_tok, p_seq)),
+        reward_mu=float(theory.expected_reward(p_mu, r)),
+        reward_seq=float(theory.expected_reward(p_seq, r)),
+        reward_tok=float(theory.expected_reward(p_tok, r)),
+        entropy_mu=float(theory.entropy(p_mu)),
+        entropy_seq=float(theory.entropy(p_seq)),
+        entropy_tok=float(theory.entropy(p_tok)),
+    )
+
+
+def target_gap(cond_mu, reward_leaves, adv_leaves, tree, state_target=None, *, beta=None) -> TargetGap:
+    r"""Gap between the sequence-level and the token-level target of one state target.
+
+    Computes :func:`sequence_level_target` and :func:`token_level_target` (as leaf
+    distributions via :func:`sequence_probs`) and returns :func:`gap_measures`.
+
+    Parameters
+    ----------
+    cond_mu : list of T arrays, shape (V**t, V)
+    reward_leaves : array_like, shape (V**T,)
+        Rewards, for the expected rewards.
+    adv_leaves : array_like, shape (V**T,)
+        Advantages fed to the targets (e.g. ``reward - E_mu[reward]``).
+    tree, state_target, beta
+        As :func:`token_level_target`.
+    """
+    cond_mu, tree = _check_policy(cond_mu, _check_tree(tree), "cond_mu")
+    r = _check_leaf_values(reward_leaves, tree, "reward_leaves")
+    fn = _resolve_state_target(state_target, beta)
+    p_seq = sequence_level_target(cond_mu, adv_leaves, tree, fn)
+    p_tok = sequence_probs(token_level_target(cond_mu, adv_leaves, tree, fn))
+    return gap_measures(sequence_probs(cond_mu), p_seq, p_tok, r)
