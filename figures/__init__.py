@@ -4,4 +4,10 @@ Run ``python -m figures`` for all of them, ``python -m figures fig01_lambert_til
 ``--smoke`` for a quick low-resolution version.
 """
 
-FIGURES = ["fig01_lambert_tilt", "fig02_regime_map"]
+FIGURES = [
+    "fig01_lambert_tilt",
+    "fig02_regime_map",
+    "fig03_zoo_targets",
+    "fig06_temperature_frontier",
+    "fig07_group_bias",
+]

@@ -1,0 +1,109 @@
+r"""Figure 3: the objective zoo's induced targets on the ``graded`` bandit, beside the nominal targets.
+
+One panel per objective of ``theory.objectives.OBJECTIVES`` (published
+settings), arms on the x axis labelled by their reward. Bars: the induced
+target :math:`\pi` (population advantages, :math:`\mu` held fixed), coloured
+by family; for the PPO-clip family the target is set-valued (the optimal face
+of a linear program) and each arm's range :math:`[\pi^{\min}_y, \pi^{\max}_y]`
+is drawn as a shaded bar with caps. Grey outline: the behaviour policy
+:math:`\mu`. Black diamonds: the nominal target the objective is named after
+(the Gibbs target at its temperature, or the greedy policy; none for a trust
+region), on the arms where it exceeds 0.005. Every number comes from
+``theory.zoo_table.zoo_rows``, the same code that writes ``docs/zoo_table.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import theory as T
+from theory.objectives import make_objective
+from theory.zoo_table import nominal_temperature, zoo_rows
+
+from . import _style
+
+BANDIT = "graded"
+FAMILY_COLORS = {"ratio": "#d6604d", "ratio-free": "#4d9221", "weighted-ce": "#8073ac", "regression": "#2166ac"}
+NCOLS = 6
+
+
+def _nominal(obj, mu, r):
+    beta = nominal_temperature(obj, mu, r)
+    if beta is not None:
+        return T.gibbs_target(mu, r, beta), rf"Gibbs, $\beta={beta:.3g}$"
+    if obj.nominal.startswith("greedy") and "trust region" not in obj.nominal:
+        best = r >= r[mu > 0].max()
+        return np.where(best, mu, 0.0) / mu[best].sum(), "greedy"
+    return None, "trust region"
+
+
+def _summary(e) -> str:
+    if e["pi"] is None and not e["set_valued"]:
+        return "not computed"
+    if e["set_valued"]:
+        lo, hi = e["reward"]
+        return rf"set; $E r\in[{lo:.2f}, {hi:.2f}]$"
+    txt = rf"$E r={e['reward']:.2f}$"
+    if e["eta"] is not None:
+        txt += rf", $\eta={e['eta']:.3g}$"
+    return txt
+
+
+def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
+    _style.apply()
+    b = T.STANDARD_BANDITS[BANDIT]
+    rows = zoo_rows({BANDIT: b})
+    n = len(rows)
+    nrows = -(-n // NCOLS)
+    fig, axes = plt.subplots(nrows, NCOLS, figsize=(2.2 * NCOLS, 1.95 * nrows + 0.9), sharex=True, sharey=True)
+    axes = np.atleast_2d(axes)
+    K = b.mu.size
+    x = np.arange(K)
+    for ax, row in zip(axes.flat, rows):
+        e = row["bandits"][BANDIT]
+        obj = make_objective(row["objective"])
+        color = FAMILY_COLORS.get(row["family"], "0.4")
+        ax.bar(x, b.mu, 0.86, fill=False, edgecolor="0.55", lw=0.8, zorder=1)
+        if e["set_valued"]:
+            ax.bar(x, e["pi_max"] - e["pi_min"], 0.6, bottom=e["pi_min"], color=color, alpha=0.35, zorder=2)
+            mid = 0.5 * (e["pi_min"] + e["pi_max"])
+            ax.errorbar(x, mid, yerr=0.5 * (e["pi_max"] - e["pi_min"]), fmt="none", ecolor=color,
+                        elinewidth=1.2, capsize=2.5, zorder=3)
+        elif e["pi"] is not None:
+            ax.bar(x, e["pi"], 0.6, color=color, alpha=0.9 if e["certified"] else 0.55, zorder=2)
+        else:
+            why = "\n(the flow's integrator\nfailed)" if "integrator failed" in e["note"] else ""
+            ax.text(0.5, 0.5, "not computed" + why, transform=ax.transAxes,
+                    ha="center", va="center", fontsize=7, color="0.3")
+        nom, _ = _nominal(obj, b.mu, b.r)
+        if nom is not None:
+            show = nom > 5e-3  # arms the nominal target leaves empty are not marked
+            ax.plot(x[show], nom[show], "D", color="k", ms=2.8, zorder=4, clip_on=False)
+        ax.set_title(row["objective"], fontsize=8.5, pad=2, color=color)
+        ax.text(0.98, 0.97, _summary(e), transform=ax.transAxes, ha="right", va="top", fontsize=6.5)
+        ax.set_ylim(0, 1.02)
+        ax.grid(axis="x", visible=False)
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    for ax in axes[-1]:
+        ax.set_xticks(x, [f"{v:g}" for v in b.r], fontsize=6.5)
+    for ax in axes[-1]:
+        ax.set_xlabel("arm reward $r$", fontsize=7.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"$\pi(y)$")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in FAMILY_COLORS.values()]
+    labels = [f"induced target: {f}" for f in FAMILY_COLORS]
+    handles += [
+        plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.35),
+        plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor="0.55"),
+        plt.Line2D([], [], marker="D", color="k", ls="none", ms=3),
+    ]
+    labels += [r"set-valued target: range of $\pi(y)$", r"behaviour $\mu$",
+               r"nominal target (Gibbs at its $\beta$, or greedy; where $>0.005$)"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False, fontsize=7.5)
+    fig.suptitle(f"Induced targets of the objective zoo on the '{BANDIT}' bandit (published settings); "
+                 "paler bars: numerical point not certified by its solver", fontsize=9.5)
+    return _style.save(fig, out, "fig03_zoo_targets")

@@ -1,0 +1,113 @@
+"""The zoo comparison table (``theory.zoo_table``) and the figures built on the zoo (3, 6, 7)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+
+from theory.bandits import STANDARD_BANDITS, Bandit
+from theory.induced import solve_kkt
+from theory.measures import entropy, expected_reward, kl
+from theory.objectives import OBJECTIVES, make_objective
+from theory.zoo_table import main, polytope_ranges, render_markdown, zoo_rows
+
+TWO = {"two-correct": STANDARD_BANDITS["two-correct"]}
+
+
+@pytest.fixture(scope="module")
+def rows_two_correct():
+    return zoo_rows(TWO)
+
+
+def test_every_objective_has_a_row(rows_two_correct):
+    assert [r["objective"] for r in rows_two_correct] == list(OBJECTIVES)
+    md = render_markdown(rows_two_correct, TWO)
+    for name in OBJECTIVES:
+        assert f"| `{name}` |" in md
+    for r in rows_two_correct:
+        e = r["bandits"]["two-correct"]
+        assert e["set_valued"] or e["pi"] is None or abs(e["pi"].sum() - 1) < 1e-9
+        assert r["regime"]
+
+
+def test_command_writes_the_table(tmp_path):
+    out = tmp_path / "zoo.md"
+    assert main(["--out", str(out), "--bandit", "two-correct"]) == 0
+    text = out.read_text()
+    assert text.startswith("# The objective zoo") and "## Bandit `two-correct`" in text
+    assert not list(tmp_path.glob("*.tmp*"))  # written atomically
+
+
+def test_regression_rows_match_theory(rows_two_correct):
+    """Hand-checkable facts: mean baselines are positive, the exact soft value is the boundary."""
+    by = {r["objective"]: r for r in rows_two_correct}
+    for name in ("opmd", "opmd_loo", "shifted_regression", "astar_po", "oapl", "reinforce_k2"):
+        assert by[name]["regime"] == "positive" and by[name]["bandits"]["two-correct"]["eta"] > 0
+    assert by["opmd_lme"]["regime"] == "boundary"
+    assert abs(by["opmd_lme"]["bandits"]["two-correct"]["eta"]) < 1e-9
+    # beta-shifted mean: eta = delta + KL(mu||pi) >= delta = 1
+    e = by["shifted_regression"]["bandits"]["two-correct"]
+    mu = STANDARD_BANDITS["two-correct"].mu
+    assert e["eta"] == pytest.approx(1.0 + float(kl(mu, e["pi"])), rel=1e-10)
+    # AWR's induced target is its nominal Gibbs target
+    assert by["awr"]["bandits"]["two-correct"]["pessimism"] == pytest.approx(1.0, rel=1e-8)
+
+
+@pytest.mark.parametrize("bandit", list(STANDARD_BANDITS))
+def test_closed_form_rows_agree_with_the_kkt_solver(bandit):
+    """Every closed-form row of the table equals the generic KKT solver's answer where that solver converges."""
+    b = STANDARD_BANDITS[bandit]
+    names = [n for n in OBJECTIVES if make_objective(n)._closed_form is not None and n != "tpo"]
+    # tpo: its weight is normalized over the whole batch, which the per-arm KKT solver cannot take
+    rows = {r["objective"]: r["bandits"][bandit] for r in zoo_rows({bandit: b}, names)}
+    compared = 0
+    for name in names:
+        obj = make_objective(name)
+        e = rows[name]
+        if e["set_valued"]:  # a tie of the vertex target: the face, not a point
+            continue
+        adv = obj.population_advantage(b.mu, b.r)
+        sol = solve_kkt(lambda u, a, o=obj: o.weight(u, a), b.mu[None], adv[None], kappa_min=obj.kappa_min)
+        if not sol.converged[0]:
+            continue  # no interior solution: the collapse goes to the flow, not to the KKT solver
+        pi = sol.pi[0]
+        np.testing.assert_allclose(e["pi"], pi, atol=1e-9, err_msg=name)
+        assert e["reward"] == pytest.approx(float(expected_reward(pi, b.r)), abs=1e-9)
+        assert e["entropy"] == pytest.approx(float(entropy(pi)), abs=1e-7)
+        assert e["kl"] == pytest.approx(float(kl(pi, b.mu)), abs=1e-7)
+        compared += 1
+    assert compared >= 10
+
+
+def test_polytope_ranges_exact_on_a_hand_example():
+    # P = {pi_0 in [0.5, 1], pi_1 in [0, 0.5], pi_2 = 0}: a segment from (0.5, 0.5, 0) to (1, 0, 0)
+    lo, hi = np.array([0.5, 0.0, 0.0]), np.array([1.0, 0.5, 0.0])
+    mu, r = np.array([0.2, 0.3, 0.5]), np.array([1.0, 0.0, 0.0])
+    out = polytope_ranges(lo, hi, mu, r)
+    assert out["reward"] == pytest.approx((0.5, 1.0))
+    assert out["entropy"] == pytest.approx((0.0, math.log(2)))
+    # KL grows along the segment from (0.5, 0.5, 0) to (1, 0, 0): min and max at its two ends
+    assert out["kl"][0] == pytest.approx(0.5 * math.log(0.5 / 0.2) + 0.5 * math.log(0.5 / 0.3))
+    assert out["kl"][1] == pytest.approx(math.log(1 / 0.2))
+
+
+def test_ppo_face_matches_its_lp_and_is_certified():
+    b = Bandit("small", np.array([0.1, 0.3, 0.6]), np.array([1.0, 0.5, 0.0]), "3 arms")
+    (row,) = zoo_rows({"small": b}, ["ppo"])
+    e = row["bandits"]["small"]
+    assert e["set_valued"] and e["certified"]
+    assert np.all(e["pi_min"] <= e["pi_max"] + 1e-12)
+    lo, hi = e["reward"]
+    assert 0.0 <= lo <= hi <= 1.0
+
+
+@pytest.mark.parametrize("name", ["fig03_zoo_targets", "fig06_temperature_frontier", "fig07_group_bias"])
+def test_smoke_figure_writes_png_and_pdf(name, tmp_path):
+    mod = importlib.import_module(f"figures.{name}")
+    paths = mod.make(smoke=True, out=tmp_path)
+    assert {p.suffix for p in paths} == {".png", ".pdf"}
+    for p in paths:
+        assert p.exists() and p.stat().st_size > 1000
