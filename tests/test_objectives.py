@@ -101,11 +101,13 @@ def test_kkt_solver_agrees_with_flow(name):
     rng = np.random.default_rng(11)
     mu = rng.dirichlet(np.ones(4), size=3)
     r = rng.uniform(size=(3, 4))
-    it = obj.induced_target(mu, r)
-    assert it.method.startswith("kkt") and it.converged.all()
+    it = obj.induced_target(mu, r, method="kkt")
+    assert it.method == "kkt" and it.converged.all()
     adv = obj.population_advantage(mu, r)
     fr = logit_flow(mu, adv, weight=lambda u, a: obj.weight(u, a))
     np.testing.assert_allclose(it.pi, fr.pi, atol=1e-6)
+    if obj.closed_form_target(mu, adv) is not None:  # k3: the closed form is k1's thresholded tilt
+        np.testing.assert_allclose(obj.closed_form_target(mu, adv), it.pi, atol=1e-10)
 
 
 def test_reinforce_threshold_hand_example():

@@ -185,9 +185,11 @@ def _t_kl(mu, adv, p):
 
         # h = A - beta s = (2 beta)^-1 x regression weight at temperature beta: same target
         return lambert_target(mu, adv, p["beta"])[0]
-    if p["kind"] == "k1":
-        return _linear_threshold(mu, adv + p["beta"])
-    return None  # k3: drift KKT, generic solver
+    # k1 (h = A + beta) and k3 (h = A + beta - beta u) have the same target: on the
+    # survivors mu (A + beta - beta u - kappa u) = c gives u = (A + beta - c/mu)/(beta + kappa),
+    # normalization fixes beta + kappa = sum_S (mu (A + beta) - c), and the drop rule
+    # mu (A + beta) <= c and the drift c |S| = -sum_drop mu (A + beta) are k1's.
+    return _linear_threshold(mu, adv + p["beta"])
 
 
 def _t_topr(mu, adv, p):
@@ -493,10 +495,10 @@ _SPECS: dict[str, dict] = {
         induced="Lambert: u = W0(eta e^{A/beta})/eta", source="Schulman 2020 (k2)",
     ),
     "reinforce_k3": dict(
-        loss="kl", weight="kl", closed=None, kind="kkt", advantage="mean", agg="token-mean",
+        loss="kl", weight="kl", closed=_t_kl, kind="linear", advantage="mean", agg="token-mean",
         params=dict(beta=0.1, kind="k3"), family="ratio-free", kappa_min="-beta",
         equation="-A log pi + beta (e^s - 1 - s)", nominal="Gibbs pi ∝ mu exp(A/beta)",
-        induced="u = (A + beta - c/mu)_+ / (beta + kappa) (linear, KKT)", source="Schulman 2020 (k3)",
+        induced="pi = (mu (A + beta) - c)_+ / E_mu[A + beta] (same as k1)", source="Schulman 2020 (k3)",
     ),
     "awr": dict(
         loss="ce", weight="ce", closed=_t_gibbs, kind="gibbs", advantage="mean", agg="token-mean",
