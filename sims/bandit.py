@@ -1,0 +1,692 @@
+r"""Vectorized bandit training under lag: any objective of the zoo, G samples or exact expectations.
+
+THEORY.md section 7 (c): the stochastic delayed iteration. ``B`` contexts
+(prompts), each a bandit over ``K`` arms with rewards ``r[b]``; a softmax
+policy, tabular (logits ``(S, B, K)``) or linear over fixed random arm
+features; ``S`` seeds simulated as a leading axis of one torch computation.
+At step ``t`` the data come from the lagged policy :math:`\mu_t = \pi_{t-L}`
+(:math:`\pi_0` while ``t < L``), kept in a ring buffer of past logits:
+
+.. math::
+
+    y_{b,1..G} \sim \mu_t(\cdot\mid b),\quad
+    \ell = \mathrm{aggregate}\big(\mathrm{loss}(\log\pi(y), \log\mu_t(y), \mathrm{signal}(r(y)))\big),
+    \quad \theta \leftarrow \mathrm{opt}(\theta, \nabla_\theta\ell) \ (k \text{ times}).
+
+The loss, the advantage (the per-sample *signal*) and the aggregation are the
+objective's own (``theory.objectives``); nothing is re-implemented. A sample
+is a one-token sequence (``logp`` of shape ``(S, B, G, 1)``, no mask). On a
+bandit the reference policy is the behaviour (``logp_ref = logp_mu``) and the
+proximal policy is the current one, detached (``logp_prox = logp.detach()``,
+re-evaluated at every inner step). With ``population=True`` every arm is a
+sample and the loss is the exact expectation
+:math:`\sum_y \mu_t(y)\,\ell_y` with the population advantage
+(``obj.population_advantage``; for the weighted cross-entropies the signal is
+the population weight ``obj.weight``).
+
+Each seed's loss is the sum over its contexts of the objective's aggregate
+over that context's samples (for one-token samples every aggregation mode is
+a uniform mean times a constant), so seeds, and contexts of a tabular policy,
+are independent problems; the simulated loss is the sum over seeds.
+
+Metrics, recorded at every step ``t`` (``T = steps`` rows; shapes in
+:data:`METRIC_AXES`):
+
+* of the policy :math:`\pi_t` before the update: ``reward`` :math:`E_{\pi_t}[r]`,
+  ``entropy`` :math:`H(\pi_t)`, ``kl_mu_pi`` :math:`\mathrm{KL}(\mu_t\|\pi_t)`
+  (the off-policyness of the data, 0 at lag 0), ``kl_init``
+  :math:`\mathrm{KL}(\pi_t\|\pi_0)`, ``ess`` the effective sample size of the
+  ratios :math:`u = \pi_t/\mu_t` on the group, :math:`(\sum u)^2/(G\sum u^2)`
+  (population: :math:`1/E_\mu[u^2]`);
+* of the update at step ``t`` (the policy :math:`\pi_{t+1}` after the ``k``
+  inner steps, against its data :math:`\mu_t`): ``tv_target``, ``kl_target``
+  (total variation and :math:`\mathrm{KL}(T\|\pi_{t+1})` to the induced target
+  :math:`T(\mu_t)` = ``obj.induced_target``), ``tv_nominal``,
+  ``kl_nominal`` (same, to the nominal Gibbs target
+  :math:`\mu_t e^{A/\beta}/Z` at the objective's ``beta``, with the
+  population advantage A), ``eta_hat`` the sample estimate
+  :math:`\overline{-s} + \bar A/\beta` of
+  :math:`\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[A]/\beta`
+  (:math:`s = \log\pi_{t+1}(y)/\mu_t(y)`), ``eta_pred`` the :math:`\eta` of
+  ``theory.lambert_target`` at :math:`\mu_t` (objectives with a Lambert target, on
+  the steps where the target is computed),
+  ``grad_var`` the variance across seeds of the first inner step's gradient,
+  averaged over parameters.
+
+Quantities that do not apply are NaN (targets on steps that are not a
+multiple of ``target_every`` or with ``track_target=False``; ``beta`` and
+``eta`` for objectives without a temperature; ``grad_var`` for one seed).
+
+Usage::
+
+    cfg = BanditSimConfig.smoke().replace(objective="opmd", lag=4)
+    res = simulate(cfg)              # BanditSimResult
+    res.metrics["reward"]            # (T, S, B)
+    save_results("out/run", res)     # out/run.npz + out/run.json, atomically
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import theory
+from theory.bandits import STANDARD_BANDITS
+from theory.objectives import OBJECTIVES, make_objective
+
+__all__ = [
+    "OPTIMIZERS",
+    "POLICIES",
+    "METRIC_AXES",
+    "BanditSimConfig",
+    "BanditSimResult",
+    "bandit_tables",
+    "arm_features",
+    "simulate",
+    "save_results",
+    "load_results",
+    "torch_single_thread",
+]
+
+#: Optimizers: ``sgd`` (theta -= lr g), ``normalized`` (theta -= lr g/||g|| per
+#: parameter block: one context of one seed, or one seed when weights are
+#: shared), ``adam`` (Kingma & Ba 2015, betas 0.9/0.999, eps 1e-8, bias-corrected,
+#: state kept across steps).
+OPTIMIZERS = ("sgd", "normalized", "adam")
+#: Policies: ``tabular`` logits (S, B, K); ``linear`` logits log pi_0 + W phi^T.
+POLICIES = ("tabular", "linear")
+
+#: Axes of every recorded metric: T steps, S seeds, B contexts.
+METRIC_AXES = {
+    "reward": ("step", "seed", "context"),
+    "entropy": ("step", "seed", "context"),
+    "kl_mu_pi": ("step", "seed", "context"),
+    "kl_init": ("step", "seed", "context"),
+    "ess": ("step", "seed", "context"),
+    "tv_target": ("step", "seed", "context"),
+    "kl_target": ("step", "seed", "context"),
+    "tv_nominal": ("step", "seed", "context"),
+    "kl_nominal": ("step", "seed", "context"),
+    "eta_hat": ("step", "seed", "context"),
+    "eta_pred": ("step", "seed", "context"),
+    "grad_var": ("step",),
+}
+
+_ADAM_BETAS = (0.9, 0.999)
+_ADAM_EPS = 1e-8
+_RNG_CHUNK = 64  # steps of uniforms drawn per seed at a time (bounds memory; does not change the numbers)
+_DTYPE = torch.float64
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _freeze_params(params) -> tuple:
+    """Objective overrides as a sorted tuple of (name, value) pairs (hashable, JSON-able)."""
+    if params is None:
+        return ()
+    items = params.items() if isinstance(params, dict) else params
+    try:
+        pairs = tuple(sorted((str(k), v) for k, v in items))
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"objective_params must be a dict or (name, value) pairs, got {params!r}"
+        ) from err
+    return pairs
+
+
+@dataclass(frozen=True)
+class BanditSimConfig:
+    """One simulated training run (all seeds). Every field is validated on construction.
+
+    Invalid settings raise :class:`ValueError` naming the field and what to
+    change, before anything is computed.
+    """
+
+    objective: str = "opmd"
+    """Name in ``theory.objectives.OBJECTIVES``."""
+    objective_params: tuple = ()
+    """Overrides of the objective's published defaults: a dict or (name, value) pairs."""
+    bandit: str = "graded"
+    """A name of ``theory.STANDARD_BANDITS`` (same bandit in every context, pi_0 = its mu)
+    or ``"random"`` (rewards U[0, 1] per context from ``reward_seed``, pi_0 uniform)."""
+    num_contexts: int = 1
+    """B, contexts (prompts)."""
+    num_arms: int = 8
+    """K, arms of a random bandit (ignored for a standard bandit)."""
+    reward_seed: int = 0
+    """Seed of the random reward table."""
+    lag: int = 0
+    """L >= 0: the data at step t come from pi_{t-L} (pi_0 while t < L)."""
+    group_size: int = 16
+    """G, samples per context and step (ignored when ``population``)."""
+    population: bool = False
+    """Exact expectations over y ~ mu instead of G samples."""
+    optimizer: str = "adam"
+    """One of ``OPTIMIZERS``."""
+    lr: float = 0.05
+    """Step size (> 0)."""
+    inner_steps: int = 1
+    """k, optimizer steps on each batch."""
+    steps: int = 200
+    """T, batches (outer steps)."""
+    num_seeds: int = 8
+    """S, seeds simulated together as a leading axis."""
+    seed: int = 0
+    """Seed s of the leading axis uses torch.Generator seeded with ``seed + s``."""
+    policy: str = "tabular"
+    """One of ``POLICIES``."""
+    feature_dim: int = 4
+    """d, features per arm of the linear policy."""
+    shared_weights: bool = False
+    """Linear policy: one weight vector per seed shared by all contexts (else one per context)."""
+    feature_seed: int = 0
+    """Seed of the fixed random arm features (K, d), N(0, 1/d)."""
+    track_target: bool = True
+    """Record the distance to the induced target (slow for set-valued targets, which use the flow)."""
+    target_every: int = 1
+    """Compute the induced target every this many steps (NaN in between)."""
+    record_policies: bool = False
+    """Keep pi_t (T + 1, S, B, K) and mu_t (T, S, B, K) in the result."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "objective_params", _freeze_params(self.objective_params))
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
+        obj = make_objective(self.objective, **dict(self.objective_params))  # raises for bad parameters
+        if self.bandit != "random" and self.bandit not in STANDARD_BANDITS:
+            raise ValueError(
+                f"unknown bandit {self.bandit!r}; use 'random' or one of {', '.join(STANDARD_BANDITS)}"
+            )
+        _check_int("num_contexts", self.num_contexts, 1)
+        _check_int("num_arms", self.num_arms, 2)
+        _check_int("reward_seed", self.reward_seed, 0)
+        if isinstance(self.lag, (int, np.integer)) and not isinstance(self.lag, bool) and self.lag < 0:
+            raise ValueError(f"lag must be >= 0 (0 = on-policy data), got {self.lag}")
+        _check_int("lag", self.lag, 0)
+        _check_int("group_size", self.group_size, 1)
+        if not isinstance(self.population, bool):
+            raise ValueError(f"population must be True or False, got {self.population!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+        if not (lr_ok and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        _check_int("inner_steps", self.inner_steps, 1)
+        _check_int("steps", self.steps, 1)
+        _check_int("num_seeds", self.num_seeds, 1)
+        _check_int("seed", self.seed, 0)
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; valid: {', '.join(POLICIES)}")
+        _check_int("feature_dim", self.feature_dim, 1)
+        _check_int("feature_seed", self.feature_seed, 0)
+        _check_int("target_every", self.target_every, 1)
+        for name in ("shared_weights", "track_target", "record_policies"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not self.population:
+            try:  # the zoo's own check: std / leave-one-out estimators need G >= 2
+                obj.advantages(torch.zeros(1, self.group_size, dtype=_DTYPE))
+            except ValueError as err:
+                raise ValueError(
+                    f"objective {self.objective!r} with group_size={self.group_size}: {err}; "
+                    "set group_size >= 2 or population=True"
+                ) from err
+        if self.objective == "m2po" and self.num_seeds > 1:
+            raise ValueError(
+                "m2po's mask is computed over the whole batch, which would couple seeds simulated as one "
+                "batch; set num_seeds=1 (and loop over seeds outside) for m2po"
+            )
+
+    # -- presets and helpers ----------------------------------------------------
+    @classmethod
+    def smoke(cls, **overrides) -> "BanditSimConfig":
+        """A run of well under a second: 4 seeds, 50 steps, G = 8, targets every 5 steps."""
+        base = dict(num_seeds=4, steps=50, group_size=8, target_every=5)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def full(cls, **overrides) -> "BanditSimConfig":
+        """The figure setting: 32 seeds, 300 steps, G = 16, 2 inner Adam steps, targets every 10 steps."""
+        base = dict(num_seeds=32, steps=300, group_size=16, inner_steps=2, target_every=10)
+        return cls(**{**base, **overrides})
+
+    def replace(self, **changes) -> "BanditSimConfig":
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def make_objective(self):
+        """The objective, ``theory.objectives.make_objective(objective, **objective_params)``."""
+        return make_objective(self.objective, **dict(self.objective_params))
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (``objective_params`` as a dict)."""
+        d = dataclasses.asdict(self)
+        d["objective_params"] = dict(self.objective_params)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BanditSimConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(d) - names
+        if extra:
+            raise ValueError(f"unknown BanditSimConfig field(s) {sorted(extra)}")
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------- bandit tables and features
+
+
+def bandit_tables(config: BanditSimConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Initial policy ``pi0`` (B, K) and rewards ``r`` (B, K) of ``config``.
+
+    A standard bandit repeats its ``(mu, r)`` in every context; ``random`` draws
+    ``r ~ U[0, 1]`` from ``numpy.random.default_rng(reward_seed)`` with a
+    uniform ``pi0``.
+    """
+    B = config.num_contexts
+    if config.bandit == "random":
+        K = config.num_arms
+        r = np.random.default_rng(config.reward_seed).uniform(size=(B, K))
+        return np.full((B, K), 1.0 / K), r
+    bd = STANDARD_BANDITS[config.bandit]
+    return np.tile(bd.mu, (B, 1)), np.tile(bd.r, (B, 1))
+
+
+def arm_features(num_arms: int, dim: int, seed: int) -> np.ndarray:
+    """Fixed random arm features (K, d), entries N(0, 1/d), from ``default_rng(seed)``."""
+    return np.random.default_rng(seed).normal(scale=1.0 / math.sqrt(dim), size=(num_arms, dim))
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass
+class BanditSimResult:
+    """Tidy output of :func:`simulate`.
+
+    Attributes
+    ----------
+    config : BanditSimConfig
+    metrics : dict of str -> ndarray
+        Axes in :data:`METRIC_AXES`: ``(T, S, B)`` except ``grad_var`` ``(T,)``.
+    behaviour_step : ndarray of int, shape (T,)
+        The step whose policy generated the data of step t, ``max(t - L, 0)``.
+    final_policy : ndarray, shape (S, B, K)
+        :math:`\\pi_T`.
+    policies, behaviours : ndarray or None
+        With ``record_policies``: :math:`\\pi_t` ``(T + 1, S, B, K)`` and
+        :math:`\\mu_t` ``(T, S, B, K)``.
+    rewards, pi0 : ndarray, shape (B, K)
+        The reward table and the initial policy.
+    """
+
+    config: BanditSimConfig
+    metrics: dict
+    behaviour_step: np.ndarray
+    final_policy: np.ndarray
+    rewards: np.ndarray
+    pi0: np.ndarray
+    policies: np.ndarray | None = None
+    behaviours: np.ndarray | None = None
+
+    def arrays(self) -> dict:
+        """Every array, flat (metric names plus ``behaviour_step``, ``final_policy``, ...)."""
+        out = dict(self.metrics)
+        out.update(
+            behaviour_step=self.behaviour_step, final_policy=self.final_policy, rewards=self.rewards, pi0=self.pi0
+        )
+        if self.policies is not None:
+            out.update(policies=self.policies, behaviours=self.behaviours)
+        return out
+
+    def to_records(self) -> list[dict]:
+        """Long format: one dict per (step, seed, context) with every metric."""
+        T, S, B = self.metrics["reward"].shape
+        recs = []
+        for t in range(T):
+            for s in range(S):
+                for b in range(B):
+                    rec = {"step": t, "seed": self.config.seed + s, "context": b}
+                    for k, v in self.metrics.items():
+                        rec[k] = float(v[t] if v.ndim == 1 else v[t, s, b])
+                    recs.append(rec)
+        return recs
+
+    def to_csv(self, path) -> Path:
+        """Write :meth:`to_records` as CSV (atomically); returns the path."""
+        T, S, B = self.metrics["reward"].shape
+        names = list(self.metrics)
+        t, s, b = np.meshgrid(np.arange(T), np.arange(S), np.arange(B), indexing="ij")
+        cols = [t.ravel(), self.config.seed + s.ravel(), b.ravel()]
+        for k in names:
+            v = self.metrics[k]
+            cols.append(np.broadcast_to(v.reshape(v.shape + (1,) * (3 - v.ndim)), (T, S, B)).ravel())
+        header = ",".join(["step", "seed", "context"] + names)
+        lines = [header]
+        for row in zip(*cols):
+            lines.append(f"{int(row[0])},{int(row[1])},{int(row[2])}," + ",".join(repr(float(x)) for x in row[3:]))
+        path = Path(path)
+        _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+        return path
+
+
+# ----------------------------------------------------------------------------- atomic IO
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_savez(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _config_json(config) -> str:
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return json.dumps(d, sort_keys=True, indent=2)
+
+
+def save_results(path, result, config=None) -> tuple[Path, Path]:
+    """Write ``path.npz`` (arrays) and ``path.json`` (config), each atomically.
+
+    ``result`` is a :class:`BanditSimResult` (its config is used) or a dict of
+    arrays (then ``config`` is required: an object with ``to_dict()`` or a
+    dict). The config is also stored inside the ``.npz`` (key ``__config__``),
+    so :func:`load_results` never pairs arrays with another run's config.
+    Returns the two paths.
+    """
+    if isinstance(result, BanditSimResult):
+        arrays, config = result.arrays(), result.config if config is None else config
+    else:
+        arrays = dict(result)
+    if config is None:
+        raise ValueError("save_results needs the config of a dict of arrays (pass config=...)")
+    text = _config_json(config)
+    base = Path(path)
+    if base.suffix in (".npz", ".json"):
+        base = base.with_suffix("")
+    npz, js = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
+    _atomic_savez(npz, {**arrays, "__config__": np.array(text)})
+    _atomic_write_bytes(js, (text + "\n").encode())
+    return npz, js
+
+
+def load_results(path) -> tuple[dict, dict]:
+    """Read what :func:`save_results` wrote: ``(arrays, config_dict)``."""
+    base = Path(path)
+    if base.suffix in (".npz", ".json"):
+        base = base.with_suffix("")
+    with np.load(base.with_name(base.name + ".npz"), allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files if k != "__config__"}
+        config = json.loads(str(f["__config__"]))
+    return arrays, config
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+@contextlib.contextmanager
+def torch_single_thread():
+    """Torch intra-op threads set to 1 inside the block (tensors here are tiny; threads only add overhead)."""
+    n = torch.get_num_threads()
+    if n != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n != 1:
+            torch.set_num_threads(n)
+
+
+def _distributions(x: torch.Tensor) -> np.ndarray:
+    """Writable float64 numpy copy of a probability tensor (rows renormalized against rounding)."""
+    p = x.detach().numpy().astype(np.float64, copy=True)
+    return p / p.sum(-1, keepdims=True)
+
+
+def _tv(p, q):
+    return 0.5 * np.abs(p - q).sum(-1)
+
+
+class _Optimizer:
+    """SGD, normalized step or Adam on one parameter tensor; blocks for the norm are its last ``nblock`` axes."""
+
+    def __init__(self, kind, lr, param, nblock):
+        self.kind, self.lr, self.nblock = kind, lr, nblock
+        if kind == "adam":
+            self.m = torch.zeros_like(param)
+            self.v = torch.zeros_like(param)
+            self.t = 0
+
+    def step(self, param, grad):
+        if self.kind == "sgd":
+            return param - self.lr * grad
+        if self.kind == "normalized":
+            dims = tuple(range(grad.ndim - self.nblock, grad.ndim))
+            norm = torch.linalg.vector_norm(grad, dim=dims, keepdim=True)
+            return param - self.lr * torch.where(norm > 0, grad / norm.clamp_min(1e-300), torch.zeros_like(grad))
+        b1, b2 = _ADAM_BETAS
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * grad
+        self.v = b2 * self.v + (1 - b2) * grad * grad
+        mhat = self.m / (1 - b1**self.t)
+        vhat = self.v / (1 - b2**self.t)
+        return param - self.lr * mhat / (vhat.sqrt() + _ADAM_EPS)
+
+
+def _population_signal(obj, mu_np, r_np):
+    """The per-arm signal the loss expects, in expectation: the advantage, or the CE weight h."""
+    adv = obj.population_advantage(mu_np, r_np)
+    if obj.family == "weighted-ce":  # the loss is -w log pi: its weight h is the sample weight itself
+        return obj.weight(torch.ones(adv.shape, dtype=_DTYPE), adv, torch.as_tensor(mu_np)), adv
+    return torch.as_tensor(adv), adv
+
+
+def _loss_kwargs(obj, logp, logp_mu):
+    kw = {}
+    if "ref" in obj.needs:
+        kw["logp_ref"] = logp_mu
+    if "prox" in obj.needs:
+        kw["logp_prox"] = logp.detach()
+    return kw
+
+
+def simulate(config: BanditSimConfig, *, progress=None) -> BanditSimResult:
+    """Run ``config`` (all seeds at once); see the module docstring for what is recorded.
+
+    Parameters
+    ----------
+    config : BanditSimConfig
+    progress : callable, optional
+        Called as ``progress(1)`` after each step (e.g. a tqdm bar's ``update``).
+
+    Returns
+    -------
+    BanditSimResult
+    """
+    with torch_single_thread():
+        return _simulate(config, progress)
+
+
+def _simulate(cfg: BanditSimConfig, progress) -> BanditSimResult:
+    obj = cfg.make_objective()
+    S, B, L, T, k = cfg.num_seeds, cfg.num_contexts, cfg.lag, cfg.steps, cfg.inner_steps
+    pi0_np, r_np = bandit_tables(cfg)
+    K = r_np.shape[-1]
+    G = K if cfg.population else cfg.group_size
+    beta = obj.params.get("beta")
+    r_sbk = np.broadcast_to(r_np, (S, B, K)).copy()
+    r_t = torch.as_tensor(r_np, dtype=_DTYPE)
+    log_pi0 = torch.log(torch.as_tensor(pi0_np, dtype=_DTYPE))  # (B, K)
+
+    # policy parameters: tabular (S, B, K); linear (S, B, d) or (S, 1, d) shared
+    if cfg.policy == "tabular":
+        param = torch.zeros(S, B, K, dtype=_DTYPE)
+        nblock = 1
+
+        def logits_of(p):
+            return log_pi0 + p  # (S, B, K)
+
+    else:
+        phi = torch.as_tensor(arm_features(K, cfg.feature_dim, cfg.feature_seed), dtype=_DTYPE)  # (K, d)
+        param = torch.zeros(S, 1 if cfg.shared_weights else B, cfg.feature_dim, dtype=_DTYPE)
+        nblock = 2 if cfg.shared_weights else 1
+
+        def logits_of(p):
+            return log_pi0 + p @ phi.T  # (S, B|1, K) -> (S, B, K)
+
+    opt = _Optimizer(cfg.optimizer, float(cfg.lr), param, nblock)
+    agg_scale = float(obj.aggregate(torch.ones((1, 1) if obj.level == "token" else (1,), dtype=_DTYPE)))
+
+    # one generator per seed (seed + s): the numbers of seed s do not depend on S
+    gens = [torch.Generator().manual_seed(cfg.seed + s) for s in range(S)]
+    uniforms = None
+
+    # ring buffer of the last L + 1 logits; slot (t - L) mod (L + 1) holds pi_{t-L} (pi_0 before step L)
+    logits0 = logits_of(param).detach()
+    ring = logits0.unsqueeze(0).repeat(L + 1, 1, 1, 1)  # (L+1, S, B, K)
+    pi0_sbk = _distributions(torch.softmax(logits0, -1))
+
+    nan = np.full((T, S, B), np.nan)
+    m = {name: nan.copy() for name in METRIC_AXES if name != "grad_var"}
+    m["grad_var"] = np.full(T, np.nan)
+    pols = np.empty((T + 1, S, B, K)) if cfg.record_policies else None
+    behs = np.empty((T, S, B, K)) if cfg.record_policies else None
+
+    for t in range(T):
+        logits_t = logits_of(param).detach()
+        ring[t % (L + 1)] = logits_t
+        logits_mu = ring[(t + 1) % (L + 1)]  # = logits of pi_{max(t-L, 0)}
+        log_mu = torch.log_softmax(logits_mu, -1)  # (S, B, K)
+        log_pi = torch.log_softmax(logits_t, -1)
+        pi_np, mu_np = _distributions(log_pi.exp()), _distributions(log_mu.exp())
+        if pols is not None:
+            pols[t], behs[t] = pi_np, mu_np
+
+        m["reward"][t] = theory.expected_reward(pi_np, r_sbk)
+        m["entropy"][t] = theory.entropy(pi_np)
+        m["kl_mu_pi"][t] = theory.kl(mu_np, pi_np)
+        m["kl_init"][t] = theory.kl(pi_np, pi0_sbk)
+
+        # the batch: G samples from mu (or every arm, weighted by mu)
+        if cfg.population:
+            signal, adv_pop = _population_signal(obj, mu_np, r_sbk)  # (S, B, K)
+            u = torch.exp(log_pi - log_mu)
+            m["ess"][t] = (1.0 / (log_mu.exp() * u * u).sum(-1)).numpy()
+            w_mu = log_mu.exp()
+
+            def batch_logp(lp_all):
+                return lp_all.unsqueeze(-1)  # (S, B, K, 1)
+
+            logp_mu = log_mu.unsqueeze(-1)
+        else:
+            if t % _RNG_CHUNK == 0:
+                n = min(_RNG_CHUNK, T - t)
+                uniforms = torch.stack(
+                    [torch.rand(n, B, G, dtype=_DTYPE, generator=g) for g in gens], 1
+                )  # (n, S, B, G)
+            u01 = uniforms[t % _RNG_CHUNK]  # (S, B, G)
+            cdf = torch.cumsum(log_mu.exp(), -1)
+            actions = torch.searchsorted(cdf, u01, right=True).clamp_max(K - 1)  # (S, B, G)
+            rewards = r_t.expand(S, B, K).gather(-1, actions)
+            signal = obj.advantages(rewards)  # (S, B, G)
+            adv_pop = obj.population_advantage(mu_np, r_sbk) if beta is not None else None
+            uu = torch.exp(log_pi.gather(-1, actions) - log_mu.gather(-1, actions))
+            m["ess"][t] = (uu.sum(-1) ** 2 / (G * (uu * uu).sum(-1))).numpy()
+
+            def batch_logp(lp_all, actions=actions):
+                return lp_all.gather(-1, actions).unsqueeze(-1)  # (S, B, G, 1)
+
+            logp_mu = batch_logp(log_mu)
+
+        # k optimizer steps on the batch
+        for i in range(k):
+            p = param.detach().requires_grad_(True)
+            logp = batch_logp(torch.log_softmax(logits_of(p), -1))
+            loss = obj.loss(logp, logp_mu, signal, None, **_loss_kwargs(obj, logp, logp_mu))
+            if cfg.population:
+                per_arm = loss.reshape(S, B, K)
+                total = agg_scale * (w_mu * per_arm).sum()
+            else:
+                total = obj.aggregate(loss) * (S * B)  # sum over seeds and contexts of per-context means
+            (grad,) = torch.autograd.grad(total, p)
+            if i == 0 and S > 1:
+                m["grad_var"][t] = float(grad.var(0).mean())
+            param = opt.step(param.detach(), grad)
+
+        # the update against its data: eta and distances to the targets of mu_t
+        log_new = torch.log_softmax(logits_of(param).detach(), -1)
+        new_np = _distributions(log_new.exp())
+        if beta is not None:
+            if obj.target_kind == "lambert":  # the signal is the advantage; eta = KL(mu||pi) + E_mu[A]/beta
+                s_new = batch_logp(log_new)[..., 0] - logp_mu[..., 0]  # (S, B, G|K)
+                if cfg.population:
+                    m["eta_hat"][t] = ((w_mu * (-s_new)).sum(-1) + (w_mu * signal).sum(-1) / beta).numpy()
+                else:
+                    m["eta_hat"][t] = ((-s_new).mean(-1) + signal.mean(-1) / beta).numpy()
+            nominal = theory.gibbs_target(mu_np, adv_pop, beta)
+            m["tv_nominal"][t] = _tv(new_np, nominal)
+            m["kl_nominal"][t] = theory.kl(nominal, new_np)
+        if cfg.track_target and t % cfg.target_every == 0:
+            tgt = obj.induced_target(mu_np, r_sbk).pi
+            m["tv_target"][t] = _tv(new_np, tgt)
+            m["kl_target"][t] = theory.kl(tgt, new_np)
+            if obj.target_kind == "lambert":
+                m["eta_pred"][t] = theory.lambert_target(mu_np, adv_pop, beta)[1]
+        if progress is not None:
+            progress(1)
+
+    final = _distributions(torch.softmax(logits_of(param).detach(), -1))
+    if pols is not None:
+        pols[T] = final
+    return BanditSimResult(
+        config=cfg,
+        metrics=m,
+        behaviour_step=np.maximum(np.arange(T) - L, 0),
+        final_policy=final,
+        rewards=r_np,
+        pi0=pi0_np,
+        policies=pols,
+        behaviours=behs,
+    )
