@@ -8,6 +8,8 @@ FIGURES = [
     "fig01_lambert_tilt",
     "fig02_regime_map",
     "fig03_zoo_targets",
+    "fig04_lag",
+    "fig05_stability",
     "fig06_temperature_frontier",
     "fig07_group_bias",
 ]

@@ -1,0 +1,53 @@
+"""Figure 4: pessimism against lag — reward, entropy and KL(mu||pi) over training.
+
+Reads the ``fig04_lag`` sweep of :mod:`sims.sweeps` (computed and cached under
+``figures/results/`` when missing): every objective family trained on the
+standard bandits with lags 0 to 64, the mean over seeds and contexts with a
+band of two standard errors over seeds, at the largest group size of the
+sweep. Rows: reward, entropy, KL to the behaviour policy; columns: objectives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from sims.sweeps import load_or_run
+
+from . import _style
+
+ROWS = (("reward", r"$E_\pi[r]$"), ("entropy", r"$H(\pi)$ [nats]"), ("kl_mu_pi", r"KL$(\mu\|\pi)$ [nats]"))
+
+
+def make(smoke: bool, out: Path) -> list[Path]:
+    _style.apply()
+    arrays, _ = load_or_run("fig04_lag", smoke, progress=False)
+    objectives = [str(o) for o in arrays["objective"]]
+    lags = arrays["lag"]
+    g = len(arrays["group_size"]) - 1
+    step = arrays["step"]
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(lags)))
+    fig, axes = plt.subplots(len(ROWS), len(objectives), figsize=(2.6 * len(objectives), 7.2), sharex=True,
+                             squeeze=False)
+    for j, obj in enumerate(objectives):
+        for i, (key, label) in enumerate(ROWS):
+            ax = axes[i, j]
+            for k, lag in enumerate(lags):
+                v = arrays[key][j, g, k]  # (step, seed)
+                m = np.nanmean(v, -1)
+                se = np.nanstd(v, -1) / np.sqrt(max(v.shape[-1], 1))
+                ax.plot(step, m, color=colors[k], lw=1.4, label=f"L={int(lag)}")
+                ax.fill_between(step, m - 2 * se, m + 2 * se, color=colors[k], alpha=0.2, lw=0)
+            if i == 0:
+                ax.set_title(obj)
+            if j == 0:
+                ax.set_ylabel(label)
+            if i == len(ROWS) - 1:
+                ax.set_xlabel("step")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(lags), frameon=False, title="lag")
+    fig.suptitle(f"Pessimism against lag (G = {int(arrays['group_size'][g])}; mean over seeds, band: 2 s.e.)")
+    fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93)) if fig.get_layout_engine() is not None else fig.subplots_adjust(bottom=0.15, top=0.9)
+    return _style.save(fig, out, "fig04_lag")
