@@ -121,21 +121,25 @@ def _arm_ratios(weight, mu, a, kappa, c, h0):
         hi = np.log(umax[idx])
         x = np.clip(np.log(np.clip(umax[idx] * mu[idx], U_ZERO, None)), lo, hi)  # start at u = 1 (pi = mu)
         a_i, k_i, t_i = a[idx], kappa[idx], target[idx]
-        for _ in range(200):
-            ue = np.exp(x)
-            h, dh = _h_and_dh(weight, ue, a_i)
-            f = h - k_i * ue - t_i
-            df = (dh - k_i) * ue
+        act = np.arange(idx.size)
+        for _ in range(200):  # safeguarded Newton in log u on the arms not yet converged
+            xa, la, ha = x[act], lo[act], hi[act]
+            ue = np.exp(xa)
+            h, dh = _h_and_dh(weight, ue, a_i[act])
+            f = h - k_i[act] * ue - t_i[act]
+            df = (dh - k_i[act]) * ue
             pos = f > 0
-            lo = np.where(pos, x, lo)
-            hi = np.where(pos, hi, x)
+            la = np.where(pos, xa, la)
+            ha = np.where(pos, ha, xa)
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = x - f / df
-            ok = np.isfinite(step) & (step > lo) & (step < hi)
-            xn = np.where(f == 0, x, np.where(ok, step, 0.5 * (lo + hi)))
-            done = np.abs(xn - x) <= 1e-15 * np.maximum(np.abs(x), 1.0)
-            x = xn
-            if np.all(done | (hi - lo <= 1e-15 * np.maximum(np.abs(x), 1.0))):
+                step = xa - f / df
+            ok = np.isfinite(step) & (step > la) & (step < ha)
+            xn = np.where(f == 0, xa, np.where(ok, step, 0.5 * (la + ha)))
+            scale = np.maximum(np.abs(xn), 1.0)
+            done = (f == 0) | (np.abs(xn - xa) <= 1e-15 * scale) | (ha - la <= 1e-15 * scale)
+            x[act], lo[act], hi[act] = xn, la, ha
+            act = act[~done]
+            if act.size == 0:
                 break
         ue = np.exp(x)
         _, dh = _h_and_dh(weight, ue, a_i)
@@ -255,21 +259,22 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
         act = np.flatnonzero(valid)
         lo_a, hi_a = lo[act].copy(), hi[act].copy()
         x = y0[act].clip(lo_a, hi_a)
-        for _ in range(300):
-            if act.size == 0:
+        todo = np.arange(act.size)
+        for _ in range(300):  # bracketed Newton in log(kappa - kappa_min) on the rows not yet converged
+            if todo.size == 0:
                 break
-            F, dF, _ = row_sum(x, act, c[act])
+            xt, lt, ht = x[todo], lo_a[todo], hi_a[todo]
+            F, dF, _ = row_sum(xt, act[todo], c[act[todo]])
             pos = F > 0
-            lo_a = np.where(pos, x, lo_a)
-            hi_a = np.where(pos, hi_a, x)
+            lt = np.where(pos, xt, lt)
+            ht = np.where(pos, ht, xt)
             with np.errstate(divide="ignore", invalid="ignore"):
-                step = x - F / dF
-            ok = np.isfinite(step) & (step > lo_a) & (step < hi_a)
-            xn = np.where(F == 0, x, np.where(ok, step, 0.5 * (lo_a + hi_a)))
-            done = (F == 0) | (np.abs(F) <= 1e-15) | (hi_a - lo_a <= 1e-15 * np.maximum(np.abs(xn), 1.0))
-            x = xn
-            if np.all(done):
-                break
+                step = xt - F / dF
+            ok = np.isfinite(step) & (step > lt) & (step < ht)
+            xn = np.where(F == 0, xt, np.where(ok, step, 0.5 * (lt + ht)))
+            done = (F == 0) | (np.abs(F) <= 1e-15) | (ht - lt <= 1e-15 * np.maximum(np.abs(xn), 1.0))
+            x[todo], lo_a[todo], hi_a[todo] = xn, lt, ht
+            todo = todo[~done]
         # final point: interpolate between the bracket ends (handles jumps of F)
         F_l, _, u_l = row_sum(lo_a, act, c[act]) if act.size else (None, None, None)
         F_h, _, u_h = row_sum(hi_a, act, c[act]) if act.size else (None, None, None)
