@@ -12,4 +12,5 @@ FIGURES = [
     "fig05_stability",
     "fig06_temperature_frontier",
     "fig07_group_bias",
+    "fig08_token_gap",
 ]

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import theory
+from theory.objectives import make_objective
 from theory._checks import SIMPLEX_ATOL, as_float_array, check_distribution, check_positive
 
 __all__ = [
@@ -401,20 +402,21 @@ def gibbs_state_target(beta):
 
 
 def linear_state_target(beta):
-    r"""Linear-tilt state target :math:`\pi \propto \mu\,(A + \beta)_+`, rows (N, K).
+    r"""State target of REINFORCE + a KL(mu||pi) penalty on mu-samples (k1 or k3), rows (N, K).
 
-    The induced target of REINFORCE with a :math:`\mathrm{KL}(\mu\|\pi)` penalty on
-    :math:`\mu`-samples, weight :math:`h = A + \beta` (THEORY.md section 4). Raises
-    ``ValueError`` for a row where :math:`\mu\,(A + \beta)_+` has no mass.
+    The zoo's closed form (``theory.objectives``, ``reinforce_k1``):
+    :math:`\pi = (\mu(A + \beta) - c)_+ / E_\mu[A + \beta]`, the linear tilt
+    :math:`\pi\propto\mu(A+\beta)` thresholded when some :math:`A + \beta < 0`.
+    Raises ``ValueError`` for a row with :math:`E_\mu[A + \beta] \le 0` (no
+    interior limit: the flow collapses onto one arm).
     """
-    beta = float(_scalar_beta(beta))
+    obj = make_objective("reinforce_k1", beta=float(_scalar_beta(beta)))
 
     def target(mu, adv):
-        w = mu * np.maximum(adv + beta, 0.0)
-        z = w.sum(-1, keepdims=True)
-        if np.any(z <= 0):
-            raise ValueError("linear state target: a row has no mass (mu (A + beta)_+ = 0 on every arm)")
-        return w / z
+        pi = obj.closed_form_target(mu, adv)
+        if not np.isfinite(pi).all():
+            raise ValueError("linear state target: a row has E_mu[A + beta] <= 0 (the flow collapses onto one arm)")
+        return pi
 
     return target
 

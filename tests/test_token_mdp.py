@@ -293,7 +293,7 @@ def test_bad_inputs_raise_named_errors():
         tm.token_level_target(mu, adv, tree, lambda m, a: 2 * m)
     with pytest.raises(ValueError, match="returned shape"):
         tm.sequence_level_target(mu, adv, tree, lambda m, a: m[0])
-    with pytest.raises(ValueError, match="no mass"):
+    with pytest.raises(ValueError, match="collapses onto one arm"):
         tm.token_level_target(mu, adv - 5.0, tree, tm.linear_state_target(1.0))
     with pytest.raises(ValueError, match="p_leaves must have shape"):
         tm.conditionals_from_sequence(np.full(3, 1 / 3), tree)
