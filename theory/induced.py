@@ -110,7 +110,7 @@ def _arm_ratios(weight, mu, a, kappa, c, h0):
     u = np.zeros_like(mu)
     dudk = np.zeros_like(mu)
     target = c / mu
-    alive = h0 > target
+    alive = h0 - kappa * U_ZERO > target  # psi(0+) > c/mu: the arm keeps mass
     umax = 1.0 / mu
     h_max = _h(weight, umax, a)
     capped = alive & (h_max - kappa * umax >= target)
