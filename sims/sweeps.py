@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,8 @@ __all__ = [
     "result_path",
 ]
 
-#: Where :func:`load_or_run` keeps results.
+#: Where :func:`load_or_run` keeps results (the environment variable
+#: ``PESSIMISM_RESULTS_DIR`` overrides it).
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "figures" / "results"
 
 #: Objectives whose induced target is set-valued (computed by the flow): not tracked per step in a sweep.
@@ -326,7 +328,8 @@ def _progress_bar(total, enabled, desc):
 
 def result_path(name: str, smoke: bool = False, results_dir=None) -> Path:
     """``results_dir/NAME[_smoke]`` (no suffix; ``.npz`` and ``.json`` are added)."""
-    d = Path(results_dir) if results_dir is not None else DEFAULT_RESULTS_DIR
+    env = os.environ.get("PESSIMISM_RESULTS_DIR")
+    d = Path(results_dir) if results_dir is not None else (Path(env) if env else DEFAULT_RESULTS_DIR)
     return d / (f"{name}_smoke" if smoke else name)
 
 
