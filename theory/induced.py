@@ -395,7 +395,7 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
             method = "closed-form"
         elif obj.target_kind == "kkt":
             method = "kkt"
-        elif obj.target_kind == "lp":
+        elif obj.target_kind in ("lp", "numerical"):
             method = "euler"
         else:
             method = "flow"
@@ -425,7 +425,7 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
         converged[bad] = fr.converged
         used = used + "+flow"
     converged = converged.reshape(mu.shape[:-1])
-    res = stationarity_residual(wfun, mu, adv, pi) if obj.target_kind != "lp" else np.zeros(pi.shape[:-1])
+    res = stationarity_residual(wfun, mu, adv, pi)
     return InducedTarget(pi=pi, method=used, converged=converged, residual=res, kappa=kap, drift=drift)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "gspo_loss",
     "cispo_loss",
     "decoupled_ppo_loss",
+    "sapo_loss",
     "topr_loss",
     "m2po_mask",
     "m2po_loss",
@@ -103,9 +104,11 @@ def check_inputs(logp, logp_mu, adv, mask=None):
             f"or per token {tuple(logp.shape)}"
         )
     m = _mask_like(mask, logp)
-    for name, x in (("logp", logp), ("logp_mu", logp_mu), ("adv", adv)):
-        if not torch.isfinite(torch.where(m > 0, x.detach(), torch.zeros_like(x))).all():
-            raise ValueError(f"{name} has NaN or inf on unmasked tokens")
+    # fast path: one reduction; the masked check (which names the culprit) runs only when it fails
+    if not torch.isfinite(logp.detach().sum() + logp_mu.sum() + adv.sum()):
+        for name, x in (("logp", logp), ("logp_mu", logp_mu), ("adv", adv)):
+            if not torch.isfinite(torch.where(m > 0, x.detach(), torch.zeros_like(x))).all():
+                raise ValueError(f"{name} has NaN or inf on unmasked tokens")
     return logp, logp_mu.detach(), adv.detach(), m
 
 
@@ -290,6 +293,24 @@ def decoupled_ppo_loss(logp, logp_mu, adv, mask=None, *, logp_prox, eps_low=0.2,
     return w * _clipped_surrogate(_ratio(logp, logp_prox), adv, eps_low, eps_high, None)
 
 
+def sapo_loss(logp, logp_mu, adv, mask=None, *, tau_pos=1.0, tau_neg=1.05):
+    r"""SAPO: a soft, sigmoid-gated surrogate in place of the hard clip (verl ``sapo``, TRL ``sapo``).
+
+    .. math::
+        \ell_t = -\frac{4}{\tau}\,\sigma\big(\tau(u_t - 1)\big)A_t,\qquad
+        \tau = \tau_+ \text{ if } A_t > 0 \text{ else } \tau_-,
+        \qquad h(u, A) = 4A\,u\,\sigma(x)(1-\sigma(x)),\ x = \tau(u-1)
+
+    The gate equals the ratio's gradient at :math:`u = 1` and fades smoothly
+    away from it (no plateau, no hard cut). Aggregated by
+    ``seq-mean-token-mean``.
+    """
+    _check_eps(tau_pos=tau_pos, tau_neg=tau_neg)
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    tau = torch.where(adv > 0, torch.full_like(adv, tau_pos), torch.full_like(adv, tau_neg))
+    return -torch.sigmoid(tau * (_ratio(logp, logp_mu) - 1.0)) * (4.0 / tau) * adv
+
+
 def topr_loss(logp, logp_mu, adv, mask=None):
     r"""TOPR (Le Roux et al. 2025): tapered off-policy REINFORCE.
 
@@ -311,24 +332,21 @@ def m2po_mask(logp, logp_mu, mask=None, *, tau=0.04):
     r"""M2PO's second-moment mask (Zheng et al. 2025, "Prosperity before collapse").
 
     Tokens are dropped in decreasing order of :math:`s_t^2` until the mean of
-    :math:`s_t^2` over the kept tokens of the batch is at most :math:`\tau`.
+    :math:`s_t^2` over the kept tokens of the batch is at most :math:`\tau`
+    (tokens tied exactly at the cut are all kept).
     Returns a 0/1 tensor of ``logp``'s shape (no gradient).
     """
     _check_eps(tau=tau)
     m = _mask_like(mask, logp)
-    m2 = ((logp.detach() - torch.as_tensor(logp_mu, dtype=logp.dtype)) ** 2).masked_fill(m == 0, -1.0)
-    flat = m2.reshape(-1)
-    vals, order = torch.sort(flat)  # ascending; padding (-1) first
-    n_pad = int((m == 0).sum())
-    kept_vals = vals[n_pad:]
-    # keeping the k smallest: mean = cumsum[k-1]/k; keep the largest k with mean <= tau
-    csum = torch.cumsum(kept_vals, 0)
-    k = torch.arange(1, kept_vals.numel() + 1, dtype=csum.dtype)
-    ok = (csum / k) <= tau
-    n_keep = int(ok.nonzero().max()) + 1 if ok.any() else 0
-    keep = torch.zeros_like(flat)
-    keep[order[n_pad : n_pad + n_keep]] = 1.0
-    return keep.reshape(m.shape)
+    valid = m > 0
+    m2 = (logp.detach() - torch.as_tensor(logp_mu, dtype=logp.dtype)) ** 2
+    vals = torch.sort(m2[valid]).values  # ascending
+    # the running mean of ascending values never decreases: keep the k smallest with mean <= tau
+    k = torch.arange(1, vals.numel() + 1, dtype=vals.dtype)
+    n_keep = int(((torch.cumsum(vals, 0) / k) <= tau).sum())
+    if n_keep == 0:
+        return torch.zeros_like(m)
+    return (valid & (m2 <= vals[n_keep - 1])).to(m.dtype)
 
 
 def m2po_loss(logp, logp_mu, adv, mask=None, *, tau=0.04):

@@ -73,6 +73,12 @@ def _h_decoupled(u, a, p, mu=None):
     return (u if cap is None else u.clamp(max=cap)) * a
 
 
+def _h_sapo(u, a, p, mu=None):
+    tau = torch.where(a > 0, torch.full_like(a, p["tau_pos"]), torch.full_like(a, p["tau_neg"]))
+    sg = torch.sigmoid(tau * (u - 1.0))
+    return 4.0 * a * u * sg * (1.0 - sg)
+
+
 def _h_topr(u, a, p, mu=None):
     return torch.where(a >= 0, a, u.clamp(max=1.0) * a)
 
@@ -228,7 +234,8 @@ class Objective:
     target_kind : str
         How the induced target is computed: ``lambert``, ``gibbs``, ``linear``
         (closed form), ``vertex`` (closed form), ``kkt`` (generic solver),
-        ``lp`` (set-valued; the flow's point is reported).
+        ``lp`` (set-valued; the flow's point is reported), ``numerical``
+        (explicit Euler on the flow).
     """
 
     name: str
@@ -348,6 +355,9 @@ _LOSSES = {
         is_cap=o.params.get("is_cap"),
     ),
     "topr": lambda o, lp, lm, a, m, lr, lx: L.topr_loss(lp, lm, a, m),
+    "sapo": lambda o, lp, lm, a, m, lr, lx: L.sapo_loss(
+        lp, lm, a, m, tau_pos=o.params["tau_pos"], tau_neg=o.params["tau_neg"]
+    ),
     "m2po": lambda o, lp, lm, a, m, lr, lx: L.m2po_loss(lp, lm, a, m, tau=o.params["tau"]),
     "reinforce": lambda o, lp, lm, a, m, lr, lx: L.reinforce_loss(lp, lm, a, m),
     "kl": lambda o, lp, lm, a, m, lr, lx: L.kl_reinforce_loss(lp, lm, a, m, beta=o.params["beta"], kind=o.params["kind"]),
@@ -365,6 +375,7 @@ _WEIGHTS = {
     "cispo": _h_cispo,
     "decoupled": _h_decoupled,
     "topr": _h_topr,
+    "sapo": _h_sapo,
     "m2po": _h_m2po,
     "reinforce": _h_reinforce,
     "kl": _h_kl,
@@ -458,6 +469,14 @@ _SPECS: dict[str, dict] = {
         nominal="greedy within a trust region",
         induced="with pi_prox = pi: weight u A, vertex at argmax A",
         source="Fu et al. 2025 (AReaL decoupled PPO)",
+    ),
+    "sapo": dict(
+        loss="sapo", weight="sapo", closed=None, kind="numerical", advantage="grpo", adv_params=("eps",),
+        agg="seq-mean-token-mean", params=dict(tau_pos=1.0, tau_neg=1.05, eps=1e-6), family="ratio",
+        equation="-(4/tau) sigmoid(tau (u - 1)) A, tau = tau_pos (A > 0) or tau_neg",
+        nominal="greedy within a soft trust region",
+        induced="numerical (explicit Euler on the flow)",
+        source="SAPO (soft adaptive policy optimization); verl 'sapo', TRL 'sapo'",
     ),
     "topr": dict(
         loss="topr", weight="topr", closed=_t_topr, kind="linear", advantage="raw", agg="token-mean",
@@ -568,9 +587,10 @@ def objective_names() -> tuple[str, ...]:
 
 OBJECTIVES = objective_names()
 
-_NUMERIC = {"eps_low", "eps_high", "dual_clip", "kl_beta", "eps", "is_cap", "tau", "offset", "beta", "beta1",
+_NUMERIC = {"tau_pos", "tau_neg", "eps_low", "eps_high", "dual_clip", "kl_beta", "eps", "is_cap", "tau", "offset", "beta", "beta1",
             "delta", "max_weight", "norm_constant"}
-_POSITIVE = {"eps_low", "eps_high", "is_cap", "tau", "beta", "beta1", "max_weight", "norm_constant"}
+_POSITIVE = {"eps_low", "eps_high", "is_cap", "tau", "beta", "beta1", "max_weight", "norm_constant", "tau_pos",
+             "tau_neg"}
 
 
 def make_objective(name: str, **overrides) -> Objective:
