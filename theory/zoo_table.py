@@ -82,6 +82,7 @@ _CHARACTER = {
     "vertex": "vertex (greedy)",
     "linear": "linear tilt",
     "kkt": "thresholded linear tilt (KKT)",
+    "numerical": "numerical (flow)",
 }
 
 
@@ -287,7 +288,7 @@ def _flow_entry(obj, b: Bandit, adv) -> dict:
         try:
             sol = obj.induced_target(b.mu[None], b.r[None], method="kkt")
             if sol.method == "kkt" and bool(sol.converged[0]):
-                note += f"; KKT solver agrees to {np.abs(sol.pi[0] - fr.pi).max():.0e}"
+                note += f"; max |pi_KKT - pi_flow| = {np.abs(sol.pi[0] - fr.pi).max():.0e}"
         except ValueError:
             pass
     e = {"method": "flow", "set_valued": False, "certified": conv, "note": note, "pi": fr.pi}
@@ -319,7 +320,7 @@ def _entry(obj, b: Bandit) -> dict:
             return ok, "" if ok else f"face is not the box of arm ranges (max |J - J*| = {np.abs(J - value).max():.1e})"
 
         return _face_entry(obj, b, adv, lo, hi, "LP face", certify)
-    if kind == "lp":
+    if kind in ("lp", "numerical"):
         return _flow_entry(obj, b, adv)
     method = "closed-form" if kind in ("lambert", "gibbs", "linear", "vertex") else "kkt"
     it = obj.induced_target(mu[None], r[None], method=method)
