@@ -1,0 +1,11 @@
+"""A small RL-for-reasoning trainer: reasoning-gym tasks, a character-level GPT, SFT warm start.
+
+* :mod:`sims.llm.tasks` — :func:`make_task`, :class:`Task`, :func:`solve_countdown`;
+* :mod:`sims.llm.tokenizer` — :class:`CharTokenizer`, ``pad_left`` / ``pad_right``;
+* :mod:`sims.llm.model` — :class:`GPT`, :class:`GPTConfig`, :class:`Rollout` (sampling with a KV cache);
+* :mod:`sims.llm.sft` — :class:`SFTConfig`, :func:`train_sft` (``python -m sims.llm.sft``);
+* :mod:`sims.llm.evaluate` — :func:`pass_at_k`, :func:`evaluate`;
+* :mod:`sims.llm.checkpoint` — :func:`save_checkpoint`, :func:`load_checkpoint`.
+
+Every logged metric is defined in docs/llm_metrics.md.
+"""

@@ -1,0 +1,453 @@
+"""SFT warm start: teach a small GPT the task's worked solutions until RL has room.
+
+Trains on ``BOS + prompt + worked solution + EOS`` with the loss on the solution
+tokens only (mean negative log-likelihood per solution token, EOS included),
+AdamW with linear warm-up and cosine decay. Every ``eval_every`` steps it
+measures sampled pass@1 / pass@k on the held-out problems and stops at the
+first evaluation whose pass@1 reaches ``stop_low``: inside
+``[stop_low, stop_high]`` the run ends ``in_band``; above it, ``overshot``
+(more training would not bring it back); without reaching it, ``max_steps``.
+
+Seeds are data: one ``torch.Generator`` seeded with ``seed`` draws the initial
+weights and then every batch; evaluation samples from its own generator seeded
+with ``seed + 1`` afresh at each evaluation, so that successive evaluations
+differ only through the weights. torch's global RNG is never used (keep
+``dropout = 0``: dropout draws from it). With ``out_dir`` the run writes
+``metrics.csv`` (one row per step; see docs/llm_metrics.md), an atomic
+``ckpt.pt`` every ``checkpoint_every`` steps and at the end, and
+``summary.json``; ``--resume`` continues from ``ckpt.pt`` and reproduces the
+uninterrupted run's metrics exactly (``time_s`` and ``tok_per_s`` aside).
+
+    python -m sims.llm.sft --preset smoke --out-dir runs/sft_smoke
+    python -m sims.llm.sft --preset default --out-dir runs/sft_default --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate
+from .model import GPT, GPTConfig, PRESETS as MODEL_PRESETS
+from .tasks import SPECS, Task, make_task
+from .tokenizer import PAD, pad_right
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Settings of one SFT run; ``SFT_PRESETS`` holds ``smoke`` and ``default``."""
+
+    task: str = "chain_sum"
+    """reasoning-gym task: chain_sum, basic_arithmetic, countdown or gsm_symbolic."""
+    difficulty: str = "medium"
+    """Task difficulty preset (see sims.llm.tasks.make_task)."""
+    cot: bool | None = None
+    """Worked steps before the answer; None takes the task's default."""
+    task_seed: int = 0
+    """Seed of the task's problems (fixes the training and held-out splits)."""
+    train_size: int = 20_000
+    """Training problems generated (drawn with replacement for batches)."""
+    eval_size: int = 200
+    """Distinct held-out problems for pass@k."""
+    model: str = "default"
+    """Model preset: smoke (<= 1M parameters), default (~3M), large (GPU)."""
+    seed: int = 0
+    """Seed of initial weights and batch order; evaluation sampling uses seed + 1."""
+    batch_size: int = 128
+    """Sequences per optimizer step."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate."""
+    min_lr: float = 1e-4
+    """Learning rate at max_steps (cosine decay from lr after warm-up)."""
+    warmup_steps: int = 50
+    """Linear warm-up steps from 0 to lr."""
+    weight_decay: float = 0.1
+    """AdamW weight decay on matrices and embeddings (not on biases or LayerNorm gains)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+    max_steps: int = 3000
+    """Stop after this many optimizer steps if pass@1 never reaches stop_low."""
+    eval_every: int = 100
+    """Evaluate on the held-out problems every this many steps (and at max_steps)."""
+    eval_samples: int = 8
+    """Sampled completions per held-out problem (n of pass@k)."""
+    eval_ks: tuple[int, ...] = (1, 4, 8)
+    """The k values of pass@k (each <= eval_samples; must include 1)."""
+    eval_temperature: float = 1.0
+    """Sampling temperature of the evaluation (1 = the policy RL samples from)."""
+    stop_low: float = 0.15
+    """Stop at the first evaluation with sampled pass@1 >= stop_low."""
+    stop_high: float = 0.50
+    """Upper end of the target band; stopping above it is reported as overshot."""
+    checkpoint_every: int = 500
+    """Write ckpt.pt every this many steps (with out_dir)."""
+    num_threads: int = 2
+    """torch intra-op threads."""
+    device: str = "cpu"
+    """Where the model trains and samples: cpu or cuda[:i] (batches are drawn on the CPU)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        if self.task not in SPECS:
+            raise ValueError(f"task: unknown {self.task!r}; choose from {sorted(SPECS)}")
+        if self.difficulty not in SPECS[self.task].presets:
+            raise ValueError(
+                f"difficulty: {self.task} has no {self.difficulty!r}; choose from {sorted(SPECS[self.task].presets)}"
+            )
+        if self.model not in MODEL_PRESETS:
+            raise ValueError(f"model: unknown preset {self.model!r}; choose from {sorted(MODEL_PRESETS)}")
+        for name in (
+            "train_size",
+            "eval_size",
+            "batch_size",
+            "max_steps",
+            "eval_every",
+            "eval_samples",
+            "checkpoint_every",
+            "num_threads",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("task_seed", "seed", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr: must lie in [0, lr], got {self.min_lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: must be >= 0, got {self.weight_decay}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip: must be >= 0, got {self.grad_clip}")
+        if 1 not in self.eval_ks or min(self.eval_ks) < 1 or max(self.eval_ks) > self.eval_samples:
+            raise ValueError(
+                f"eval_ks: must include 1 and lie in [1, eval_samples={self.eval_samples}], got {self.eval_ks}"
+            )
+        if not self.eval_temperature > 0:
+            raise ValueError(f"eval_temperature: must be > 0, got {self.eval_temperature}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device: must be cpu or cuda[:i], got {self.device!r}")
+        if not 0 <= self.stop_low <= self.stop_high <= 1:
+            raise ValueError(f"stop_low: need 0 <= stop_low <= stop_high <= 1, got {self.stop_low}, {self.stop_high}")
+
+
+SFT_PRESETS = {
+    "smoke": SFTConfig(
+        task="chain_sum",
+        difficulty="tiny",
+        model="smoke",
+        train_size=2_000,
+        eval_size=64,
+        batch_size=64,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=20,
+        max_steps=400,
+        eval_every=25,
+        eval_samples=4,
+        eval_ks=(1, 4),
+        checkpoint_every=100,
+    ),
+    "default": SFTConfig(),
+}
+
+
+@dataclass
+class SFTResult:
+    """What :func:`train_sft` returns."""
+
+    model: GPT
+    task: Task
+    config: SFTConfig
+    step: int
+    """Optimizer steps completed."""
+    status: str
+    """in_band, overshot, max_steps, or interrupted (stop_after reached first)."""
+    final_eval: dict | None
+    """The last evaluation (None if none ran)."""
+    history: list[dict]
+    """One row per step: the rows of metrics.csv."""
+    elapsed_s: float
+    """Wall-clock seconds of training and evaluation (resumed runs add up)."""
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def build_task(cfg: SFTConfig) -> Task:
+    """The task ``cfg`` names, with its splits."""
+    return make_task(
+        cfg.task,
+        seed=cfg.task_seed,
+        size=cfg.train_size,
+        eval_size=cfg.eval_size,
+        difficulty=cfg.difficulty,
+        cot=cfg.cot,
+    )
+
+
+def build_model(cfg: SFTConfig, task: Task, generator: torch.Generator) -> GPT:
+    """The ``cfg.model`` preset sized for ``task``'s alphabet and sequence length."""
+    mcfg = GPTConfig.preset(cfg.model, vocab_size=task.tokenizer.vocab_size, block_size=task.block_size)
+    return GPT(mcfg, generator=generator)
+
+
+def make_optimizer(model: GPT, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW (betas 0.9, 0.95) with weight decay on tensors of rank >= 2 only."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def lr_at(step: int, cfg: SFTConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine from ``lr`` to ``min_lr`` at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+class SFTData:
+    """Training problems as one right-padded id tensor, and batches drawn from it."""
+
+    def __init__(self, task: Task):
+        tok, seqs, starts = task.tokenizer, [], []
+        for p in task.train:
+            prompt = tok.encode(p.prompt, bos=True)
+            seqs.append(prompt + tok.encode(p.completion, eos=True))
+            starts.append(len(prompt))
+        self.seqs = pad_right(seqs)  # (P, L)
+        self.lengths = torch.tensor([len(s) for s in seqs])  # (P,)
+        self.starts = torch.tensor(starts)  # (P,) index of the first solution token
+
+    def batch(self, B: int, generator: torch.Generator):
+        """Inputs, targets and solution-token mask, each (B, T), T = longest sequence - 1."""
+        i = torch.randint(len(self.seqs), (B,), generator=generator)  # (B,)
+        T = int(self.lengths[i].max()) - 1
+        seq = self.seqs[i, : T + 1]  # (B, T + 1)
+        t = torch.arange(T)  # target t is seq[:, t + 1]
+        mask = (t >= self.starts[i, None] - 1) & (t < self.lengths[i, None] - 1)  # (B, T)
+        return seq[:, :-1], seq[:, 1:], mask
+
+
+def sft_loss(model: GPT, x, y, mask) -> torch.Tensor:
+    """Mean negative log-likelihood per solution token (nats)."""
+    logp = model.token_logprobs(x, y, mask)  # (B, T)
+    return -logp.sum() / mask.sum()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _check_band(pass1: float, cfg: SFTConfig) -> str | None:
+    if pass1 < cfg.stop_low:
+        return None
+    return "in_band" if pass1 <= cfg.stop_high else "overshot"
+
+
+def _csv_columns(cfg: SFTConfig) -> list[str]:
+    ev = [f"eval/pass@{k}{s}" for k in cfg.eval_ks for s in ("", "_se")]
+    ev += ["eval/score", "eval/score_se", "eval/len", "eval/finished", "eval/greedy_acc", "eval/greedy_acc_se"]
+    return ["step", "loss", "lr", "grad_norm", "tokens", "tok_per_s", "time_s"] + ev
+
+
+def train_sft(
+    cfg: SFTConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    stop_after: int | None = None,
+    task: Task | None = None,
+) -> SFTResult:
+    """Run SFT until pass@1 reaches the band or ``max_steps``.
+
+    Parameters
+    ----------
+    cfg : SFTConfig
+    out_dir : path, optional
+        Where metrics.csv, ckpt.pt and summary.json go; required for ``resume``.
+    resume : bool
+        Continue from ``out_dir/ckpt.pt`` when it exists (its config must equal ``cfg``
+        up to ``progress``).
+    stop_after : int, optional
+        End (status ``interrupted``) once this many steps are done, as a kill would;
+        for testing resumption.
+    task : Task, optional
+        Prebuilt ``build_task(cfg)``, to skip regenerating it.
+
+    Returns
+    -------
+    SFTResult
+    """
+    if resume and out_dir is None:
+        raise ValueError("out_dir: required with resume=True")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {cfg.device} requested but CUDA is not available")
+    torch.set_num_threads(cfg.num_threads)
+    task = build_task(cfg) if task is None else task
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = build_model(cfg, task, gen).to(cfg.device)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    data = SFTData(task)
+    step, history, elapsed, status, final_eval = 0, [], 0.0, "max_steps", None
+
+    out_dir = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
+    cfg_data = dataclasses.asdict(cfg)
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, generators={"train": gen})
+        ignore = {"progress"}  # threads and device stay: they change floating-point results
+        saved = {k: v for k, v in ckpt["config"].items() if k not in ignore}
+        now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_data.items() if k not in ignore}
+        saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()}
+        if saved != now:
+            diff = sorted(k for k in now if saved.get(k) != now[k])
+            raise ValueError(
+                f"{diff[0]}: differs from the checkpoint's config ({saved.get(diff[0])!r} vs {now[diff[0]]!r})"
+            )
+        step, history = ckpt["step"], list(ckpt["extra"]["history"])
+        elapsed, status, final_eval = ckpt["extra"]["elapsed_s"], ckpt["extra"]["status"], ckpt["extra"]["final_eval"]
+    columns = _csv_columns(cfg)
+    if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            w.writerows(history)
+
+    def checkpoint():
+        extra = {"history": history, "elapsed_s": elapsed, "status": status, "final_eval": final_eval}
+        save_checkpoint(
+            ckpt_path,
+            step=step,
+            model=model,
+            optimizer=optimizer,
+            generators={"train": gen},
+            config=cfg_data,
+            extra=extra,
+        )
+
+    done = status != "max_steps"  # a resumed run that had already stopped
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"sft {cfg.task}", disable=not cfg.progress, leave=False)
+    while not done and step < cfg.max_steps:
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y, mask = (t.to(cfg.device) for t in data.batch(cfg.batch_size, gen))  # (B, T) each
+        model.train()
+        loss = sft_loss(model, x, y, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        optimizer.step()
+        step += 1
+        dt = time.perf_counter() - t0
+        tokens = int((x != PAD).sum())
+        row = {
+            "step": step,
+            "loss": loss.item(),
+            "lr": lr,
+            "grad_norm": grad_norm.item(),
+            "tokens": tokens,
+            "tok_per_s": tokens / dt,
+        }
+
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            model.eval()
+            final_eval = evaluate(
+                model,
+                task,
+                n_samples=cfg.eval_samples,
+                ks=cfg.eval_ks,
+                temperature=cfg.eval_temperature,
+                seed=cfg.seed + 1,
+            )
+            row.update({f"eval/{k}": v for k, v in final_eval.items()})
+            band = _check_band(final_eval["pass@1"], cfg)
+            if band is not None:
+                status, done = band, True
+            bar.set_postfix(loss=f"{row['loss']:.3f}", pass1=f"{final_eval['pass@1']:.3f}")
+        elapsed += time.perf_counter() - t0
+        row["time_s"] = elapsed
+        history.append(row)
+        bar.update(1)
+        if out_dir is not None:
+            with open(out_dir / "metrics.csv", "a", newline="") as f:
+                csv.DictWriter(f, columns).writerow(row)
+            if done or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                checkpoint()
+        if not done and stop_after is not None and step >= stop_after and step < cfg.max_steps:
+            bar.close()
+            return SFTResult(model, task, cfg, step, "interrupted", final_eval, history, elapsed)
+    bar.close()
+    result = SFTResult(model, task, cfg, step, status, final_eval, history, elapsed)
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(json.dumps(summary(result), indent=2))
+    return result
+
+
+def summary(result: SFTResult) -> dict:
+    """Plain-data account of where a run stopped and how it got there."""
+    return {
+        "task": result.config.task,
+        "difficulty": result.config.difficulty,
+        "model": result.config.model,
+        "params": result.model.num_params(),
+        "step": result.step,
+        "status": result.status,
+        "elapsed_s": result.elapsed_s,
+        "final_eval": result.final_eval,
+        "config": dataclasses.asdict(result.config),
+    }
+
+
+def load_sft(path: str | Path) -> tuple[GPT, Task, SFTConfig]:
+    """Model (at the checkpoint's weights), task and config of an SFT checkpoint."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    data = dict(ckpt["config"])
+    data["eval_ks"] = tuple(data["eval_ks"])
+    cfg = SFTConfig(**data)
+    task = build_task(cfg)
+    model = build_model(cfg, task, torch.Generator().manual_seed(cfg.seed))
+    model.load_state_dict(ckpt["model"])
+    return model, task, cfg
+
+
+def main(argv=None) -> dict:
+    from ._cli import add_dataclass_arguments, dataclass_from_args
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(SFT_PRESETS), default="default")
+    base = SFT_PRESETS[pre.parse_known_args(argv)[0].preset]
+    p = argparse.ArgumentParser(prog="python -m sims.llm.sft", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(SFT_PRESETS), default="default", help="base config (default: default)")
+    p.add_argument("--out-dir", type=Path, default=None, help="write metrics.csv, ckpt.pt, summary.json here")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt if it exists")
+    p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would")
+    add_dataclass_arguments(p, SFTConfig, base)
+    args = p.parse_args(argv)
+    try:
+        cfg = dataclass_from_args(SFTConfig, args, base)
+    except ValueError as e:
+        p.error(str(e))
+    res = train_sft(cfg, out_dir=args.out_dir, resume=args.resume, stop_after=args.stop_after)
+    out = summary(res)
+    print(json.dumps({k: v for k, v in out.items() if k != "config"}, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Smoke tests of the LLM trainer's commands: the SFT CLI and the benchmark."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sims.llm.sft import main as sft_main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_sft_help_shows_field_docstrings(capsys):
+    with pytest.raises(SystemExit) as e:
+        sft_main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "--eval-samples" in out and "Sampled completions per held-out problem" in out
+    assert "(default: 0.15)" in out
+
+
+def test_sft_cli_rejects_a_bad_config_naming_the_field(capsys):
+    with pytest.raises(SystemExit) as e:
+        sft_main(["--preset", "smoke", "--stop-low", "0.9"])
+    assert e.value.code != 0 and "stop_low" in capsys.readouterr().err
+
+
+def test_benchmark_smoke_reports_every_number():
+    res = subprocess.run(
+        [sys.executable, "benchmarks/bench_llm.py", "--smoke", "--threads", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    res = json.loads(res.stdout)
+    assert res["preset"] == "smoke" and res["params"] <= 1_000_000
+    for v in (
+        res["peak_gflops"],
+        res["train"]["tok_per_s"],
+        res["train"]["mfu"],
+        res["sample"]["tok_per_s"],
+        res["peak_rss_gb"],
+    ):
+        assert v > 0
+    assert set(res["targets"]) == {"mfu>=0.5", "sample>=train", "rss<=4GB"}
