@@ -1,0 +1,591 @@
+r"""verl integration: the zoo's objectives as verl policy losses, its baselines as advantage estimators.
+
+Importing this module (``VERL_USE_EXTERNAL_MODULES=sims.integrations.verl`` makes verl
+import it in every Ray worker; see docs/integrations.md) registers, through verl's own
+``register_policy_loss`` and ``register_adv_est``:
+
+* a policy loss ``zoo_<name>`` for every zoo objective verl does not ship
+  (:data:`REGISTERED`): ``pg``, ``topr``, ``m2po``, ``reinforce_k1``,
+  ``reinforce_k3`` and the regression family ``oapl``, ``opmd``, ``opmd_loo``,
+  ``opmd_lme``, ``shifted_regression``. Each takes verl's call signature, computes
+  the zoo's loss (``theory.objectives``) and reduces it with the zoo's aggregation
+  under verl's ``loss_agg_mode`` (:func:`aggregate`). The regression family's
+  metrics carry the fitted and the Lambert-predicted eta (:mod:`sims.integrations.eta`).
+* the advantage estimators of :data:`ADVANTAGE_ESTIMATORS`: the beta-shifted mean
+  ``zoo_shifted_mean``, the group soft value at beta ``zoo_soft_value`` and at a
+  decoupled beta1 ``zoo_decoupled_soft_value``, plus ``zoo_mean`` (mean minus an
+  offset), ``zoo_raw``, ``zoo_awr`` and ``zoo_tpo`` (the weighted cross-entropies' weights).
+
+The zoo objectives verl already ships (PPO, dual clip, GRPO, Dr. GRPO, DAPO, GSPO,
+CISPO, SAPO, TIS, AReaL, and the REINFORCE-type losses through ``gpg`` and ``dro``) run
+with verl's built-in loss under the settings of :data:`BUILTIN`; the tests check that
+verl's loss and the zoo's agree to 1e-6 (verl's ``sapo`` always aggregates with
+``seq-mean-token-mean``, whatever ``loss_agg_mode`` says: the zoo's SAPO aggregation).
+``recipe(name).overrides()`` gives the Hydra lines for any of them. A*-PO is not
+available: verl's policy-loss interface does not pass reference log-probabilities.
+
+Hyperparameters. A registered loss uses the zoo's published defaults, except that
+``actor_rollout_ref.actor.policy_loss.dro_beta``, when set, is the objective's
+:math:`\beta` (it is the same quantity: :math:`(\beta s - A)^2/(2\beta) = \beta s^2/2 - As
++ \mathrm{const}`, DRO's loss with ``dro_beta`` :math:`=\beta`). Any other parameter:
+``register_objective(name, loss_mode=..., **params)`` in a module that verl imports.
+The advantage estimators read ``+algorithm.zoo.<param>`` (``beta``, ``beta1``,
+``delta``, ``offset``, ``max_weight``), defaulting to the zoo's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from . import require
+
+VERL_VERSION = require("verl")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from verl.trainer.ppo import core_algos as _core  # noqa: E402
+
+from theory import losses as L  # noqa: E402
+from theory.objectives import OBJECTIVES, Objective, make_objective  # noqa: E402
+
+from .eta import fitted_eta, lambert_eta  # noqa: E402
+
+__all__ = [
+    "VERL_VERSION",
+    "AGG_MODES",
+    "REGISTERED",
+    "BUILTIN",
+    "ADVANTAGE_ESTIMATORS",
+    "VerlRecipe",
+    "recipe",
+    "aggregate",
+    "make_policy_loss",
+    "register_objective",
+    "group_apply",
+]
+
+#: verl's ``loss_agg_mode`` values, all supported.
+AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+#: Zoo objectives registered at import as ``zoo_<name>`` (verl ships none of them).
+REGISTERED = ("pg", "topr", "m2po", "reinforce_k1", "reinforce_k3",
+              "oapl", "opmd", "opmd_loo", "opmd_lme", "shifted_regression")
+
+_UNSUPPORTED = {
+    "astar_po": "A*-PO regresses on log(pi/pi_ref), and verl's policy-loss interface does not pass the "
+    "reference log-probabilities; use 'oapl' (the same regression anchored at the behaviour policy)",
+}
+
+
+# ---------------------------------------------------------------------------
+# aggregation: verl's loss_agg_mode onto theory.losses.aggregate
+# ---------------------------------------------------------------------------
+
+
+def aggregate(loss, mask, loss_agg_mode="token-mean", *, dp_size=1, batch_num_tokens=None,
+              global_batch_size=None, loss_scale_factor=None):
+    r"""Reduce a zoo loss under verl's ``loss_agg_mode`` and global-batch normalizers.
+
+    The reduction is ``theory.losses.aggregate`` (the zoo's), times a detached
+    normalizer that makes it verl's for the whole mini-batch across data-parallel
+    ranks. With :math:`m` the mask, :math:`v_i = 1[\sum_t m_{it} > 0]`, ``dp`` the
+    data-parallel size, ``N`` the mini-batch's token count, ``G`` its sequence count
+    and ``S`` the scale factor:
+
+    ===========================  ============================================  =====================================
+    ``loss_agg_mode``            value                                         zoo mode used
+    ===========================  ============================================  =====================================
+    ``token-mean``               :math:`dp\sum_{it}m\ell/N`                    ``token-mean``
+    ``token-sum``                :math:`dp\sum_{it}m\ell`                      ``token-mean`` times the token count
+    ``seq-mean-token-mean``      :math:`\frac{dp}{G}\sum_i v_i\frac{\sum_t m\ell}{\sum_t m}`   ``seq-mean-token-mean``
+    ``seq-mean-token-sum``       :math:`\frac{dp}{G}\sum_{it} m\ell`           ``seq-mean-token-sum``
+    ``seq-mean-token-sum-norm``  :math:`\frac{dp}{GS}\sum_{it} m\ell`          ``seq-mean-token-sum-norm``, ``C = S``
+    ===========================  ============================================  =====================================
+
+    Defaults as verl: ``N`` the local token count, ``G`` the local count of
+    non-empty rows, ``S`` the padded width ``T``.
+
+    Parameters
+    ----------
+    loss : Tensor, shape (B, T) or (B,)
+        Per-token loss, or per-sequence loss (the regression family). A
+        per-sequence loss is spread over its sequence's tokens (every token carries
+        :math:`\ell_i`, as verl does with GSPO's sequence ratio), so
+        ``seq-mean-token-mean`` gives the zoo's ``sequence`` aggregation (the mean
+        over sequences) and ``token-mean`` weighs sequence ``i`` by its length.
+    mask : Tensor, shape (B, T), bool or float
+    """
+    if loss_agg_mode not in AGG_MODES:
+        raise ValueError(f"unknown loss_agg_mode {loss_agg_mode!r}; valid: {', '.join(AGG_MODES)}")
+    if dp_size != 1 and batch_num_tokens is None and loss_agg_mode == "token-mean":
+        raise ValueError("token-mean with dp_size > 1 needs batch_num_tokens (verl's global token count)")
+    if dp_size != 1 and global_batch_size is None and loss_agg_mode.startswith("seq-"):
+        raise ValueError(f"{loss_agg_mode} with dp_size > 1 needs global_batch_size (verl's global sequence count)")
+    m = mask.to(loss.dtype)
+    per_sequence = loss.shape == m.shape[:-1]
+    if not per_sequence and loss.shape != m.shape:
+        raise ValueError(f"loss has shape {tuple(loss.shape)}; expected {tuple(m.shape)} or {tuple(m.shape[:-1])}")
+    n_tok = m.sum(-1)
+    valid = (n_tok > 0).to(loss.dtype)
+    if per_sequence:
+        if loss_agg_mode == "seq-mean-token-mean":
+            rows = valid.numel()
+            G = valid.sum() if global_batch_size is None else global_batch_size
+            return L.aggregate(loss * valid, None, "sequence") * (dp_size * rows / G)
+        loss = loss.unsqueeze(-1).expand_as(m)
+    if loss_agg_mode in ("token-mean", "token-sum"):
+        n = m.sum()
+        base = L.aggregate(loss, m, "token-mean")  # sum(m l) / max(n, 1)
+        if loss_agg_mode == "token-sum":
+            return base * (dp_size * n.clamp_min(1.0))
+        N = n if batch_num_tokens is None else batch_num_tokens
+        return base * (dp_size * n.clamp_min(1.0) / N)
+    constant = None
+    if loss_agg_mode == "seq-mean-token-sum-norm":
+        constant = float(m.shape[-1] if loss_scale_factor is None else loss_scale_factor)
+    base = L.aggregate(loss, m, loss_agg_mode, constant=constant)  # mean over all rows
+    rows = valid.numel()
+    G = valid.sum() if global_batch_size is None else global_batch_size
+    return base * (dp_size * rows / G)
+
+
+# ---------------------------------------------------------------------------
+# policy losses
+# ---------------------------------------------------------------------------
+
+
+def _check_usable(obj: Objective) -> None:
+    if obj.name in _UNSUPPORTED and "ref" in obj.needs:
+        raise ValueError(f"objective {obj.name!r} cannot run in verl: {_UNSUPPORTED[obj.name]}")
+    if "ref" in obj.needs:
+        raise ValueError(f"objective {obj.name!r} needs reference log-probabilities, which verl's policy loss "
+                         "does not receive; use verl's actor.use_kl_loss for a KL to the reference")
+    if "prox" in obj.needs:
+        raise ValueError(f"objective {obj.name!r} needs proximal log-probabilities; in verl it is the built-in "
+                         f"'vanilla' loss with rollout-correction weights: see recipe({obj.name!r})")
+
+
+def _configured(obj: Objective, config, cache: dict) -> Objective:
+    """The objective with ``beta`` from ``config.policy_loss.dro_beta`` when that is set."""
+    beta = None
+    if config is not None and "beta" in obj.params:
+        pl = config.get("policy_loss", None)
+        beta = pl.get("dro_beta", None) if pl is not None else None
+    if beta is None or float(beta) == obj.params["beta"]:
+        return obj
+    beta = float(beta)
+    if beta not in cache:
+        params = dict(obj.params, beta=beta)
+        if obj.advantage == "soft_value" and obj.params.get("beta1") == obj.params["beta"]:
+            params["beta1"] = beta  # the log-mean-exp baseline at the loss's own temperature stays tied to it
+        cache[beta] = make_objective(obj.name, **params)
+    return cache[beta]
+
+
+def _baseline_residual(obj: Objective, adv: np.ndarray) -> np.ndarray | None:
+    """Per-group residual of the identity the objective's advantage estimator satisfies, or None."""
+    p, name = obj.params, obj.advantage
+    if name in ("loo", "grpo"):
+        return adv.mean(-1)
+    if name == "mean":
+        return adv.mean(-1) - p.get("offset", 0.0)
+    if name == "shifted_mean":
+        return adv.mean(-1) - p.get("delta", 1.0) * p["beta"]
+    if name == "soft_value":
+        b1 = p["beta1"]
+        z = adv / b1
+        zmax = z.max(-1, keepdims=True)
+        return b1 * (np.log(np.exp(z - zmax).mean(-1)) + zmax[..., 0])
+    return None
+
+
+class _LambertCache:
+    """Memoized Lambert eta of a group: it depends only on the sorted advantages and beta.
+
+    With binary rewards a group's advantages take at most G + 1 distinct sorted values,
+    so after a few steps every group is a dictionary lookup; the first ``maxsize``
+    distinct groups are kept.
+    """
+
+    def __init__(self, maxsize: int = 65536):
+        self.maxsize = maxsize
+        self.table: dict[tuple, float] = {}
+
+    def __call__(self, adv: np.ndarray, beta: float) -> np.ndarray:
+        adv = np.sort(adv, axis=-1)  # (n, G)
+        keys = [(beta, row.tobytes()) for row in adv]
+        missing = [i for i, k in enumerate(keys) if k not in self.table]
+        fresh = dict(zip([keys[i] for i in missing], lambert_eta(adv[missing], beta))) if missing else {}
+        out = np.array([self.table[k] if k in self.table else fresh[k] for k in keys])
+        if len(self.table) + len(fresh) <= self.maxsize:
+            self.table.update(fresh)
+        return out
+
+
+def _group_starts(obj: Objective, adv: np.ndarray, valid: np.ndarray, G) -> list[int]:
+    """Start rows of the groups of G consecutive rows in a micro-batch, or [] when none is recognized.
+
+    verl keeps a prompt's completions next to each other on a rank (its balancing sorts each rank's
+    rows), so the groups that lie whole in the micro-batch sit at one phase ``p``: rows ``p + kG``
+    onward. A window counts as a group if its advantages satisfy the objective's estimator identity
+    (mean A = the offset, or the soft value of A = 0); the phase with the most such windows is used,
+    which discards windows that pass by coincidence (discrete rewards) at other phases.
+    """
+    if not G or G < 1 or len(adv) < G:
+        return []
+    win = np.lib.stride_tricks.sliding_window_view(adv, G)  # (B - G + 1, G): every window of G rows
+    res = _baseline_residual(obj, win)
+    if res is None:
+        return []
+    ok = np.abs(res) <= 1e-5 * (1.0 + np.abs(win).max(-1))
+    ok &= np.lib.stride_tricks.sliding_window_view(valid, G).all(-1)
+    counts = [int(ok[p::G].sum()) for p in range(min(G, len(ok)))]
+    best = int(np.argmax(counts))
+    return [i for i in range(best, len(ok), G) if ok[i]]
+
+
+def _eta_metrics(obj, s, adv_seq, n_tok, group_size, lambert=lambert_eta) -> dict[str, float]:
+    """Fitted eta (pooled over the micro-batch) and Lambert eta (over the groups found in it).
+
+    ``s`` (B,) sequence log-ratios log pi/mu, ``adv_seq`` (B,) advantages, ``n_tok`` (B,) token counts.
+    """
+    beta = obj.params["beta"]
+    valid = (n_tok > 0).cpu().numpy()
+    s_np = s.double().cpu().numpy()
+    a_np = adv_seq.detach().double().cpu().numpy()
+    out = {"actor/zoo_kl_mu_pi": math.nan, "actor/zoo_adv_over_beta": math.nan, "actor/zoo_eta_fit": math.nan}
+    if valid.any():
+        out["actor/zoo_kl_mu_pi"] = float((-s_np[valid]).mean())
+        out["actor/zoo_adv_over_beta"] = float(a_np[valid].mean() / beta)
+        out["actor/zoo_eta_fit"] = float(fitted_eta(s_np[valid], a_np[valid], beta))
+    # groups: windows of rollout.n consecutive rows at one phase (_group_starts)
+    eta_pred, used = math.nan, 0.0
+    starts = _group_starts(obj, a_np, valid, group_size)
+    if starts:
+        blocks = np.stack([a_np[i:i + group_size] for i in starts])
+        eta_pred = float(lambert(blocks, beta).mean())
+        used = len(starts) * group_size / len(a_np)
+    out["actor/zoo_eta_lambert"] = eta_pred
+    out["actor/zoo_eta_groups"] = used
+    return out
+
+
+def make_policy_loss(objective: Objective | str, **params) -> Callable:
+    """A verl policy loss computing the zoo objective ``objective`` (a name or an :class:`Objective`).
+
+    The returned function has verl's signature (verl passes every argument by
+    keyword)::
+
+        fn(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean",
+           config=None, rollout_is_weights=None) -> (loss, metrics)
+
+    ``old_log_prob`` is the anchor :math:`\\mu` of the zoo loss (the rollout policy in
+    verl's bypass mode, the recomputed old policy otherwise), ``advantages`` the
+    per-token advantages verl broadcasts (a sequence-level objective takes their
+    masked mean per row), ``response_mask`` a bool ``(B, T)`` mask,
+    ``rollout_is_weights`` (if given) multiplies the per-token loss, as in every
+    verl loss. Metrics (python floats): ``actor/ppo_kl`` (mean of
+    :math:`\\log\\mu - \\log\\pi` over tokens), ``actor/pg_clipfrac`` for TOPR (negative-advantage
+    tokens whose ratio is truncated) and M2PO (tokens the mask drops), and for the
+    regression family the eta diagnostics of docs/integrations.md.
+    """
+    obj = objective if isinstance(objective, Objective) else make_objective(objective, **params)
+    if params and isinstance(objective, Objective):
+        raise ValueError("pass parameters either in the Objective or as keywords, not both")
+    _check_usable(obj)
+    cache: dict = {}
+    lambert = _LambertCache()
+
+    def policy_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", config=None,
+                    rollout_is_weights=None):
+        o = _configured(obj, config, cache)
+        info = dict(config.get("global_batch_info", None) or {}) if config is not None else {}
+        m = response_mask.to(log_prob.dtype)
+        old_log_prob = old_log_prob.detach()
+        if o.level == "sequence":
+            adv = (advantages * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+        else:
+            adv = advantages
+        loss = o.loss(log_prob, old_log_prob, adv, m)
+        if rollout_is_weights is not None:
+            if loss.shape != m.shape:
+                loss = loss.unsqueeze(-1).expand_as(m)
+            loss = loss * rollout_is_weights
+        value = aggregate(loss, m, loss_agg_mode, **info)
+
+        with torch.no_grad():
+            n_tok = m.sum(-1)
+            s = ((log_prob.detach() - old_log_prob) * m).sum(-1)  # (B,) sequence log-ratios log pi/mu
+            n = n_tok.sum().clamp_min(1.0)
+            metrics = {"actor/ppo_kl": float(-s.sum() / n)}
+            if o.name == "topr":
+                trunc = (advantages < 0) & (log_prob > old_log_prob)
+                metrics["actor/pg_clipfrac"] = float((trunc.to(m.dtype) * m).sum() / n)
+            elif o.name == "m2po":
+                dropped = (loss == 0) & (advantages != 0)
+                metrics["actor/pg_clipfrac"] = float((dropped.to(m.dtype) * m).sum() / n)
+            if o.family == "regression":
+                group = config.get("rollout_n", None) if config is not None else None
+                metrics.update(_eta_metrics(o, s, adv, n_tok, group, lambert))
+        return value, metrics
+
+    policy_loss.objective = obj
+    policy_loss.__name__ = f"zoo_{obj.name}"
+    policy_loss.__qualname__ = policy_loss.__name__
+    policy_loss.__doc__ = f"verl policy loss for the zoo objective {obj.name!r}: {obj.equation} ({obj.source})."
+    return policy_loss
+
+
+def register_objective(objective: Objective | str, *, loss_mode: str | None = None, **params) -> str:
+    """Register a zoo objective as the verl policy loss ``loss_mode`` (default ``zoo_<name>``); return the name.
+
+    For settings other than the published ones, call this in a module that verl
+    imports (``VERL_USE_EXTERNAL_MODULES``), e.g.
+    ``register_objective("m2po", loss_mode="zoo_m2po_tau01", tau=0.1)``.
+    Raises :class:`ValueError` for an unknown objective (listing the valid ones) and
+    for objectives verl cannot run (A*-PO: no reference log-probabilities).
+    """
+    if isinstance(objective, str) and objective in _UNSUPPORTED:
+        raise ValueError(f"objective {objective!r} cannot run in verl: {_UNSUPPORTED[objective]}")
+    fn = make_policy_loss(objective, **params)
+    name = loss_mode or f"zoo_{fn.objective.name}"
+    _core.register_policy_loss(name)(fn)
+    return name
+
+
+# ---------------------------------------------------------------------------
+# advantage estimators
+# ---------------------------------------------------------------------------
+
+
+def group_apply(scores: torch.Tensor, index, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Apply a group function ``(n, G) -> (n, G)`` to per-row ``scores`` (B,) grouped by ``index`` (B,).
+
+    Rows are grouped by equal ``index`` values (verl's ``uid``), in any order and with
+    groups of any sizes (each size is one batched call).
+    """
+    if index is None:
+        raise ValueError("a group advantage needs verl's per-row group ids (non_tensor_batch['uid'])")
+    index = np.asarray(index)
+    if index.shape != (scores.shape[0],):
+        raise ValueError(f"index has shape {index.shape}; expected ({scores.shape[0]},)")
+    _, inverse, counts = np.unique(index, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    size = counts[inverse]
+    out = torch.empty_like(scores)
+    for g in np.unique(counts):
+        rows = np.flatnonzero(size == g)
+        order = torch.as_tensor(rows[np.argsort(inverse[rows], kind="stable")], device=scores.device)
+        out[order] = fn(scores[order].reshape(-1, int(g))).reshape(-1).to(out.dtype)
+    return out
+
+
+def _zoo_config(config) -> dict:
+    if config is None or not hasattr(config, "get"):
+        return {}
+    zoo = config.get("zoo", None)
+    if zoo is None:
+        return {}
+    if not hasattr(zoo, "items"):
+        raise ValueError(f"algorithm.zoo must be a mapping of parameters, got {zoo!r}")
+    return {str(k): v for k, v in zoo.items()}
+
+
+@dataclass(frozen=True)
+class _AdvSpec:
+    objective: str  # whose advantages() is used
+    keys: Mapping[str, tuple[str, ...]]  # algorithm.zoo key -> objective parameters it sets
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # objective parameters that differ from its own
+    doc: str = ""
+
+
+_ADV_SPECS = {
+    "zoo_raw": _AdvSpec("topr", {}, doc="A = r"),
+    "zoo_mean": _AdvSpec("asymre", {"offset": ("offset",)}, {"offset": 0.0}, doc="A = r - mean + offset"),
+    "zoo_shifted_mean": _AdvSpec("shifted_regression", {"beta": ("beta",), "delta": ("delta",)},
+                                 doc="A = r - mean + delta beta (beta-shifted mean)"),
+    "zoo_soft_value": _AdvSpec("opmd_lme", {"beta": ("beta", "beta1")},
+                               doc="A = r - beta log mean exp(r/beta) (group soft value at beta)"),
+    "zoo_decoupled_soft_value": _AdvSpec("oapl", {"beta1": ("beta1",)},
+                                         doc="A = r - beta1 log mean exp(r/beta1) (decoupled beta1)"),
+    "zoo_awr": _AdvSpec("awr", {"beta": ("beta",), "max_weight": ("max_weight",)},
+                        doc="w = min(exp((r - mean)/beta), max_weight) (AWR weight)"),
+    "zoo_tpo": _AdvSpec("tpo", {"beta": ("beta",)}, doc="w = G softmax(z/beta), z the z-scored reward (TPO)"),
+}
+
+#: verl advantage estimators registered at import: name -> formula (``algorithm.zoo.*`` sets the parameters).
+ADVANTAGE_ESTIMATORS = MappingProxyType({k: v.doc for k, v in _ADV_SPECS.items()})
+
+
+def _make_adv_estimator(name: str, spec: _AdvSpec) -> Callable:
+    def estimator(token_level_rewards, response_mask, config=None, index=None, **kwargs):
+        params = dict(spec.defaults)
+        zoo = _zoo_config(config)
+        for key, targets in spec.keys.items():
+            if key in zoo and zoo[key] is not None:
+                for t in targets:
+                    params[t] = float(zoo[key])
+        obj = make_objective(spec.objective, **params)
+        scores = token_level_rewards.sum(-1).to(torch.float64)
+        with torch.no_grad():
+            adv = group_apply(scores, index, obj.advantages)
+        adv = adv.to(token_level_rewards.dtype).unsqueeze(-1) * response_mask
+        return adv, adv
+
+    estimator.__name__ = estimator.__qualname__ = name
+    estimator.__doc__ = f"verl advantage estimator {name}: {spec.doc} (zoo: {spec.objective!r}'s estimator)."
+    return estimator
+
+
+# ---------------------------------------------------------------------------
+# recipes: the verl settings that run each zoo objective
+# ---------------------------------------------------------------------------
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return str(v)
+
+
+@dataclass(frozen=True)
+class VerlRecipe:
+    """The verl settings that run one zoo objective.
+
+    Attributes
+    ----------
+    loss_mode : str
+        ``actor_rollout_ref.actor.policy_loss.loss_mode``.
+    adv_estimator : str
+        ``algorithm.adv_estimator``.
+    actor : Mapping
+        ``actor_rollout_ref.actor.<key>`` settings (``policy_loss.<key>`` for the nested ones).
+    algorithm : Mapping
+        ``algorithm.<key>`` settings; ``zoo.<key>`` ones are new keys (Hydra ``+``).
+    other : Mapping
+        Other settings, by full key (trainer, rollout).
+    """
+
+    loss_mode: str
+    adv_estimator: str
+    actor: Mapping = field(default_factory=dict)
+    algorithm: Mapping = field(default_factory=dict)
+    other: Mapping = field(default_factory=dict)
+
+    def overrides(self) -> list[str]:
+        """Hydra override lines, to append to a stock verl GRPO command (quote the ``${...}`` ones in a shell)."""
+        lines = [f"actor_rollout_ref.actor.policy_loss.loss_mode={self.loss_mode}",
+                 f"algorithm.adv_estimator={self.adv_estimator}"]
+        lines += [f"actor_rollout_ref.actor.{k}={_fmt(v)}" for k, v in self.actor.items()]
+        lines += [f"{'+' if k.startswith('zoo.') else ''}algorithm.{k}={_fmt(v)}" for k, v in self.algorithm.items()]
+        lines += [f"{k}={_fmt(v)}" for k, v in self.other.items()]
+        return lines
+
+
+_INF = math.inf
+_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=_INF, loss_agg_mode="token-mean")
+_MEAN = dict(norm_adv_by_std_in_grpo=False)  # verl's grpo without the std: r - mean
+_IS = {"rollout_correction.rollout_is": "token", "rollout_correction.bypass_mode": False}
+
+#: Zoo objectives that verl ships: the built-in loss_mode and the settings under which it is the zoo's.
+BUILTIN: Mapping[str, VerlRecipe] = MappingProxyType({
+    "ppo": VerlRecipe("vanilla", "grpo", dict(_PPO)),
+    "ppo_dual_clip": VerlRecipe("vanilla", "grpo", dict(_PPO, clip_ratio_c=3.0)),
+    "grpo": VerlRecipe("vanilla", "grpo", dict(_PPO, loss_agg_mode="seq-mean-token-mean")),
+    "dr_grpo": VerlRecipe("vanilla", "grpo", dict(_PPO, loss_agg_mode="seq-mean-token-sum-norm"), dict(_MEAN)),
+    "dapo": VerlRecipe("vanilla", "grpo", dict(_PPO, clip_ratio_high=0.28)),
+    "gspo": VerlRecipe("gspo", "grpo", dict(clip_ratio_low=3e-4, clip_ratio_high=4e-4,
+                                             loss_agg_mode="seq-mean-token-mean")),
+    "cispo": VerlRecipe("cispo", "grpo", dict(clip_ratio_low=1.0, clip_ratio_high=0.28, loss_agg_mode="token-mean")),
+    # the zoo's tau_pos / tau_neg are actor.tau_pos / actor.tau_neg; verl's sapo ignores loss_agg_mode and
+    # always reduces with seq-mean-token-mean (the zoo's SAPO aggregation), set here so the logs say so
+    "sapo": VerlRecipe("sapo", "grpo", dict(tau_pos=1.0, tau_neg=1.05, loss_agg_mode="seq-mean-token-mean")),
+    "tis": VerlRecipe("vanilla", "grpo", dict(_PPO), dict(_IS, **{"rollout_correction.rollout_is_threshold": 2.0})),
+    "areal": VerlRecipe("vanilla", "grpo", dict(_PPO), dict(_IS, **{"rollout_correction.rollout_is_threshold": _INF})),
+    "asymre": VerlRecipe("gpg", "zoo_mean", dict(loss_agg_mode="token-mean"), {"zoo.offset": 0.1}),
+    "awr": VerlRecipe("gpg", "zoo_awr", dict(loss_agg_mode="token-mean"), {"zoo.beta": 1.0}),
+    "tpo": VerlRecipe("gpg", "zoo_tpo", dict(loss_agg_mode="token-mean"), {"zoo.beta": 1.0}),
+    "reinforce_k2": VerlRecipe("dro", "grpo", {"policy_loss.dro_beta": 0.1, "loss_agg_mode": "token-mean"},
+                               dict(_MEAN)),
+})
+
+# the regression family anchors its log-ratio at the behaviour policy: verl's bypass mode (v1 trainer) makes
+# old_log_prob the rollout's log-probs; fixed-size micro-batches keep each prompt's completions together for
+# the Lambert-predicted eta; the regression is its own regularizer (no KL loss, no entropy bonus)
+_REGRESSION_OTHER = {
+    "trainer.use_v1": True,
+    "algorithm.rollout_correction.bypass_mode": True,
+    "actor_rollout_ref.rollout.calculate_log_probs": True,
+    "actor_rollout_ref.actor.use_dynamic_bsz": False,
+    "actor_rollout_ref.actor.use_kl_loss": False,
+    "actor_rollout_ref.actor.entropy_coeff": 0,
+}
+
+_ZOO_ADV = {"raw": "zoo_raw", "loo": "rloo", "grpo": "grpo", "shifted_mean": "zoo_shifted_mean"}
+#: the advantage's beta is the loss's beta: a Hydra interpolation keeps the two equal
+_LOSS_BETA = "${actor_rollout_ref.actor.policy_loss.dro_beta}"
+
+
+def _registered_recipe(obj: Objective) -> VerlRecipe:
+    p = obj.params
+    actor: dict = {}
+    algo: dict = {}
+    if "beta" in p:
+        actor["policy_loss.dro_beta"] = p["beta"]
+    actor["loss_agg_mode"] = "seq-mean-token-mean" if obj.aggregation == "sequence" else obj.aggregation
+    if obj.advantage == "mean":
+        adv = "grpo"
+        algo.update(_MEAN)
+        if p.get("offset", 0.0):
+            adv, algo = "zoo_mean", {"zoo.offset": p["offset"]}
+    elif obj.advantage == "soft_value":
+        if p.get("beta1") == p.get("beta"):
+            adv, algo = "zoo_soft_value", {"zoo.beta": _LOSS_BETA}
+        else:
+            adv, algo = "zoo_decoupled_soft_value", {"zoo.beta1": p["beta1"]}
+    else:
+        adv = _ZOO_ADV[obj.advantage]
+        if obj.advantage == "shifted_mean":
+            algo = {"zoo.beta": _LOSS_BETA, "zoo.delta": p["delta"]}
+    other = dict(_REGRESSION_OTHER) if obj.family == "regression" else {}
+    return VerlRecipe(f"zoo_{obj.name}", adv, actor, algo, other)
+
+
+def recipe(name: str) -> VerlRecipe:
+    """The verl settings that run the zoo objective ``name`` with its published parameters.
+
+    ``recipe("oapl").overrides()`` is the list of Hydra override lines. Raises
+    :class:`ValueError` for an unknown name (listing the valid ones) or an objective
+    verl cannot run.
+    """
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if name in _UNSUPPORTED:
+        raise ValueError(f"objective {name!r} cannot run in verl: {_UNSUPPORTED[name]}")
+    if name not in REGISTERED:
+        valid = sorted(set(BUILTIN) | set(REGISTERED))
+        raise ValueError(f"unknown objective {name!r}; objectives that run in verl: {', '.join(valid)} "
+                         f"(the zoo: {', '.join(OBJECTIVES)})")
+    return _registered_recipe(make_objective(name))
+
+
+# ---------------------------------------------------------------------------
+# registration at import
+# ---------------------------------------------------------------------------
+
+for _name in REGISTERED:
+    register_objective(_name)
+
+for _name, _spec in _ADV_SPECS.items():
+    _fn = _make_adv_estimator(_name, _spec)
+    _prev = _core.ADV_ESTIMATOR_REGISTRY.get(_name)
+    if _prev is not None and getattr(_prev, "__module__", None) == __name__:
+        del _core.ADV_ESTIMATOR_REGISTRY[_name]  # this module imported again (reload): replace our own entry
+    _core.register_adv_est(_name)(_fn)
+
+del _name, _spec, _fn, _prev
