@@ -177,7 +177,8 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
         excess = np.nanmax(np.where((mu > 0) & ~keep, g - c, np.nan), -1, initial=-np.inf)
     h1 = _h(weight, np.ones_like(u), np.broadcast_to(adv, u.shape))
     scale = np.maximum(np.abs(mh).max(-1), np.abs(np.where(mu > 0, mu * h1, 0.0)).max(-1))
-    scale = np.maximum(scale, 1e-300)
+    # a weight that vanishes at the target and at u = 1 (e.g. the regression with A = 0): absolute scale
+    scale = np.where(scale > 0, scale, 1.0)
     return np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
 
 
@@ -298,6 +299,10 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
         c = np.where(ok_rows, c_new, c)
     drift = c
     pi = np.where(ok_rows[:, None], pi / np.where(ok_rows, pi.sum(-1), 1.0)[:, None], np.nan)
+    if ok_rows.any():  # kappa = E_mu[h] at the returned point (the bracket interpolation moves pi)
+        Mo, Po = M[ok_rows], pi[ok_rows]
+        uo = np.maximum(np.where(Mo > 0, Po / np.where(Mo > 0, Mo, 1.0), 1.0), U_ZERO)
+        kap[ok_rows] = np.where(Mo > 0, Mo * _h(weight, uo, A[ok_rows]), 0.0).sum(-1)
     res = np.full(N, np.inf)
     if ok_rows.any():
         res[ok_rows] = stationarity_residual(weight, M[ok_rows], A[ok_rows], pi[ok_rows])

@@ -109,7 +109,7 @@ def _h_kl(u, a, p, mu=None):
 
 
 def _h_gibbs(u, a, p, mu=None):
-    return torch.exp(a / p["beta"]).expand_as(u)
+    return torch.exp(a / p["beta"]).clamp(max=p.get("max_weight", math.inf)).expand_as(u)
 
 
 def _h_tpo(u, a, p, mu):
@@ -136,7 +136,8 @@ def _t_lambert(mu, adv, p):
 
 
 def _t_gibbs(mu, adv, p):
-    z = adv / p["beta"]
+    # h = min(e^{A/beta}, w_max) does not depend on u, so h/u = kappa gives pi ∝ mu h
+    z = np.minimum(adv / p["beta"], np.log(p.get("max_weight", math.inf)))
     with np.errstate(divide="ignore"):
         lw = np.where(mu > 0, np.log(np.where(mu > 0, mu, 1.0)) + z, -np.inf)
     lw = lw - lw.max(-1, keepdims=True)
