@@ -1,0 +1,547 @@
+r"""RL on verifiable rewards, with a lagged behaviour policy: any objective of the zoo by name.
+
+One RL step, for a batch of ``B`` training prompts:
+
+1. **Sample** ``G`` completions per prompt with the *behaviour* weights
+   :math:`\mu = \pi_{t-L}` (the weights of ``lag = L`` steps earlier; the oldest
+   of a ring of ``L + 1`` weight snapshots), recording the behaviour
+   log-probabilities at sampling time. Before step ``L`` the ring still holds the
+   SFT weights, which then act as behaviour (a pipeline filled at start-up).
+   This simulates asynchronous generation deterministically.
+2. **Score** each completion with the task's verifiable reward
+   (``Task.reward``, optional format weight) and turn the rewards ``(B, G)`` into
+   the objective's signal with ``obj.advantages``.
+3. **Update** ``inner_steps = k`` times on the same batch: the current policy's
+   log-probabilities of the sampled tokens, ``obj.loss`` (with the reference
+   model's log-probabilities where ``obj.needs`` has ``ref``: a frozen copy of
+   the SFT model; and the policy's own detached log-probabilities at the start
+   of the batch where it has ``prox``), ``obj.aggregate``, one AdamW step each.
+4. **Push** the new weights into the ring.
+
+The trainer defines no objective of its own: everything objective-specific
+comes from ``theory.objectives.make_objective``. The regression family's eta
+diagnostics come from ``sims.integrations.eta`` (fitted from the realized
+log-ratios after the update, and predicted by the Lambert target).
+
+A "step" is one batch (``k`` optimizer steps); ``lag`` counts steps, so with
+``k = 1`` it counts optimizer steps. Seeds are data: one ``torch.Generator``
+seeded with ``seed`` draws the prompts and the samples; evaluation samples from
+a fresh generator seeded with ``seed + 1`` at each evaluation. With ``out_dir``
+the run writes ``metrics.csv`` (one row per step; docs/llm_metrics.md defines
+every column), an atomic ``ckpt.pt`` (model, optimizer, generator, ring, step,
+metrics so far) every ``ckpt_every`` steps and at the end, and ``summary.json``;
+``--resume`` continues from ``ckpt.pt`` with identical metrics (wall-clock
+columns aside), also after ``kill -9``.
+
+    python -m sims.llm.rl --preset smoke --objective opmd --lag 4 --out-dir runs/rl_smoke
+    python -m sims.llm.rl --preset smoke --objective shifted_regression --objective-params beta=0.05,delta=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sims.integrations.eta import fitted_eta, lambert_eta
+from theory.objectives import Objective, make_objective
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate
+from .model import GPT
+from .sft import SFT_PRESETS, load_sft, make_optimizer, train_sft
+from .tasks import Task
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Settings of one RL run; ``RL_PRESETS`` holds ``smoke`` and ``default``."""
+
+    sft: str = "default"
+    """Warm start: an SFT checkpoint file (ckpt.pt of sims.llm.sft) or an SFT preset name to run first."""
+    objective: str = "opmd"
+    """Objective of the zoo (theory.objectives), by name."""
+    objective_params: dict = field(default_factory=dict)
+    """Overrides of the objective's parameters, e.g. beta=0.05,delta=2 (or a JSON object)."""
+    lag: int = 0
+    """L: samples come from the weights of L steps earlier (ring of L + 1 snapshots)."""
+    group_size: int = 8
+    """G: completions sampled per prompt."""
+    prompts_per_step: int = 16
+    """B: training prompts per step (B * G completions)."""
+    inner_steps: int = 1
+    """k: optimizer steps on each batch."""
+    lr: float = 1e-4
+    """AdamW learning rate (constant)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on matrices and embeddings."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+    steps: int = 200
+    """RL steps (batches)."""
+    temperature: float = 1.0
+    """Sampling temperature; the behaviour and current log-probabilities are taken at it too."""
+    format_weight: float = 0.0
+    """w in reward = (1 - w) * score + w * format_score."""
+    seed: int = 0
+    """Seed of prompt and sample draws; evaluation sampling uses seed + 1."""
+    eval_every: int = 50
+    """Evaluate pass@k on the held-out problems every this many steps (and at the last)."""
+    eval_samples: int = 8
+    """Sampled completions per held-out problem (n of pass@k)."""
+    eval_ks: tuple[int, ...] = (1, 4, 8)
+    """The k values of pass@k (each <= eval_samples; must include 1)."""
+    ckpt_every: int = 50
+    """Write ckpt.pt every this many steps (with out_dir)."""
+    out_dir: str | None = None
+    """Where metrics.csv, ckpt.pt, summary.json (and sft/ for an SFT preset) go."""
+    num_threads: int = 2
+    """torch intra-op threads."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "objective_params", dict(self.objective_params))
+        object.__setattr__(self, "eval_ks", tuple(self.eval_ks))
+        if self.sft not in SFT_PRESETS and not Path(self.sft).is_file():
+            raise ValueError(f"sft: {self.sft!r} is neither an SFT preset {sorted(SFT_PRESETS)} nor a checkpoint file")
+        if self.lag < 0:
+            raise ValueError(f"lag: must be >= 0, got {self.lag}")
+        for name in (
+            "group_size",
+            "prompts_per_step",
+            "inner_steps",
+            "steps",
+            "eval_every",
+            "eval_samples",
+            "ckpt_every",
+            "num_threads",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {self.seed}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: must be >= 0, got {self.weight_decay}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip: must be >= 0, got {self.grad_clip}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature: must be > 0, got {self.temperature}")
+        if not 0 <= self.format_weight <= 1:
+            raise ValueError(f"format_weight: must lie in [0, 1], got {self.format_weight}")
+        if 1 not in self.eval_ks or min(self.eval_ks) < 1 or max(self.eval_ks) > self.eval_samples:
+            raise ValueError(
+                f"eval_ks: must include 1 and lie in [1, eval_samples={self.eval_samples}], got {self.eval_ks}"
+            )
+        try:
+            obj = make_objective(self.objective, **self.objective_params)
+        except ValueError as e:
+            raise ValueError(f"objective: {e}") from None
+        try:
+            obj.advantages(torch.zeros(1, self.group_size))
+        except ValueError as e:
+            raise ValueError(f"group_size: {e}") from None
+
+    def make_objective(self) -> Objective:
+        """The objective this config names, with its parameter overrides."""
+        return make_objective(self.objective, **self.objective_params)
+
+
+RL_PRESETS = {
+    "smoke": RLConfig(
+        sft="smoke",
+        group_size=4,
+        prompts_per_step=8,
+        lr=3e-4,
+        steps=20,
+        eval_every=10,
+        eval_samples=4,
+        eval_ks=(1, 4),
+        ckpt_every=10,
+    ),
+    "default": RLConfig(),
+}
+
+
+@dataclass
+class RLResult:
+    """What :func:`train_rl` returns."""
+
+    model: GPT
+    task: Task
+    config: RLConfig
+    step: int
+    """RL steps completed."""
+    status: str
+    """done, or interrupted (stop_after reached first)."""
+    final_eval: dict | None
+    """The last evaluation (None if none ran)."""
+    history: list[dict]
+    """One row per step: the rows of metrics.csv."""
+    elapsed_s: float
+    """Wall-clock seconds of RL (SFT excluded; resumed runs add up)."""
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def load_warm_start(cfg: RLConfig, out_dir: Path | None = None) -> tuple[GPT, Task]:
+    """The SFT model and its task: loaded from ``cfg.sft`` as a file, or trained from the preset.
+
+    A preset runs :func:`sims.llm.sft.train_sft` (in ``out_dir/sft`` with resumption
+    when ``out_dir`` is given, so a resumed RL run does not retrain it).
+    """
+    if cfg.sft in SFT_PRESETS:
+        sft_cfg = dataclasses.replace(SFT_PRESETS[cfg.sft], num_threads=cfg.num_threads, progress=cfg.progress)
+        sft_dir = out_dir / "sft" if out_dir is not None else None
+        res = train_sft(sft_cfg, out_dir=sft_dir, resume=sft_dir is not None)
+        return res.model, res.task
+    model, task, _ = load_sft(cfg.sft)
+    return model, task
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the model's weights (one entry of the lag ring)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def clip_fraction(obj: Objective, logp, logp_mu, mask, logp_prox=None) -> float | None:
+    r"""Fraction of sampled tokens whose ratio lies outside the objective's clip range.
+
+    The ratio is :math:`u = \pi/\mu` per token (:math:`\pi/\pi_{prox}` for the
+    decoupled objectives, which clip against the proximal policy; GSPO: the
+    length-normalized sequence ratio, counted per sequence), outside
+    :math:`[1-\epsilon_l, 1+\epsilon_h]` (no lower end when :math:`\epsilon_l` is None).
+    None for objectives that do not clip.
+
+    Parameters
+    ----------
+    logp, logp_mu, mask : (N, T)
+        Current and behaviour log-probabilities (nats) and the token mask.
+    logp_prox : (N, T), optional
+        Proximal log-probabilities (required by objectives that need ``prox``).
+    """
+    p = obj.params
+    if "eps_high" not in p and "eps_low" not in p:
+        return None
+    hi = p.get("eps_high") or p.get("eps_low")
+    lo = p.get("eps_low")
+    m = mask.bool()
+    anchor = logp_prox if "prox" in obj.needs else logp_mu
+    s = (logp.detach() - anchor).double()  # (N, T)
+    if obj.name == "gspo":
+        s = torch.where(m, s, 0.0).sum(1) / m.sum(1).clamp(min=1)  # (N,)
+        m = m.any(1)
+    u = s.exp()
+    out = u > 1 + hi
+    if lo is not None:
+        out = out | (u < 1 - lo)
+    return float((out & m).sum() / m.sum().clamp(min=1))
+
+
+def _csv_columns(cfg: RLConfig) -> list[str]:
+    ev = [f"eval/pass@{k}{s}" for k in cfg.eval_ks for s in ("", "_se")]
+    ev += ["eval/score", "eval/score_se", "eval/len", "eval/finished", "eval/greedy_acc", "eval/greedy_acc_se"]
+    return [
+        "step",
+        "loss",
+        "reward",
+        "score",
+        "pass_rate",
+        "len",
+        "entropy",
+        "kl",
+        "kl_after",
+        "ratio_mean",
+        "ratio_max",
+        "ess",
+        "clip_frac",
+        "grad_norm",
+        "eta_fit",
+        "eta_pred",
+        "tokens",
+        "tok_per_s",
+        "time_s",
+    ] + ev
+
+
+def _seq_sum(x, mask) -> torch.Tensor:
+    return torch.where(mask, x, 0.0).sum(1)  # (N,)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train_rl(
+    cfg: RLConfig,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    warm_start: tuple[GPT, Task] | None = None,
+    on_step=None,
+) -> RLResult:
+    """Run ``cfg.steps`` RL steps from the SFT warm start.
+
+    Parameters
+    ----------
+    cfg : RLConfig
+    resume : bool
+        Continue from ``cfg.out_dir/ckpt.pt`` when it exists (its config must equal
+        ``cfg`` up to ``progress``).
+    stop_after : int, optional
+        End (status ``interrupted``) once this many steps are done, as a kill would.
+    warm_start : (GPT, Task), optional
+        SFT model and task to start from instead of ``cfg.sft`` (not modified: the
+        trainer copies the model).
+    on_step : callable, optional
+        ``on_step(step, rollout, behaviour_state, model)`` after each step's update:
+        ``step`` counts from 0, ``rollout`` is the batch sampled with the weights
+        ``behaviour_state``; for tests and diagnostics.
+
+    Returns
+    -------
+    RLResult
+    """
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+    if resume and out_dir is None:
+        raise ValueError("out_dir: required with resume=True")
+    torch.set_num_threads(cfg.num_threads)
+    obj = cfg.make_objective()
+    sft_model, task = warm_start if warm_start is not None else load_warm_start(cfg, out_dir)
+    model = copy.deepcopy(sft_model)
+    model.train()
+    behaviour = copy.deepcopy(sft_model).requires_grad_(False).eval()
+    reference = copy.deepcopy(sft_model).requires_grad_(False).eval() if "ref" in obj.needs else None
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    ring = [snapshot(model)]  # oldest first; ring[-1] = the current weights
+    step, history, elapsed, final_eval = 0, [], 0.0, None
+
+    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
+    cfg_data = dataclasses.asdict(cfg)
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, generators={"rl": gen})
+        ignore = {"progress", "out_dir"}
+        now = json.loads(json.dumps({k: v for k, v in cfg_data.items() if k not in ignore}))
+        saved = json.loads(json.dumps({k: v for k, v in ckpt["config"].items() if k not in ignore}))
+        if saved != now:
+            diff = sorted(k for k in now if saved.get(k) != now[k])
+            raise ValueError(
+                f"{diff[0]}: differs from the checkpoint's config ({saved.get(diff[0])!r} vs {now[diff[0]]!r})"
+            )
+        step, ring = ckpt["step"], ckpt["ring"]
+        history, elapsed, final_eval = list(ckpt["extra"]["history"]), ckpt["extra"]["elapsed_s"], ckpt["extra"]["final_eval"]
+    columns = _csv_columns(cfg)
+    if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            w.writerows(history)
+
+    def checkpoint():
+        save_checkpoint(
+            ckpt_path,
+            step=step,
+            model=model,
+            optimizer=optimizer,
+            generators={"rl": gen},
+            ring=ring,
+            config=cfg_data,
+            extra={"history": history, "elapsed_s": elapsed, "final_eval": final_eval},
+        )
+
+    tok, B, G, tau = task.tokenizer, cfg.prompts_per_step, cfg.group_size, cfg.temperature
+    beta = obj.params["beta"] if obj.family == "regression" else None
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"rl {cfg.objective} L={cfg.lag}", disable=not cfg.progress, leave=False)
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        # 1. sample with the lagged weights: mu = pi_{max(0, step - L)}
+        behaviour.load_state_dict(ring[0])
+        idx = torch.randint(len(task.train), (B,), generator=gen).tolist()
+        problems = [task.train[i] for i in idx]
+        prompts = tok.encode_prompts([p.prompt for p in problems])  # (B, Tp)
+        roll = behaviour.sample(prompts, G, task.max_new_tokens, tau, gen)  # N = B * G rows
+        mask, logp_mu = roll.mask, roll.logp  # (N, Tc)
+
+        # 2. rewards and the objective's signal
+        texts = tok.decode_batch(roll.tokens)
+        scores = torch.tensor([task.score(t, problems[j // G]) for j, t in enumerate(texts)], dtype=torch.float64)
+        if cfg.format_weight > 0:
+            fmt = torch.tensor([task.format_score(t) for t in texts], dtype=torch.float64)
+            rewards = (1 - cfg.format_weight) * scores + cfg.format_weight * fmt
+        else:
+            rewards = scores
+        signal = obj.advantages(rewards.view(B, G)).reshape(-1).float()  # (N,)
+        logp_ref = None
+        if reference is not None:
+            with torch.no_grad():
+                logp_ref = reference.completion_logprobs(roll, tau)  # (N, Tc)
+
+        # 3. k inner steps
+        logp_prox, losses, grad_norms, clips = None, [], [], []
+        for inner in range(cfg.inner_steps):
+            logp = model.completion_logprobs(roll, tau)  # (N, Tc)
+            if inner == 0:
+                logp_start = logp.detach()
+                if "prox" in obj.needs:
+                    logp_prox = logp_start
+            loss = obj.aggregate(
+                obj.loss(logp, logp_mu, signal, mask, logp_ref=logp_ref, logp_prox=logp_prox), mask
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            optimizer.step()
+            losses.append(loss.item())
+            grad_norms.append(gn.item())
+            clips.append(clip_fraction(obj, logp, logp_mu, mask, logp_prox))
+        with torch.no_grad():
+            logp_after = model.completion_logprobs(roll, tau)  # (N, Tc)
+
+        # 4. push the new weights; keep L + 1 snapshots
+        ring.append(snapshot(model))
+        if len(ring) > cfg.lag + 1:
+            ring.pop(0)
+
+        # diagnostics
+        s_before = _seq_sum(logp_start - logp_mu, mask).double()  # (N,) log pi_t / mu
+        s_after = _seq_sum(logp_after - logp_mu, mask).double()  # (N,) log pi_{t+1} / mu
+        w = torch.exp(s_before - s_before.max())
+        n_tok = int(mask.sum())
+        row = {
+            "step": step + 1,
+            "loss": float(np.mean(losses)),
+            "reward": rewards.mean().item(),
+            "score": scores.mean().item(),
+            "pass_rate": (scores == 1.0).double().mean().item(),
+            "len": roll.lengths.double().mean().item(),
+            "entropy": (-_seq_sum(logp_start, mask).sum() / n_tok).item(),
+            "kl": (-s_before).mean().item(),
+            "kl_after": (-s_after).mean().item(),
+            "ratio_mean": s_before.exp().mean().item(),
+            "ratio_max": s_before.exp().max().item(),
+            "ess": (w.sum() ** 2 / (len(w) * (w**2).sum())).item(),
+            "clip_frac": None if clips[0] is None else float(np.mean(clips)),
+            "grad_norm": float(np.mean(grad_norms)),
+            "eta_fit": None,
+            "eta_pred": None,
+            "tokens": n_tok,
+        }
+        if beta is not None:
+            s_anchor = s_after if logp_ref is None else _seq_sum(logp_after - logp_ref, mask).double()
+            adv = signal.double().view(B, G)
+            row["eta_fit"] = float(fitted_eta(s_anchor.view(B, G), adv, beta).mean())
+            row["eta_pred"] = float(lambert_eta(adv, beta).mean())
+        row["tok_per_s"] = n_tok * cfg.inner_steps / (time.perf_counter() - t0)
+        step += 1
+
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            model.eval()
+            final_eval = evaluate(model, task, n_samples=cfg.eval_samples, ks=cfg.eval_ks, temperature=1.0, seed=cfg.seed + 1)
+            model.train()
+            row.update({f"eval/{k}": v for k, v in final_eval.items()})
+            bar.set_postfix(reward=f"{row['reward']:.3f}", pass1=f"{final_eval['pass@1']:.3f}")
+        elapsed += time.perf_counter() - t0
+        row["time_s"] = elapsed
+        history.append(row)
+        bar.update(1)
+        if on_step is not None:
+            on_step(step - 1, roll, behaviour.state_dict(), model)
+        if out_dir is not None:
+            with open(out_dir / "metrics.csv", "a", newline="") as f:
+                csv.DictWriter(f, columns).writerow(row)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                checkpoint()
+        if stop_after is not None and step >= stop_after and step < cfg.steps:
+            bar.close()
+            return RLResult(model, task, cfg, step, "interrupted", final_eval, history, elapsed)
+    bar.close()
+    result = RLResult(model, task, cfg, step, "done", final_eval, history, elapsed)
+    if out_dir is not None:
+        (out_dir / "summary.json").write_text(json.dumps(summary(result), indent=2))
+    return result
+
+
+def summary(result: RLResult) -> dict:
+    """Plain-data account of a run: its last evaluation and the mean of each metric over the last 10 steps."""
+    tail = result.history[-10:]
+    keys = [k for k in _csv_columns(result.config) if not k.startswith("eval/") and k != "step"]
+    means = {}
+    for k in keys:
+        vals = [r[k] for r in tail if r.get(k) is not None]
+        means[k] = float(np.mean(vals)) if vals else None
+    return {
+        "objective": result.config.objective,
+        "lag": result.config.lag,
+        "step": result.step,
+        "status": result.status,
+        "elapsed_s": result.elapsed_s,
+        "final_eval": result.final_eval,
+        "last10": means,
+        "config": dataclasses.asdict(result.config),
+    }
+
+
+def parse_objective_params(text: str) -> dict:
+    """``beta=0.05,delta=2`` or a JSON object -> dict (numbers parsed, ``None`` for none/null)."""
+    text = text.strip()
+    if text.startswith("{"):
+        return dict(json.loads(text))
+    out = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if "=" not in item:
+            raise argparse.ArgumentTypeError(f"expected name=value, got {item!r}")
+        k, v = (s.strip() for s in item.split("=", 1))
+        if v.lower() in ("none", "null"):
+            out[k] = None
+            continue
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def main(argv=None) -> dict:
+    from ._cli import add_dataclass_arguments, dataclass_from_args
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", choices=sorted(RL_PRESETS), default="default")
+    base = RL_PRESETS[pre.parse_known_args(argv)[0].preset]
+    p = argparse.ArgumentParser(prog="python -m sims.llm.rl", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(RL_PRESETS), default="default", help="base config (default: default)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt if it exists")
+    p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would")
+    add_dataclass_arguments(p, RLConfig, base)
+    for action in p._actions:  # a mapping flag: name=value pairs or JSON
+        if action.dest == "objective_params":
+            action.type = parse_objective_params
+    args = p.parse_args(argv)
+    try:
+        cfg = dataclass_from_args(RLConfig, args, base)
+    except ValueError as e:
+        p.error(str(e))
+    res = train_rl(cfg, resume=args.resume, stop_after=args.stop_after)
+    out = summary(res)
+    print(json.dumps({k: v for k, v in out.items() if k != "config"}, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The RL trainer: runs, lag ring, determinism, resumption (in process and after kill -9), bad configs."""
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from sims.llm.rl import RL_PRESETS, RLConfig, main as rl_main, parse_objective_params, train_rl
+from sims.llm.sft import SFT_PRESETS, train_sft
+from theory.objectives import objective_names
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE = {"time_s", "tok_per_s"}  # wall-clock columns
+# a few seconds of SFT: the warm start of every run below
+SFT_CFG = replace(
+    SFT_PRESETS["smoke"],
+    train_size=200,
+    eval_size=16,
+    max_steps=12,
+    eval_every=12,
+    checkpoint_every=12,
+    batch_size=32,
+    stop_low=1.0,
+    stop_high=1.0,
+    progress=False,
+    num_threads=1,
+)
+
+
+@pytest.fixture(scope="module")
+def sft(tmp_path_factory):
+    """(model, task, path of its checkpoint)."""
+    out = tmp_path_factory.mktemp("sft")
+    res = train_sft(SFT_CFG, out_dir=out)
+    return res.model, res.task, out / "ckpt.pt"
+
+
+def _cfg(sft, **kw):
+    base = dict(steps=6, eval_every=3, ckpt_every=2, progress=False, num_threads=1, lag=2)
+    base.update(kw)
+    return replace(RL_PRESETS["smoke"], sft=str(sft[2]), **base)
+
+
+def _rows(rows):
+    """Rows as floats (None where a column is empty), wall-clock columns left out."""
+    cols = sorted({k for r in rows for k in r} - VOLATILE)
+    return [{k: (None if r.get(k) in ("", None) else float(r[k])) for k in cols} for r in rows]
+
+
+def _csv(path):
+    with open(path) as f:
+        return _rows(list(csv.DictReader(f)))
+
+
+def test_smoke_preset_runs_20_steps_and_logs_every_metric(sft, tmp_path):
+    cfg = replace(RL_PRESETS["smoke"], sft=str(sft[2]), out_dir=str(tmp_path), progress=False)
+    t0 = time.perf_counter()
+    res = train_rl(cfg, warm_start=sft[:2])
+    elapsed = time.perf_counter() - t0
+    assert res.step == 20 and res.status == "done" and len(res.history) == 20
+    assert elapsed < 60  # 20 smoke steps take a few seconds on 2 cores
+    rows = _csv(tmp_path / "metrics.csv")
+    assert len(rows) == 20 and (tmp_path / "summary.json").exists() and (tmp_path / "ckpt.pt").exists()
+    for r in rows:
+        for k in ("loss", "reward", "pass_rate", "entropy", "kl", "kl_after", "ratio_mean", "ess", "grad_norm"):
+            assert r[k] is not None and r[k] == r[k], k
+        assert 0 < r["ess"] <= 1 + 1e-9 and r["entropy"] > 0 and r["clip_frac"] is None
+        # opmd: mean baseline, so the fitted eta is the realized KL(mu || pi_new)
+        assert r["eta_fit"] == pytest.approx(r["kl_after"], abs=1e-6) and r["eta_pred"] >= -1e-9
+    assert rows[9]["eval/pass@1"] is not None and rows[19]["eval/pass@4_se"] is not None
+    assert rows[0]["eval/pass@1"] is None
+
+
+@pytest.mark.parametrize("lag", [0, 3])
+def test_each_rollout_comes_from_the_weights_of_lag_steps_earlier(sft, lag):
+    """Recorded behaviour log-probs match re-scoring under the snapshot of step t - L."""
+    model0 = sft[0]
+    weights = [{k: v.clone() for k, v in model0.state_dict().items()}]  # weights[t] = after t steps
+    seen = []
+
+    def on_step(t, roll, behaviour_state, model):
+        seen.append((t, roll, {k: v.clone() for k, v in behaviour_state.items()}))
+        weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    train_rl(_cfg(sft, lag=lag, steps=6, eval_every=100), warm_start=sft[:2], on_step=on_step)
+    scorer = type(model0)(model0.config)
+    for t, roll, beh in seen:
+        src = weights[max(0, t - lag)]
+        assert all(torch.equal(beh[k], src[k]) for k in src)
+        scorer.load_state_dict(src)
+        with torch.no_grad():
+            torch.testing.assert_close(scorer.completion_logprobs(roll), roll.logp, atol=1e-5, rtol=0)
+        if lag > 0 and t >= 1:  # the current weights would not have recorded these numbers
+            scorer.load_state_dict(weights[t])
+            with torch.no_grad():
+                assert (scorer.completion_logprobs(roll) - roll.logp).abs().max() > 1e-4
+
+
+def test_runs_are_deterministic_and_the_seed_matters(sft):
+    a = train_rl(_cfg(sft, steps=4), warm_start=sft[:2])
+    b = train_rl(_cfg(sft, steps=4), warm_start=sft[:2])
+    c = train_rl(_cfg(sft, steps=4, seed=1), warm_start=sft[:2])
+    assert _rows(a.history) == _rows(b.history)
+    assert _rows(a.history) != _rows(c.history)
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(sft, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    cfg = _cfg(sft, objective="tis", out_dir=str(out))  # needs prox; lag 2 exercises the ring
+    return cfg, train_rl(cfg, warm_start=sft[:2])
+
+
+def test_resume_reproduces_metrics_exactly(sft, uninterrupted, tmp_path):
+    cfg, full = uninterrupted
+    cfg = replace(cfg, out_dir=str(tmp_path))
+    first = train_rl(cfg, warm_start=sft[:2], stop_after=3)  # last checkpoint at step 2: step 3 is redone
+    assert first.status == "interrupted" and first.step == 3
+    second = train_rl(cfg, warm_start=sft[:2], resume=True)
+    assert second.step == cfg.steps
+    assert _csv(tmp_path / "metrics.csv") == _csv(Path(full.config.out_dir) / "metrics.csv")
+    for x, y in zip(full.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_resume_after_kill_9(sft, tmp_path):
+    """A killed CLI run continues from its last checkpoint with identical metrics."""
+    steps = 30
+    ref = train_rl(_cfg(sft, steps=steps, eval_every=10, lag=4, ckpt_every=2), warm_start=sft[:2])
+    args = [sys.executable, "-m", "sims.llm.rl", "--preset", "smoke", "--sft", str(sft[2]), "--objective", "opmd"]
+    args += ["--lag", "4", "--steps", str(steps), "--eval-every", "10", "--ckpt-every", "2", "--num-threads", "1"]
+    args += ["--no-progress", "--out-dir", str(tmp_path)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (tmp_path / "ckpt.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()  # SIGKILL
+    assert proc.wait() == -signal.SIGKILL and (tmp_path / "ckpt.pt").exists()
+    subprocess.run(args + ["--resume"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    assert _csv(tmp_path / "metrics.csv") == _rows(ref.history)
+
+
+def test_resume_refuses_a_different_config(sft, uninterrupted):
+    cfg, _ = uninterrupted
+    with pytest.raises(ValueError, match="lr"):
+        train_rl(replace(cfg, lr=0.5), warm_start=sft[:2], resume=True)
+
+
+def test_every_objective_of_the_zoo_trains_one_step(sft):
+    for name in objective_names():
+        res = train_rl(_cfg(sft, objective=name, steps=1, lag=1), warm_start=sft[:2])
+        row = res.history[0]
+        assert row["loss"] == row["loss"] and row["grad_norm"] == row["grad_norm"], name
+        assert (row["eta_fit"] is not None) == (res.config.make_objective().family == "regression"), name
+
+
+def test_shifted_regression_predicts_eta_at_least_delta(sft):
+    res = train_rl(_cfg(sft, objective="shifted_regression", objective_params={"delta": 2.0}, steps=2), warm_start=sft[:2])
+    assert all(r["eta_pred"] >= 2.0 - 1e-9 for r in res.history)
+
+
+def test_bad_configs_name_the_field(sft):
+    with pytest.raises(ValueError, match="lag"):
+        _cfg(sft, lag=-1)
+    with pytest.raises(ValueError, match="group_size.*G >= 2"):
+        _cfg(sft, objective="grpo", group_size=1)
+    with pytest.raises(ValueError, match="objective.*valid objectives: pg, ppo"):
+        _cfg(sft, objective="nope")
+    with pytest.raises(ValueError, match="objective.*no parameter"):
+        _cfg(sft, objective="opmd", objective_params={"gamma": 1})
+    with pytest.raises(ValueError, match="sft"):
+        RLConfig(sft="/no/such/ckpt.pt")
+    with pytest.raises(ValueError, match="eval_ks"):
+        _cfg(sft, eval_ks=(2,))
+    _cfg(sft, objective="opmd", group_size=1)  # the mean baseline works with G = 1
+
+
+def test_cli_help_and_errors(capsys):
+    with pytest.raises(SystemExit) as e:
+        rl_main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--lag" in out and "samples come from the weights of L steps earlier" in out
+    with pytest.raises(SystemExit) as e:
+        rl_main(["--preset", "smoke", "--lag", "-2"])
+    assert e.value.code != 0 and "lag" in capsys.readouterr().err
+    assert parse_objective_params("beta=0.05,delta=2,eps_low=none") == {"beta": 0.05, "delta": 2, "eps_low": None}
+    assert parse_objective_params('{"beta": 0.5}') == {"beta": 0.5}
+
+
+def test_confirm_grid_writes_tidy_results(sft, tmp_path):
+    from sims.llm.confirm import main as confirm_main
+
+    summary = confirm_main(
+        ["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "2", "--seeds", "0", "1"]
+        + ["--lags", "1", "--objectives", "opmd", "grpo"]
+    )
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["objective"] for r in rows} == {"opmd", "grpo"}
+    assert [r["eta_fit"] == "" for r in rows] == [False, False, True, True]
+    assert len(summary) == 2 and summary[0]["seeds"] == 2 and summary[0]["reward_se"] is not None
