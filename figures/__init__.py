@@ -13,4 +13,5 @@ FIGURES = [
     "fig06_temperature_frontier",
     "fig07_group_bias",
     "fig08_token_gap",
+    "fig09_llm_confirmation",
 ]

@@ -1,0 +1,105 @@
+"""Figure 9: the LLM trainer's confirmation — fitted against predicted eta, and reward, entropy, KL against lag.
+
+Reads ``results/llm_confirm/summary.csv``, written by
+
+    python -m sims.llm.confirm --out-dir results/llm_confirm \\
+        --objectives opmd opmd_lme shifted_regression oapl grpo --lags 0 4 16 --seeds 0 1 2 --steps 30
+
+(the character-level smoke model after its SFT warm start, 30 RL steps per cell,
+metrics averaged over the last 10 steps; mean and standard error over seeds).
+When the file is missing the grid is recomputed into that folder (a small grid
+under ``--smoke``). Left: eta fitted from the realized log-ratios (identity
+estimator, after the update) against the Lambert prediction from the group's
+advantages; middle panels: reward, entropy and KL(mu||pi) against lag; right:
+the ratio-based objective's clip fraction and ratio ESS against lag.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import _style
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "llm_confirm"
+FULL_GRID = ["--objectives", "opmd", "opmd_lme", "shifted_regression", "oapl", "grpo", "--lags", "0", "4", "16",
+             "--seeds", "0", "1", "2", "--steps", "30"]
+SMOKE_GRID = ["--objectives", "opmd", "shifted_regression", "grpo", "--lags", "0", "4", "--seeds", "0", "1",
+              "--steps", "8"]
+
+
+def load(smoke: bool) -> list[dict]:
+    """Rows of summary.csv (recomputed when missing), numbers as floats (None when empty)."""
+    path = RESULTS / "summary.csv"
+    if not path.exists():
+        from sims.llm.confirm import main
+
+        main(["--out-dir", str(RESULTS), *(SMOKE_GRID if smoke else FULL_GRID)])
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k, v in r.items():
+            if k != "objective":
+                r[k] = float(v) if v not in ("", None) else None
+    return rows
+
+
+def _series(rows, obj, key):
+    cell = sorted((r for r in rows if r["objective"] == obj), key=lambda r: r["lag"])
+    lag = np.array([r["lag"] for r in cell])
+    m = np.array([np.nan if r[key] is None else r[key] for r in cell])
+    se = np.array([0.0 if r.get(f"{key}_se") is None else r[f"{key}_se"] for r in cell])
+    return lag, m, se
+
+
+def make(smoke: bool, out: Path) -> list[Path]:
+    _style.apply()
+    rows = load(smoke)
+    objs = list(dict.fromkeys(r["objective"] for r in rows))
+    colors = dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
+    fig, axes = plt.subplots(1, 5, figsize=(19, 3.9))
+    ax = axes[0]
+    lim = 0.0
+    for obj in objs:
+        for r in rows:
+            if r["objective"] != obj or r["eta_fit"] is None or r["eta_pred"] is None:
+                continue
+            ax.errorbar(r["eta_pred"], r["eta_fit"], xerr=r["eta_pred_se"] or 0, yerr=r["eta_fit_se"] or 0,
+                        fmt="o", color=colors[obj], ms=4 + r["lag"] / 4)
+            lim = max(lim, r["eta_pred"], r["eta_fit"])
+        ax.plot([], [], "o", color=colors[obj], label=obj)
+    ax.plot([-lim * 1.05, lim * 1.05], [-lim * 1.05, lim * 1.05], "k:", lw=1, label="fitted = predicted")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel(r"predicted $\eta$ (Lambert, from $A$, $\beta$)")
+    ax.set_ylabel(r"fitted $\eta$ (after the update)")
+    ax.set_title(r"$\eta$: fitted against predicted (symlog)" + "\n(marker size grows with lag)")
+    ax.legend(frameon=False, fontsize=8)
+    for ax, key, label in zip(axes[1:4], ("reward", "entropy", "kl"),
+                              ("reward of the samples", "entropy proxy [nats/token]", r"KL$(\mu\|\pi)$ [nats]")):
+        for obj in objs:
+            lag, m, se = _series(rows, obj, key)
+            ax.errorbar(lag, m, yerr=se, marker="o", color=colors[obj], capsize=2, label=obj)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(sorted({r["lag"] for r in rows}), [str(int(x)) for x in sorted({r["lag"] for r in rows})])
+        ax.set_xlabel("lag L")
+        ax.set_title(label)
+    ax = axes[4]
+    for obj in objs:
+        lag, clip, se = _series(rows, obj, "clip_frac")
+        if np.isfinite(clip).any():
+            ax.errorbar(lag, clip, yerr=se, marker="o", color=colors[obj], capsize=2, label=f"{obj}: clip fraction")
+            lag, ess, se = _series(rows, obj, "ess")
+            ax.errorbar(lag, 1 - ess, yerr=se, marker="s", ls="--", color=colors[obj], capsize=2,
+                        label=f"{obj}: 1 - ratio ESS")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks(sorted({r["lag"] for r in rows}), [str(int(x)) for x in sorted({r["lag"] for r in rows})])
+    ax.set_xlabel("lag L")
+    ax.set_title("ratio-based: clipping and ESS loss")
+    ax.legend(frameon=False, fontsize=8)
+    fig.suptitle("LLM trainer (character-level smoke model, reasoning-gym chain sums): mean ± s.e. over seeds")
+    return _style.save(fig, out, "fig09_llm_confirmation")
