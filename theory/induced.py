@@ -136,7 +136,9 @@ def _arm_ratios(weight, mu, a, kappa, c, h0):
             ok = np.isfinite(step) & (step > la) & (step < ha)
             xn = np.where(f == 0, xa, np.where(ok, step, 0.5 * (la + ha)))
             scale = np.maximum(np.abs(xn), 1.0)
-            done = (f == 0) | (np.abs(xn - xa) <= 1e-15 * scale) | (ha - la <= 1e-15 * scale)
+            at_rounding = np.abs(f) <= 8e-16 * (np.abs(h) + np.abs(k_i[act] * ue) + np.abs(t_i[act]))
+            done = at_rounding | (np.abs(xn - xa) <= 1e-15 * scale) | (ha - la <= 1e-15 * scale)
+            xn = np.where(at_rounding, xa, xn)
             x[act], lo[act], hi[act] = xn, la, ha
             act = act[~done]
             if act.size == 0:
@@ -166,7 +168,14 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
         u = np.where(mu > 0, pi / np.where(mu > 0, mu, 1.0), 1.0)
     u = np.maximum(u, U_ZERO)
     h = _h(weight, u, np.broadcast_to(adv, u.shape))
-    mh = np.where(mu > 0, mu * h, 0.0)
+    # arms whose ratio sits below float64 range under a weight unbounded at u = 0 (the regression's
+    # log u) cannot be represented: their true target is positive but < 1e-250 mu, where the true
+    # mu h = mu kappa u is 0 to float precision; h at the floor is an artefact, so they count as 0
+    a_b = np.broadcast_to(adv, u.shape)
+    h_far = _h(weight, np.full_like(u, 1e-250), a_b)
+    h_zero = _h(weight, np.full_like(u, U_ZERO), a_b)
+    unrepresentable = (u <= 1e-250) & (np.abs(h_zero - h_far) > 1e-12 * (np.abs(h_zero) + np.abs(h_far)))
+    mh = np.where((mu > 0) & ~unrepresentable, mu * h, 0.0)
     kappa = mh.sum(-1, keepdims=True)
     g = mh - pi * kappa
     keep = (pi > 1e-12) & (mu > 0)
@@ -174,7 +183,7 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         c = np.nanmean(gk, -1, keepdims=True)
         spread = np.nanmax(np.abs(gk - c), -1)
-        excess = np.nanmax(np.where((mu > 0) & ~keep, g - c, np.nan), -1, initial=-np.inf)
+        excess = np.nanmax(np.where((mu > 0) & ~keep & ~unrepresentable, g - c, np.nan), -1, initial=-np.inf)
     h1 = _h(weight, np.ones_like(u), np.broadcast_to(adv, u.shape))
     scale = np.maximum(np.abs(mh).max(-1), np.abs(np.where(mu > 0, mu * h1, 0.0)).max(-1))
     # a weight that vanishes at the target and at u = 1 (e.g. the regression with A = 0): absolute scale
@@ -238,7 +247,27 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
         dF = np.exp(y) * (m * d).sum(-1)
         return F, dF, u
 
-    c = np.zeros(N)
+    # Start the support iteration at the drift the sort gives: arms leave iff m = mu h(0+) <= c and
+    # c |S| = -sum_{left} m, so S is the top k by m with the largest k such that m_(k) > c_k =
+    # (sum_{top k} m - sum m) / k (as in a projection onto the simplex). Arms whose h(0+) is 0
+    # leave or stay by kappa, which the per-arm solve decides; the loop below settles them.
+    # a weight that vanishes at u = 0 (a ratio times something) contributes no drift: keep its
+    # float64 dust (U_ZERO * A ~ 1e-308) out of c
+    h0_drift = np.where(np.abs(h0) <= 1e-250, 0.0, h0)
+    # a weight unbounded at u = 0 (the regression's log u) never lets an arm leave: an arm that
+    # underflows there (u < 1e-308) is a float64 artefact, not a face of the KKT system, so no drift
+    h0_far = np.where(sup, _h(weight, np.full_like(M, 1e-250), A), 0.0)
+    unbounded = np.abs(h0 - h0_far) > 1e-12 * (np.abs(h0) + np.abs(h0_far))
+    h0_drift = np.where(unbounded, 0.0, h0_drift)
+    m = np.where(sup, M * h0_drift, -np.inf)
+    srt = -np.sort(-m, axis=-1)
+    fin = np.isfinite(srt)
+    csum = np.cumsum(np.where(fin, srt, 0.0), -1)
+    k = np.arange(1, K + 1)
+    c_k = (csum - csum[:, -1:]) / k
+    valid = fin & (srt > c_k)
+    kstar = np.where(valid.any(-1), K - 1 - np.argmax(valid[:, ::-1], axis=-1), 0)
+    c = np.where(valid.any(-1), np.take_along_axis(c_k, kstar[:, None], -1)[:, 0], 0.0)
     for _ in range(max_support_iter):
         rows = np.arange(N)
         y0 = np.log(scale)
@@ -292,7 +321,7 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
         # support update: arms that left, and the drift they imply
         keep = (pi > 0) & sup
         n_keep = keep.sum(-1)
-        c_new = np.where(n_keep > 0, -np.where(sup & ~keep, M * h0, 0.0).sum(-1) / np.maximum(n_keep, 1), 0.0)
+        c_new = np.where(n_keep > 0, -np.where(sup & ~keep, M * h0_drift, 0.0).sum(-1) / np.maximum(n_keep, 1), 0.0)
         if np.allclose(c_new[ok_rows], c[ok_rows], rtol=1e-13, atol=1e-15 * scale[ok_rows]):
             c = c_new
             break
@@ -302,7 +331,8 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
     if ok_rows.any():  # kappa = E_mu[h] at the returned point (the bracket interpolation moves pi)
         Mo, Po = M[ok_rows], pi[ok_rows]
         uo = np.maximum(np.where(Mo > 0, Po / np.where(Mo > 0, Mo, 1.0), 1.0), U_ZERO)
-        kap[ok_rows] = np.where(Mo > 0, Mo * _h(weight, uo, A[ok_rows]), 0.0).sum(-1)
+        art = unbounded[ok_rows] & (uo <= 1e-250)  # float64 artefacts (see stationarity_residual)
+        kap[ok_rows] = np.where((Mo > 0) & ~art, Mo * _h(weight, uo, A[ok_rows]), 0.0).sum(-1)
     res = np.full(N, np.inf)
     if ok_rows.any():
         res[ok_rows] = stationarity_residual(weight, M[ok_rows], A[ok_rows], pi[ok_rows])
@@ -413,6 +443,7 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
     elif method == "kkt":
         sol = solve_kkt(wfun, mu, adv, kappa_min=obj.kappa_min)
         pi, kap, drift, used = sol.pi, sol.kappa, sol.drift, "kkt"
+        kkt_converged = sol.converged
     elif method == "euler":
         return euler_flow(wfun, mu, adv)
     else:
@@ -430,6 +461,9 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
         converged[bad] = fr.converged
         used = used + "+flow"
     converged = converged.reshape(mu.shape[:-1])
+    if used.startswith("kkt"):  # rows the solver answered keep its own verdict
+        finite = np.isfinite(kkt_converged) if kkt_converged.dtype != bool else np.ones_like(kkt_converged)
+        converged = np.where(np.isfinite(sol.pi).all(-1) & finite, kkt_converged, converged)
     res = stationarity_residual(wfun, mu, adv, pi)
     return InducedTarget(pi=pi, method=used, converged=converged, residual=res, kappa=kap, drift=drift)
 
