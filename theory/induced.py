@@ -48,8 +48,13 @@ import scipy.optimize
 import torch
 
 from ._checks import as_float_array, broadcast_arms, check_distribution
+from .flow import _torch_single_thread
 
 __all__ = ["InducedTarget", "solve_kkt", "euler_flow", "induced_target", "stationarity_residual", "ppo_clip_target_set"]
+
+#: |sum mu u - 1| below which the normalization counts as met (a vertex: mu * (1/mu) - 1 is
+#: rounding, not a sign)
+_F_TOL = 1e-13
 
 #: ``u`` at which ``h(0+, A)`` is evaluated (smallest normal float64, as in the flow).
 U_ZERO = float(np.finfo(np.float64).tiny)
@@ -191,6 +196,7 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
     return np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
 
 
+@_torch_single_thread
 def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int = 20):
     r"""Solve the boundary-aware fixed-point system of the module docstring.
 
@@ -268,27 +274,29 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
     valid = fin & (srt > c_k)
     kstar = np.where(valid.any(-1), K - 1 - np.argmax(valid[:, ::-1], axis=-1), 0)
     c = np.where(valid.any(-1), np.take_along_axis(c_k, kstar[:, None], -1)[:, 0], 0.0)
+    pending = np.arange(N)  # rows whose support / drift is not settled yet
     for _ in range(max_support_iter):
-        rows = np.arange(N)
-        y0 = np.log(scale)
+        rows = pending
+        if rows.size == 0:
+            break
+        y0 = np.log(scale[rows])
         lo = y0 - 40.0
         hi = y0 + 40.0
-        F_lo, _, _ = row_sum(lo, rows, c)
-        F_hi, _, _ = row_sum(hi, rows, c)
+        F_lo, _, _ = row_sum(lo, rows, c[rows])
+        F_hi, _, _ = row_sum(hi, rows, c[rows])
         for _ in range(30):  # widen brackets
-            need_lo = F_lo < 0
-            need_hi = F_hi > 0
+            need_lo = F_lo < -_F_TOL
+            need_hi = F_hi > _F_TOL
             if not (need_lo.any() or need_hi.any()):
                 break
             lo = np.where(need_lo, lo - 40.0, lo)
             hi = np.where(need_hi, hi + 40.0, hi)
-            F_lo, _, _ = row_sum(lo, rows, c)
-            F_hi, _, _ = row_sum(hi, rows, c)
-        valid = (F_lo >= 0) & (F_hi <= 0)
-        y = np.where(valid, 0.5 * (lo + hi), np.nan)
-        act = np.flatnonzero(valid)
-        lo_a, hi_a = lo[act].copy(), hi[act].copy()
-        x = y0[act].clip(lo_a, hi_a)
+            F_lo, _, _ = row_sum(lo, rows, c[rows])
+            F_hi, _, _ = row_sum(hi, rows, c[rows])
+        valid = (F_lo >= -_F_TOL) & (F_hi <= _F_TOL)
+        act = rows[valid]
+        lo_a, hi_a = lo[valid].copy(), hi[valid].copy()
+        x = y0[valid].clip(lo_a, hi_a)
         todo = np.arange(act.size)
         for _ in range(300):  # bracketed Newton in log(kappa - kappa_min) on the rows not yet converged
             if todo.size == 0:
@@ -305,10 +313,9 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
             done = (F == 0) | (np.abs(F) <= 1e-15) | (ht - lt <= 1e-15 * np.maximum(np.abs(xn), 1.0))
             x[todo], lo_a[todo], hi_a[todo] = xn, lt, ht
             todo = todo[~done]
-        # final point: interpolate between the bracket ends (handles jumps of F)
-        F_l, _, u_l = row_sum(lo_a, act, c[act]) if act.size else (None, None, None)
-        F_h, _, u_h = row_sum(hi_a, act, c[act]) if act.size else (None, None, None)
-        if act.size:
+        if act.size:  # final point: interpolate between the bracket ends (handles jumps of F)
+            F_l, _, u_l = row_sum(lo_a, act, c[act])
+            F_h, _, u_h = row_sum(hi_a, act, c[act])
             F_x, _, u_x = row_sum(x, act, c[act])
             gap = F_l - F_h
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -317,15 +324,15 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
             u_fin = np.where(use_x[:, None], u_x, u_h + lam[:, None] * (u_l - u_h))
             pi[act] = M[act] * u_fin
             kap[act] = kappa_min + np.exp(x)
-        ok_rows = valid.copy()
-        # support update: arms that left, and the drift they imply
-        keep = (pi > 0) & sup
+        ok_rows[rows] = valid
+        # support update: arms that left, and the drift they imply; rows whose drift moved go again
+        keep = (pi[rows] > 0) & sup[rows]
         n_keep = keep.sum(-1)
-        c_new = np.where(n_keep > 0, -np.where(sup & ~keep, M * h0_drift, 0.0).sum(-1) / np.maximum(n_keep, 1), 0.0)
-        if np.allclose(c_new[ok_rows], c[ok_rows], rtol=1e-13, atol=1e-15 * scale[ok_rows]):
-            c = c_new
-            break
-        c = np.where(ok_rows, c_new, c)
+        left = np.where(sup[rows] & ~keep, M[rows] * h0_drift[rows], 0.0).sum(-1)
+        c_new = np.where(n_keep > 0, -left / np.maximum(n_keep, 1), 0.0)
+        moved = valid & ~np.isclose(c_new, c[rows], rtol=1e-13, atol=0.0) & (np.abs(c_new - c[rows]) > 1e-15 * scale[rows])
+        c[rows] = np.where(valid, c_new, c[rows])
+        pending = rows[moved]
     drift = c
     pi = np.where(ok_rows[:, None], pi / np.where(ok_rows, pi.sum(-1), 1.0)[:, None], np.nan)
     if ok_rows.any():  # kappa = E_mu[h] at the returned point (the bracket interpolation moves pi)
@@ -354,6 +361,7 @@ def _flow(obj, mu, adv, flow_kwargs):
     return res
 
 
+@_torch_single_thread
 def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol: float = 1e-8):
     r"""Explicit Euler on the logit flow, for fields with plateaus (PPO-type clipping).
 
