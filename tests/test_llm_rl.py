@@ -1,6 +1,7 @@
 """The RL trainer: runs, lag ring, determinism, resumption (in process and after kill -9), bad configs."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -207,3 +208,8 @@ def test_confirm_grid_writes_tidy_results(sft, tmp_path):
     assert len(rows) == 4 and {r["objective"] for r in rows} == {"opmd", "grpo"}
     assert [r["eta_fit"] == "" for r in rows] == [False, False, True, True]
     assert len(summary) == 2 and summary[0]["seeds"] == 2 and summary[0]["reward_se"] is not None
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    assert sweep["inner_steps"] == RL_PRESETS["smoke"].inner_steps and sweep["lr"] == RL_PRESETS["smoke"].lr
+    with pytest.raises(SystemExit) as e:
+        confirm_main(["--out-dir", str(tmp_path / "bad"), "--inner-steps", "0"])
+    assert e.value.code != 0

@@ -43,14 +43,29 @@ class ConfirmSweep:
     """RL preset every cell starts from."""
     steps: int = 30
     """RL steps per cell."""
+    inner_steps: int | None = None
+    """k: optimizer steps on each batch (None: the RL preset's value)."""
+    lr: float | None = None
+    """AdamW learning rate (None: the RL preset's value)."""
     tail: int = 10
     """Metrics are averaged over the last this many steps."""
     num_threads: int = 2
     """torch intra-op threads."""
 
 
+def resolve(sweep: ConfirmSweep) -> ConfirmSweep:
+    """``sweep`` with ``inner_steps`` and ``lr`` left as None filled in from its RL preset."""
+    base = RL_PRESETS[sweep.rl_preset]
+    return dataclasses.replace(
+        sweep,
+        inner_steps=base.inner_steps if sweep.inner_steps is None else sweep.inner_steps,
+        lr=base.lr if sweep.lr is None else sweep.lr,
+    )
+
+
 def run(sweep: ConfirmSweep, out_dir: str | Path) -> list[dict]:
     """Train every cell; write and return the tidy rows of ``results.csv``."""
+    sweep = resolve(sweep)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sft_path = sweep.sft
@@ -69,6 +84,8 @@ def run(sweep: ConfirmSweep, out_dir: str | Path) -> list[dict]:
                     lag=lag,
                     seed=seed,
                     steps=sweep.steps,
+                    inner_steps=sweep.inner_steps,
+                    lr=sweep.lr,
                     eval_every=sweep.steps,
                     ckpt_every=sweep.steps,
                     num_threads=sweep.num_threads,
@@ -116,9 +133,21 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--lags", type=int, nargs="+", default=list(ConfirmSweep.lags), help="lags")
     p.add_argument("--objectives", nargs="+", default=list(ConfirmSweep.objectives), help="objectives")
     p.add_argument("--sft", default=ConfirmSweep.sft, help="SFT preset or checkpoint file")
+    p.add_argument("--inner-steps", type=int, default=None, help="k: optimizer steps per batch (default: the RL preset's)")
+    p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the RL preset's)")
     args = p.parse_args(argv)
+    if args.inner_steps is not None and args.inner_steps < 1:
+        p.error(f"--inner-steps: must be >= 1, got {args.inner_steps}")
+    if args.lr is not None and not args.lr > 0:
+        p.error(f"--lr: must be > 0, got {args.lr}")
     sweep = ConfirmSweep(
-        objectives=tuple(args.objectives), lags=tuple(args.lags), seeds=tuple(args.seeds), sft=args.sft, steps=args.steps
+        objectives=tuple(args.objectives),
+        lags=tuple(args.lags),
+        seeds=tuple(args.seeds),
+        sft=args.sft,
+        steps=args.steps,
+        inner_steps=args.inner_steps,
+        lr=args.lr,
     )
     summary = score(run(sweep, args.out_dir))
     with open(args.out_dir / "summary.csv", "w", newline="") as f:
