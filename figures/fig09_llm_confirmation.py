@@ -11,7 +11,10 @@ When the file is missing the grid is recomputed into that folder (a small grid
 under ``--smoke``). Left: eta fitted from the realized log-ratios (identity
 estimator, after the update) against the Lambert prediction from the group's
 advantages; middle panels: reward, entropy and KL(mu||pi) against lag; right:
-the ratio-based objective's clip fraction and ratio ESS against lag.
+the ratio-based objective's clip fraction and ratio ESS against lag. Hollow
+markers in the eta panel: the grid of ``results/llm_confirm_k8`` (8 inner steps
+per batch, 8 steps; its README has the commands), where the fit moves towards
+the prediction.
 """
 
 from __future__ import annotations
@@ -26,19 +29,22 @@ from . import _style
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "llm_confirm"
+#: the same grid with 8 inner steps per batch (see its README); drawn hollow in the eta panel when present
+RESULTS_K8 = ROOT / "results" / "llm_confirm_k8"
 FULL_GRID = ["--objectives", "opmd", "opmd_lme", "shifted_regression", "oapl", "grpo", "--lags", "0", "4", "16",
              "--seeds", "0", "1", "2", "--steps", "30"]
 SMOKE_GRID = ["--objectives", "opmd", "shifted_regression", "grpo", "--lags", "0", "4", "--seeds", "0", "1",
               "--steps", "8"]
 
 
-def load(smoke: bool) -> list[dict]:
+def load(smoke: bool, path: Path | None = None) -> list[dict]:
     """Rows of summary.csv (recomputed when missing), numbers as floats (None when empty)."""
-    path = RESULTS / "summary.csv"
-    if not path.exists():
-        from sims.llm.confirm import main
+    if path is None:
+        path = RESULTS / "summary.csv"
+        if not path.exists():
+            from sims.llm.confirm import main
 
-        main(["--out-dir", str(RESULTS), *(SMOKE_GRID if smoke else FULL_GRID)])
+            main(["--out-dir", str(RESULTS), *(SMOKE_GRID if smoke else FULL_GRID)])
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -72,6 +78,15 @@ def make(smoke: bool, out: Path) -> list[Path]:
                         fmt="o", color=colors[obj], ms=4 + r["lag"] / 4)
             lim = max(lim, r["eta_pred"], r["eta_fit"])
         ax.plot([], [], "o", color=colors[obj], label=obj)
+    k8 = RESULTS_K8 / "summary.csv"
+    if k8.exists():
+        for r in load(smoke, k8):
+            if r["eta_fit"] is None or r["eta_pred"] is None or r["objective"] not in colors:
+                continue
+            ax.errorbar(r["eta_pred"], r["eta_fit"], xerr=r["eta_pred_se"] or 0, yerr=r["eta_fit_se"] or 0,
+                        fmt="o", mfc="white", color=colors[r["objective"]], ms=4 + r["lag"] / 4)
+            lim = max(lim, r["eta_pred"], abs(r["eta_fit"]))
+        ax.plot([], [], "o", mfc="white", color="0.3", label="8 inner steps per batch")
     ax.plot([-lim * 1.05, lim * 1.05], [-lim * 1.05, lim * 1.05], "k:", lw=1, label="fitted = predicted")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_yscale("symlog", linthresh=1)
