@@ -296,3 +296,13 @@ def test_stationarity_residual_detects_a_non_fixed_point():
     w = lambda u, a: obj.weight(u, a)  # noqa: E731
     assert stationarity_residual(w, mu, adv, mu) > 1e-3
     assert stationarity_residual(w, mu, adv, obj.induced_target(mu, r).pi) < 1e-10
+
+
+def test_residual_is_scale_honest_when_the_weight_vanishes():
+    # Found by hypothesis in CI: constant rewards make the regression's weight vanish at the
+    # target and at u = 1; a rounding-level difference between pi and mu then gave residual O(1).
+    obj = make_objective("opmd")
+    mu = np.array([0.79421222, 0.20578778])
+    adv = obj.population_advantage(mu, np.zeros(2))
+    pi = mu * (1 + np.array([1e-16, -3.9e-16]))
+    assert stationarity_residual(lambda u, a: obj.weight(u, a), mu, adv, pi) < 1e-12

@@ -189,8 +189,12 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
         c = np.nanmean(gk, -1, keepdims=True)
         spread = np.nanmax(np.abs(gk - c), -1)
         excess = np.nanmax(np.where((mu > 0) & ~keep & ~unrepresentable, g - c, np.nan), -1, initial=-np.inf)
-    h1 = _h(weight, np.ones_like(u), np.broadcast_to(adv, u.shape))
-    scale = np.maximum(np.abs(mh).max(-1), np.abs(np.where(mu > 0, mu * h1, 0.0)).max(-1))
+    # scale: the size of mu h at the point, at u = 1 and at u = e^{+-1} (the last two keep the
+    # scale honest when the weight vanishes at the target and at u = 1, e.g. the regression at A = 0)
+    scale = np.abs(mh).max(-1)
+    for u_ref in (1.0, np.e, 1.0 / np.e):
+        h_ref = _h(weight, np.full_like(u, u_ref), np.broadcast_to(adv, u.shape))
+        scale = np.maximum(scale, np.abs(np.where(mu > 0, mu * h_ref, 0.0)).max(-1))
     # a weight that vanishes at the target and at u = 1 (e.g. the regression with A = 0): absolute scale
     scale = np.where(scale > 0, scale, 1.0)
     return np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
