@@ -306,3 +306,16 @@ def test_residual_is_scale_honest_when_the_weight_vanishes():
     adv = obj.population_advantage(mu, np.zeros(2))
     pi = mu * (1 + np.array([1e-16, -3.9e-16]))
     assert stationarity_residual(lambda u, a: obj.weight(u, a), mu, adv, pi) < 1e-12
+
+
+def test_kkt_solver_leaves_float64_underflow_alone():
+    # Found by benchmarks/bench_zoo_solver.py: at beta2 = 1e-3 an arm's target ratio can underflow
+    # (u ~ e^-788); the solver took it for a left arm and gave it a drift, 6e-3 off the closed form.
+    rng = np.random.default_rng(0)  # the benchmark's bandits: mu then r from one stream; row 736
+    mu = rng.dirichlet(np.ones(16), size=1000)[736]
+    r = rng.uniform(size=(1000, 16))[736]
+    obj = make_objective("oapl")
+    it = obj.induced_target(mu[None], r[None], method="kkt")
+    cf = obj.closed_form_target(mu[None], obj.population_advantage(mu[None], r[None]))
+    assert it.converged.all()
+    np.testing.assert_allclose(it.pi, cf, atol=1e-11)
