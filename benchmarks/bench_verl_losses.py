@@ -2,7 +2,7 @@
 
 Workload: one micro-batch of 64 sequences x 2048 response tokens on CPU (float32),
 ragged lengths U[256, 2048], rollout groups of 8 with binary rewards, log-ratios
-N(0, 0.05^2). Each registered ``zoo_<name>`` loss is called through verl's interface
+N(0, drift^2), drift 0.05 by default (``--drift``). Each registered ``zoo_<name>`` loss is called through verl's interface
 (``core_algos.get_policy_loss_fn``, the keywords verl's ``ppo_loss`` passes,
 verl's ``ActorConfig``) and timed forward + backward, metrics included, against
 the built-in of its family under the same ``loss_agg_mode``:
@@ -43,12 +43,12 @@ FAMILY = {
 }
 
 
-def make_batch(name, B=64, T=2048, G=8, seed=0):
+def make_batch(name, B=64, T=2048, G=8, seed=0, drift=0.05):
     g = torch.Generator().manual_seed(seed)
     lens = torch.randint(256, T + 1, (B,), generator=g)
     mask = torch.arange(T)[None] < lens[:, None]
     old = torch.randn(B, T, generator=g) * 0.5 - 1.5
-    lp = old + 0.05 * torch.randn(B, T, generator=g)
+    lp = old + drift * torch.randn(B, T, generator=g)
     rewards = torch.randint(0, 2, (B // G, G), generator=g).double()
     adv = make_objective(name).advantages(rewards).reshape(B).float()
     return dict(old=old, lp=lp, adv=adv[:, None] * mask, mask=mask)
@@ -72,18 +72,22 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--only", nargs="+", default=None, help="these zoo objectives only (default: all registered)")
+    p.add_argument("--drift", type=float, default=0.05,
+                   help="sd of the log-ratios log pi - log mu (0.05: M2PO's mask keeps every token; "
+                        "0.3: it drops the largest ~7%%)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     rows = []
-    for name in zv.REGISTERED:
+    for name in args.only or zv.REGISTERED:
         builtin = FAMILY[name]
         rec = zv.recipe(name)
         mode = rec.actor["loss_agg_mode"]
         cfg = ActorConfig(strategy="fsdp", rollout_n=args.group, ppo_micro_batch_size_per_gpu=1,
                           clip_ratio_low=0.2, clip_ratio_high=0.28,
                           policy_loss=PolicyLossConfig(dro_beta=rec.actor.get("policy_loss.dro_beta", 0.1)))
-        b = make_batch(name, args.batch, args.length, args.group, args.seed)
+        b = make_batch(name, args.batch, args.length, args.group, args.seed, args.drift)
         zoo_fn = core_algos.get_policy_loss_fn(f"zoo_{name}")
         ref_fn = core_algos.get_policy_loss_fn(builtin)
         for _ in range(3):  # warm-up

@@ -335,18 +335,44 @@ def m2po_mask(logp, logp_mu, mask=None, *, tau=0.04):
     :math:`s_t^2` over the kept tokens of the batch is at most :math:`\tau`
     (tokens tied exactly at the cut are all kept).
     Returns a 0/1 tensor of ``logp``'s shape (no gradient).
+
+    Cost: one masked sum when the batch already passes (the usual case: the
+    mean over all tokens is at most :math:`\tau`). Otherwise only values above
+    :math:`\tau` can need dropping (dropping all of them leaves a mean
+    :math:`\le\tau`). The same rule on a strided sample of about 4096 values
+    estimates how many to drop; one top-k a little larger than that estimate
+    holds the cut (if not, a top-k over every value above :math:`\tau` does), so
+    only the dropped tail is ever sorted. Running sums are float64.
     """
     _check_eps(tau=tau)
     m = _mask_like(mask, logp)
     valid = m > 0
     m2 = (logp.detach() - torch.as_tensor(logp_mu, dtype=logp.dtype)) ** 2
-    vals = torch.sort(m2[valid]).values  # ascending
-    # the running mean of ascending values never decreases: keep the k smallest with mean <= tau
-    k = torch.arange(1, vals.numel() + 1, dtype=vals.dtype)
-    n_keep = int(((torch.cumsum(vals, 0) / k) <= tau).sum())
-    if n_keep == 0:
+    n = int(valid.sum())
+    if n == 0:
         return torch.zeros_like(m)
-    return (valid & (m2 <= vals[n_keep - 1])).to(m.dtype)
+    zero = torch.zeros_like(m2)
+    total = torch.where(valid, m2, zero).sum(dtype=torch.float64)
+    if float(total) <= tau * n:
+        return valid.to(m.dtype)
+    n_big = int((valid & (m2 > tau)).sum())
+    if n_big == n:  # every token alone exceeds tau: no nonempty set passes
+        return torch.zeros_like(m)
+    vals = m2[valid]
+    sample = torch.sort(vals[:: max(1, n // 4096)].double()).values
+    means = torch.cumsum(sample, 0) / torch.arange(1, sample.numel() + 1, dtype=torch.float64)
+    frac = 1.0 - int((means <= tau).sum()) / sample.numel()  # estimated fraction to drop
+    guess = int(n * (frac + 4.0 * math.sqrt((frac * (1.0 - frac) + 1.0) / sample.numel()))) + 64
+    for k in (min(guess, n_big) + 1, n_big + 1):
+        top = torch.topk(vals, k, sorted=True).values.double()  # descending
+        rest = total - torch.cumsum(top, 0)  # rest[i]: sum after dropping top[0..i]
+        kept = n - torch.arange(1, k + 1, dtype=torch.float64)
+        passing = torch.nonzero(rest[: k - 1] <= tau * kept[: k - 1])
+        if passing.numel():
+            d = int(passing[0]) + 1  # drop top[0..d-1]; the largest kept value is top[d]
+            return (valid & (m2 <= top[d].to(m2.dtype))).to(m.dtype)
+    # only rounding can get here (a tail of values equal to tau): dropping every value above tau passes
+    return (valid & (m2 <= tau)).to(m.dtype)
 
 
 def m2po_loss(logp, logp_mu, adv, mask=None, *, tau=0.04):
