@@ -527,8 +527,10 @@ def sequence_level_target(cond_mu, adv_leaves, tree, state_target=None, *, beta=
     -----
     With the default Lambert target the positive regime (e.g. the mean
     baseline) costs time linear in :math:`V^T`. The negative regime
-    (:math:`V > V^*_\beta`) scans every arm's :math:`W_{-1}` branch, time
-    quadratic in :math:`V^T`: seconds at :math:`10^3` leaves, out of reach at :math:`10^5`.
+    (:math:`V > V^*_\beta`) has a candidate per arm that may sit on its
+    :math:`W_{-1}` branch, each a full vector of :math:`V^T` arms, so time and
+    memory grow quadratically: measured 3.4 s at 1,024 leaves and 20 s with a
+    0.9 GiB peak at 4,096 leaves (``V = 4``, partial credit, soft value + 0.05).
     """
     cond_mu, tree = _check_policy(cond_mu, _check_tree(tree), "cond_mu")
     adv = _check_leaf_values(adv_leaves, tree, "adv_leaves")

@@ -303,3 +303,112 @@ def test_negative_regime_two_close_roots_on_one_branch_are_found():
     pi, eta = T.lambert_target(mu, adv, beta)
     assert eta == pytest.approx(-0.460958383660389, rel=1e-8)
     assert regression_loss(pi, mu, adv, beta) == pytest.approx(45.25699729292948, rel=1e-9)
+
+
+# ---------------------------------------------------------------- the negative-regime solver's parts
+
+
+def test_log_neg_lambert_matches_mpmath_within_its_conditioning():
+    import mpmath as mp
+
+    from theory._roots import log_neg_lambert
+
+    mp.mp.dps = 40
+    xs = np.concatenate([[-1.0], -1 - np.logspace(-17, 0, 60), -np.logspace(0, 8, 60), [-1e300]])
+    for branch in (0, -1):
+        exact = np.array([float(mp.log(-mp.lambertw(-mp.exp(mp.mpf(x)), branch))) for x in xs])
+        got = log_neg_lambert(xs, branch)
+        # dt/dx = 1/(1 - e^t): an input rounding of |x| eps moves t by that much
+        cond = 2.2e-16 * np.abs(xs) / np.maximum(np.abs(1 - np.exp(exact)), 1e-300) + 2.2e-16 * np.abs(exact)
+        assert np.all(np.abs(got - exact) <= 2 * cond + 1e-300), branch
+
+
+def test_safeguarded_newton_stops_when_the_correction_rounds_onto_the_bracket():
+    # Newton from inside converges; its last correction rounds onto the bracket end it just set,
+    # which must count as convergence rather than start ~50 bisections from the far end
+    from theory._roots import safeguarded_newton
+
+    targets = np.random.default_rng(0).uniform(0.1, 50, 2000)
+    calls = []
+
+    def fun(x, idx):
+        calls.append(idx.size)
+        return np.exp(x) - targets[idx], np.exp(x)
+
+    x = safeguarded_newton(fun, np.full(2000, -5.0), np.full(2000, 10.0))
+    np.testing.assert_allclose(x, np.log(targets), rtol=0, atol=2e-15)
+    assert len(calls) <= 20  # 13 here; 65 when the rounded correction fell back to bisection
+
+
+def test_branch_mass_convexity_threshold_is_the_golden_ratio():
+    # the scan prunes dips where branch j's mass is convex: e^{w(x)} is convex on W_0 and on W_{-1}
+    # where w >= (1 + sqrt 5)/2; the threshold is tight (concave just above w = 1)
+    from theory._roots import log_neg_lambert
+
+    golden = (1 + np.sqrt(5)) / 2
+    x = np.linspace(-8, -1 - 1e-4, 20001)  # coarse enough that rounding (~1e-8 here) stays below the curvature
+    h = x[1] - x[0]
+    for branch in (0, -1):
+        w = np.exp(log_neg_lambert(x, branch))
+        f = np.exp(w)
+        second = (f[2:] - 2 * f[1:-1] + f[:-2]) / h**2
+        wm = w[1:-1]
+        if branch == 0:
+            assert second.min() > 0
+        else:
+            assert second[wm >= golden * (1 + 1e-3)].min() > 0
+            assert second[(wm > 1.01) & (wm < golden * (1 - 1e-3))].max() < 0
+
+
+def _dense_branch_roots(mu, a, grid_points=4000):
+    """Every root of the one-arm-on-W_{-1} mass equations by a dense scan with scipy's lambertw.
+
+    An independent route: branch j's mass sum_y mu_y W_k(-m e^{a_y})/(-m) on a fine grid of
+    c = log m over [log mu_j, -1 - max a], sign changes refined by brentq.
+    """
+    K = mu.size
+    cmax = -1.0 - a.max()
+
+    def mass(c, j):
+        m = np.exp(c)
+        w = -np.real(lambertw(-m * np.exp(a), 0))
+        w[j] = -np.real(lambertw(-m * np.exp(a[j]), -1))
+        return float((mu * w).sum() / m) - 1.0
+
+    roots = []
+    for j in range(K):
+        lo = np.log(mu[j])
+        if lo >= cmax:
+            continue
+        grid = np.concatenate([np.linspace(lo, cmax, grid_points), cmax - np.logspace(-1, -12, 200)])
+        grid = np.unique(np.clip(grid, lo, cmax))
+        vals = np.array([mass(c, j) for c in grid])
+        for k in np.flatnonzero(np.sign(vals[:-1]) * np.sign(vals[1:]) < 0):
+            roots.append((j, brentq(mass, grid[k], grid[k + 1], args=(j,), xtol=1e-14)))
+    return roots
+
+
+def test_negative_regime_roots_match_a_dense_scan():
+    from theory.lambert import _log_mass0, _neg_candidates
+
+    rng = np.random.default_rng(7)
+    checked = pairs = 0
+    for _ in range(60):
+        K = int(rng.integers(2, 7))
+        mu = rng.dirichlet(np.full(K, rng.choice([0.3, 1.0, 5.0])))
+        a = rng.normal(0, rng.choice([0.5, 2.0, 6.0]), K)
+        g0 = _log_mass0(np.log(mu)[None], a[None])[0]
+        a = a - max(g0, 0.0) - rng.exponential(0.5)  # negative regime
+        lmu = np.log(mu)[None]
+        got = sorted(
+            (int(j), float(c))
+            for rows, br, cs in _neg_candidates(lmu, a[None], _log_mass0(lmu, a[None]))
+            for j, c in zip(br, cs, strict=True)
+            if j >= 0
+        )
+        want = sorted(_dense_branch_roots(mu, a))
+        assert [j for j, _ in got] == [j for j, _ in want], (mu, a)
+        np.testing.assert_allclose([c for _, c in got], [c for _, c in want], rtol=0, atol=1e-9)
+        checked += len(want)
+        pairs += len(want) - len({j for j, _ in want})
+    assert checked >= 30 and pairs >= 3  # roots to find, some of them two on one branch

@@ -21,7 +21,9 @@ def safeguarded_newton(fun, lo, hi, x0=None, *, xtol=4e-16, maxiter=200):
 
     Newton steps are taken when they land strictly inside the current bracket,
     bisection otherwise; the bracket shrinks at every iteration, so the method
-    converges whenever the bracket is valid.
+    converges whenever the bracket is valid. A problem stops when ``f = 0``, when
+    the bracket or the step is below ``xtol``, or when the Newton correction
+    ``f/f'`` (finite ``f'``) is below ``xtol`` wherever it lands.
 
     Parameters
     ----------
@@ -56,9 +58,13 @@ def safeguarded_newton(fun, lo, hi, x0=None, *, xtol=4e-16, maxiter=200):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             step = xa - f / df
         ok = np.isfinite(step) & (step > la) & (step < ha)
-        xn = np.where(zero, xa, np.where(ok, step, 0.5 * (la + ha)))
+        # a Newton correction below the tolerance is convergence, even where it does not land strictly
+        # inside the bracket (it rounds onto the end just set to xa): bisecting from there would only
+        # walk the far end in
+        tiny = np.isfinite(step) & np.isfinite(df) & (np.abs(step - xa) <= 0.5 * xtol * np.maximum(np.abs(xa), 1.0))
+        xn = np.where(zero | tiny, xa, np.where(ok, step, 0.5 * (la + ha)))
         scale = np.maximum(np.abs(xn), 1.0)
-        done = zero | (ha - la <= xtol * scale) | (np.abs(xn - xa) <= 0.5 * xtol * scale)
+        done = zero | tiny | (ha - la <= xtol * scale) | (np.abs(xn - xa) <= 0.5 * xtol * scale)
         lo[idx], hi[idx], x[idx] = la, ha, xn
         idx = idx[~done]
     return x
@@ -83,31 +89,48 @@ def log_omega(x):
 
 
 def log_neg_lambert(x, branch: int):
-    """``t = log(-W_k(-e^x))`` for ``x <= -1``: the roots of ``t - e^t = x``.
+    r"""``t = log(-W_k(-e^x))`` for ``x <= -1``: the roots of ``t - e^t = x``.
 
     ``branch=0`` gives the root ``t <= 0`` (principal branch, ``W_0`` in
     ``[-1, 0)``); ``branch=-1`` gives ``t >= 0`` (``W_{-1} <= -1``). At the
-    branch point ``x = -1`` both are ``t = 0``. Brackets: ``[x, 0]`` and
-    ``[0, 2 log(1 - x) + 2]`` (on which ``t - e^t - x`` changes sign).
+    branch point ``x = -1`` both are ``t = 0``.
+
+    Written as :math:`g(t) = e^t - t - 1 = d` with :math:`d = -1 - x \ge 0`, solved
+    by Halley's method from a start that is already close: the branch-point
+    series :math:`-W = 1 - s + s^2/3 - 11s^3/72 + 43s^4/540`,
+    :math:`s = \pm\sqrt{2(1 - e^{-d})}` (+ for ``W_0``) when :math:`|s| < 0.7`; away
+    from it :math:`t = x + e^{x + e^x}` (``W_0``) and :math:`t = \log(\log(\log(-x) - x) - x)`
+    (``W_{-1}``, the fixed point of :math:`t = \log(t - x)` iterated twice). Three to
+    five iterations reach the rounding level; iterates are kept on their branch
+    (``[x, 0]``, ``[0, 2\log(1 - x) + 2]``). Every problem runs the same
+    iterations (no per-element bookkeeping: the callers make many small calls).
     """
     x = np.asarray(x, dtype=np.float64)
     if np.any(x > -1.0):
         raise ValueError("log_neg_lambert needs x <= -1 (real branches of W(-e^x))")
-    shape = x.shape
-    xf = x.ravel()
-    # Near the branch point t = +-p - p^2/6 with p = sqrt(2(-1-x)); far away t = x (k=0), t = log(t - x) (k=-1).
-    p = np.sqrt(2.0 * (-1.0 - xf))
-    if branch == 0:
-        lo, hi = xf.copy(), np.zeros_like(xf)
-        x0 = np.where(p < 1.0, -p - p * p / 6.0, xf)
-    elif branch == -1:
-        lo, hi = np.zeros_like(xf), 2.0 * np.log1p(-xf) + 2.0
-        x0 = np.where(p < 1.0, p - p * p / 6.0, np.log(np.log1p(-xf) - xf))
-    else:
+    if branch not in (0, -1):
         raise ValueError(f"branch must be 0 or -1, got {branch}")
-
-    def fun(t, idx):
-        e = np.exp(t)
-        return t - e - xf[idx], 1.0 - e
-
-    return safeguarded_newton(fun, lo, hi, x0).reshape(shape)
+    d = -1.0 - x
+    s = np.sqrt(-2.0 * np.expm1(-d))
+    near = s < 0.7
+    if branch == 0:
+        lo, hi = x, 0.0
+        far = x + np.exp(x + np.exp(x))
+    else:
+        s = -s
+        lo, hi = 0.0, 2.0 * np.log1p(d) + 2.0
+        with np.errstate(divide="ignore"):
+            far = np.log(np.log(np.log(np.maximum(-x, 1.0)) - x) - x)
+    series = np.log1p(s * (-1.0 + s * (1.0 / 3.0 + s * (-11.0 / 72.0 + s * (43.0 / 540.0)))))
+    t = np.clip(np.where(near, series, far), lo, hi)
+    for _ in range(8):
+        e = np.expm1(t)
+        f = e - t - d  # g(t) - d; g' = e^t - 1 = e, g'' = e^t = e + 1
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            r = f / e  # Halley 2 f g' / (2 g'^2 - f g''), divided through by g'^2 (no overflow at large t)
+            step = 2.0 * r / (2.0 - r * (1.0 + 1.0 / e))
+        step = np.where(np.isfinite(step), step, 0.0)
+        t = np.clip(t - step, lo, hi)
+        if np.all(np.abs(step) <= 1e-15 * np.maximum(np.abs(t), 1.0)):
+            break
+    return t

@@ -56,6 +56,7 @@ Regimes, by the sign of :math:`g_0 = \log E_\mu[e^{a}] = (V^*_\beta - V)/\beta`:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,8 +254,9 @@ class StationaryPoints:
     global_index: np.ndarray
 
 
-_GRID = 160  # points per branch scan in c = log(-eta)
-_EDGE = 40  # of which geometrically refined towards the branch point c_max
+_GRID = 48  # uniform points per row in the branch scan over c = log(-eta)
+_EDGE = 16  # geometric points towards the branch point c_max
+_SCAN_ROWS = 1024  # rows per scan block: (rows, points, arms) work arrays stay a few MiB
 
 
 def _neg_branch_values(lmu, a, c, j):
@@ -270,10 +272,60 @@ def _neg_branch_values(lmu, a, c, j):
     return phi, t
 
 
-def _neg_candidates(lmu, a, g0):
-    """All stationary points with at most one W_{-1} arm, for negative-regime rows (N, K).
+def _exclusive_sum(v):
+    """sum over the last axis leaving out each entry in turn (prefix + suffix sums: no cancellation)."""
+    pre = np.cumsum(v, -1)
+    suf = np.cumsum(v[..., ::-1], -1)[..., ::-1]
+    out = np.zeros_like(v)
+    out[..., 1:] += pre[..., :-1]
+    out[..., :-1] += suf[..., 1:]
+    return out
 
-    Returns arrays of shape (N, K + 1, ...) over branches -1 (principal), 0..K-1.
+
+def _branch_scan(lmu, a, c):
+    r"""Mass minus one and its c-derivative on every one-arm branch at once, shape (..., K) each.
+
+    ``c`` has shape (...,) (points); ``lmu``, ``a`` broadcast to (..., K). With
+    :math:`w = m u` (:math:`w_0 \le 1` principal, :math:`w_1 \ge 1` on :math:`W_{-1}`)
+    each arm's mass is :math:`p = \mu u` and :math:`dp/dc = p\,w/(1 - w)`, so
+    branch j's mass is the principal masses of the other arms plus arm j's
+    :math:`W_{-1}` mass: two Lambert evaluations per arm serve all K branches.
+    Masses are scaled by a common positive factor :math:`e^{-z}` per point (signs
+    are exact); the third output is that :math:`z`, shape (...,).
+    """
+    x = np.minimum(a + c[..., None], -1.0)
+    t0 = log_neg_lambert(x, 0)
+    t1 = log_neg_lambert(x, -1)
+    z0 = lmu + t0 - c[..., None]
+    z1 = lmu + t1 - c[..., None]
+    zmax = np.maximum(np.where(np.isfinite(z0), z0, -np.inf).max(-1), np.where(np.isfinite(z1), z1, -np.inf).max(-1))
+    zmax = np.maximum(zmax, 0.0)[..., None]  # the scale must keep "1" representable
+    p0 = np.exp(z0 - zmax)
+    p1 = np.exp(z1 - zmax)
+    w0, w1 = np.exp(t0), np.exp(t1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d0 = np.where(p0 > 0, p0 * w0 / (1.0 - w0), 0.0)
+        d1 = np.where(p1 > 0, p1 * w1 / (1.0 - w1), 0.0)
+    one = np.exp(-zmax)
+    f = _exclusive_sum(p0) + p1 - one
+    df = _exclusive_sum(d0) + d1
+    return f, df, zmax[..., 0]
+
+
+def _neg_candidates(lmu, a, g0):
+    r"""All stationary points with at most one W_{-1} arm, for negative-regime rows (N, K).
+
+    Returns a list of (rows, branch, c) root arrays; branch -1 is "all principal".
+
+    Branch j's roots lie in :math:`[\log\mu_j, c_{\max}]` (:math:`\mu_j u_j \le 1`
+    and :math:`m u_j \ge 1`); below :math:`\log\mu_j` its mass exceeds 1. One grid
+    per row over :math:`[\min_j\log\mu_j, c_{\max}]` (uniform, plus geometric points
+    towards the branch point) serves every branch. A bracket is a sign change of
+    mass - 1, or a *dip*: equal signs at both ends with the derivative turning
+    towards zero between them (a possible pair of roots between two grid points);
+    the turning point is located by bisection on the derivative's sign and splits
+    the dip into two brackets when it crosses. Roots are polished by
+    :func:`_refine_branch`.
     """
     N, K = a.shape
     supp = np.isfinite(lmu)
@@ -287,29 +339,98 @@ def _neg_candidates(lmu, a, g0):
     if r0.size:
         c0 = _refine_branch(lmu[r0], a[r0], lo0[r0], cmax[r0], -1)
         roots.append((r0, np.full(r0.size, -1), c0))
-    # one arm j on W_{-1}: roots lie in [log mu_j, cmax] (mu_j u_j <= 1 and m u_j >= 1)
-    q = np.linspace(0.0, 1.0, _GRID - _EDGE)
+    has = supp & (lmu < cmax[:, None])
+    todo = np.flatnonzero(has.any(-1))
+    q = np.linspace(0.0, 1.0, _GRID)
     edge = np.logspace(-1, -13, _EDGE)
-    for j in range(K):
-        rows = np.flatnonzero(supp[:, j] & (lmu[:, j] < cmax))
-        if rows.size == 0:
-            continue
-        lo, hi = lmu[rows, j], cmax[rows]
-        width = np.minimum(1.0, hi - lo)  # uniform over [lo, hi], plus geometric points towards hi
-        grid = np.concatenate(
-            [lo[:, None] + q[None, :] * (hi - lo)[:, None], hi[:, None] - edge[None, :] * width[:, None]],
-            axis=1,
-        )
+    block = max(1, min(_SCAN_ROWS, (1 << 20) // ((_GRID + _EDGE) * K)))
+    for s in range(0, todo.size, block):
+        rows = todo[s : s + block]
+        lo, hi = np.where(has[rows], lmu[rows], np.inf).min(-1), cmax[rows]
+        width = np.minimum(1.0, hi - lo)
+        grid = np.concatenate([lo[:, None] + q * (hi - lo)[:, None], hi[:, None] - edge * width[:, None]], axis=1)
         grid = np.sort(grid, axis=1)
         grid[:, -1] = hi
-        phi, _ = _neg_branch_values(lmu[rows][:, None, :], a[rows][:, None, :], grid, j)
-        sgn = np.sign(phi)
-        change = (sgn[:, :-1] * sgn[:, 1:] <= 0) & (sgn[:, :-1] != 0)
-        rr, kk = np.nonzero(change)
-        if rr.size:
-            c = _refine_branch(lmu[rows[rr]], a[rows[rr]], grid[rr, kk], grid[rr, kk + 1], j)
-            roots.append((rows[rr], np.full(rr.size, j), c))
+        f, df, zs = _branch_scan(lmu[rows][:, None, :], a[rows][:, None, :], grid)  # (n, G, K)
+        sgn = np.sign(f)
+        left, right = sgn[:, :-1], sgn[:, 1:]
+        live = has[rows][:, None, :]
+        change = (left * right <= 0) & (left != 0) & live
+        dl, dr = df[:, :-1], df[:, 1:]
+        dip = (left == right) & (left != 0) & live & (left * dl < 0) & (left * dr > 0)
+        dip &= ~_dip_excluded(f, df, zs, grid, a[rows])
+        rr, kk, jj = np.nonzero(change)
+        lo_b, hi_b = grid[rr, kk], grid[rr, kk + 1]
+        if dip.any():
+            dr_, dk, dj = np.nonzero(dip)
+            cstar, fstar = np.empty(dr_.size), np.empty(dr_.size)
+            for sl in _blocks(dr_.size, K):
+                cstar[sl], fstar[sl] = _turning_point(
+                    lmu[rows[dr_[sl]]], a[rows[dr_[sl]]], dj[sl], grid[dr_[sl], dk[sl]], grid[dr_[sl], dk[sl] + 1]
+                )
+            split = np.sign(fstar) != left[dr_, dk, dj]
+            dr_, dk, dj, cstar = dr_[split], dk[split], dj[split], cstar[split]
+            rr = np.concatenate([rr, dr_, dr_])
+            jj = np.concatenate([jj, dj, dj])
+            lo_b = np.concatenate([lo_b, grid[dr_, dk], cstar])
+            hi_b = np.concatenate([hi_b, cstar, grid[dr_, dk + 1]])
+        for j in np.unique(jj):
+            for sl in _blocks(int((jj == j).sum()), K):
+                sel = np.flatnonzero(jj == j)[sl]
+                c = _refine_branch(lmu[rows[rr[sel]]], a[rows[rr[sel]]], lo_b[sel], hi_b[sel], int(j))
+                roots.append((rows[rr[sel]], np.full(sel.size, int(j)), c))
     return roots
+
+
+def _blocks(n, K, budget=1 << 21):
+    """Slices of ``range(n)`` holding at most ``budget`` candidate-arm entries each (bounded memory)."""
+    step = max(1, budget // max(K, 1))
+    return [slice(s, s + step) for s in range(0, n, step)]
+
+
+# Branch j's mass is convex in c wherever its W_{-1} arm has w = m u_j >= golden ratio, i.e. at
+# x_j = a_j + c <= log(phi) - phi (the principal arms' masses are convex everywhere).
+_CONVEX_X = math.log((1.0 + math.sqrt(5.0)) / 2.0) - (1.0 + math.sqrt(5.0)) / 2.0
+
+
+def _dip_excluded(f, df, zs, grid, a):
+    r"""Dips (n, G-1, K) that provably hold no root: the mass is convex on the interval.
+
+    Branch j's mass :math:`M_j(c)` is a sum of :math:`\mu_y e^{a_y} e^{w_y}` with
+    :math:`dw/dx = w/(1 - w)`; the second derivative of :math:`e^{w(x)}` is
+    :math:`e^w w (1 + w - w^2)/(1 - w)^3`, positive for every principal arm
+    (:math:`w < 1`) and for the :math:`W_{-1}` arm once :math:`w \ge` the golden ratio.
+    On an interval where :math:`M_j` is convex, a dip below 1 (both ends negative)
+    has no root, and a dip above 1 has none when the two end tangents meet above
+    1 (a convex function lies above its tangents).
+    """
+    convex = (a[:, None, :] + grid[:, 1:, None]) <= _CONVEX_X  # w1 is smallest at the right end
+    # rescale the right end to the left end's factor e^{-z_l}
+    shift = np.clip(zs[:, 1:] - zs[:, :-1], -700.0, 700.0)[..., None]
+    fl, dl = f[:, :-1], df[:, :-1]
+    fr, dr = f[:, 1:] * np.exp(shift), df[:, 1:] * np.exp(shift)
+    cl, cr = grid[:, :-1, None], grid[:, 1:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        cstar = (fr - fl + dl * cl - dr * cr) / (dl - dr)
+        low = fl + dl * (np.clip(cstar, cl, cr) - cl)
+    below = (fl < 0) & (fr < 0)
+    above = (fl > 0) & np.isfinite(low) & (low > 0)
+    return convex & (below | above)
+
+
+def _turning_point(lmu, a, j, lo, hi, iters=50):
+    """Bisection on the sign of d mass/dc for branch j[i] on [lo[i], hi[i]]: (c*, mass(c*) - 1 up to scale)."""
+    n = lo.size
+    idx = np.arange(n)
+    s_lo = np.sign(_branch_scan(lmu, a, lo)[1][idx, j])
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        d = _branch_scan(lmu, a, mid)[1][idx, j]
+        same = np.sign(d) == s_lo
+        lo = np.where(same, mid, lo)
+        hi = np.where(same, hi, mid)
+    c = 0.5 * (lo + hi)
+    return c, _branch_scan(lmu, a, c)[0][idx, j]
 
 
 def _refine_branch(lmu, a, lo, hi, j):
