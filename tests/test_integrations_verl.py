@@ -393,6 +393,9 @@ def test_shifted_mean_and_soft_values_on_one_group():
     adv, _ = core_algos.get_adv_estimator_fn("zoo_decoupled_soft_value")(tlr, mask, config=cfg, index=uid)
     v = math.log((1 + math.e) / 2)
     assert torch.allclose(adv[:, 0], torch.tensor([0.0, 1.0, 1.0, 0.0]) - v)
+    adv, _ = core_algos.get_adv_estimator_fn("zoo_soft_value_above")(tlr, mask, config=cfg, index=uid)
+    v = 0.5 * math.log((1 + math.exp(2.0)) / 2) + 1.0 * 0.5  # the soft value at beta, plus delta beta
+    assert torch.allclose(adv[:, 0], torch.tensor([0.0, 1.0, 1.0, 0.0]) - v)
     # beta given as a Hydra interpolation of the loss's dro_beta, as the recipes write it
     cfg = OmegaConf.create({"actor_rollout_ref": {"actor": {"policy_loss": {"dro_beta": 0.5}}},
                             "algorithm": {"zoo": {"beta": "${actor_rollout_ref.actor.policy_loss.dro_beta}"}}})
@@ -446,7 +449,8 @@ def ppo_loss_through_verl(actor_cfg, b):
     return loss, {k: v.aggregate() for k, v in metrics.items()}
 
 
-@pytest.mark.parametrize("name", ["oapl", "shifted_regression", "opmd_lme", "ppo_dual_clip", "gspo", "cispo", "sapo"])
+@pytest.mark.parametrize("name", ["oapl", "shifted_regression", "opmd_lme", "opmd_above", "ppo_dual_clip", "gspo",
+                                  "cispo", "sapo"])
 def test_recipe_overrides_compose_and_run_through_ppo_loss(compose, name):
     from verl.utils.config import omega_conf_to_dataclass
 

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from theory import strategies as tst
 from theory.advantages import group_advantage, population_advantage
-from theory.flow import logit_flow
+from theory.flow import logit_flow, multistart_minimize
 from theory.induced import induced_target, ppo_clip_target_set, solve_kkt, stationarity_residual
+from theory.lambert import lambert_stationary_points, lambert_target, regime_of
 from theory.losses import AGGREGATIONS, aggregate, kl_estimate
+from theory.measures import kl
 from theory.objectives import OBJECTIVES, make_objective
 
 RNG = np.random.default_rng(20261125)
@@ -74,6 +76,10 @@ CLOSED = [n for n in OBJECTIVES if make_objective(n).target_kind in ("lambert", 
 MODERATE = {"astar_po": dict(beta=0.2, beta1=0.5), "oapl": dict(beta=0.2, beta1=1.0)}
 
 
+def _regression_loss(beta):
+    return lambda log_pi, log_mu, adv: (log_mu.exp() * (beta * (log_pi - log_mu) - adv) ** 2).sum(-1)
+
+
 @pytest.mark.parametrize("name", CLOSED)
 def test_closed_form_agrees_with_flow_and_kkt(name):
     obj = make_objective(name, **MODERATE.get(name, {}))
@@ -86,12 +92,26 @@ def test_closed_form_agrees_with_flow_and_kkt(name):
     mu_t = torch.tensor(mu)
     fr = logit_flow(mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t))
     assert fr.converged.all()
-    np.testing.assert_allclose(it.pi, fr.pi, atol=1e-6)
+    # Negative regime (opmd_above): the closed form is the global minimizer, one of possibly several
+    # local minima, and the flow from mu need not reach it (tests/test_flow_vs_closed_forms.py).
+    neg = regime_of(mu, adv, obj.params["beta"]) < 0 if obj.target_kind == "lambert" else np.zeros(3, bool)
+    np.testing.assert_allclose(it.pi[~neg], fr.pi[~neg], atol=1e-6)
+    if neg.any():
+        beta = obj.params["beta"]
+        sp = lambert_stationary_points(mu[neg], adv[neg], beta)
+        assert (np.abs(sp.pi - fr.pi[neg][:, None]).max(-1).min(-1) < 1e-6).all()  # the flow stops at one
+        np.testing.assert_allclose(it.pi[neg], sp.pi[np.arange(neg.sum()), sp.global_index], atol=1e-12)
+        # the global minimizer by an independent route: BFGS on the logits from many starts
+        ms = multistart_minimize(_regression_loss(beta), mu[neg], adv[neg], n_starts=8, seed=0)
+        np.testing.assert_allclose(it.pi[neg], ms.pi, atol=1e-6)
     if name != "tpo":  # TPO's weight is batch-normalized; its closed form is checked by the flow above
         kk = solve_kkt(lambda u, a: obj.weight(u, a), mu, adv, kappa_min=obj.kappa_min)
         ok = kk.converged
         if name != "opmd_lme":  # boundary regime: kappa = 0 sits on the solver's edge
-            assert ok.all()
+            assert ok[~neg].all()
+        # negative regime: kappa = 2 beta^2 eta < 0 lies outside the solver's domain kappa > 0; it must
+        # say so, not return a point
+        assert not ok[neg].any()
         np.testing.assert_allclose(kk.pi[ok], it.pi[ok], atol=1e-9)
 
 
@@ -154,7 +174,7 @@ def test_pg_and_topr_targets():
 
 
 @settings(max_examples=25, deadline=None)
-@given(tst.bandits(), st.sampled_from(["asymre", "reinforce_k1", "topr", "opmd", "shifted_regression", "awr"]))
+@given(tst.bandits(), st.sampled_from(["asymre", "reinforce_k1", "topr", "opmd", "shifted_regression", "opmd_above", "awr"]))
 def test_closed_forms_are_stationary_distributions(bandit, name):
     mu, r = bandit
     obj = make_objective(name)
@@ -175,6 +195,47 @@ def test_shifted_regression_eta_at_least_delta(bandit, beta):
 
     _, eta = lambert_target(mu, adv, beta)
     assert np.all(eta >= 1.0 - 1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(tst.bandits(), tst.temperatures(), st.floats(0.05, 2.0))
+def test_opmd_above_is_in_the_negative_regime(bandit, beta, delta):
+    """V = V*_beta + delta beta > V*_beta: log E_mu[e^{A/beta}] = -delta exactly, so eta < 0 (optimistic)."""
+    mu, r = bandit
+    obj = make_objective("opmd_above", beta=beta, beta1=beta, delta=delta)
+    adv = obj.population_advantage(mu, r)
+    assert regime_of(mu, adv, beta) == -1
+    z = adv / beta
+    m = z.max()
+    assert m + np.log(np.sum(mu * np.exp(z - m))) == pytest.approx(-delta, abs=1e-9)
+    pi, eta = lambert_target(mu, adv, beta)
+    assert eta < 0
+    # the identity eta = KL(mu || pi) + E_mu[A] / beta (THEORY.md section 3) at the target
+    assert eta == pytest.approx(float(kl(mu, pi)) + float(mu @ adv) / beta, abs=1e-8 * max(1.0, abs(eta)))
+
+
+def test_opmd_above_group_advantage_by_hand():
+    # r = (1, 0, 0, 1), beta = beta1 = 0.5, delta = 0.5:
+    # V = 0.5 log((2 e^2 + 2) / 4) + 0.5 * 0.5 = 0.5 log((e^2 + 1) / 2) + 0.25
+    r = torch.tensor([[1.0, 0.0, 0.0, 1.0]], dtype=torch.float64)
+    obj = make_objective("opmd_above", beta=0.5, beta1=0.5, delta=0.5)
+    v = 0.5 * np.log((np.e**2 + 1) / 2) + 0.25
+    want = torch.tensor([[1 - v, -v, -v, 1 - v]], dtype=torch.float64)
+    torch.testing.assert_close(obj.advantages(r), want, rtol=0, atol=1e-15)
+    torch.testing.assert_close(group_advantage("soft_value", r, beta1=0.5, beta=0.5, delta=0.5), want, rtol=0, atol=1e-15)
+    # delta = 0 is the plain soft value (opmd_lme); the shift moves every advantage by -delta beta
+    torch.testing.assert_close(
+        obj.advantages(r) + 0.25, make_objective("opmd_lme", beta=0.5, beta1=0.5).advantages(r), rtol=0, atol=1e-15
+    )
+    # the population form on a bandit that the group enumerates exactly
+    np.testing.assert_allclose(
+        population_advantage("soft_value", np.full(4, 0.25), r[0].numpy(), beta1=0.5, beta=0.5, delta=0.5),
+        want[0].numpy(), rtol=0, atol=1e-15,
+    )
+    with pytest.raises(ValueError, match="needs beta"):
+        group_advantage("soft_value", r, beta1=0.5, delta=0.5)
+    with pytest.raises(ValueError, match="delta must be a finite number"):
+        population_advantage("soft_value", np.full(4, 0.25), r[0].numpy(), beta1=0.5, beta=0.5, delta=float("nan"))
 
 
 # --- aggregation -----------------------------------------------------------

@@ -52,6 +52,14 @@ def test_regression_rows_match_theory(rows_two_correct):
     e = by["shifted_regression"]["bandits"]["two-correct"]
     mu = STANDARD_BANDITS["two-correct"].mu
     assert e["eta"] == pytest.approx(1.0 + float(kl(mu, e["pi"])), rel=1e-10)
+    # V above the soft value (opmd_above): the negative regime, eta < 0, less conservative than nominal
+    e = by["opmd_above"]["bandits"]["two-correct"]
+    assert by["opmd_above"]["regime"] == "negative" and e["eta"] < 0
+    b = STANDARD_BANDITS["two-correct"]
+    adv = make_objective("opmd_above").population_advantage(b.mu, b.r)
+    beta = make_objective("opmd_above").params["beta"]
+    assert e["eta"] == pytest.approx(float(kl(mu, e["pi"])) + float(mu @ adv) / beta, rel=1e-8)  # THEORY.md section 3
+    assert e["pessimism"] < 1
     # AWR's induced target is its nominal Gibbs target
     assert by["awr"]["bandits"]["two-correct"]["pessimism"] == pytest.approx(1.0, rel=1e-8)
 

@@ -13,18 +13,26 @@ Every estimator exists twice, under the same name:
 
 Estimators (V is the baseline, :math:`A = r - V`):
 
-========================  ===============================================  ================================
-name                      group form                                       population form
-========================  ===============================================  ================================
-``raw``                   :math:`A = r`                                    :math:`A = r`
-``mean``                  :math:`V = \bar r` (Dr. GRPO, OPMD/PMD-mean)     :math:`V = E_\mu[r]`
-``grpo``                  :math:`(r - \bar r)/(\mathrm{std}(r)+\epsilon)`  :math:`(r - E_\mu r)/(\mathrm{sd}_\mu(r)+\epsilon)`
-``loo``                   :math:`V_i = \frac{1}{G-1}\sum_{j\ne i} r_j`     :math:`V = E_\mu[r]`
-``soft_value``            :math:`V = \beta_1\log\frac1G\sum_j e^{r_j/\beta_1}`   :math:`V = V^*_{\beta_1}`
-``loo_soft_value``        leave-one-out soft value                         :math:`V = V^*_{\beta_1}`
-``shifted_mean``          :math:`V = \bar r - \delta\beta`                 :math:`V = E_\mu[r] - \delta\beta`
-``zscore``                :math:`(r-\bar r)/\mathrm{sd}_{pop}(r)` (TPO)   :math:`(r - E_\mu r)/\mathrm{sd}_\mu(r)`
-========================  ===============================================  ================================
+==================  ==================================================================  ===================================================
+name                group form                                                          population form
+==================  ==================================================================  ===================================================
+``raw``             :math:`A = r`                                                       :math:`A = r`
+``mean``            :math:`V = \bar r` (Dr. GRPO, OPMD/PMD-mean)                        :math:`V = E_\mu[r]`
+``grpo``            :math:`(r - \bar r)/(\mathrm{std}(r)+\epsilon)`                     :math:`(r - E_\mu r)/(\mathrm{sd}_\mu(r)+\epsilon)`
+``loo``             :math:`V_i = \frac{1}{G-1}\sum_{j\ne i} r_j`                        :math:`V = E_\mu[r]`
+``soft_value``      :math:`V = \beta_1\log\frac1G\sum_j e^{r_j/\beta_1} + \delta\beta`  :math:`V = V^*_{\beta_1} + \delta\beta`
+``loo_soft_value``  leave-one-out soft value                                            :math:`V = V^*_{\beta_1}`
+``shifted_mean``    :math:`V = \bar r - \delta\beta`                                    :math:`V = E_\mu[r] - \delta\beta`
+``zscore``          :math:`(r-\bar r)/\mathrm{sd}_{pop}(r)` (TPO)                       :math:`(r - E_\mu r)/\mathrm{sd}_\mu(r)`
+==================  ==================================================================  ===================================================
+
+``soft_value`` takes an optional shift ``delta`` (default 0: no shift; a
+nonzero ``delta`` also needs ``beta``): :math:`V` sits :math:`\delta\beta` *above* the soft value,
+so with :math:`\beta_1 = \beta` and :math:`\delta > 0` the regression target
+is in the negative (optimistic) regime, :math:`\eta < 0` (the control
+``opmd_above`` of ``theory.objectives``). Note the sign: ``shifted_mean``'s
+``delta`` moves :math:`V` *below* the mean; each is positive in the direction
+its objective is named for.
 
 ``std`` in ``grpo`` is the unbiased (G-1) sample standard deviation, as in
 the reference GRPO implementations; ``zscore`` uses the population standard
@@ -49,7 +57,7 @@ ADVANTAGES: dict[str, tuple[str, ...]] = {
     "mean": ("offset",),
     "grpo": ("eps",),
     "loo": (),
-    "soft_value": ("beta1",),
+    "soft_value": ("beta1", "beta", "delta"),
     "loo_soft_value": ("beta1",),
     "shifted_mean": ("beta", "delta"),
     "zscore": (),
@@ -67,9 +75,19 @@ def _check_params(name: str, params: dict) -> dict:
     for key in ("beta1", "beta"):
         if key in params and not (math.isfinite(params[key]) and params[key] > 0):
             raise ValueError(f"{key} must be a finite number > 0, got {params[key]!r}")
+    if "delta" in params and not (isinstance(params["delta"], (int, float)) and math.isfinite(params["delta"])):
+        raise ValueError(f"delta must be a finite number, got {params['delta']!r}")
+    if name == "soft_value" and params.get("delta", 0.0) != 0 and "beta" not in params:
+        raise ValueError("advantage 'soft_value' with delta != 0 needs beta (V = V*_beta1 + delta * beta)")
     if "eps" in params and not (params["eps"] >= 0):
         raise ValueError(f"eps must be >= 0, got {params['eps']!r}")
     return params
+
+
+def _above(params: dict) -> float:
+    """How far ``soft_value``'s baseline sits above the soft value: delta * beta (0 by default)."""
+    delta = params.get("delta", 0.0)
+    return delta * params["beta"] if delta != 0 else 0.0
 
 
 def _lme(z: torch.Tensor, dim: int) -> torch.Tensor:
@@ -106,7 +124,7 @@ def group_advantage(name: str, rewards, **params) -> torch.Tensor:
     b1 = params["beta1"]
     z = r / b1
     if name == "soft_value":
-        return r - b1 * _lme(z, -1).unsqueeze(-1)
+        return r - b1 * _lme(z, -1).unsqueeze(-1) - _above(params)
     # leave-one-out soft value: V_i = b1 log mean_{j != i} exp(r_j / b1)
     eye = torch.eye(G, dtype=torch.bool, device=r.device)
     zz = z.unsqueeze(-2).expand(*z.shape[:-1], G, G).masked_fill(eye, -math.inf)
@@ -132,4 +150,4 @@ def population_advantage(name: str, mu, r, **params) -> np.ndarray:
         return np.where(sd > 1e-6, (r - mean) / np.maximum(sd, 1e-6), r - mean)
     if name == "shifted_mean":
         return r - mean + params.get("delta", 1.0) * params["beta"]
-    return r - soft_value(mu, r, params["beta1"])[..., None]
+    return r - soft_value(mu, r, params["beta1"])[..., None] - _above(params)

@@ -578,6 +578,19 @@ _SPECS: dict[str, dict] = {
         induced="Lambert with eta = delta + KL(mu||pi) >= delta (positive by construction)",
         source="arXiv 2605.28150 (beta-shifted-mean advantage)",
     ),
+    # The optimistic control. delta = 0.5, not 1: on a group of equal rewards (the commonest group
+    # under binary rewards) eta = -delta and eta e^{A/beta} = -delta e^{-delta}, which reaches the W0
+    # branch point -1/e at delta = 1; at 0.5 the principal-branch solution still exists there.
+    "opmd_above": dict(
+        loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="soft_value",
+        adv_params=("beta1", "beta", "delta"), agg="sequence", level="sequence",
+        params=dict(beta=0.1, beta1=0.1, delta=0.5, anchor="behaviour"), family="regression",
+        equation="(beta log(pi/mu) - (r - V_beta1 - delta beta))^2, V_beta1 the group soft value",
+        nominal="Gibbs at beta",
+        induced="Lambert, V = V*_beta + delta beta: negative regime, eta < 0 (optimistic); global minimizer, "
+        "the flow from mu may stop at another local minimum",
+        source="arXiv 2605.28150 (control: V above the soft value)",
+    ),
 }
 
 

@@ -7,13 +7,14 @@ import it in every Ray worker; see docs/integrations.md) registers, through verl
 * a policy loss ``zoo_<name>`` for every zoo objective verl does not ship
   (:data:`REGISTERED`): ``pg``, ``topr``, ``m2po``, ``reinforce_k1``,
   ``reinforce_k3`` and the regression family ``oapl``, ``opmd``, ``opmd_loo``,
-  ``opmd_lme``, ``shifted_regression``. Each takes verl's call signature, computes
+  ``opmd_lme``, ``shifted_regression``, ``opmd_above``. Each takes verl's call signature, computes
   the zoo's loss (``theory.objectives``) and reduces it with the zoo's aggregation
   under verl's ``loss_agg_mode`` (:func:`aggregate`). The regression family's
   metrics carry the fitted and the Lambert-predicted eta (:mod:`sims.integrations.eta`).
 * the advantage estimators of :data:`ADVANTAGE_ESTIMATORS`: the beta-shifted mean
   ``zoo_shifted_mean``, the group soft value at beta ``zoo_soft_value`` and at a
-  decoupled beta1 ``zoo_decoupled_soft_value``, plus ``zoo_mean`` (mean minus an
+  decoupled beta1 ``zoo_decoupled_soft_value``, the soft value shifted up by delta beta
+  ``zoo_soft_value_above`` (the optimistic control ``opmd_above``), plus ``zoo_mean`` (mean minus an
   offset), ``zoo_raw``, ``zoo_awr`` and ``zoo_tpo`` (the weighted cross-entropies' weights).
 
 The zoo objectives verl already ships (PPO, dual clip, GRPO, Dr. GRPO, DAPO, GSPO,
@@ -72,7 +73,7 @@ AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-me
 
 #: Zoo objectives registered at import as ``zoo_<name>`` (verl ships none of them).
 REGISTERED = ("pg", "topr", "m2po", "reinforce_k1", "reinforce_k3",
-              "oapl", "opmd", "opmd_loo", "opmd_lme", "shifted_regression")
+              "oapl", "opmd", "opmd_loo", "opmd_lme", "shifted_regression", "opmd_above")
 
 _UNSUPPORTED = {
     "astar_po": "A*-PO regresses on log(pi/pi_ref), and verl's policy-loss interface does not pass the "
@@ -194,11 +195,11 @@ def _baseline_residual(obj: Objective, adv: np.ndarray) -> np.ndarray | None:
         return adv.mean(-1) - p.get("offset", 0.0)
     if name == "shifted_mean":
         return adv.mean(-1) - p.get("delta", 1.0) * p["beta"]
-    if name == "soft_value":
+    if name == "soft_value":  # the group soft value of A is -delta beta (0 without a shift)
         b1 = p["beta1"]
         z = adv / b1
         zmax = z.max(-1, keepdims=True)
-        return b1 * (np.log(np.exp(z - zmax).mean(-1)) + zmax[..., 0])
+        return b1 * (np.log(np.exp(z - zmax).mean(-1)) + zmax[..., 0]) + p.get("delta", 0.0) * p["beta"]
     return None
 
 
@@ -411,6 +412,8 @@ _ADV_SPECS = {
                                doc="A = r - beta log mean exp(r/beta) (group soft value at beta)"),
     "zoo_decoupled_soft_value": _AdvSpec("oapl", {"beta1": ("beta1",)},
                                          doc="A = r - beta1 log mean exp(r/beta1) (decoupled beta1)"),
+    "zoo_soft_value_above": _AdvSpec("opmd_above", {"beta": ("beta", "beta1"), "delta": ("delta",)},
+                                     doc="A = r - beta log mean exp(r/beta) - delta beta (V above the soft value)"),
     "zoo_awr": _AdvSpec("awr", {"beta": ("beta",), "max_weight": ("max_weight",)},
                         doc="w = min(exp((r - mean)/beta), max_weight) (AWR weight)"),
     "zoo_tpo": _AdvSpec("tpo", {"beta": ("beta",)}, doc="w = G softmax(z/beta), z the z-scored reward (TPO)"),
@@ -543,6 +546,8 @@ def _registered_recipe(obj: Objective) -> VerlRecipe:
         algo.update(_MEAN)
         if p.get("offset", 0.0):
             adv, algo = "zoo_mean", {"zoo.offset": p["offset"]}
+    elif obj.advantage == "soft_value" and p.get("delta", 0.0):
+        adv, algo = "zoo_soft_value_above", {"zoo.beta": _LOSS_BETA, "zoo.delta": p["delta"]}  # beta1 = beta
     elif obj.advantage == "soft_value":
         if p.get("beta1") == p.get("beta"):
             adv, algo = "zoo_soft_value", {"zoo.beta": _LOSS_BETA}
