@@ -31,7 +31,9 @@ the run writes ``metrics.csv`` (one row per step; docs/llm_metrics.md defines
 every column), an atomic ``ckpt.pt`` (model, optimizer, generator, ring, step,
 metrics so far) every ``ckpt_every`` steps and at the end, and ``summary.json``;
 ``--resume`` continues from ``ckpt.pt`` with identical metrics (wall-clock
-columns aside), also after ``kill -9``.
+columns aside), also after ``kill -9``. With ``tensorboard_dir`` the same
+columns also go to TensorBoard as scalars (``sims.llm.tblog``; the optional
+extra ``tensorboard``).
 
     python -m sims.llm.rl --preset smoke --objective opmd --lag 4 --out-dir runs/rl_smoke
     python -m sims.llm.rl --preset smoke --objective shifted_regression --objective-params beta=0.05,delta=2
@@ -61,6 +63,7 @@ from .evaluate import evaluate
 from .model import GPT
 from .sft import SFT_PRESETS, load_sft, make_optimizer, train_sft
 from .tasks import Task
+from .tblog import ScalarLog, require_tensorboard
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class RLConfig:
     """Write ckpt.pt every this many steps (with out_dir)."""
     out_dir: str | None = None
     """Where metrics.csv, ckpt.pt, summary.json (and sft/ for an SFT preset) go."""
+    tensorboard_dir: str | None = None
+    """Also write every metrics.csv column as a TensorBoard scalar here (needs the extra 'tensorboard')."""
     num_threads: int = 2
     """torch intra-op threads."""
     progress: bool = True
@@ -317,6 +322,8 @@ def train_rl(
     out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
     if resume and out_dir is None:
         raise ValueError("out_dir: required with resume=True")
+    if cfg.tensorboard_dir is not None:
+        require_tensorboard()  # fail before any training
     torch.set_num_threads(cfg.num_threads)
     obj = cfg.make_objective()
     sft_model, task = warm_start if warm_start is not None else load_warm_start(cfg, out_dir)
@@ -333,7 +340,7 @@ def train_rl(
     cfg_data = dataclasses.asdict(cfg)
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, generators={"rl": gen})
-        ignore = {"progress", "out_dir"}
+        ignore = {"progress", "out_dir", "tensorboard_dir"}
         now = json.loads(json.dumps({k: v for k, v in cfg_data.items() if k not in ignore}))
         saved = json.loads(json.dumps({k: v for k, v in ckpt["config"].items() if k not in ignore}))
         if saved != now:
@@ -350,6 +357,7 @@ def train_rl(
             w = csv.DictWriter(f, columns)
             w.writeheader()
             w.writerows(history)
+    tb = ScalarLog(cfg.tensorboard_dir, first_step=step + 1)
 
     def checkpoint():
         save_checkpoint(
@@ -457,6 +465,7 @@ def train_rl(
         elapsed += time.perf_counter() - t0
         row["time_s"] = elapsed
         history.append(row)
+        tb.write(row)
         bar.update(1)
         if on_step is not None:
             on_step(step - 1, roll, behaviour.state_dict(), model)
@@ -467,8 +476,10 @@ def train_rl(
                 checkpoint()
         if stop_after is not None and step >= stop_after and step < cfg.steps:
             bar.close()
+            tb.close()
             return RLResult(model, task, cfg, step, "interrupted", final_eval, history, elapsed)
     bar.close()
+    tb.close()
     result = RLResult(model, task, cfg, step, "done", final_eval, history, elapsed)
     if out_dir is not None:
         (out_dir / "summary.json").write_text(json.dumps(summary(result), indent=2))

@@ -17,6 +17,8 @@ differ only through the weights. torch's global RNG is never used (keep
 ``ckpt.pt`` every ``checkpoint_every`` steps and at the end, and
 ``summary.json``; ``--resume`` continues from ``ckpt.pt`` and reproduces the
 uninterrupted run's metrics exactly (``time_s`` and ``tok_per_s`` aside).
+With ``tensorboard_dir`` the same columns also go to TensorBoard as scalars
+(``sims.llm.tblog``; the optional extra ``tensorboard``).
 
     python -m sims.llm.sft --preset smoke --out-dir runs/sft_smoke
     python -m sims.llm.sft --preset default --out-dir runs/sft_default --resume
@@ -40,6 +42,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import evaluate
 from .model import GPT, GPTConfig, PRESETS as MODEL_PRESETS
 from .tasks import SPECS, Task, make_task
+from .tblog import ScalarLog, require_tensorboard
 from .tokenizer import PAD, pad_right
 
 
@@ -91,6 +94,8 @@ class SFTConfig:
     """Upper end of the target band; stopping above it is reported as overshot."""
     checkpoint_every: int = 500
     """Write ckpt.pt every this many steps (with out_dir)."""
+    tensorboard_dir: str | None = None
+    """Also write every metrics.csv column as a TensorBoard scalar here (needs the extra 'tensorboard')."""
     num_threads: int = 2
     """torch intra-op threads."""
     device: str = "cpu"
@@ -293,6 +298,8 @@ def train_sft(
     """
     if resume and out_dir is None:
         raise ValueError("out_dir: required with resume=True")
+    if cfg.tensorboard_dir is not None:
+        require_tensorboard()  # fail before any training
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device: {cfg.device} requested but CUDA is not available")
     torch.set_num_threads(cfg.num_threads)
@@ -308,7 +315,7 @@ def train_sft(
     cfg_data = dataclasses.asdict(cfg)
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, generators={"train": gen})
-        ignore = {"progress"}  # threads and device stay: they change floating-point results
+        ignore = {"progress", "tensorboard_dir"}  # threads and device stay: they change floating-point results
         saved = {k: v for k, v in ckpt["config"].items() if k not in ignore}
         now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_data.items() if k not in ignore}
         saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()}
@@ -326,6 +333,7 @@ def train_sft(
             w = csv.DictWriter(f, columns)
             w.writeheader()
             w.writerows(history)
+    tb = ScalarLog(cfg.tensorboard_dir, first_step=step + 1)
 
     def checkpoint():
         extra = {"history": history, "elapsed_s": elapsed, "status": status, "final_eval": final_eval}
@@ -383,6 +391,7 @@ def train_sft(
         elapsed += time.perf_counter() - t0
         row["time_s"] = elapsed
         history.append(row)
+        tb.write(row)
         bar.update(1)
         if out_dir is not None:
             with open(out_dir / "metrics.csv", "a", newline="") as f:
@@ -391,8 +400,10 @@ def train_sft(
                 checkpoint()
         if not done and stop_after is not None and step >= stop_after and step < cfg.max_steps:
             bar.close()
+            tb.close()
             return SFTResult(model, task, cfg, step, "interrupted", final_eval, history, elapsed)
     bar.close()
+    tb.close()
     result = SFTResult(model, task, cfg, step, status, final_eval, history, elapsed)
     if out_dir is not None:
         (out_dir / "summary.json").write_text(json.dumps(summary(result), indent=2))
