@@ -1,20 +1,26 @@
-"""Figure 9: the LLM trainer's confirmation — fitted against predicted eta, and reward, entropy, KL against lag.
+"""Figure 9: the LLM trainer's confirmation — eta fitted against predicted, the ordering of the baselines,
+and reward, entropy, KL against lag.
 
 Reads ``results/llm_confirm/summary.csv``, written by
 
     python -m sims.llm.confirm --out-dir results/llm_confirm \\
-        --objectives opmd opmd_lme shifted_regression oapl grpo --lags 0 4 16 --seeds 0 1 2 --steps 30
+        --objectives opmd opmd_lme shifted_regression oapl grpo opmd_above --lags 0 4 16 --seeds 0 1 2 --steps 30
 
 (the character-level smoke model after its SFT warm start, 30 RL steps per cell,
 metrics averaged over the last 10 steps; mean and standard error over seeds).
 When the file is missing the grid is recomputed into that folder (a small grid
 under ``--smoke``). Left: eta fitted from the realized log-ratios (identity
 estimator, after the update) against the Lambert prediction from the group's
-advantages; middle panels: reward, entropy and KL(mu||pi) against lag; right:
-the ratio-based objective's clip fraction and ratio ESS against lag. Hollow
-markers in the eta panel: the grid of ``results/llm_confirm_k8`` (8 inner steps
-per batch, 8 steps; its README has the commands), where the fit moves towards
-the prediction.
+advantages; hollow markers there: the grid of ``results/llm_confirm_k8`` (8
+inner steps per batch, 8 steps; its README has the commands), where the fit
+moves towards the prediction. Second: the regression baselines at beta = 0.1
+in their predicted order of pessimism (V above the soft value, the exact soft
+value, the mean, the beta-shifted mean), fitted (filled) and predicted (hollow)
+eta at each lag; OAPL (beta = 1e-3, |eta| ~ 10^2) is off this scale and stays in
+the first panel. Then reward, entropy and KL(mu||pi_{t+1}) after the update
+against lag; right: the ratio-based objective's clip fraction and ratio ESS
+against lag. results/llm_confirm/README.md states the orderings with their
+standard errors.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "llm_confirm"
 #: the same grid with 8 inner steps per batch (see its README); drawn hollow in the eta panel when present
 RESULTS_K8 = ROOT / "results" / "llm_confirm_k8"
-FULL_GRID = ["--objectives", "opmd", "opmd_lme", "shifted_regression", "oapl", "grpo", "--lags", "0", "4", "16",
+FULL_GRID = ["--objectives", "opmd", "opmd_lme", "shifted_regression", "oapl", "grpo", "opmd_above", "--lags", "0", "4", "16",
              "--seeds", "0", "1", "2", "--steps", "30"]
+#: the regression baselines at beta = 0.1 in their predicted order of pessimism (eta increasing)
+ORDER = ["opmd_above", "opmd_lme", "opmd", "shifted_regression"]
+BASELINE = {"opmd_above": "V above\nsoft value", "opmd_lme": "soft value", "opmd": "mean",
+            "shifted_regression": "beta-shifted\nmean"}
 SMOKE_GRID = ["--objectives", "opmd", "shifted_regression", "grpo", "--lags", "0", "4", "--seeds", "0", "1",
               "--steps", "8"]
 
@@ -65,9 +75,10 @@ def _series(rows, obj, key):
 def make(smoke: bool, out: Path) -> list[Path]:
     _style.apply()
     rows = load(smoke)
-    objs = list(dict.fromkeys(r["objective"] for r in rows))
+    found = list(dict.fromkeys(r["objective"] for r in rows))
+    objs = [o for o in ORDER + ["oapl", "grpo"] if o in found] + [o for o in found if o not in ORDER + ["oapl", "grpo"]]
     colors = dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
-    fig, axes = plt.subplots(1, 5, figsize=(19, 3.9))
+    fig, axes = plt.subplots(1, 6, figsize=(23, 4.1))
     ax = axes[0]
     lim = 0.0
     for obj in objs:
@@ -94,8 +105,10 @@ def make(smoke: bool, out: Path) -> list[Path]:
     ax.set_ylabel(r"fitted $\eta$ (after the update)")
     ax.set_title(r"$\eta$: fitted against predicted (symlog)" + "\n(marker size grows with lag)")
     ax.legend(frameon=False, fontsize=8)
-    for ax, key, label in zip(axes[1:4], ("reward", "entropy", "kl"),
-                              ("reward of the samples", "entropy proxy [nats/token]", r"KL$(\mu\|\pi)$ [nats]")):
+    _ordering_panel(axes[1], rows, colors)
+    for ax, key, label in zip(axes[2:5], ("reward", "entropy", "kl_after"),
+                              ("reward of the samples", "entropy proxy [nats/token]",
+                               r"KL$(\mu\|\pi_{t+1})$ after the update [nats]")):
         for obj in objs:
             lag, m, se = _series(rows, obj, key)
             ax.errorbar(lag, m, yerr=se, marker="o", color=colors[obj], capsize=2, label=obj)
@@ -103,7 +116,7 @@ def make(smoke: bool, out: Path) -> list[Path]:
         ax.set_xticks(sorted({r["lag"] for r in rows}), [str(int(x)) for x in sorted({r["lag"] for r in rows})])
         ax.set_xlabel("lag L")
         ax.set_title(label)
-    ax = axes[4]
+    ax = axes[5]
     for obj in objs:
         lag, clip, se = _series(rows, obj, "clip_frac")
         if np.isfinite(clip).any():
@@ -118,3 +131,32 @@ def make(smoke: bool, out: Path) -> list[Path]:
     ax.legend(frameon=False, fontsize=8)
     fig.suptitle("LLM trainer (character-level smoke model, reasoning-gym chain sums): mean ± s.e. over seeds")
     return _style.save(fig, out, "fig09_llm_confirmation")
+
+
+def _ordering_panel(ax, rows, colors):
+    """Fitted (filled) and predicted (hollow) eta of the beta = 0.1 baselines, in predicted order, per lag."""
+    base = [o for o in ORDER if any(r["objective"] == o for r in rows)]
+    lags = sorted({r["lag"] for r in rows})
+    markers = dict(zip(lags, "os^Dv<>"))
+    width = 0.6
+    for j, lag in enumerate(lags):
+        dx = (j - (len(lags) - 1) / 2) * width / max(len(lags), 1)
+        for i, obj in enumerate(base):
+            r = next((r for r in rows if r["objective"] == obj and r["lag"] == lag), None)
+            if r is None or r["eta_fit"] is None:
+                continue
+            ax.errorbar(i + dx, r["eta_fit"], yerr=r["eta_fit_se"] or 0, fmt=markers[lag], color=colors[obj], ms=5,
+                        capsize=2)
+            ax.errorbar(i + dx, r["eta_pred"], yerr=r["eta_pred_se"] or 0, fmt=markers[lag], mfc="white",
+                        color=colors[obj], ms=5, capsize=2)
+    for lag in lags:
+        ax.plot([], [], markers[lag], color="0.3", label=f"lag {int(lag)}")
+    ax.plot([], [], "o", color="0.3", label="fitted")
+    ax.plot([], [], "o", mfc="white", color="0.3", label="predicted")
+    ax.axhline(0.0, color="k", lw=0.6, ls=":")
+    ax.set_xticks(range(len(base)), [BASELINE[o] for o in base], fontsize=8)
+    ax.set_xlim(-0.6, len(base) - 0.4)
+    ax.set_ylabel(r"$\eta$")
+    ax.set_title("regression baselines at " + r"$\beta = 0.1$" + ",\npredicted order of pessimism (left to right)")
+    ax.legend(frameon=False, fontsize=7, ncol=2)
+    return ax
