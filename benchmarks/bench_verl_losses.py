@@ -11,7 +11,7 @@ the built-in of its family under the same ``loss_agg_mode``:
 * stop-gradient-weighted log-prob (``topr``) against ``cispo``;
 * REINFORCE with a log-ratio penalty (``reinforce_k1``, ``reinforce_k3``) and the
   regression family (``oapl``, ``opmd``, ``opmd_loo``, ``opmd_lme``,
-  ``shifted_regression``: a quadratic log-ratio penalty) against ``dro``.
+  ``shifted_regression``, ``opmd_above``: a quadratic log-ratio penalty) against ``dro``.
 
 Both sides of a pair are timed alternately in one run (the machine is shared and
 noisy); each time is the minimum (and the median) of ``--repeats`` calls after a
@@ -40,6 +40,7 @@ FAMILY = {
     "pg": "vanilla", "m2po": "vanilla", "topr": "cispo",
     "reinforce_k1": "dro", "reinforce_k3": "dro",
     "oapl": "dro", "opmd": "dro", "opmd_loo": "dro", "opmd_lme": "dro", "shifted_regression": "dro",
+    "opmd_above": "dro",
 }
 
 
