@@ -43,7 +43,7 @@ def test_mask_equals_definition(shape, scale, tau, ties, seed):
 
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 1025, 5000])
 def test_cut_at_every_topk_boundary(n):
-    """Drop exactly d of n tokens for d around the top-k sizes the search tries (256, 1024, ...)."""
+    """Drop exactly d of n tokens, from none to all: the edges of the sampled estimate's top-k and of the tail bound."""
     tau = 0.04
     for d in sorted({0, 1, n // 2, 255, 256, 257, 1023, 1024, 1025, n - 1, n}):
         if d > n:
