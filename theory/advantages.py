@@ -37,6 +37,18 @@ its objective is named for.
 ``std`` in ``grpo`` is the unbiased (G-1) sample standard deviation, as in
 the reference GRPO implementations; ``zscore`` uses the population standard
 deviation and only centres when it is at most ``1e-6`` (TPO).
+
+A third form, ``conditional_group_advantage(name, mu, r, G, **params)``, is
+what a trainer that draws fresh groups of G samples from :math:`\mu` actually
+regresses on: the group estimator's mean for a sample given its own arm,
+
+.. math:: \bar A_k = E\big[A_1 \,\big|\, y_1 = k\big], \qquad y_2,\dots,y_G \sim \mu \text{ i.i.d.}
+
+For a loss that is quadratic in the signal (the regression family) the expected
+gradient over groups is the gradient of the population loss with :math:`\bar A`
+in place of :math:`A` (exchangeability of the group), so the stochastic trainer's
+fixed point is the population target at :math:`\bar A`. It is computed exactly
+by enumerating the multinomial counts of the other G - 1 samples over the arms.
 """
 
 from __future__ import annotations
@@ -49,7 +61,7 @@ import torch
 from ._checks import as_float_array, check_distribution
 from .values import soft_value
 
-__all__ = ["ADVANTAGES", "group_advantage", "population_advantage"]
+__all__ = ["ADVANTAGES", "group_advantage", "population_advantage", "conditional_group_advantage"]
 
 #: Estimator names and the parameters each one takes.
 ADVANTAGES: dict[str, tuple[str, ...]] = {
@@ -151,3 +163,80 @@ def population_advantage(name: str, mu, r, **params) -> np.ndarray:
     if name == "shifted_mean":
         return r - mean + params.get("delta", 1.0) * params["beta"]
     return r - soft_value(mu, r, params["beta1"])[..., None] - _above(params)
+
+
+def conditional_group_advantage(name: str, mu, r, G: int, *, max_outcomes: int = 2_000_000, **params) -> np.ndarray:
+    r"""Exact :math:`\bar A_k = E[A_1 \mid y_1 = k]` of the group estimator ``name`` with groups of ``G``.
+
+    The other :math:`G-1` samples of the group are i.i.d. from ``mu``; their
+    arm counts are enumerated (:math:`\binom{G-1+K-1}{K-1}` outcomes) and the
+    estimator is ``group_advantage`` itself, applied to each outcome's rewards.
+    Closed forms that follow (tested): ``mean`` gives
+    :math:`(1 - 1/G)(r_k - E_\mu r)`, ``loo`` gives :math:`r_k - E_\mu r`; as
+    :math:`G\to\infty` every estimator tends to ``population_advantage``.
+
+    Parameters
+    ----------
+    name : str
+        Estimator (``ADVANTAGES``).
+    mu : array_like, shape (K,)
+        Behaviour distribution over the arms (one bandit; zeros allowed).
+    r : array_like, shape (K,)
+        Rewards of the arms.
+    G : int
+        Group size, >= 1 (>= 2 for estimators that need a pair).
+    max_outcomes : int
+        Refuse (ValueError) when the enumeration would exceed this many outcomes.
+    **params
+        The estimator's parameters.
+
+    Returns
+    -------
+    ndarray, shape (K,)
+        :math:`\bar A_k` (for arms with :math:`\mu_k = 0` too: the mean advantage a
+        sample of that arm would get).
+    """
+    params = _check_params(name, params)
+    mu = check_distribution(mu)
+    r = as_float_array(r, "r")
+    if mu.ndim != 1 or r.shape != mu.shape:
+        raise ValueError(f"mu and r must be 1-d of the same length K, got {mu.shape} and {r.shape}")
+    if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1:
+        raise ValueError(f"G must be an integer >= 1, got {G!r}")
+    G = int(G)
+    if name in _NEEDS_PAIR and G < 2:
+        raise ValueError(f"advantage {name!r} needs groups of G >= 2 samples (a std or a leave-one-out), got G = {G}")
+    live = np.flatnonzero(mu > 0)  # arms the others can land on
+    m, n = live.size, G - 1
+    outcomes = math.comb(n + m - 1, m - 1)
+    if outcomes > max_outcomes:
+        raise ValueError(
+            f"{outcomes} multinomial outcomes for G = {G} over {m} arms exceed max_outcomes = {max_outcomes}"
+        )
+    counts = _compositions(n, m)  # (outcomes, m)
+    logmu = np.log(mu[live])
+    logp = (
+        math.lgamma(n + 1)
+        - np.array([sum(math.lgamma(c + 1) for c in row) for row in counts])
+        + (counts * logmu).sum(1)
+    )
+    w = np.exp(logp - logp.max())
+    w /= w.sum()
+    others = np.repeat(np.broadcast_to(r[live], counts.shape).reshape(-1), counts.reshape(-1)).reshape(len(counts), n)
+    K = r.size
+    group = np.empty((K, len(counts), G))
+    group[:, :, 0] = r[:, None]
+    group[:, :, 1:] = others[None]
+    adv = group_advantage(name, torch.from_numpy(group), **params)[..., 0].numpy()  # (K, outcomes)
+    return adv @ w
+
+
+def _compositions(n: int, m: int) -> np.ndarray:
+    """All nonnegative integer vectors of length ``m`` summing to ``n``, shape ``(C(n+m-1, m-1), m)``."""
+    import itertools
+
+    rows = []
+    for bars in itertools.combinations(range(n + m - 1), m - 1):
+        edges = (-1, *bars, n + m - 1)
+        rows.append([edges[i + 1] - edges[i] - 1 for i in range(m)])
+    return np.array(rows, dtype=np.int64).reshape(-1, m)
