@@ -412,3 +412,54 @@ def test_negative_regime_roots_match_a_dense_scan():
         checked += len(want)
         pairs += len(want) - len({j for j, _ in want})
     assert checked >= 30 and pairs >= 3  # roots to find, some of them two on one branch
+
+
+# ----------------------------------------------------------------------------- relaxed (sub-stochastic) target
+
+
+@given(bandits(min_arms=2, max_arms=5, min_mass=1e-2), st.floats(-1.5, 1.5), temperatures(0.05, 2.0))
+@settings(max_examples=60, deadline=None)
+def test_relaxed_target_is_the_constrained_minimizer(bandit, shift, beta):
+    """Independent route: SLSQP on the convex problem in s = log u with sum mu e^s <= 1, from several starts."""
+    from scipy.optimize import minimize
+
+    from theory.lambert import relaxed_lambert_target
+    from theory.values import soft_value
+
+    mu, r = bandit
+    adv = r - soft_value(mu, r, beta) - shift * beta  # shift > 0: negative regime, < 0: positive
+    pi, eta, leak = relaxed_lambert_target(mu, adv, beta)
+    a = adv / beta
+
+    def f(s):
+        return float(mu @ (s - a) ** 2)
+
+    cons = {"type": "ineq", "fun": lambda s: 1 - mu @ np.exp(s), "jac": lambda s: -mu * np.exp(s)}
+    best = None
+    for start in (np.zeros_like(a), a - 1.0, np.full_like(a, -3.0)):
+        res = minimize(f, start, jac=lambda s: 2 * mu * (s - a), constraints=[cons], method="SLSQP", options=dict(ftol=1e-14, maxiter=500))
+        if best is None or res.fun < best.fun:
+            best = res
+    s_ref = best.x
+    assert f(np.log(pi / mu)) <= best.fun + 1e-8 * (1 + best.fun)
+    assert np.allclose(np.log(pi / mu), s_ref, atol=2e-4)
+    assert eta >= 0 and leak >= 0 and abs(pi.sum() + leak - 1) < 1e-12
+    if shift > 1e-6:  # the negative regime: no W_{-1} branch, the deficit is left off the support
+        assert eta == 0 and np.isclose(leak, -np.expm1(-shift), atol=1e-12) and np.allclose(pi, mu * np.exp(a))
+    if shift < -1e-6:  # positive regime: the relaxation changes nothing
+        pi_l, eta_l = T.lambert_target(mu, adv, beta)
+        assert leak == 0 and np.allclose(pi, pi_l, atol=1e-14) and eta == eta_l
+
+
+def test_relaxed_target_batches_and_checks_input():
+    from theory.lambert import relaxed_lambert_target
+
+    mu = np.array([[0.77, 0.23], [0.5, 0.5]])
+    adv = np.array([[-0.903, 0.097], [-0.3, 0.7]])
+    pi, eta, leak = relaxed_lambert_target(mu, adv, 0.1)
+    assert pi.shape == (2, 2) and eta.shape == (2,) and leak.shape == (2,)
+    assert eta[0] == 0 and leak[0] > 0.3 and eta[1] > 0 and leak[1] == 0
+    with pytest.raises(ValueError):
+        relaxed_lambert_target([0.5, 0.6], [0.0, 1.0], 0.1)
+    with pytest.raises(ValueError):
+        relaxed_lambert_target([0.5, 0.5], [0.0, 1.0], -1.0)

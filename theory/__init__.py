@@ -4,6 +4,8 @@ Public API (names follow THEORY.md):
 
 * :func:`lambert_target`, :func:`lambert_stationary_points`, :func:`regime_of`
   — the regression objective's target in every regime (``theory.lambert``);
+  :func:`relaxed_lambert_target` for a policy that may leave mass off the
+  behaviour's support;
 * :func:`soft_value`, :func:`gibbs_target` and the baselines (``theory.values``);
 * :func:`kl`, :func:`entropy`, :func:`expected_reward`, :func:`beta_eff_kl`,
   :func:`beta_eff_reward`, :func:`pessimism_measures` (``theory.measures``);
@@ -18,7 +20,14 @@ Public API (names follow THEORY.md):
 """
 
 from .bandits import STANDARD_BANDITS, Bandit
-from .lambert import StationaryPoints, lambert_log_ratio, lambert_stationary_points, lambert_target, regime_of
+from .lambert import (
+    StationaryPoints,
+    lambert_log_ratio,
+    lambert_stationary_points,
+    lambert_target,
+    regime_of,
+    relaxed_lambert_target,
+)
 from .measures import (
     REGIME_NAMES,
     PessimismMeasures,
@@ -61,6 +70,7 @@ __all__ = [
     "lambert_target",
     "lambert_stationary_points",
     "lambert_log_ratio",
+    "relaxed_lambert_target",
     "Bandit",
     "STANDARD_BANDITS",
     "regime_of",

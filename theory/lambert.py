@@ -52,6 +52,19 @@ Regimes, by the sign of :math:`g_0 = \log E_\mu[e^{a}] = (V^*_\beta - V)/\beta`:
   only :math:`\mu_j \log^2(\pi_j/\mu_j) \to 0`, so the arm that leaves the
   principal branch is chosen by small :math:`\mu_j` as much as by large
   :math:`a_j`, and is often not the best arm.
+
+**Relaxed (sub-stochastic) target.** A policy over a space far larger than the
+behaviour's samples (an LLM over sequences) can put mass where :math:`\mu`
+almost never samples, and that mass carries no loss. The regression then
+minimizes over :math:`\{\sum_y \mu_y u_y \le 1\}` rather than the simplex:
+a convex problem in :math:`s = \log u` with the unique solution
+:func:`relaxed_lambert_target` — the Lambert target with :math:`\eta > 0` in the
+positive regime (the constraint binds), and :math:`s = a`, :math:`\eta = 0` with
+the deficit :math:`1 - e^{g_0}` left off the support in the boundary and
+negative regimes. The KKT multiplier is :math:`\eta \ge 0`, so the relaxation
+removes the negative regime: an optimistic baseline does not reach the
+:math:`W_{-1}` branch but loses :math:`1 - e^{g_0}` of the mass to completions the
+behaviour does not produce.
 """
 
 from __future__ import annotations
@@ -70,7 +83,14 @@ from ._checks import (
 )
 from ._roots import log_neg_lambert, log_omega, safeguarded_newton
 
-__all__ = ["lambert_target", "lambert_stationary_points", "lambert_log_ratio", "StationaryPoints", "regime_of"]
+__all__ = [
+    "lambert_target",
+    "lambert_stationary_points",
+    "lambert_log_ratio",
+    "relaxed_lambert_target",
+    "StationaryPoints",
+    "regime_of",
+]
 
 _CHUNK = 4096  # bandits per chunk in the fast path: keeps the working set in cache
 _FAST_MAXITER = 12
@@ -633,3 +653,45 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
         count=count.reshape(batch),
         global_index=gidx.reshape(batch),
     )
+
+
+def relaxed_lambert_target(mu, adv, beta):
+    r"""Minimizer of :math:`\sum_y \mu_y(\beta\log(\pi_y/\mu_y) - A_y)^2` over :math:`\{\pi \ge 0: \sum_y \pi_y \le 1\}`.
+
+    The problem of a policy that may leave mass off the behaviour's support
+    (module docstring): convex in :math:`s = \log(\pi/\mu)`, with KKT conditions
+    :math:`\log u_y + \eta u_y = A_y/\beta`, :math:`\eta \ge 0`,
+    :math:`\eta(1 - \sum_y\pi_y) = 0`. Hence
+
+    .. math::
+
+        \pi = \text{lambert\_target}(\mu, A, \beta) \ \text{if}\ g_0 > 0, \qquad
+        \pi = \mu\, e^{A/\beta},\ \eta = 0 \ \text{otherwise},
+
+    with :math:`g_0 = \log E_\mu e^{A/\beta}`; the mass off the support is
+    :math:`1 - \sum_y \pi_y = 1 - e^{\min(g_0, 0)}`.
+
+    Parameters
+    ----------
+    mu, adv, beta
+        As in :func:`lambert_target`.
+
+    Returns
+    -------
+    pi : ndarray, shape (..., K)
+        The sub-stochastic target (rows sum to :math:`e^{\min(g_0, 0)} \le 1`).
+    eta : ndarray, shape (...)
+        The multiplier, :math:`\ge 0`.
+    leak : ndarray, shape (...)
+        :math:`1 - \sum_y \pi_y`, the mass left off the support.
+    """
+    mu_, a, beta_, batch = _prepare(mu, adv, beta)
+    lmu = _logmu(mu_)
+    g0 = _log_mass0(lmu, a)
+    pi = np.where(mu_ > 0, np.exp(np.where(mu_ > 0, lmu, 0.0) + a), 0.0)  # mu e^a, exact at eta = 0
+    eta = np.zeros(len(a))
+    pos = g0 > _g0_noise(lmu, a)
+    if pos.any():
+        pi[pos], eta[pos] = lambert_target(mu_[pos], a[pos], 1.0)
+    leak = np.where(pos, 0.0, -np.expm1(np.minimum(g0, 0.0)))
+    return pi.reshape(batch + (a.shape[-1],)), eta.reshape(batch), leak.reshape(batch)
