@@ -213,3 +213,26 @@ def test_confirm_grid_writes_tidy_results(sft, tmp_path):
     with pytest.raises(SystemExit) as e:
         confirm_main(["--out-dir", str(tmp_path / "bad"), "--inner-steps", "0"])
     assert e.value.code != 0
+
+
+def test_confirm_grid_grows_in_place_and_refuses_other_settings(sft, tmp_path, capsys):
+    from sims.llm.confirm import main as confirm_main
+
+    common = ["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "2", "--lags", "0", "--objectives", "opmd"]
+    confirm_main(common + ["--seeds", "0"])
+    first = (tmp_path / "results.csv").read_text()
+    capsys.readouterr()
+    summary = confirm_main(common + ["--seeds", "0", "1"])
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(r["objective"], r["seed"]) for r in printed] == [("opmd", 1)]  # seed 0 was kept, not retrained
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["seed"] for r in rows] == ["0", "1"] and summary[0]["seeds"] == 2
+    assert first.splitlines()[1] == (tmp_path / "results.csv").read_text().splitlines()[1]  # row kept verbatim
+    assert json.loads((tmp_path / "sweep.json").read_text())["seeds"] == [0, 1]
+    confirm_main(common + ["--seeds", "1"])  # a subset: nothing to train, nothing lost
+    assert (tmp_path / "results.csv").read_text().count("\n") == 3  # header + 2 rows
+    with pytest.raises(SystemExit) as e:
+        confirm_main(["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "3", "--seeds", "2"])
+    assert e.value.code != 0 and "steps: 3 differs from 2" in capsys.readouterr().err
+    assert (tmp_path / "results.csv").read_text().count("\n") == 3  # header + 2 rows

@@ -7,6 +7,13 @@ last ``tail`` steps, the final evaluation) to ``results.csv``; :func:`score`
 averages over seeds with standard errors into ``summary.csv``.
 
     python -m sims.llm.confirm --out-dir runs/confirm_smoke
+
+A grid grows in place: run again into the same ``out_dir`` with more seeds (or
+lags, or objectives) and the cells already in ``results.csv`` are kept, not
+retrained, provided every other setting of the sweep is the one recorded in
+``sweep.json`` (otherwise the run stops before training and names the setting).
+``results.csv`` is rewritten atomically after every cell, so a killed run loses
+at most the cell it was training.
 """
 
 from __future__ import annotations
@@ -14,12 +21,15 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sims.bandit import _atomic_write_bytes
 
 from .rl import RL_PRESETS, train_rl
 from .sft import SFT_PRESETS, train_sft
@@ -63,51 +73,107 @@ def resolve(sweep: ConfirmSweep) -> ConfirmSweep:
     )
 
 
+GRID = ("objectives", "lags", "seeds")
+"""The fields of :class:`ConfirmSweep` a grid may grow along; every other field must match to reuse cells."""
+
+
+def _parse_row(row: dict) -> dict:
+    out = {"objective": row["objective"], "lag": int(row["lag"]), "seed": int(row["seed"])}
+    for k, v in row.items():
+        if k not in out:
+            out[k] = None if v == "" else float(v)
+    return out
+
+
+def _existing_rows(sweep: ConfirmSweep, out_dir: Path) -> list[dict]:
+    """The rows already in ``out_dir/results.csv`` (checked against ``sweep.json``), or []."""
+    path = out_dir / "results.csv"
+    if not path.exists():
+        return []
+    meta = out_dir / "sweep.json"
+    if not meta.exists():
+        raise ValueError(f"{path} exists without its sweep.json: move it away or pass another --out-dir")
+    saved = json.loads(meta.read_text())
+    now = json.loads(json.dumps(dataclasses.asdict(sweep)))
+    for k, v in now.items():
+        if k not in GRID and saved.get(k) != v:
+            raise ValueError(
+                f"{k}: {v!r} differs from {saved.get(k)!r} in {meta}; the cells there cannot be reused "
+                "(pass another --out-dir)"
+            )
+    with open(path, newline="") as f:
+        return [_parse_row(r) for r in csv.DictReader(f)]
+
+
+def _ordered(rows: list[dict], sweep: ConfirmSweep) -> list[dict]:
+    """Rows by cell: objectives in the order first seen (earlier rows, then the sweep's), then lag, then seed."""
+    order = {o: i for i, o in enumerate(dict.fromkeys([*(r["objective"] for r in rows), *sweep.objectives]))}
+    return sorted(rows, key=lambda r: (order[r["objective"]], r["lag"], r["seed"]))
+
+
+def _write(rows: list[dict], sweep: ConfirmSweep, out_dir: Path) -> None:
+    """Atomically write ``results.csv`` (rows sorted by cell) and ``sweep.json`` (the union grid)."""
+    rows = _ordered(rows, sweep)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    grid = {
+        "objectives": list(dict.fromkeys(r["objective"] for r in rows)),
+        "lags": sorted({r["lag"] for r in rows}),
+        "seeds": sorted({r["seed"] for r in rows}),
+    }
+    meta = {**dataclasses.asdict(sweep), **grid}
+    _atomic_write_bytes(out_dir / "sweep.json", json.dumps(meta, indent=2).encode())
+    _atomic_write_bytes(out_dir / "results.csv", buf.getvalue().encode())
+
+
 def run(sweep: ConfirmSweep, out_dir: str | Path) -> list[dict]:
-    """Train every cell; write and return the tidy rows of ``results.csv``."""
+    """Train every cell not already in ``out_dir/results.csv``; write and return all its rows.
+
+    Rows of earlier runs into ``out_dir`` are kept (also those outside this
+    sweep's grid), provided the sweep's other settings match ``sweep.json``.
+    """
     sweep = resolve(sweep)
     out_dir = Path(out_dir)
+    rows = _existing_rows(sweep, out_dir)
+    done = {(r["objective"], r["lag"], r["seed"]) for r in rows}
+    todo = [(o, lag, s) for o in sweep.objectives for lag in sweep.lags for s in sweep.seeds if (o, lag, s) not in done]
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not todo:
+        return rows
     sft_path = sweep.sft
     if sweep.sft in SFT_PRESETS:
         sft_cfg = dataclasses.replace(SFT_PRESETS[sweep.sft], num_threads=sweep.num_threads, progress=False)
         train_sft(sft_cfg, out_dir=out_dir / "sft", resume=True)
         sft_path = str(out_dir / "sft" / "ckpt.pt")
-    rows = []
-    for obj in sweep.objectives:
-        for lag in sweep.lags:
-            for seed in sweep.seeds:
-                cfg = dataclasses.replace(
-                    RL_PRESETS[sweep.rl_preset],
-                    sft=sft_path,
-                    objective=obj,
-                    lag=lag,
-                    seed=seed,
-                    steps=sweep.steps,
-                    inner_steps=sweep.inner_steps,
-                    lr=sweep.lr,
-                    eval_every=sweep.steps,
-                    ckpt_every=sweep.steps,
-                    num_threads=sweep.num_threads,
-                    progress=False,
-                )
-                res = train_rl(cfg)
-                tail = res.history[-sweep.tail :]
-                row = {"objective": obj, "lag": lag, "seed": seed}
-                for k in METRICS:
-                    vals = [r[k] for r in tail if r.get(k) is not None]
-                    row[k] = float(np.mean(vals)) if vals else None
-                row["eval_pass@1"] = res.final_eval["pass@1"]
-                row["eval_pass@1_se"] = res.final_eval["pass@1_se"]
-                rows.append(row)
-                print(json.dumps(row))
-    cols = list(rows[0])
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, cols)
-        w.writeheader()
-        w.writerows(rows)
-    (out_dir / "sweep.json").write_text(json.dumps(dataclasses.asdict(sweep), indent=2))
-    return rows
+    for obj, lag, seed in todo:
+        cfg = dataclasses.replace(
+            RL_PRESETS[sweep.rl_preset],
+            sft=sft_path,
+            objective=obj,
+            lag=lag,
+            seed=seed,
+            steps=sweep.steps,
+            inner_steps=sweep.inner_steps,
+            lr=sweep.lr,
+            eval_every=sweep.steps,
+            ckpt_every=sweep.steps,
+            num_threads=sweep.num_threads,
+            progress=False,
+        )
+        res = train_rl(cfg)
+        tail = res.history[-sweep.tail :]
+        row = {"objective": obj, "lag": lag, "seed": seed}
+        for k in METRICS:
+            vals = [r[k] for r in tail if r.get(k) is not None]
+            row[k] = float(np.mean(vals)) if vals else None
+        row["eval_pass@1"] = res.final_eval["pass@1"]
+        row["eval_pass@1_se"] = res.final_eval["pass@1_se"]
+        rows.append(row)
+        _write(rows, sweep, out_dir)
+        print(json.dumps(row), flush=True)
+    return _ordered(rows, sweep)
 
 
 def score(rows: list[dict]) -> list[dict]:
@@ -149,11 +215,16 @@ def main(argv=None) -> list[dict]:
         inner_steps=args.inner_steps,
         lr=args.lr,
     )
-    summary = score(run(sweep, args.out_dir))
-    with open(args.out_dir / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, list(summary[0]))
-        w.writeheader()
-        w.writerows(summary)
+    try:
+        rows = run(sweep, args.out_dir)
+    except ValueError as e:
+        p.error(str(e))
+    summary = score(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, list(summary[0]))
+    w.writeheader()
+    w.writerows(summary)
+    _atomic_write_bytes(args.out_dir / "summary.csv", buf.getvalue().encode())
     return summary
 
 
