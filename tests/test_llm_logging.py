@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sims.llm import confirm, rl, sft
+from sims.llm import confirm, probe, rl, sft
 from sims.llm.rl import RL_PRESETS, train_rl
 from sims.llm.sft import SFT_PRESETS, train_sft
 
@@ -54,10 +54,12 @@ def _doc_names(section: str) -> list[str]:
 
 def _pattern(name: str) -> re.Pattern:
     """A doc name as a regex: ``pass@k`` stands for any k, ``eval/*`` for every eval column,
-    ``<metric>`` for every metric the confirmation grid averages."""
+    ``<metric>`` for every metric the confirmation grid averages, ``<probe>`` for every probe column
+    the probe's summary averages (both with an optional ``_se``)."""
     metrics = "|".join(re.escape(m) for m in (*confirm.METRICS, "eval_pass@1"))
+    probes = "|".join(re.escape(m) for m in probe.SUMMARY_METRICS)
     rx = re.escape(name).replace(r"pass@k", r"pass@\d+").replace(r"/\*", r"/.+")
-    rx = rx.replace(re.escape("<metric>"), f"(?:{metrics})")
+    rx = rx.replace(re.escape("<metric>"), f"(?:{metrics})").replace(re.escape("<probe>"), f"(?:{probes})(?:_se)?")
     return re.compile(rx + r"\Z")
 
 
@@ -86,6 +88,26 @@ def test_every_confirmation_column_is_defined_in_the_doc():
     summary = list(confirm.score(rows)[0])
     _check_defined(list(dict.fromkeys(results + summary)), "## Confirmation grid")
     assert set(confirm.METRICS) <= set(rl._csv_columns(RL_PRESETS["smoke"]))  # averages of defined RL columns
+
+
+def test_every_probe_column_is_defined_in_the_doc():
+    import numpy as np
+
+    from theory.objectives import make_objective
+
+    pr = probe.predict(make_objective("opmd"), np.array([0.7, 0.3]), np.array([0.0, 1.0]), 8)
+    cls = np.repeat([0, 1], [7, 3])
+    re_ = probe.realized(pr["log_u"][cls], cls, pr["adv"], 0.1)
+    assert set(re_) == {"log_u", "spread", "eta", "kl"}
+    # the columns probe_cell writes, read from its source: every key of its row dicts
+    import inspect
+
+    src = inspect.getsource(probe.probe_cell)
+    row_cols = re.findall(r'^\s+"([a-z_]+)": ', src, flags=re.M)
+    assert {"eta_pred", "pass_pi", "leak_relaxed", "train_s", "log_u_fail"} <= set(row_cols)
+    rows = [{k: (0.5 + i if k not in ("objective",) else "opmd") for k in row_cols} for i in range(2)]
+    summary = list(probe.summarize(rows)[0])
+    _check_defined(list(dict.fromkeys(row_cols + summary)), "## Converged probe")
 
 
 # ----------------------------------------------------------------------------- TensorBoard

@@ -110,7 +110,7 @@ def _cfg(sft_path, **kw):
 def test_run_writes_every_file_and_grows_in_place(sft_path, tmp_path, capsys):
     rows = probe.run(_cfg(sft_path), tmp_path)
     assert len(rows) == 2 and {r["prompt"] for r in rows} == {0, 1}
-    for name in ("probe.csv", "trajectory.csv", "summary.csv", "probe.json"):
+    for name in ("probe.csv", "trajectory.csv", "summary.csv", "probe.json", "tables.md"):
         assert (tmp_path / name).exists()
     with open(tmp_path / "trajectory.csv") as f:
         traj = list(csv.DictReader(f))
@@ -128,6 +128,10 @@ def test_run_writes_every_file_and_grows_in_place(sft_path, tmp_path, capsys):
     assert (tmp_path / "probe.csv").read_text().count("\n") == 5
     summary = probe.summarize(rows)
     assert summary[0]["n"] == 4 and summary[0]["eta_gap_se"] is not None
+    (tmp_path / "summary.csv").unlink()  # derived files come back from probe.csv without training
+    (tmp_path / "tables.md").unlink()
+    assert len(probe.run(_cfg(sft_path, seeds=(1,)), tmp_path)) == 4
+    assert (tmp_path / "summary.csv").exists() and "| `opmd` |" in (tmp_path / "tables.md").read_text()
 
 
 def test_the_cli_and_bad_configs(sft_path, tmp_path, capsys):

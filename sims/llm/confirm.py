@@ -4,7 +4,8 @@ An experiment is data: :class:`ConfirmSweep` names the grid (objectives x lags x
 seeds on one SFT warm start); :func:`run` trains every cell with
 :func:`sims.llm.rl.train_rl` and writes one tidy row per cell (means over the
 last ``tail`` steps, the final evaluation) to ``results.csv``; :func:`score`
-averages over seeds with standard errors into ``summary.csv``.
+averages over seeds with standard errors into ``summary.csv``; :func:`report`
+writes the orderings with their standard errors to ``tables.md``.
 
     python -m sims.llm.confirm --out-dir runs/confirm_smoke
 
@@ -191,6 +192,63 @@ def score(rows: list[dict]) -> list[dict]:
     return out
 
 
+ORDER = ("opmd_above", "opmd_lme", "opmd", "shifted_regression")
+"""The beta = 0.1 regression baselines in their predicted order of pessimism (eta increasing)."""
+LABELS = {
+    "opmd_above": "V above soft value (`opmd_above`)",
+    "opmd_lme": "soft value (`opmd_lme`)",
+    "opmd": "mean (`opmd`)",
+    "shifted_regression": "beta-shifted mean (`shifted_regression`)",
+    "oapl": "decoupled beta1 (`oapl`)",
+    "grpo": "`grpo`",
+}
+
+
+def _fmt(x: float, se: float | None) -> str:
+    def f(v):
+        return f"{v:.3f}" if 1e-3 <= abs(v) < 1e3 or v == 0 else f"{v:.2g}"
+
+    return f(x) if se is None else f"{f(x)} ± {f(se)}"
+
+
+def report(summary: list[dict]) -> str:
+    """Markdown tables of eta_fit, eta_pred and kl_after by objective and lag, with the adjacent
+    differences along ``ORDER`` (difference ± combined s.e., z = difference / s.e.)."""
+    cell = {(r["objective"], int(r["lag"])): r for r in summary}
+    lags = sorted({int(r["lag"]) for r in summary})
+    objs = [o for o in (*ORDER, "oapl", "grpo") if any((o, lag) in cell for lag in lags)]
+    seeds = sorted({int(r["seeds"]) for r in summary})
+    out = []
+    for metric, title, sign in [
+        ("eta_fit", "fitted eta (eta_fit)", +1),
+        ("eta_pred", "predicted eta (eta_pred, Lambert on each group)", +1),
+        ("kl_after", "KL(mu || pi_{t+1}) after the update (kl_after, nats)", -1),
+    ]:
+        rows = [o for o in objs if any(cell.get((o, lag), {}).get(metric) is not None for lag in lags)]
+        out.append(f"**{title}**, mean ± s.e. over {'/'.join(map(str, seeds))} seeds\n")
+        out.append("| baseline | " + " | ".join(f"lag {lag}" for lag in lags) + " |")
+        out.append("|---|" + "---|" * len(lags))
+        for o in rows:
+            vals = [cell.get((o, lag), {}) for lag in lags]
+            out.append(f"| {LABELS.get(o, o)} | " + " | ".join(_fmt(v[metric], v.get(f"{metric}_se")) if v else "" for v in vals) + " |")
+        pairs = [(a, b) for a, b in zip(ORDER, ORDER[1:]) if a in rows and b in rows]
+        if pairs:
+            want = "increase" if sign > 0 else "decrease"
+            out.append(f"\nadjacent differences along the predicted order (predicted to {want}; z = difference / combined s.e.):\n")
+            out.append("| pair | " + " | ".join(f"lag {lag}" for lag in lags) + " |")
+            out.append("|---|" + "---|" * len(lags))
+            for a, b in pairs:
+                cells = []
+                for lag in lags:
+                    ra, rb = cell[(a, lag)], cell[(b, lag)]
+                    d = rb[metric] - ra[metric]
+                    se = math.hypot(ra[f"{metric}_se"] or 0.0, rb[f"{metric}_se"] or 0.0)
+                    cells.append(f"{d:+.3g} ± {se:.2g} (z = {d / se:+.1f})" if se > 0 else f"{d:+.3g}")
+                out.append(f"| `{a}` → `{b}` | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(prog="python -m sims.llm.confirm", description=__doc__.splitlines()[0])
     p.add_argument("--out-dir", type=Path, required=True, help="write results.csv, summary.csv, sweep.json here")
@@ -225,6 +283,7 @@ def main(argv=None) -> list[dict]:
     w.writeheader()
     w.writerows(summary)
     _atomic_write_bytes(args.out_dir / "summary.csv", buf.getvalue().encode())
+    _atomic_write_bytes(args.out_dir / "tables.md", report(summary).encode())
     return summary
 
 

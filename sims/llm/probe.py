@@ -38,7 +38,8 @@ policy optimization at temperature beta" promises.
 
 ``run`` writes ``probe.csv`` (one row per objective, seed and prompt: predicted
 and realized), ``trajectory.csv`` (the realized quantities every ``log_every``
-steps) and ``summary.csv`` (mean and standard error over seeds and prompts), all
+steps), ``summary.csv`` (mean and standard error over seeds and prompts) and
+``tables.md`` (:func:`report`: the same as markdown tables), all
 atomically after every cell; a rerun into the same directory keeps the cells
 already there when every other setting matches ``probe.json``.
 
@@ -387,6 +388,8 @@ SUMMARY_METRICS = (
     "log_u_top",
     "spread_fail",
     "pass_pred",
+    "eta_relaxed",
+    "log_u_fail_relaxed",
     "pass_relaxed",
     "pass_pi",
     "leak_relaxed",
@@ -444,6 +447,54 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _pm(row: dict, key: str) -> str:
+    se = row.get(f"{key}_se")
+    return f"{row[key]:.3f}" if se is None else f"{row[key]:.3f} ± {se:.3f}"
+
+
+def report(summary: list[dict]) -> str:
+    """Markdown tables of ``summary``: predicted and realized eta, fail-class log-ratio, KL and pass
+    rate per objective (in ``DEFAULT_OBJECTIVES`` order), and the realized adjacent differences."""
+    known = [o for o in DEFAULT_OBJECTIVES if any(r["objective"] == o for r in summary)]
+    objs = known + [r["objective"] for r in summary if r["objective"] not in known]
+    by = {r["objective"]: r for r in summary}
+    n = sorted({int(r["n"]) for r in summary})
+    out = [f"Mean ± s.e. over (seed, prompt) pairs (n = {'/'.join(map(str, n))}); objectives in their predicted order of pessimism.\n"]
+    tables = [
+        ("eta", [("Lambert", "eta_pred"), ("relaxed", "eta_relaxed"), ("realized", "eta")]),
+        ("log pi(fail)/mu(fail) [nats]", [("Lambert", "log_u_fail_pred"), ("nominal Gibbs", "gibbs_log_u_fail"), ("realized", "log_u_fail")]),
+        ("KL(mu || pi) [nats]", [("Lambert", "kl_pred"), ("nominal Gibbs", "gibbs_kl"), ("realized", "kl")]),
+        ("pass rate", [("Lambert", "pass_pred"), ("relaxed", "pass_relaxed"), ("relaxed leak", "leak_relaxed"), ("realized (sampled from pi)", "pass_pi")]),
+    ]
+    for title, cols in tables:
+        out.append(f"**{title}**\n")
+        out.append("| objective | " + " | ".join(c for c, _ in cols) + " |")
+        out.append("|---|" + "---|" * len(cols))
+        for o in objs:
+            out.append(f"| `{o}` | " + " | ".join(_pm(by[o], k) for _, k in cols) + " |")
+        out.append("")
+    out.append("**realized minus predicted** (mean ± s.e.)\n")
+    out.append("| objective | " + " | ".join(name for name, _, _ in GAPS) + " |")
+    out.append("|---|" + "---|" * len(GAPS))
+    for o in objs:
+        out.append(f"| `{o}` | " + " | ".join(_pm(by[o], name) for name, _, _ in GAPS) + " |")
+    out.append("")
+    pairs = list(zip(objs, objs[1:]))
+    if pairs:
+        out.append("**adjacent differences of the realized values** along the order (difference ± combined s.e., z):\n")
+        out.append("| pair | eta | log pi(fail)/mu(fail) | KL(mu \\|\\| pi) |")
+        out.append("|---|---|---|---|")
+        for a, b in pairs:
+            cells = []
+            for k in ("eta", "log_u_fail", "kl"):
+                d = by[b][k] - by[a][k]
+                se = math.hypot(by[a].get(f"{k}_se") or 0.0, by[b].get(f"{k}_se") or 0.0)
+                cells.append(f"{d:+.3f} ± {se:.3f} (z = {d / se:+.1f})" if se > 0 else f"{d:+.3f}")
+            out.append(f"| `{a}` → `{b}` | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
     """Probe every (objective, seed) cell not already in ``out_dir``; return all per-prompt rows."""
     out_dir = Path(out_dir)
@@ -462,6 +513,9 @@ def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
     todo = [(o, s) for o in cfg.objectives for s in cfg.seeds if (o, s) not in done]
     out_dir.mkdir(parents=True, exist_ok=True)
     if not todo:
+        if rows:  # derived files: rewritten from probe.csv (e.g. after a change of the summary)
+            _atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
+            _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows)).encode())
         return rows
     sft_path = cfg.sft
     if cfg.sft in SFT_PRESETS:
@@ -481,6 +535,7 @@ def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
         _atomic_write_bytes(out_dir / "trajectory.csv", _csv_bytes(traj))
         _atomic_write_bytes(out_dir / "probe.csv", _csv_bytes(rows))
         _atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
+        _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows)).encode())
         print(json.dumps({k: v for k, v in summarize(r)[0].items() if not k.endswith("_se")}), flush=True)
     return rows
 
