@@ -236,3 +236,22 @@ def test_confirm_grid_grows_in_place_and_refuses_other_settings(sft, tmp_path, c
         confirm_main(["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "3", "--seeds", "2"])
     assert e.value.code != 0 and "steps: 3 differs from 2" in capsys.readouterr().err
     assert (tmp_path / "results.csv").read_text().count("\n") == 3  # header + 2 rows
+
+
+def test_confirm_report_pairs_the_differences_by_seed():
+    """A per-seed offset shared by two objectives cancels in the paired difference (z = 17.3), not in
+    the combined s.e. of the two means (z = 0.1); a lag with fewer than 2 common seeds is left blank."""
+    from sims.llm import confirm
+
+    rows = []
+    for obj, eta in [("opmd", [0.0, 10.0, 20.0]), ("shifted_regression", [1.1, 10.9, 21.0])]:
+        for seed, e in enumerate(eta):
+            rows.append({"objective": obj, "lag": 0, "seed": seed, **dict.fromkeys(confirm.METRICS, 0.5),
+                         "eval_pass@1": 0.1, "eta_fit": e})
+    rows += [{**rows[0], "lag": 4}, {**rows[3], "lag": 4, "seed": 1}]
+    summary = confirm.score(rows)
+    paired, unpaired = confirm.report(summary, rows), confirm.report(summary)
+    line = next(x for x in paired.splitlines() if x.startswith("| `opmd` → `shifted_regression`"))
+    assert line == "| `opmd` → `shifted_regression` | +1 ± 0.058 (z = +17.3) |  |"
+    assert "| `opmd` → `shifted_regression` | +1 ± 8.1 (z = +0.1) |" in unpaired
+    assert "paired by seed" in paired

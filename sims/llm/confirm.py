@@ -5,7 +5,7 @@ seeds on one SFT warm start); :func:`run` trains every cell with
 :func:`sims.llm.rl.train_rl` and writes one tidy row per cell (means over the
 last ``tail`` steps, the final evaluation) to ``results.csv``; :func:`score`
 averages over seeds with standard errors into ``summary.csv``; :func:`report`
-writes the orderings with their standard errors to ``tables.md``.
+writes the orderings to ``tables.md``, each adjacent difference paired by seed.
 
     python -m sims.llm.confirm --out-dir runs/confirm_smoke
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from sims.bandit import _atomic_write_bytes
 
+from .evaluate import paired_difference
 from .rl import RL_PRESETS, train_rl
 from .sft import SFT_PRESETS, train_sft
 
@@ -211,9 +212,18 @@ def _fmt(x: float, se: float | None) -> str:
     return f(x) if se is None else f"{f(x)} ± {f(se)}"
 
 
-def report(summary: list[dict]) -> str:
+def report(summary: list[dict], rows: list[dict] | None = None) -> str:
     """Markdown tables of eta_fit, eta_pred and kl_after by objective and lag, with the adjacent
-    differences along ``ORDER`` (difference ± combined s.e., z = difference / s.e.)."""
+    differences along ``ORDER``.
+
+    With the per-cell ``rows`` (``results.csv``) the differences are paired by seed
+    (``sims.llm.evaluate.paired_difference``: the two objectives of a pair start from the
+    same SFT model with the same seed); without them, difference ± combined s.e.
+    sqrt(se_a^2 + se_b^2) of the two means. z = difference / s.e. either way.
+    """
+    per_seed = {}
+    for r in rows or ():
+        per_seed.setdefault((r["objective"], int(r["lag"])), []).append(r)
     cell = {(r["objective"], int(r["lag"])): r for r in summary}
     lags = sorted({int(r["lag"]) for r in summary})
     objs = [o for o in (*ORDER, "oapl", "grpo") if any((o, lag) in cell for lag in lags)]
@@ -224,25 +234,34 @@ def report(summary: list[dict]) -> str:
         ("eta_pred", "predicted eta (eta_pred, Lambert on each group)", +1),
         ("kl_after", "KL(mu || pi_{t+1}) after the update (kl_after, nats)", -1),
     ]:
-        rows = [o for o in objs if any(cell.get((o, lag), {}).get(metric) is not None for lag in lags)]
+        listed = [o for o in objs if any(cell.get((o, lag), {}).get(metric) is not None for lag in lags)]
         out.append(f"**{title}**, mean ± s.e. over {'/'.join(map(str, seeds))} seeds\n")
         out.append("| baseline | " + " | ".join(f"lag {lag}" for lag in lags) + " |")
         out.append("|---|" + "---|" * len(lags))
-        for o in rows:
+        for o in listed:
             vals = [cell.get((o, lag), {}) for lag in lags]
             out.append(f"| {LABELS.get(o, o)} | " + " | ".join(_fmt(v[metric], v.get(f"{metric}_se")) if v else "" for v in vals) + " |")
-        pairs = [(a, b) for a, b in zip(ORDER, ORDER[1:]) if a in rows and b in rows]
+        pairs = [(a, b) for a, b in zip(ORDER, ORDER[1:]) if a in listed and b in listed]
         if pairs:
             want = "increase" if sign > 0 else "decrease"
-            out.append(f"\nadjacent differences along the predicted order (predicted to {want}; z = difference / combined s.e.):\n")
+            how = "paired by seed, mean ± s.e. of the per-seed differences" if rows else "difference ± combined s.e."
+            out.append(f"\nadjacent differences along the predicted order (predicted to {want}; {how}; z = difference / s.e.):\n")
             out.append("| pair | " + " | ".join(f"lag {lag}" for lag in lags) + " |")
             out.append("|---|" + "---|" * len(lags))
             for a, b in pairs:
                 cells = []
                 for lag in lags:
-                    ra, rb = cell[(a, lag)], cell[(b, lag)]
-                    d = rb[metric] - ra[metric]
-                    se = math.hypot(ra[f"{metric}_se"] or 0.0, rb[f"{metric}_se"] or 0.0)
+                    if rows:
+                        va, vb = ({int(x["seed"]): x[metric] for x in per_seed.get((o, lag), []) if x[metric] is not None}
+                                  for o in (a, b))
+                        if sum(k in vb for k in va) < 2:
+                            cells.append("")
+                            continue
+                        d, se, _ = paired_difference(va, vb)
+                    else:
+                        ra, rb = cell[(a, lag)], cell[(b, lag)]
+                        d = rb[metric] - ra[metric]
+                        se = math.hypot(ra[f"{metric}_se"] or 0.0, rb[f"{metric}_se"] or 0.0)
                     cells.append(f"{d:+.3g} ± {se:.2g} (z = {d / se:+.1f})" if se > 0 else f"{d:+.3g}")
                 out.append(f"| `{a}` → `{b}` | " + " | ".join(cells) + " |")
         out.append("")
@@ -283,7 +302,7 @@ def main(argv=None) -> list[dict]:
     w.writeheader()
     w.writerows(summary)
     _atomic_write_bytes(args.out_dir / "summary.csv", buf.getvalue().encode())
-    _atomic_write_bytes(args.out_dir / "tables.md", report(summary).encode())
+    _atomic_write_bytes(args.out_dir / "tables.md", report(summary, rows).encode())
     return summary
 
 

@@ -62,6 +62,27 @@ def mean_and_se(x) -> tuple[float, float]:
     return float(x.mean()), se
 
 
+def paired_difference(a: dict, b: dict) -> tuple[float, float, int]:
+    r"""Mean of ``b[k] - a[k]`` over the keys both hold, its standard error, and the number of pairs.
+
+    .. math:: \bar d = \frac1n\sum_k (b_k - a_k), \qquad \mathrm{se} = \mathrm{sd}(b - a) / \sqrt{n}
+
+    For two settings measured on the same units (the same seeds, or the same
+    (seed, prompt) pairs with one frozen behaviour policy), the differences
+    cancel what the units share, so this s.e. is the one to test an ordering
+    with; ``sqrt(se_a^2 + se_b^2)`` of two unpaired means ignores it. Keys present
+    in only one of the two are left out. Needs at least two common keys
+    (a standard error from one pair does not exist).
+    """
+    keys = [k for k in a if k in b]
+    if len(keys) < 2:
+        raise ValueError(f"paired_difference: need at least 2 common keys, got {len(keys)}")
+    d = np.array([b[k] - a[k] for k in keys], dtype=np.float64)
+    if not np.all(np.isfinite(d)):
+        raise ValueError("paired_difference: a difference is not finite")
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size)), len(keys)
+
+
 def pass_at_k_summary(n, c, ks=(1,)) -> dict[str, float]:
     """``{"pass@k": mean, "pass@k_se": standard error}`` for each k in ``ks`` (k <= n)."""
     out = {}
