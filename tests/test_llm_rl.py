@@ -13,33 +13,16 @@ import pytest
 import torch
 
 from sims.llm.rl import RL_PRESETS, RLConfig, main as rl_main, parse_objective_params, train_rl
-from sims.llm.sft import SFT_PRESETS, train_sft
 from theory.objectives import objective_names
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"time_s", "tok_per_s"}  # wall-clock columns
-# a few seconds of SFT: the warm start of every run below
-SFT_CFG = replace(
-    SFT_PRESETS["smoke"],
-    train_size=200,
-    eval_size=16,
-    max_steps=12,
-    eval_every=12,
-    checkpoint_every=12,
-    batch_size=32,
-    stop_low=1.0,
-    stop_high=1.0,
-    progress=False,
-    num_threads=1,
-)
 
 
 @pytest.fixture(scope="module")
-def sft(tmp_path_factory):
-    """(model, task, path of its checkpoint)."""
-    out = tmp_path_factory.mktemp("sft")
-    res = train_sft(SFT_CFG, out_dir=out)
-    return res.model, res.task, out / "ckpt.pt"
+def sft(tiny_sft):
+    """(model, task, path of its checkpoint): the session's tiny SFT warm start (tests/conftest.py)."""
+    return tiny_sft
 
 
 def _cfg(sft, **kw):

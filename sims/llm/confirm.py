@@ -34,7 +34,7 @@ from sims.bandit import _atomic_write_bytes
 
 from .evaluate import paired_difference
 from .rl import RL_PRESETS, train_rl
-from .sft import SFT_PRESETS, train_sft
+from .sft import warm_start
 
 METRICS = ("eta_fit", "eta_pred", "kl", "kl_after", "entropy", "reward", "pass_rate", "clip_frac", "ess", "ratio_max")
 
@@ -144,11 +144,7 @@ def run(sweep: ConfirmSweep, out_dir: str | Path) -> list[dict]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if not todo:
         return rows
-    sft_path = sweep.sft
-    if sweep.sft in SFT_PRESETS:
-        sft_cfg = dataclasses.replace(SFT_PRESETS[sweep.sft], num_threads=sweep.num_threads, progress=False)
-        train_sft(sft_cfg, out_dir=out_dir / "sft", resume=True)
-        sft_path = str(out_dir / "sft" / "ckpt.pt")
+    sft_path = warm_start(sweep.sft, out_dir, sweep.num_threads)
     for obj, lag, seed in todo:
         cfg = dataclasses.replace(
             RL_PRESETS[sweep.rl_preset],

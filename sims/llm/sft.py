@@ -437,6 +437,20 @@ def load_sft(path: str | Path) -> tuple[GPT, Task, SFTConfig]:
     return model, task, cfg
 
 
+def warm_start(sft: str, out_dir: str | Path, num_threads: int) -> str:
+    """The SFT checkpoint a grid of runs starts from.
+
+    ``sft`` is an SFT preset name or a checkpoint file. A file is returned as is; a
+    preset is trained once into ``out_dir/sft`` with ``num_threads`` threads (resumed,
+    so a finished one is not retrained) and its checkpoint path returned.
+    """
+    if sft not in SFT_PRESETS:
+        return sft
+    cfg = dataclasses.replace(SFT_PRESETS[sft], num_threads=num_threads, progress=False)
+    train_sft(cfg, out_dir=Path(out_dir) / "sft", resume=True)
+    return str(Path(out_dir) / "sft" / "ckpt.pt")
+
+
 def main(argv=None) -> dict:
     from ._cli import add_dataclass_arguments, dataclass_from_args
 
