@@ -14,4 +14,5 @@ FIGURES = [
     "fig07_group_bias",
     "fig08_token_gap",
     "fig09_llm_confirmation",
+    "fig10_llm_probe",
 ]

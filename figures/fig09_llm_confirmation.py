@@ -4,7 +4,8 @@ and reward, entropy, KL against lag.
 Reads ``results/llm_confirm/summary.csv``, written by
 
     python -m sims.llm.confirm --out-dir results/llm_confirm \\
-        --objectives opmd opmd_lme shifted_regression oapl grpo opmd_above --lags 0 4 16 --seeds 0 1 2 --steps 30
+        --objectives opmd opmd_lme shifted_regression oapl grpo opmd_above --lags 0 4 16 \\
+        --seeds 0 1 2 3 4 5 6 7 8 9 --steps 30
 
 (the character-level smoke model after its SFT warm start, 30 RL steps per cell,
 metrics averaged over the last 10 steps; mean and standard error over seeds).
@@ -20,7 +21,9 @@ eta at each lag; OAPL (beta = 1e-3, |eta| ~ 10^2) is off this scale and stays in
 the first panel. Then reward, entropy and KL(mu||pi_{t+1}) after the update
 against lag; right: the ratio-based objective's clip fraction and ratio ESS
 against lag. results/llm_confirm/README.md states the orderings with their
-standard errors.
+standard errors (``tables.md`` there). Figure 10 (``fig10_llm_probe``) trains
+to convergence on one frozen behaviour, where the fitted eta can be compared with
+the prediction directly.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ RESULTS = ROOT / "results" / "llm_confirm"
 #: the same grid with 8 inner steps per batch (see its README); drawn hollow in the eta panel when present
 RESULTS_K8 = ROOT / "results" / "llm_confirm_k8"
 FULL_GRID = ["--objectives", "opmd", "opmd_lme", "shifted_regression", "oapl", "grpo", "opmd_above", "--lags", "0", "4", "16",
-             "--seeds", "0", "1", "2", "--steps", "30"]
+             "--seeds", *map(str, range(10)), "--steps", "30"]
 #: the regression baselines at beta = 0.1 in their predicted order of pessimism (eta increasing)
 ORDER = ["opmd_above", "opmd_lme", "opmd", "shifted_regression"]
 BASELINE = {"opmd_above": "V above\nsoft value", "opmd_lme": "soft value", "opmd": "mean",

@@ -98,7 +98,7 @@ def test_every_probe_column_is_defined_in_the_doc():
     pr = probe.predict(make_objective("opmd"), np.array([0.7, 0.3]), np.array([0.0, 1.0]), 8)
     cls = np.repeat([0, 1], [7, 3])
     re_ = probe.realized(pr["log_u"][cls], cls, pr["adv"], 0.1)
-    assert set(re_) == {"log_u", "spread", "eta", "kl"}
+    assert set(re_) == {"log_u", "spread", "eta", "kl", "leak"}
     # the columns probe_cell writes, read from its source: every key of its row dicts
     import inspect
 

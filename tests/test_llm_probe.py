@@ -3,40 +3,23 @@
 import csv
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sims.llm import probe
-from sims.llm.sft import SFT_PRESETS, train_sft
 from theory.advantages import conditional_group_advantage
 from theory.lambert import lambert_stationary_points
 from theory.objectives import make_objective
 
 ROOT = Path(__file__).resolve().parents[1]
-SFT_CFG = replace(
-    SFT_PRESETS["smoke"],
-    train_size=200,
-    eval_size=16,
-    max_steps=12,
-    eval_every=12,
-    checkpoint_every=12,
-    batch_size=32,
-    stop_low=1.0,
-    stop_high=1.0,
-    progress=False,
-    num_threads=1,
-)
 MU, R = np.array([0.77, 0.23]), np.array([0.0, 1.0])
 
 
 @pytest.fixture(scope="module")
-def sft_path(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sft")
-    train_sft(SFT_CFG, out_dir=out)
-    return str(out / "ckpt.pt")
+def sft_path(tiny_sft):
+    return str(tiny_sft[2])
 
 
 @pytest.mark.parametrize("spec", probe.DEFAULT_OBJECTIVES)
@@ -81,6 +64,9 @@ def test_realized_estimators_recover_an_exact_target():
     out = probe.realized(s, cls, pr["adv"], obj.params["beta"])
     assert np.allclose(out["log_u"], pr["log_u"], atol=1e-12) and np.all(out["spread"] < 1e-12)
     assert math.isclose(out["eta"], pr["eta"], abs_tol=1e-9) and math.isclose(out["kl"], pr["kl"], abs_tol=1e-9)
+    assert abs(out["leak"]) < 1e-12  # the exact target stays on mu's support
+    # halving pi on every sampled completion leaves half its mass off mu's support
+    assert math.isclose(probe.realized(s - math.log(2), cls, pr["adv"], obj.params["beta"])["leak"], 0.5, abs_tol=1e-12)
     # spread within a class raises the class log-ratio (log-mean-exp) above the mean log-ratio
     s2 = s.copy()
     s2[cls == 0] += np.tile([-0.5, 0.5], 385)
@@ -155,3 +141,18 @@ def test_the_cli_and_bad_configs(sft_path, tmp_path, capsys):
     with pytest.raises(ValueError, match="screened pass rate"):
         probe.run(_cfg(sft_path, pass_low=0.4, pass_high=0.6, screen_samples=1), tmp_path / "none")
     assert not (tmp_path / "none" / "probe.csv").exists()
+
+
+def test_report_pairs_the_differences_by_seed_and_prompt():
+    """Two objectives whose realized eta shares a large per-(seed, prompt) offset: paired, the
+    ordering is resolved (z = 1.0 / (0.1 / sqrt 3) = 17.3); unpaired it is not (z = 0.1)."""
+    keys = {k for k in probe.SUMMARY_METRICS} | {k for _, a, b in probe.GAPS for k in (a, b)}
+    rows = []
+    for spec, eta in [("opmd", [0.0, 10.0, 20.0]), ("shifted_regression", [1.1, 10.9, 21.0])]:
+        for i, e in enumerate(eta):
+            rows.append({"objective": spec, "seed": i // 2, "prompt": i % 2, **dict.fromkeys(keys, 0.0), "eta": e})
+    summary = probe.summarize(rows)
+    paired, unpaired = probe.report(summary, rows), probe.report(summary)
+    assert "| `opmd` → `shifted_regression` | +1.000 ± 0.058 (z = +17.3)" in paired
+    assert "| `opmd` → `shifted_regression` | +1.000 ± 8.145 (z = +0.1)" in unpaired
+    assert "paired by (seed, prompt)" in paired and "combined s.e." in unpaired

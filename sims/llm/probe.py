@@ -33,6 +33,8 @@ policy optimization at temperature beta" promises.
 * :math:`\hat\eta = \frac1n\sum_i(\bar A_{c(i)}/\beta - s_i)`, the identity
   :math:`\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[\bar A]/\beta` of the stationary point;
 * :math:`\widehat{\mathrm{KL}}(\mu\|\pi) = \frac1n\sum_i(-s_i)`;
+* the leak :math:`1 - \frac1n\sum_i e^{s_i}`, the mass pi moves off mu's support
+  (importance estimate; compared with the relaxed target's deficit);
 * the pass rate of :math:`\pi` by sampling ``eval_samples`` completions from it
   (a second route to the correct class's mass, without importance weights).
 
@@ -66,8 +68,9 @@ from theory.advantages import conditional_group_advantage
 from theory.lambert import lambert_stationary_points, relaxed_lambert_target
 from theory.objectives import make_objective
 
+from .evaluate import paired_difference
 from .rl import parse_objective_params
-from .sft import SFT_PRESETS, load_sft, make_optimizer, train_sft
+from .sft import SFT_PRESETS, load_sft, make_optimizer, warm_start
 
 DEFAULT_OBJECTIVES = ("opmd_above", "opmd_lme", "opmd_lme:beta1=1", "opmd", "shifted_regression")
 
@@ -190,7 +193,11 @@ def predict(obj, mu_c: np.ndarray, r_c: np.ndarray, G: int) -> dict:
 
 
 def realized(s: np.ndarray, cls: np.ndarray, adv_c: np.ndarray, beta: float) -> dict:
-    """Class log-ratios, within-class spread, eta and KL from log-ratios ``s`` of mu-samples of classes ``cls``."""
+    """Class log-ratios, within-class spread, eta, KL and leak from log-ratios ``s`` of mu-samples of classes ``cls``.
+
+    ``leak`` is :math:`1 - \\frac1n\\sum_i e^{s_i} = 1 - \\sum_c \\mu_c \\hat u_c`: the importance
+    estimate of the mass pi puts where mu does not sample (0 when pi stays on mu's support).
+    """
     K = len(adv_c)
     log_u = np.full(K, np.nan)
     spread = np.zeros(K)
@@ -204,6 +211,7 @@ def realized(s: np.ndarray, cls: np.ndarray, adv_c: np.ndarray, beta: float) -> 
         "spread": spread,
         "eta": float(np.mean(adv_c[cls] / beta - s)),
         "kl": float(np.mean(-s)),
+        "leak": float(1.0 - np.mean(np.exp(s))),
     }
 
 
@@ -351,6 +359,7 @@ def probe_cell(cfg: ProbeConfig, spec: str, seed: int, mu_model, task) -> tuple[
                 "pass_pred": float(np.exp(pr["log_u"][top]) * mu_c[top]) if r_c[top] == 1.0 else 0.0,
                 "eta_relaxed": pr["relaxed_eta"],
                 "leak_relaxed": pr["relaxed_leak"],
+                "leak": re["leak"],
                 "log_u_fail_relaxed": float(pr["relaxed_log_u"][0]),
                 "log_u_top_relaxed": float(pr["relaxed_log_u"][top]),
                 "pass_relaxed": float(np.exp(pr["relaxed_log_u"][top]) * mu_c[top]) if r_c[top] == 1.0 else 0.0,
@@ -393,6 +402,7 @@ SUMMARY_METRICS = (
     "pass_relaxed",
     "pass_pi",
     "leak_relaxed",
+    "leak",
     "gibbs_log_u_fail",
     "gibbs_kl",
 )
@@ -405,6 +415,7 @@ GAPS = (
     ("eta_relaxed_gap", "eta", "eta_relaxed"),
     ("log_u_top_relaxed_gap", "log_u_top", "log_u_top_relaxed"),
     ("pass_relaxed_gap", "pass_pi", "pass_relaxed"),
+    ("leak_relaxed_gap", "leak", "leak_relaxed"),
 )
 """(name, realized, predicted): the realized - predicted differences summarized per objective."""
 GRID = ("objectives", "seeds")
@@ -452,9 +463,15 @@ def _pm(row: dict, key: str) -> str:
     return f"{row[key]:.3f}" if se is None else f"{row[key]:.3f} ± {se:.3f}"
 
 
-def report(summary: list[dict]) -> str:
+def report(summary: list[dict], rows: list[dict] | None = None) -> str:
     """Markdown tables of ``summary``: predicted and realized eta, fail-class log-ratio, KL and pass
-    rate per objective (in ``DEFAULT_OBJECTIVES`` order), and the realized adjacent differences."""
+    rate per objective (in ``DEFAULT_OBJECTIVES`` order), and the realized adjacent differences.
+
+    With the per-prompt ``rows`` (``probe.csv``) the adjacent differences are paired by
+    (seed, prompt) (``sims.llm.evaluate.paired_difference``): a seed picks the same prompts
+    and the same frozen mu for every objective, so the pairs share mu's class
+    frequencies. Without them: difference ± combined s.e. of the two means.
+    """
     known = [o for o in DEFAULT_OBJECTIVES if any(r["objective"] == o for r in summary)]
     objs = known + [r["objective"] for r in summary if r["objective"] not in known]
     by = {r["objective"]: r for r in summary}
@@ -464,7 +481,8 @@ def report(summary: list[dict]) -> str:
         ("eta", [("Lambert", "eta_pred"), ("relaxed", "eta_relaxed"), ("realized", "eta")]),
         ("log pi(fail)/mu(fail) [nats]", [("Lambert", "log_u_fail_pred"), ("nominal Gibbs", "gibbs_log_u_fail"), ("realized", "log_u_fail")]),
         ("KL(mu || pi) [nats]", [("Lambert", "kl_pred"), ("nominal Gibbs", "gibbs_kl"), ("realized", "kl")]),
-        ("pass rate", [("Lambert", "pass_pred"), ("relaxed", "pass_relaxed"), ("relaxed leak", "leak_relaxed"), ("realized (sampled from pi)", "pass_pi")]),
+        ("pass rate", [("Lambert", "pass_pred"), ("relaxed", "pass_relaxed"), ("realized (sampled from pi)", "pass_pi")]),
+        ("mass off mu's support", [("relaxed leak", "leak_relaxed"), ("realized leak (importance estimate)", "leak")]),
     ]
     for title, cols in tables:
         out.append(f"**{title}**\n")
@@ -481,14 +499,22 @@ def report(summary: list[dict]) -> str:
     out.append("")
     pairs = list(zip(objs, objs[1:]))
     if pairs:
-        out.append("**adjacent differences of the realized values** along the order (difference ± combined s.e., z):\n")
-        out.append("| pair | eta | log pi(fail)/mu(fail) | KL(mu \\|\\| pi) |")
-        out.append("|---|---|---|---|")
+        how = "paired by (seed, prompt): mean ± s.e. of the differences" if rows else "difference ± combined s.e."
+        out.append(f"**adjacent differences of the realized values** along the order ({how}, z = difference / s.e.):\n")
+        out.append("| pair | eta | log pi(fail)/mu(fail) | KL(mu \\|\\| pi) | pass rate of pi |")
+        out.append("|---|---|---|---|---|")
         for a, b in pairs:
             cells = []
-            for k in ("eta", "log_u_fail", "kl"):
-                d = by[b][k] - by[a][k]
-                se = math.hypot(by[a].get(f"{k}_se") or 0.0, by[b].get(f"{k}_se") or 0.0)
+            for k in ("eta", "log_u_fail", "kl", "pass_pi"):
+                if rows:
+                    va, vb = ({(r["seed"], r["prompt"]): r[k] for r in rows if r["objective"] == o} for o in (a, b))
+                    if sum(key in vb for key in va) < 2:
+                        cells.append("")
+                        continue
+                    d, se, _ = paired_difference(va, vb)
+                else:
+                    d = by[b][k] - by[a][k]
+                    se = math.hypot(by[a].get(f"{k}_se") or 0.0, by[b].get(f"{k}_se") or 0.0)
                 cells.append(f"{d:+.3f} ± {se:.3f} (z = {d / se:+.1f})" if se > 0 else f"{d:+.3f}")
             out.append(f"| `{a}` → `{b}` | " + " | ".join(cells) + " |")
         out.append("")
@@ -515,14 +541,9 @@ def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
     if not todo:
         if rows:  # derived files: rewritten from probe.csv (e.g. after a change of the summary)
             _atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
-            _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows)).encode())
+            _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows), rows).encode())
         return rows
-    sft_path = cfg.sft
-    if cfg.sft in SFT_PRESETS:
-        sft_cfg = dataclasses.replace(SFT_PRESETS[cfg.sft], num_threads=cfg.num_threads, progress=False)
-        train_sft(sft_cfg, out_dir=out_dir / "sft", resume=True)
-        sft_path = str(out_dir / "sft" / "ckpt.pt")
-    mu_model, task, _ = load_sft(sft_path)
+    mu_model, task, _ = load_sft(warm_start(cfg.sft, out_dir, cfg.num_threads))
     for spec, seed in todo:
         r, t = probe_cell(cfg, spec, seed, mu_model, task)
         rows += r
@@ -535,7 +556,7 @@ def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
         _atomic_write_bytes(out_dir / "trajectory.csv", _csv_bytes(traj))
         _atomic_write_bytes(out_dir / "probe.csv", _csv_bytes(rows))
         _atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
-        _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows)).encode())
+        _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows), rows).encode())
         print(json.dumps({k: v for k, v in summarize(r)[0].items() if not k.endswith("_se")}), flush=True)
     return rows
 
