@@ -8,8 +8,7 @@ Reads ``results/llm_probe/`` (``probe.csv``, ``trajectory.csv``), written by
 (the character-level smoke model after its SFT warm start as the frozen mu; 4 prompts per seed whose
 pass rate under mu lies in [0.15, 0.85]; fresh groups of G = 64 from mu at every step; 400 AdamW steps
 of the objective's own loss). When the files are missing they are recomputed there (a small probe under
-``--smoke``). Points are (seed, prompt) pairs; the five regression baselines at beta = 0.1 are in their
-predicted order of pessimism, left to right.
+``--smoke``). Colours are the five regression baselines at beta = 0.1.
 
 Panels, one point per (seed, prompt), realized against predicted with the diagonal dotted: (1) the
 failing class's log-ratio log pi(fail)/mu(fail), realized (importance estimate on mu's samples)
@@ -24,7 +23,6 @@ prediction dashed.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,24 +44,14 @@ LABEL = {
 }
 
 
-def _read(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k, v in r.items():
-            if k not in ("objective", "classes", "mu", "adv"):
-                r[k] = float(v)
-    return rows
-
-
 def load(smoke: bool, folder: Path | None = None) -> tuple[list[dict], list[dict]]:
     """(probe rows, trajectory rows), recomputed into ``RESULTS`` when missing."""
+    from sims.llm.probe import main, read_rows
+
     folder = RESULTS if folder is None else folder
     if not (folder / "probe.csv").exists():
-        from sims.llm.probe import main
-
         main(["--out-dir", str(folder), *(SMOKE if smoke else FULL)])
-    return _read(folder / "probe.csv"), _read(folder / "trajectory.csv")
+    return read_rows(folder / "probe.csv"), read_rows(folder / "trajectory.csv")
 
 
 def make(smoke: bool, out: Path, folder: Path | None = None) -> list[Path]:

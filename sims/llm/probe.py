@@ -429,7 +429,8 @@ def _csv_bytes(rows: list[dict]) -> bytes:
     return buf.getvalue().encode()
 
 
-def _read(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
+    """Rows of ``probe.csv`` or ``trajectory.csv``: text columns as text, seed/prompt/step counts as int, the rest float."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -534,7 +535,7 @@ def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
         for k, v in now.items():
             if k not in GRID and saved.get(k) != v:
                 raise ValueError(f"{k}: {v!r} differs from {saved.get(k)!r} in {meta_path} (pass another --out-dir)")
-        rows, traj = _read(out_dir / "probe.csv"), _read(out_dir / "trajectory.csv")
+        rows, traj = read_rows(out_dir / "probe.csv"), read_rows(out_dir / "trajectory.csv")
     done = {(r["objective"], r["seed"]) for r in rows}
     todo = [(o, s) for o in cfg.objectives for s in cfg.seeds if (o, s) not in done]
     out_dir.mkdir(parents=True, exist_ok=True)
