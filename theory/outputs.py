@@ -1,0 +1,162 @@
+r"""Writing results: atomically, with the user's umask, and never over another run's files unless told.
+
+One routine per concern, used by every command that writes (the LLM trainer,
+SFT, the probe, the confirmation grid, the sweeps, ``theory.zoo_table`` and
+``figures``):
+
+* :func:`atomic_write` (and ``_bytes`` / ``_text`` / ``savez``): the data go
+  to a temporary file beside the target, are flushed and fsync'ed, get the
+  permissions a plain ``open(path, "w")`` would give (``0o666 & ~umask``),
+  and are moved over the target with :func:`os.replace`. A crash leaves the
+  earlier file (or none), never a torn one.
+* :func:`guard_outputs`: before a command writes into a place that already
+  holds files of another run, it stops with :class:`OutputExistsError`, whose
+  message names ``--resume`` (where the command can continue a run) and
+  ``--overwrite``.
+* :class:`UsageError` and :func:`cli_main`: a reasonable mistake on the
+  command line (a wrong file, a folder that is a file, a value out of range)
+  ends in one line on stderr that names the problem and the fix, and exit
+  status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = [
+    "UsageError",
+    "OutputExistsError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_savez",
+    "guard_outputs",
+    "cli_main",
+]
+
+
+class UsageError(ValueError):
+    """A mistake a user can fix; its message names the argument, what was expected and what to do."""
+
+
+class OutputExistsError(UsageError, FileExistsError):
+    """A command would replace files of another run."""
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; set it back at once (process-wide, not thread-safe,
+    # but the writers here run in the main thread)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, write: Callable) -> Path:
+    """Write ``path`` through ``write(fileobj)`` (binary) into a temp file beside it, fsync, then rename.
+
+    The file gets mode ``0o666 & ~umask`` (what ``open`` gives), not the
+    ``0o600`` of :func:`tempfile.mkstemp`. A failure leaves any earlier file at
+    ``path`` untouched and removes the temporary file.
+    """
+    path = Path(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: {path.parent} is a file, not a folder; choose another output folder")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder; choose another file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """:func:`atomic_write` of ``data``."""
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """:func:`atomic_write` of ``text`` in UTF-8 (newlines written as given)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savez(path, arrays: dict) -> Path:
+    """:func:`atomic_write` of ``numpy.savez(**arrays)``."""
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def guard_outputs(paths: Iterable, *, overwrite: bool = False, resume: bool | None = None, what: str = "run") -> None:
+    """Refuse to replace existing ``paths`` unless ``overwrite``.
+
+    Parameters
+    ----------
+    paths : iterable of path-like
+        The files the command is about to write (a folder counts as existing
+        when it holds any file).
+    overwrite : bool
+        The user asked to replace them (``--overwrite``).
+    resume : bool or None
+        None when the command cannot continue a run; otherwise whether the
+        user asked to (``--resume``). When resuming, existing files are the
+        run being continued, not a clash.
+    what : str
+        What the files are, for the message (``run``, ``table``, ``figure``).
+
+    Raises
+    ------
+    OutputExistsError
+        One line naming the first existing file (and how many more), with
+        ``--resume`` (when the command has it) and ``--overwrite``.
+    """
+    if overwrite or resume:
+        return
+    found = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            if any(q.is_file() for q in p.rglob("*")):
+                found.append(p)
+        elif p.exists():
+            found.append(p)
+    if not found:
+        return
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    fix = "pass --resume to continue it, or --overwrite to replace it" if resume is not None else (
+        "pass --overwrite to replace it")
+    raise OutputExistsError(f"{found[0]}{more} already holds another {what}'s output; {fix} (or choose another output path)")
+
+
+def cli_main(main: Callable) -> Callable:
+    """Decorate a command's ``main(argv)``: a :class:`UsageError` becomes one line on stderr and exit 2.
+
+    Only errors the command raised as :class:`UsageError` are shortened; any
+    other exception is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        try:
+            return main(argv)
+        except UsageError as e:
+            prog = getattr(main, "__module__", "") or ""
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
