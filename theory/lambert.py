@@ -1,6 +1,6 @@
 r"""The exact target of the ratio-free regression objective, in every regime.
 
-The objective (OAPL, A*-PO, Kimi OPMD / PMD-mean; THEORY.md section 3) is
+The objective (OAPL, A*-PO, Kimi OPMD / PMD-mean; docs/theory.md section 3) is
 
 .. math::
 
