@@ -1,6 +1,6 @@
 r"""Soft values, the nominal Gibbs target, and the baselines V that set the regime.
 
-Notation (THEORY.md section 1): behaviour policy :math:`\mu`, reward :math:`r`,
+Notation (docs/theory.md section 1): behaviour policy :math:`\mu`, reward :math:`r`,
 temperature :math:`\beta`. The nominal target of KL-regularized RL,
 :math:`\max_\pi E_\pi[r] - \beta\,\mathrm{KL}(\pi\|\mu)`, is
 
