@@ -1,4 +1,4 @@
-r"""Pessimism measures of a target policy (THEORY.md section 5).
+r"""Pessimism measures of a target policy (docs/theory.md section 5).
 
 For a target :math:`\pi` against the behaviour :math:`\mu`, rewards :math:`r`
 and the nominal temperature :math:`\beta`:
@@ -155,7 +155,7 @@ class PessimismMeasures:
 
 
 def pessimism_measures(pi, mu, r, beta, baseline, *, regime_atol=1e-12):
-    r"""All measures of THEORY.md section 5 for targets ``pi`` of bandits ``(mu, r)``.
+    r"""All measures of docs/theory.md section 5 for targets ``pi`` of bandits ``(mu, r)``.
 
     Parameters
     ----------
