@@ -9,7 +9,7 @@ Every estimator exists twice, under the same name:
   :math:`A(y) = r(y) - V` on a bandit with behaviour ``mu`` and rewards ``r``,
   shape ``(..., K)``. The group form tends to it as G -> infinity (except the
   soft value, whose group form is biased low at finite G: that bias is the
-  finite-group pessimism of THEORY.md section 3).
+  finite-group pessimism of docs/theory.md section 3).
 
 Estimators (V is the baseline, :math:`A = r - V`):
 
