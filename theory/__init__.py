@@ -1,6 +1,6 @@
 """Exact induced targets of off-policy RL objectives on bandits: regimes and pessimism.
 
-Public API (names follow THEORY.md):
+Public API (names follow docs/theory.md):
 
 * :func:`lambert_target`, :func:`lambert_stationary_points`, :func:`regime_of`
   — the regression objective's target in every regime (``theory.lambert``);
