@@ -3,7 +3,7 @@ r"""The objective zoo's comparison table: nominal target, induced target, regime
 ``python -m theory.zoo_table [--out docs/zoo_table.md] [--bandit NAME ...]`` writes one markdown
 table with a row per objective of ``theory.objectives.OBJECTIVES`` and, on each
 standard bandit (``theory.bandits.STANDARD_BANDITS``), the measures of
-THEORY.md section 5 for the objective's induced target, followed by one detail
+docs/theory.md section 5 for the objective's induced target, followed by one detail
 table per bandit (the target itself, arm by arm).
 
 How each target is obtained, and what is reported:
