@@ -1,6 +1,6 @@
 r"""The exact delayed iteration on one bandit, and its linear stability (figure 5).
 
-THEORY.md section 7 (a) and (b). With lag ``L`` the update at step ``t`` is
+docs/theory.md section 7 (a) and (b). With lag ``L`` the update at step ``t`` is
 anchored at :math:`\mu = \pi_{t-L}`:
 
 .. math:: \pi_{t+1} = F\big(\pi_t, \pi_{t-L}\big),
@@ -15,7 +15,7 @@ induced-target map :math:`\mu \mapsto` ``obj.induced_target(mu, r).pi``):
   \big(\mu h - \pi \textstyle\sum_y \mu_y h_y\big)` with
   :math:`h = h(\pi/\mu, A)` = ``obj.weight`` and the population advantage
   :math:`A` of :math:`\mu` (the exact expected logit gradient of the
-  objective, THEORY.md section 2).
+  objective, docs/theory.md section 2).
 
 **Linear stability.** Around a fixed point :math:`\pi^*` (``F(pi*, pi*) = pi*``)
 a perturbation obeys the delay-difference equation
