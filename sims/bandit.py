@@ -1,6 +1,6 @@
 r"""Vectorized bandit training under lag: any objective of the zoo, G samples or exact expectations.
 
-THEORY.md section 7 (c): the stochastic delayed iteration. ``B`` contexts
+docs/theory.md section 7 (c): the stochastic delayed iteration. ``B`` contexts
 (prompts), each a bandit over ``K`` arms with rewards ``r[b]``; a softmax
 policy, tabular (logits ``(S, B, K)``) or linear over fixed random arm
 features; ``S`` seeds simulated as a leading axis of one torch computation.
