@@ -2,7 +2,7 @@ r"""The sweeps behind the lag figures: data (a sweep), a run, cached tidy result
 
 * ``fig04_lag`` (:class:`LagSweep`): pessimism against lag. For every
   objective x group size G x lag L, :func:`sims.bandit.simulate` trains all
-  seeds at once on the ``graded`` bandit (THEORY.md section 7 (c)); recorded
+  seeds at once on the ``graded`` bandit (docs/theory.md section 7 (c)); recorded
   over training: reward, entropy, KL(mu||pi), KL(pi||pi_0), distances to the
   induced and nominal targets, eta, gradient variance, ESS.
 * ``fig05_stability`` (:class:`StabilitySweep`): spectral radius of the exact
