@@ -1,6 +1,6 @@
 r"""Toy token MDP: exact sequence-level and token-level targets by DP over the prefix tree.
 
-THEORY.md section 6. A completion is a sequence of :math:`T` tokens from a
+docs/theory.md section 6. A completion is a sequence of :math:`T` tokens from a
 vocabulary of :math:`V`; the completions are the :math:`V^T` leaves of a
 complete prefix tree, indexed in lexicographic order (leaf index = the base-V
 number whose digits are the tokens, first token most significant). A tabular
@@ -360,7 +360,7 @@ def soft_conditional_advantage(cond_mu, adv_leaves, tree, beta) -> list[np.ndarr
         Q^{\rm soft}_t(s, a) = \beta \log \sum_b \mu(b \mid sa)\, e^{Q^{\rm soft}_{t+1}(sa, b)/\beta},
 
     the soft Bellman recursion of KL-regularized RL (the soft value
-    :math:`V^*_\beta` of THEORY.md section 1, per state). With it the per-state
+    :math:`V^*_\beta` of docs/theory.md section 1, per state). With it the per-state
     Gibbs targets multiply to the sequence-level Gibbs target. Shapes as
     :func:`conditional_advantage`; ``beta`` is a scalar > 0.
     """
@@ -389,7 +389,7 @@ def soft_conditional_advantage(cond_mu, adv_leaves, tree, beta) -> list[np.ndarr
 def lambert_state_target(beta):
     r"""State target of the regression objective: ``(mu, A) -> theory.lambert_target(mu, A, beta)[0]``.
 
-    :math:`\pi = \mu\, W_k(\eta e^{A/\beta})/\eta` (THEORY.md section 3), rows (N, K).
+    :math:`\pi = \mu\, W_k(\eta e^{A/\beta})/\eta` (docs/theory.md section 3), rows (N, K).
     """
     beta = float(_scalar_beta(beta))
     return lambda mu, adv: theory.lambert_target(mu, adv, beta)[0]
@@ -497,7 +497,7 @@ def token_level_target(cond_mu, adv_leaves, tree, state_target=None, *, beta=Non
         Q_t(s, a) = E_\mu[A \mid s, a],
 
     the minimizer, state by state, of a per-token objective whose advantage is
-    the sequence advantage broadcast to every token (THEORY.md section 6).
+    the sequence advantage broadcast to every token (docs/theory.md section 6).
     Arguments as :func:`state_targets`, with ``adv_leaves`` (V**T,) the leaf
     advantages. Returns the conditionals of the target, T arrays (V**t, V).
 
