@@ -1,6 +1,6 @@
 r"""A tabular autoregressive policy trained under lag on the toy token MDP, any objective of the zoo.
 
-THEORY.md sections 6 and 7 (c): the stochastic delayed iteration of
+docs/theory.md sections 6 and 7 (c): the stochastic delayed iteration of
 :mod:`sims.bandit`, on the prefix tree of :mod:`sims.token_mdp` instead of a
 bandit. A completion is a sequence of ``T`` tokens from a vocabulary of ``V``;
 the reward lives on the ``V**T`` leaves. ``S`` seeds are simulated as a leading
@@ -43,7 +43,7 @@ cross-entropies), as in :mod:`sims.bandit`.
   per-token loss and its own aggregation over the ``T`` tokens. A
   sequence-level zoo objective is applied to every token as a one-token
   sequence: :math:`\ell_t = \ell(s_t, A)`, e.g. the per-token regression
-  :math:`(\beta s_t - A)^2` of THEORY.md section 6, averaged over tokens (the
+  :math:`(\beta s_t - A)^2` of docs/theory.md section 6, averaged over tokens (the
   zoo's ``sequence`` aggregation over the ``G T`` one-token sequences; the same
   as masking all tokens but ``t``).
 * GSPO at level ``"sequence"`` raises: its defining ratio is the
