@@ -58,7 +58,7 @@ def test_regression_rows_match_theory(rows_two_correct):
     b = STANDARD_BANDITS["two-correct"]
     adv = make_objective("opmd_above").population_advantage(b.mu, b.r)
     beta = make_objective("opmd_above").params["beta"]
-    assert e["eta"] == pytest.approx(float(kl(mu, e["pi"])) + float(mu @ adv) / beta, rel=1e-8)  # THEORY.md section 3
+    assert e["eta"] == pytest.approx(float(kl(mu, e["pi"])) + float(mu @ adv) / beta, rel=1e-8)  # docs/theory.md section 3
     assert e["pessimism"] < 1
     # AWR's induced target is its nominal Gibbs target
     assert by["awr"]["bandits"]["two-correct"]["pessimism"] == pytest.approx(1.0, rel=1e-8)
