@@ -210,7 +210,7 @@ def test_opmd_above_is_in_the_negative_regime(bandit, beta, delta):
     assert m + np.log(np.sum(mu * np.exp(z - m))) == pytest.approx(-delta, abs=1e-9)
     pi, eta = lambert_target(mu, adv, beta)
     assert eta < 0
-    # the identity eta = KL(mu || pi) + E_mu[A] / beta (THEORY.md section 3) at the target
+    # the identity eta = KL(mu || pi) + E_mu[A] / beta (docs/theory.md section 3) at the target
     assert eta == pytest.approx(float(kl(mu, pi)) + float(mu @ adv) / beta, abs=1e-8 * max(1.0, abs(eta)))
 
 
