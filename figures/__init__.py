@@ -1,7 +1,12 @@
-"""Paper figures: one module per figure, each with ``make(smoke: bool, out: Path) -> list[Path]``.
+"""Paper figures: one module per figure, each with
+``make(smoke=False, out=OUTPUT, *, overwrite=False, results_dir=None) -> list[Path]``.
 
 Run ``python -m figures`` for all of them, ``python -m figures fig01_lambert_tilt`` for one,
-``--smoke`` for a quick low-resolution version.
+``--smoke`` for a quick low-resolution version (into ``figures/output-smoke/``). Every figure is
+written by ``figures._style.save``: reproducible bytes, and a file with other bytes is replaced
+only with ``overwrite`` (``--overwrite``). ``results_dir`` is the cache of what a figure recomputes
+(the sweeps of figures 4 and 5, the smoke runs of figures 9 and 10); figures that recompute
+nothing ignore it.
 """
 
 FIGURES = [

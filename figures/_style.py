@@ -1,13 +1,41 @@
-"""One shared style for every figure, and the PNG + PDF writer."""
+"""One shared style for every figure, and the one routine that writes its PNG and PDF.
+
+The files are reproducible: the same figure gives the same bytes on every run
+(no creation or modification date, no software or version string in the
+metadata; ``SOURCE_DATE_EPOCH`` plays no part). :func:`save` renders both
+formats to memory first and then applies the overwrite rule of
+``python -m figures``: a file that does not exist, or that already holds
+exactly these bytes, is fine to write (nothing is lost, so regenerating the
+committed gallery on a clean clone just works); a file with other bytes is
+replaced only with ``overwrite=True`` (``--overwrite``), and otherwise nothing
+is written and :class:`theory.outputs.OutputExistsError` names the file.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from theory.outputs import atomic_write_bytes, guard_outputs  # noqa: E402
+
+#: The committed gallery: where ``python -m figures`` writes by default.
+OUTPUT = Path(__file__).resolve().parent / "output"
+#: Where ``python -m figures --smoke`` writes by default (git-ignored, so a smoke run never touches the gallery).
+SMOKE_OUTPUT = Path(__file__).resolve().parent / "output-smoke"
+
+#: File formats written for every figure, in this order.
+FORMATS = ("png", "pdf")
+
+#: Metadata of each format: None removes a key matplotlib would fill with a date or its version.
+METADATA = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None},
+}
 
 #: Colours of the three regimes of eta, used everywhere.
 REGIME_COLORS = {"positive": "#2166ac", "boundary": "#000000", "negative": "#b2182b"}
@@ -24,6 +52,7 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.25,
     "figure.constrained_layout.use": True,
+    "svg.hashsalt": "pessimism",  # fixed ids should a figure ever be saved as SVG
 }
 
 
@@ -31,13 +60,33 @@ def apply():
     plt.rcParams.update(STYLE)
 
 
-def save(fig, out: Path, name: str) -> list[Path]:
-    """Write ``name.png`` and ``name.pdf`` under ``out``; return the paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    for p in paths:
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        fig.savefig(tmp, format=p.suffix[1:])
-        tmp.replace(p)  # atomic: an interrupted run never leaves a half-written figure
-    plt.close(fig)
-    return paths
+def render(fig, fmt: str) -> bytes:
+    """The bytes of ``fig`` in format ``fmt`` (one of :data:`FORMATS`), with the reproducible metadata."""
+    if fmt not in METADATA:
+        raise ValueError(f"unknown figure format {fmt!r}; valid: {', '.join(METADATA)}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, metadata=METADATA[fmt])
+    return buf.getvalue()
+
+
+def save(fig, out: Path, name: str, *, overwrite: bool = False) -> list[Path]:
+    """Write ``name.png`` and ``name.pdf`` under ``out`` (each atomically) and close ``fig``; return the paths.
+
+    Both files are rendered to memory first. A file that already holds the
+    same bytes is left as it is; one with other bytes is replaced only when
+    ``overwrite``, and otherwise :class:`theory.outputs.OutputExistsError`
+    (one line naming the file and ``--overwrite``) is raised before either file
+    is written.
+    """
+    out = Path(out)
+    try:
+        data = {out / f"{name}.{fmt}": render(fig, fmt) for fmt in FORMATS}
+    finally:
+        plt.close(fig)
+    same = {p for p, b in data.items() if p.is_file() and p.read_bytes() == b}
+    differ = [p for p in data if p.is_file() and p not in same]
+    guard_outputs(differ, overwrite=overwrite, what="figure")
+    for p, b in data.items():
+        if p not in same:
+            atomic_write_bytes(p, b)
+    return list(data)

@@ -26,7 +26,8 @@ ETAS_POS = [0.05, 0.3, 1.0, 3.0]
 ETAS_NEG = [-0.02, -0.1]
 
 
-def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     n = 200 if smoke else 1200
     a = np.linspace(-4.0, 6.0, n)
@@ -69,4 +70,4 @@ def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
     bx.set_xticks(x, [f"{v:g}" for v in b.r])
     bx.set(xlabel="arm reward $r$", ylabel=r"$\pi$", title=rf"induced targets, graded bandit, $\beta={beta}$")
     bx.legend(frameon=False, loc="upper right")
-    return _style.save(fig, out, "fig01_lambert_tilt")
+    return _style.save(fig, out, "fig01_lambert_tilt", overwrite=overwrite)

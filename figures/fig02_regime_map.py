@@ -66,7 +66,8 @@ def baseline_curves(b, betas):
     return curves
 
 
-def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     nx, nb = (40, 24) if smoke else (160, 90)
     b, x, betas, eta, ratio, w1 = compute(nx, nb)
@@ -102,4 +103,4 @@ def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False,
                title="baselines across beta; markers: published setting, beta2 = 1e-3; hatched: global minimizer uses W_{-1}")
-    return _style.save(fig, out, "fig02_regime_map")
+    return _style.save(fig, out, "fig02_regime_map", overwrite=overwrite)

@@ -52,7 +52,8 @@ def _summary(e) -> str:
     return txt
 
 
-def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     b = T.STANDARD_BANDITS[BANDIT]
     rows = zoo_rows({BANDIT: b})
@@ -106,4 +107,4 @@ def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False, fontsize=7.5)
     fig.suptitle(f"Induced targets of the objective zoo on the '{BANDIT}' bandit (published settings); "
                  "paler bars: numerical point not certified by its solver", fontsize=9.5)
-    return _style.save(fig, out, "fig03_zoo_targets")
+    return _style.save(fig, out, "fig03_zoo_targets", overwrite=overwrite)

@@ -1,7 +1,7 @@
 """Figure 4: pessimism against lag — reward, entropy and KL(mu||pi) over training.
 
 Reads the ``fig04_lag`` sweep of :mod:`sims.sweeps` (computed and cached under
-``figures/results/`` when missing): every objective family trained on the
+``figures/results/``, or ``results_dir``, when missing): every objective family trained on the
 standard bandits with lags 0 to 64, the mean over seeds and contexts with a
 band of two standard errors over seeds, at the largest group size of the
 sweep. Rows: reward, entropy, KL to the behaviour policy; columns: objectives.
@@ -21,9 +21,10 @@ from . import _style
 ROWS = (("reward", r"$E_\pi[r]$"), ("entropy", r"$H(\pi)$ [nats]"), ("kl_mu_pi", r"KL$(\mu\|\pi)$ [nats]"))
 
 
-def make(smoke: bool, out: Path) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
-    arrays, _ = load_or_run("fig04_lag", smoke, progress=False)
+    arrays, _ = load_or_run("fig04_lag", smoke, results_dir=results_dir, progress=False)
     objectives = [str(o) for o in arrays["objective"]]
     lags = arrays["lag"]
     g = len(arrays["group_size"]) - 1
@@ -50,4 +51,4 @@ def make(smoke: bool, out: Path) -> list[Path]:
     fig.legend(handles, labels, loc="lower center", ncol=len(lags), frameon=False, title="lag")
     fig.suptitle(f"Pessimism against lag (G = {int(arrays['group_size'][g])}; mean over seeds, band: 2 s.e.)")
     fig.get_layout_engine().set(rect=(0, 0.07, 1, 0.93)) if fig.get_layout_engine() is not None else fig.subplots_adjust(bottom=0.15, top=0.9)
-    return _style.save(fig, out, "fig04_lag")
+    return _style.save(fig, out, "fig04_lag", overwrite=overwrite)

@@ -1,7 +1,7 @@
 """Figure 5: stability of the delayed iteration against lag and step size.
 
 Reads the ``fig05_stability`` sweep of :mod:`sims.sweeps` (cached under
-``figures/results/``): for each objective, the spectral radius of the
+``figures/results/``, or ``results_dir``): for each objective, the spectral radius of the
 delay-difference equation linearized at a fixed point (``sims.lag``), over
 lag L and step size, leaving out the root at exactly 1 that every rule has
 along the directions in which any policy is a fixed point
@@ -23,9 +23,10 @@ from sims.sweeps import load_or_run
 from . import _style
 
 
-def make(smoke: bool, out: Path) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
-    arrays, _ = load_or_run("fig05_stability", smoke, progress=False)
+    arrays, _ = load_or_run("fig05_stability", smoke, results_dir=results_dir, progress=False)
     objectives = [str(o) for o in arrays["objective"]]
     lags, lrs, rad = arrays["lag"], arrays["lr"], arrays["radius_transverse"]
     n = len(objectives)
@@ -53,4 +54,4 @@ def make(smoke: bool, out: Path) -> list[Path]:
     axes[0, 0].set_ylabel("lag L")
     fig.colorbar(im, ax=axes[0, :].tolist(), label="spectral radius without the neutral root (clipped at 3)", shrink=0.9)
     fig.suptitle("Stability of the delayed iteration (radius > 1: unstable)")
-    return _style.save(fig, out, "fig05_stability")
+    return _style.save(fig, out, "fig05_stability", overwrite=overwrite)

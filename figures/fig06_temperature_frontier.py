@@ -97,7 +97,8 @@ def _at(curve, key, value, field):
     return curve[field][i]
 
 
-def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     cfg = SMOKE if smoke else FULL
     res = compute(cfg)
@@ -148,4 +149,4 @@ def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
                title=f"'{BANDIT}' bandit; open circles: $\\delta=0$ (mean baseline); squares: $\\delta=1$; "
                "grey arrows: nominal target of A*-PO / OAPL (Gibbs at $\\beta_2=10^{-3}$) to the induced one",
                title_fontsize=8)
-    return _style.save(fig, out, "fig06_temperature_frontier")
+    return _style.save(fig, out, "fig06_temperature_frontier", overwrite=overwrite)

@@ -164,7 +164,8 @@ def compute(cfg: Config) -> dict:
     return out
 
 
-def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     cfg = SMOKE if smoke else FULL
     res = compute(cfg)
@@ -219,4 +220,4 @@ def make(smoke: bool = False, out: Path = Path("figures/output")) -> list[Path]:
                "left: large-G asymptote", "middle/right: baseline independent of the sample",
                "middle/right: the sample's own group (OAPL, OPMD-LME)"]
     fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False, fontsize=7.5)
-    return _style.save(fig, out, "fig07_group_bias")
+    return _style.save(fig, out, "fig07_group_bias", overwrite=overwrite)

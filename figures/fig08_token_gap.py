@@ -51,7 +51,8 @@ def compute(smoke: bool, seed: int = 0) -> dict:
     return out
 
 
-def make(smoke: bool, out: Path) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     res = compute(smoke)
     vocab, depth = res["vocab"], res["depth"]
@@ -74,4 +75,4 @@ def make(smoke: bool, out: Path) -> list[Path]:
     axes[1, 0].plot([], [], "ks--", mfc="white", label="token level")
     axes[1, 0].legend(frameon=False)
     fig.suptitle(rf"Token-level against sequence-level targets (partial-credit reward, mean baseline, $\beta$ = {BETA})")
-    return _style.save(fig, out, "fig08_token_gap")
+    return _style.save(fig, out, "fig08_token_gap", overwrite=overwrite)

@@ -9,12 +9,13 @@ Reads ``results/llm_confirm/summary.csv``, written by
 
 (the character-level smoke model after its SFT warm start, 30 RL steps per cell,
 metrics averaged over the last 10 steps; mean and standard error over seeds).
-When the file is missing the grid is recomputed into that folder (a small grid
-under ``--smoke``). Left: eta fitted from the realized log-ratios (identity
-estimator, after the update) against the Lambert prediction from the group's
-advantages; hollow markers there: the grid of ``results/llm_confirm_k8`` (8
-inner steps per batch, 8 steps; its README has the commands), where the fit
-moves towards the prediction. Second: the regression baselines at beta = 0.1
+When the file is missing the grid is recomputed into that folder (under
+``--smoke``, a small grid into the results cache instead, see :func:`load`).
+Left: eta fitted from the realized log-ratios (identity estimator, after the
+update) against the Lambert prediction from the group's advantages; hollow
+markers there: the grid of ``results/llm_confirm_k8`` (8 inner steps per batch,
+8 steps; its README has the commands), where the fit moves towards the
+prediction. Second: the regression baselines at beta = 0.1
 in their predicted order of pessimism (V above the soft value, the exact soft
 value, the mean, the beta-shifted mean), fitted (filled) and predicted (hollow)
 eta at each lag; OAPL (beta = 1e-3, |eta| ~ 10^2) is off this scale and stays in
@@ -50,14 +51,26 @@ SMOKE_GRID = ["--objectives", "opmd", "shifted_regression", "grpo", "--lags", "0
               "--steps", "8"]
 
 
-def load(smoke: bool, path: Path | None = None) -> list[dict]:
-    """Rows of summary.csv (recomputed when missing), numbers as floats (None when empty)."""
+def load(smoke: bool, path: Path | None = None, results_dir: Path | None = None) -> list[dict]:
+    """Rows of a summary.csv, numbers as floats (None when empty).
+
+    ``path`` defaults to ``results/llm_confirm/summary.csv``. When that file is
+    missing the grid is recomputed: the full grid into ``results/llm_confirm/``;
+    the smoke grid into ``llm_confirm_smoke/`` of the results cache
+    (``results_dir``, resolved by :func:`sims.sweeps.result_path`), so smoke
+    numbers never land beside the committed results.
+    """
     if path is None:
         path = RESULTS / "summary.csv"
         if not path.exists():
-            from sims.llm.confirm import main
+            from sims.sweeps import result_path
 
-            main(["--out-dir", str(RESULTS), *(SMOKE_GRID if smoke else FULL_GRID)])
+            folder = result_path("llm_confirm", True, results_dir) if smoke else RESULTS
+            path = folder / "summary.csv"
+            if not path.exists():
+                from sims.llm.confirm import main
+
+                main(["--out-dir", str(folder), *(SMOKE_GRID if smoke else FULL_GRID)])
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -75,9 +88,10 @@ def _series(rows, obj, key):
     return lag, m, se
 
 
-def make(smoke: bool, out: Path) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
     _style.apply()
-    rows = load(smoke)
+    rows = load(smoke, results_dir=results_dir)
     found = list(dict.fromkeys(r["objective"] for r in rows))
     objs = [o for o in ORDER + ["oapl", "grpo"] if o in found] + [o for o in found if o not in ORDER + ["oapl", "grpo"]]
     colors = dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
@@ -133,7 +147,7 @@ def make(smoke: bool, out: Path) -> list[Path]:
     ax.set_title("ratio-based: clipping and ESS loss")
     ax.legend(frameon=False, fontsize=8)
     fig.suptitle("LLM trainer (character-level smoke model, reasoning-gym chain sums): mean ± s.e. over seeds")
-    return _style.save(fig, out, "fig09_llm_confirmation")
+    return _style.save(fig, out, "fig09_llm_confirmation", overwrite=overwrite)
 
 
 def _ordering_panel(ax, rows, colors):

@@ -7,8 +7,8 @@ Reads ``results/llm_probe/`` (``probe.csv``, ``trajectory.csv``), written by
 
 (the character-level smoke model after its SFT warm start as the frozen mu; 4 prompts per seed whose
 pass rate under mu lies in [0.15, 0.85]; fresh groups of G = 64 from mu at every step; 400 AdamW steps
-of the objective's own loss). When the files are missing they are recomputed there (a small probe under
-``--smoke``). Colours are the five regression baselines at beta = 0.1.
+of the objective's own loss). When the files are missing they are recomputed there (under ``--smoke``, a small
+probe into the results cache instead, see :func:`load`). Colours are the five regression baselines at beta = 0.1.
 
 Panels, one point per (seed, prompt), realized against predicted with the diagonal dotted: (1) the
 failing class's log-ratio log pi(fail)/mu(fail), realized (importance estimate on mu's samples)
@@ -44,19 +44,30 @@ LABEL = {
 }
 
 
-def load(smoke: bool, folder: Path | None = None) -> tuple[list[dict], list[dict]]:
-    """(probe rows, trajectory rows), recomputed into ``RESULTS`` when missing."""
+def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
+    """(probe rows, trajectory rows) of ``folder`` (default ``RESULTS``), recomputed there when missing.
+
+    Under ``smoke``, when ``RESULTS`` is missing, the small probe goes to
+    ``llm_probe_smoke/`` of the results cache (``results_dir``, resolved by
+    :func:`sims.sweeps.result_path`), never beside the committed results.
+    """
     from sims.llm.probe import main, read_rows
 
-    folder = RESULTS if folder is None else folder
+    if folder is None:
+        folder = RESULTS
+        if smoke and not (folder / "probe.csv").exists():
+            from sims.sweeps import result_path
+
+            folder = result_path("llm_probe", True, results_dir)
     if not (folder / "probe.csv").exists():
         main(["--out-dir", str(folder), *(SMOKE if smoke else FULL)])
     return read_rows(folder / "probe.csv"), read_rows(folder / "trajectory.csv")
 
 
-def make(smoke: bool, out: Path, folder: Path | None = None) -> list[Path]:
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None, folder: Path | None = None) -> list[Path]:
     _style.apply()
-    rows, traj = load(smoke, folder)
+    rows, traj = load(smoke, folder, results_dir)
     objs = [o for o in LABEL if any(r["objective"] == o for r in rows)]
     objs += [o for o in dict.fromkeys(r["objective"] for r in rows) if o not in objs]
     colors = dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
@@ -117,4 +128,4 @@ def make(smoke: bool, out: Path, folder: Path | None = None) -> list[Path]:
     ax.legend(frameon=False, fontsize=7)
     fig.suptitle("Converged probe: the LLM (character-level smoke model, chain sums) fitted to one frozen behaviour "
                  r"with each $\beta = 0.1$ regression baseline; one point per (seed, prompt)")
-    return _style.save(fig, out, "fig10_llm_probe")
+    return _style.save(fig, out, "fig10_llm_probe", overwrite=overwrite)

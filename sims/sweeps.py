@@ -14,10 +14,12 @@ Every grid is validated as a whole before anything is computed: a bad cell
 standard deviation or a leave-one-out, ...) raises one :class:`ValueError`
 that lists every problem and what to change.
 
-Results are written atomically, with their config, to ``figures/results/``
-(``NAME.npz`` + ``NAME.json``; ``NAME_smoke`` for the smoke preset).
-:func:`load_or_run` returns the cached arrays when the stored config equals
-the requested one, and recomputes otherwise::
+Results are written atomically, with their config, to a cache folder
+(``NAME.npz`` + ``NAME.json``; ``NAME_smoke`` for the smoke preset): the
+``results_dir`` argument, else the environment variable
+``PESSIMISM_RESULTS_DIR``, else ``figures/results/`` (git-ignored; tests point
+it to a temporary folder). :func:`load_or_run` returns the cached arrays when
+the stored config equals the requested one, and recomputes otherwise::
 
     arrays, config = load_or_run("fig04_lag", smoke=True)
     arrays["reward"]          # (objective, group_size, lag, step, seed)
@@ -327,7 +329,10 @@ def _progress_bar(total, enabled, desc):
 
 
 def result_path(name: str, smoke: bool = False, results_dir=None) -> Path:
-    """``results_dir/NAME[_smoke]`` (no suffix; ``.npz`` and ``.json`` are added)."""
+    """``results_dir/NAME[_smoke]`` (no suffix; ``.npz`` and ``.json`` are added).
+
+    ``results_dir`` None: ``$PESSIMISM_RESULTS_DIR`` when set, else :data:`DEFAULT_RESULTS_DIR`.
+    """
     env = os.environ.get("PESSIMISM_RESULTS_DIR")
     d = Path(results_dir) if results_dir is not None else (Path(env) if env else DEFAULT_RESULTS_DIR)
     return d / (f"{name}_smoke" if smoke else name)
@@ -343,7 +348,8 @@ def load_or_run(name: str, smoke: bool = False, *, results_dir=None, sweep=None,
     smoke : bool
         The smoke preset (stored under ``NAME_smoke``).
     results_dir : path, optional
-        Default :data:`DEFAULT_RESULTS_DIR`.
+        The cache folder. Default: ``$PESSIMISM_RESULTS_DIR`` when set, else
+        :data:`DEFAULT_RESULTS_DIR` (see :func:`result_path`).
     sweep : LagSweep or StabilitySweep, optional
         Overrides the preset (validated before anything is computed).
     force : bool
