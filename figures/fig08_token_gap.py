@@ -9,6 +9,13 @@ the sequence-level target (the bandit target over the V**T leaves) against
 the token-level one (the same map applied state by state to the conditional
 advantage Q(prefix, token)); KL between them and their expected rewards,
 against depth T for each V. Exact dynamic programming, no sampling.
+
+Every target drawn is a global minimizer: the sequence-level one over the
+leaves, the token-level one state by state (``theory.lambert_target`` returns
+the global minimizer of the regression loss). In the negative regime, where
+about half the states of the token level fall with a mean baseline, that loss
+has other local minima, and gradient flow from mu can stop at one of them; the
+figure does not show where the flow stops.
 """
 
 from __future__ import annotations
@@ -74,5 +81,6 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
     axes[1, 0].plot([], [], "ko-", label="sequence level")
     axes[1, 0].plot([], [], "ks--", mfc="white", label="token level")
     axes[1, 0].legend(frameon=False)
-    fig.suptitle(rf"Token-level against sequence-level targets (partial-credit reward, mean baseline, $\beta$ = {BETA})")
+    fig.suptitle(rf"Token-level against sequence-level targets (partial-credit reward, mean baseline, $\beta$ = {BETA})"
+                 "\nBoth targets are global minimizers; gradient flow from $\\mu$ can stop at another local minimum")
     return _style.save(fig, out, "fig08_token_gap", overwrite=overwrite)
