@@ -12,9 +12,9 @@ against depth T for each V. Exact dynamic programming, no sampling.
 
 Every target drawn is a global minimizer: the sequence-level one over the
 leaves, the token-level one state by state (``theory.lambert_target`` returns
-the global minimizer of the regression loss). In the negative regime, where
-about half the states of the token level fall with a mean baseline, that loss
-has other local minima, and gradient flow from mu can stop at one of them; the
+the global minimizer of the regression loss). In the negative regime (about
+half of the token level's states with a mean baseline) that loss can have
+other local minima, and gradient flow from mu can stop at one of them; the
 figure does not show where the flow stops.
 """
 
