@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import math
 
 import numpy as np
 import pytest
 
+import theory.zoo_table as zt
 from theory.bandits import STANDARD_BANDITS, Bandit
 from theory.induced import solve_kkt
 from theory.measures import entropy, expected_reward, kl
 from theory.objectives import OBJECTIVES, make_objective
-from theory.zoo_table import main, polytope_ranges, render_markdown, zoo_rows
+from theory.zoo_table import DEFAULT_OUT, main, polytope_ranges, render_markdown, zoo_rows
 
 TWO = {"two-correct": STANDARD_BANDITS["two-correct"]}
 
@@ -39,6 +41,63 @@ def test_command_writes_the_table(tmp_path):
     text = out.read_text()
     assert text.startswith("# The objective zoo") and "## Bandit `two-correct`" in text
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically
+
+
+def test_committed_table_is_current(tmp_path):
+    """docs/zoo_table.md is what ``python -m theory.zoo_table`` writes today, byte for byte (about 10 s)."""
+    out = tmp_path / "zoo_table.md"
+    assert main(["--out", str(out)]) == 0
+    new, committed = out.read_bytes(), DEFAULT_OUT.read_bytes()
+    if new != committed:
+        diff = difflib.unified_diff(committed.decode().splitlines(), new.decode().splitlines(),
+                                    "docs/zoo_table.md (committed)", "rendered now", n=0, lineterm="")
+        pytest.fail("docs/zoo_table.md is stale; regenerate it with `python -m theory.zoo_table --overwrite`:\n"
+                    + "\n".join(list(diff)[:40]))
+
+
+@pytest.fixture
+def quick_rows(monkeypatch):
+    """The command with a two-objective table (the overwrite rule does not depend on the rows)."""
+    real = zt.zoo_rows
+    monkeypatch.setattr(zt, "zoo_rows", lambda bandits, progress=False: real(bandits, ["opmd", "awr"]))
+
+
+def test_command_replaces_other_text_only_with_overwrite(tmp_path, capsys, quick_rows):
+    out = tmp_path / "zoo.md"
+    out.write_text("another run's table\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(out), "--bandit", "two-correct"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert str(out) in err[-1] and "--overwrite" in err[-1] and "Traceback" not in "\n".join(err)
+    assert out.read_text() == "another run's table\n"  # untouched
+    assert main(["--out", str(out), "--bandit", "two-correct", "--overwrite"]) == 0
+    text = out.read_text()
+    assert text.startswith("# The objective zoo") and "| `awr` |" in text
+    stamp = out.stat().st_mtime_ns
+    assert main(["--out", str(out), "--bandit", "two-correct"]) == 0  # the same text: allowed, file left alone
+    assert out.read_text() == text and out.stat().st_mtime_ns == stamp
+    assert "up to date" in capsys.readouterr().err
+
+
+def test_command_names_a_folder_given_as_out(tmp_path, capsys, quick_rows):
+    with pytest.raises(SystemExit) as e:
+        main(["--out", str(tmp_path)])
+    assert e.value.code == 2 and "is a folder" in capsys.readouterr().err
+
+
+def test_table_holds_nothing_run_dependent(rows_two_correct):
+    md = render_markdown(rows_two_correct, TWO)
+    assert "Computed in" not in md and md == render_markdown(rows_two_correct, TWO)
+    for r in rows_two_correct:  # the timing is kept in the rows, for the caller, not written
+        assert r["bandits"]["two-correct"]["seconds"] >= 0
+
+
+def test_help_lists_defaults_and_choices():
+    text = " ".join(zt.parser().format_help().split())
+    assert "docs/zoo_table.md" in text and "--overwrite" in text and "(default: all)" in text
+    for name in STANDARD_BANDITS:
+        assert name in text
 
 
 def test_regression_rows_match_theory(rows_two_correct):

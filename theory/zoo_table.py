@@ -1,10 +1,15 @@
 r"""The objective zoo's comparison table: nominal target, induced target, regime and pessimism.
 
-``python -m theory.zoo_table [--out docs/zoo_table.md] [--bandit NAME ...]`` writes one markdown
+``python -m theory.zoo_table [--out docs/zoo_table.md] [--bandit NAME ...] [--overwrite]`` writes one markdown
 table with a row per objective of ``theory.objectives.OBJECTIVES`` and, on each
 standard bandit (``theory.bandits.STANDARD_BANDITS``), the measures of
 docs/theory.md section 5 for the objective's induced target, followed by one detail
 table per bandit (the target itself, arm by arm).
+
+The table holds nothing that depends on the run (no timing, no date), so the
+command regenerates ``docs/zoo_table.md`` byte for byte and a test checks that
+the committed file is current. Writing over a file that holds the same text is
+allowed; a file with other text is replaced only with ``--overwrite``.
 
 How each target is obtained, and what is reported:
 
@@ -50,19 +55,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .bandits import STANDARD_BANDITS, Bandit
 from .induced import ppo_clip_target_set
 from .lambert import lambert_target, regime_of
 from .measures import REGIME_NAMES, beta_eff_kl, entropy, expected_reward, kl
 from .objectives import OBJECTIVES, make_objective
+from .outputs import UsageError, atomic_write_text, cli_main, guard_outputs
 from .values import gibbs_target
 
 __all__ = ["zoo_rows", "render_markdown", "nominal_temperature", "polytope_ranges", "main"]
@@ -387,7 +393,7 @@ def _induced_text(obj) -> str:
     return obj.induced
 
 
-def zoo_rows(bandits=None, objectives=None) -> list[dict]:
+def zoo_rows(bandits=None, objectives=None, *, progress: bool = False) -> list[dict]:
     """One dict per objective: its description and, per bandit, the induced target and its measures.
 
     Parameters
@@ -396,6 +402,8 @@ def zoo_rows(bandits=None, objectives=None) -> list[dict]:
         Default: ``STANDARD_BANDITS``.
     objectives : sequence of str, optional
         Default: every name in ``OBJECTIVES`` (published settings).
+    progress : bool
+        Show a progress bar over the objectives on stderr (tqdm).
 
     Returns
     -------
@@ -413,7 +421,9 @@ def zoo_rows(bandits=None, objectives=None) -> list[dict]:
     bandits = STANDARD_BANDITS if bandits is None else bandits
     names = OBJECTIVES if objectives is None else tuple(objectives)
     rows = []
-    for name in names:
+    bar = tqdm(names, desc="zoo table", unit="objective", disable=not progress, leave=False, file=sys.stderr)
+    for name in bar:
+        bar.set_postfix_str(name)
         obj = make_objective(name)
         entries = {bn: _measures(obj, b) for bn, b in bandits.items()}
         rows.append({
@@ -497,8 +507,8 @@ def _cell(e) -> str:
     return f"{_pessimism_text(e)}{star}<br>E r {_num(e['reward'])} · H {_num(e['entropy'])}"
 
 
-def render_markdown(rows, bandits=None, seconds: float | None = None) -> str:
-    """The comparison table (and one detail table per bandit) as markdown."""
+def render_markdown(rows, bandits=None) -> str:
+    """The comparison table (and one detail table per bandit) as markdown; nothing in it depends on the run."""
     bandits = STANDARD_BANDITS if bandits is None else bandits
     bn = list(bandits)
     L = [
@@ -557,30 +567,43 @@ def render_markdown(rows, bandits=None, seconds: float | None = None) -> str:
     if flagged:
         L += ["", "## Not computed or not certified", ""]
         L += [f"- `{o}` on `{n}`: {note}" for o, n, note in flagged]
-    if seconds is not None:
-        L += ["", f"Computed in {seconds:.1f} s."]
     return "\n".join(L) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m theory.zoo_table",
+        description="Write the objective zoo's comparison table (markdown). The same code gives the same bytes; "
+                    "an existing file with other text is replaced only with --overwrite.",
+    )
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="markdown file to write (default: docs/zoo_table.md of the repository)")
+    p.add_argument("--bandit", action="append", choices=list(STANDARD_BANDITS), default=None, metavar="NAME",
+                   help=f"standard bandit to include, repeatable; one of: {', '.join(STANDARD_BANDITS)} (default: all)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing file whose text differs (default: off; refuse and name the file)")
+    return p
 
 
+@cli_main
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m theory.zoo_table", description="Write the objective zoo's comparison table.")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown file to write (default: {DEFAULT_OUT})")
-    p.add_argument("--bandit", action="append", choices=sorted(STANDARD_BANDITS), default=None,
-                   help="standard bandit to include (repeatable; default: all)")
-    args = p.parse_args(argv)
-    bandits = {n: STANDARD_BANDITS[n] for n in (args.bandit or STANDARD_BANDITS)}
+    args = parser().parse_args(argv)
+    out = args.out
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out / 'zoo_table.md'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise UsageError(f"--out {out}: {out.parent} is a file, not a folder; choose another output path")
+    bandits = {n: STANDARD_BANDITS[n] for n in dict.fromkeys(args.bandit or STANDARD_BANDITS)}
     t0 = time.perf_counter()
-    rows = zoo_rows(bandits)
+    rows = zoo_rows(bandits, progress=True)
     secs = time.perf_counter() - t0
-    _write_atomic(args.out, render_markdown(rows, bandits))
-    print(f"wrote {args.out} ({len(rows)} objectives, {secs:.1f}s)", file=sys.stderr)
+    text = render_markdown(rows, bandits)
+    if out.is_file() and out.read_bytes() == text.encode("utf-8"):
+        print(f"{out} is up to date ({len(rows)} objectives, {secs:.1f}s)", file=sys.stderr)
+        return 0
+    guard_outputs([out] if out.is_file() else [], overwrite=args.overwrite, what="table")
+    atomic_write_text(out, text)
+    print(f"wrote {out} ({len(rows)} objectives, {secs:.1f}s)", file=sys.stderr)
     return 0
 
 
