@@ -50,7 +50,16 @@ import torch
 from ._checks import as_float_array, broadcast_arms, check_distribution
 from .flow import _torch_single_thread
 
-__all__ = ["InducedTarget", "solve_kkt", "euler_flow", "induced_target", "stationarity_residual", "ppo_clip_target_set"]
+__all__ = [
+    "InducedTarget",
+    "solve_kkt",
+    "euler_flow",
+    "induced_target",
+    "certify",
+    "stationary_face",
+    "stationarity_residual",
+    "ppo_clip_target_set",
+]
 
 #: |sum mu u - 1| below which the normalization counts as met (a vertex: mu * (1/mu) - 1 is
 #: rounding, not a sign)
@@ -60,6 +69,12 @@ _F_TOL = 1e-13
 U_ZERO = float(np.finfo(np.float64).tiny)
 
 
+#: Tolerance of the certificate every reported target must pass (:func:`certify`): a distribution
+#: to ``DIST_ATOL`` and a stationarity residual (:func:`stationarity_residual`) below ``RESIDUAL_TOL``.
+DIST_ATOL = 1e-9
+RESIDUAL_TOL = 1e-8
+
+
 @dataclass(frozen=True)
 class InducedTarget:
     """An induced target and how it was obtained.
@@ -67,16 +82,29 @@ class InducedTarget:
     Attributes
     ----------
     pi : ndarray, shape (..., K)
+        The target. Where the fixed points form a set (``set_valued``), the
+        point of that set that the flow from :math:`\\pi = \\mu` reaches.
     method : str
-        ``closed-form``, ``kkt``, ``flow`` or a ``+``-joined mix (rows that
-        a closed form leaves undefined go to the flow).
+        ``closed-form``, ``kkt``, ``flow``, ``euler`` or a ``+``-joined mix
+        (rows that a closed form leaves undefined go to the flow).
     converged : ndarray of bool, shape (...)
+        Certified: ``pi`` is a distribution (finite, >= 0, sums to 1 within
+        :data:`DIST_ATOL`), passes the route's stationarity check
+        (:func:`stationarity_residual` below :data:`RESIDUAL_TOL`, or for the
+        Euler route the iterates stopped moving), and, on a set-valued row, is
+        the flow's point by a derived rule. See :func:`certify`.
     residual : ndarray, shape (...)
         :func:`stationarity_residual` at ``pi`` (0 for closed forms is not
-        assumed: it is computed).
+        assumed: it is computed); for the Euler route, the last movement.
     kappa, drift : ndarray, shape (...), or None
         The multiplier :math:`\\kappa = E_\\mu[h]` and the common drift ``c``
         (KKT solver only).
+    set_valued : ndarray of bool, shape (...), or None
+        The stationary points through ``pi`` form a set of positive dimension
+        (tied advantages on a plateau of :math:`h/u`; see :func:`stationary_face`).
+    pi_min, pi_max : ndarray, shape (..., K), or None
+        Per-arm range of :math:`\\pi` over that set (equal to ``pi`` where the
+        target is a point).
     """
 
     pi: np.ndarray
@@ -85,6 +113,9 @@ class InducedTarget:
     residual: np.ndarray
     kappa: np.ndarray | None = None
     drift: np.ndarray | None = None
+    set_valued: np.ndarray | None = None
+    pi_min: np.ndarray | None = None
+    pi_max: np.ndarray | None = None
 
 
 def _h_and_dh(weight, u: np.ndarray, a: np.ndarray):
@@ -198,6 +229,142 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
     # a weight that vanishes at the target and at u = 1 (e.g. the regression with A = 0): absolute scale
     scale = np.where(scale > 0, scale, 1.0)
     return np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
+
+
+def _is_distribution(pi) -> np.ndarray:
+    """Rows of ``pi`` that are distributions: finite, >= 0, summing to 1 within :data:`DIST_ATOL`."""
+    pi = np.asarray(pi, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(pi).all(-1) & (pi >= 0).all(-1)
+        return ok & (np.abs(np.where(np.isfinite(pi), pi, 0.0).sum(-1) - 1.0) <= DIST_ATOL)
+
+
+#: Points per arm of the grid on which :func:`stationary_face` looks for the plateau around a target.
+_FACE_GRID = 129
+
+
+def _tied_rows(mu, adv) -> np.ndarray:
+    """Rows with two support arms whose advantages agree to 1e-12 (relative): (N,) bool."""
+    a = np.where(mu > 0, adv, np.nan)
+    srt = np.sort(a, -1)
+    d = np.diff(srt, axis=-1)
+    scale = np.maximum(np.nanmax(np.abs(a), -1, keepdims=True), 1.0)
+    with np.errstate(invalid="ignore"):
+        return (d <= 1e-12 * scale).any(-1)
+
+
+def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
+    r"""The set of stationary points through a stationary ``pi``, as per-arm ranges.
+
+    At a stationary point with no drift (every weight of the zoo that can have
+    a plateau vanishes at :math:`u = 0`) each support arm with
+    :math:`\pi_z > 0` satisfies :math:`q_z(u_z) = \kappa` with
+    :math:`q_z(u) = h(u, A_z)/u`, and :math:`\sum_z\mu_zu_z = 1`;
+    :math:`\kappa = E_\mu[h]` then holds by itself. Where :math:`q_z` is
+    constant on an interval (a plateau: :math:`h = uA` below a clip, as in PG,
+    CISPO, TIS and M2PO's kept arms), an arm whose plateau value equals
+    :math:`\kappa` can sit anywhere on it, and so can every arm tied with it
+    (an arm with :math:`\pi_z = 0` too, when its plateau reaches
+    :math:`u = 0`): the fixed points form the polytope
+    :math:`\{u: u_z\in[l_z, h_z], \sum\mu u = 1\}`. Each arm's interval is the
+    run of :math:`\{u\in(0, 1/\mu_z]: |q_z(u) - \kappa| \le
+    \mathrm{tol}\cdot\max(|\kappa|, \max_y|h(1, A_y)|)\}` around :math:`u_z`,
+    found on a grid of ``_FACE_GRID`` points and refined by bisection at each
+    end, with the other arms held at ``pi`` (so batch-dependent weights such as
+    M2PO's mask are handled). Only rows with tied advantages are examined: a
+    plateau value depends on the arm only through :math:`A_z`, so two free
+    arms must tie.
+
+    Parameters
+    ----------
+    weight : callable
+        ``weight(u, adv, mu) -> h`` in torch (``mu`` broadcast against ``u``).
+    mu, adv, pi : ndarray, shape (N, K)
+
+    Returns
+    -------
+    set_valued : ndarray of bool, shape (N,)
+        Some :math:`\pi_z` ranges over more than ``1e-9``.
+    pi_min, pi_max : ndarray, shape (N, K)
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    N, K = mu.shape
+    pi_min = np.array(pi, dtype=np.float64, copy=True)
+    pi_max = pi_min.copy()
+    set_valued = np.zeros(N, dtype=bool)
+    rows = np.flatnonzero(_tied_rows(mu, adv) & _is_distribution(pi))
+    if rows.size == 0:
+        return set_valued, pi_min, pi_max
+    M, A, P = mu[rows], adv[rows], pi_min[rows]
+    n = rows.size
+    sup = M > 0
+    U = np.where(sup, P / np.where(sup, M, 1.0), 0.0)
+    Mt = torch.as_tensor(M, dtype=torch.float64)
+    At = torch.as_tensor(A, dtype=torch.float64)
+    arm = np.arange(K)
+
+    def q(u_arm):
+        """q_z(u) = h/u with arm z at u_arm[:, z, j] and the others at U: (n, K, J)."""
+        J = u_arm.shape[-1]
+        full = np.broadcast_to(np.maximum(U, U_ZERO)[:, None, None, :], (n, K, J, K)).copy()
+        full[:, arm, :, arm] = u_arm.transpose(1, 0, 2)
+        with torch.no_grad():
+            h = weight(torch.as_tensor(full), At[:, None, None, :], Mt[:, None, None, :])
+        h = np.broadcast_to(h.numpy(), full.shape)[:, arm, :, arm].transpose(1, 0, 2)
+        return h / u_arm
+
+    with torch.no_grad():
+        h_pt = np.broadcast_to(weight(torch.as_tensor(np.maximum(U, U_ZERO)), At, Mt).numpy(), U.shape)
+        h_one = np.broadcast_to(weight(torch.ones_like(Mt), At, Mt).numpy(), U.shape)
+    kappa = np.where(sup, M * h_pt, 0.0).sum(-1)
+    qtol = tol * np.maximum(np.abs(kappa), np.abs(np.where(sup, h_one, 0.0)).max(-1))
+    umax = np.where(sup, 1.0 / np.where(sup, M, 1.0), 1.0)
+    frac = np.linspace(0.0, 1.0, _FACE_GRID)
+    frac[0] = 1e-9  # (0, 1/mu]: q is h/u
+    grid = frac[None, None, :] * umax[..., None]  # (n, K, J)
+    flat = np.abs(q(grid) - kappa[:, None, None]) <= qtol[:, None, None]
+    # each arm starts from its own u (its grid neighbour), arms with pi = 0 from u -> 0
+    pos = U / umax * (_FACE_GRID - 1)
+    j_dn = np.clip(np.floor(pos).astype(int), 0, _FACE_GRID - 1)
+    j_up = np.clip(np.ceil(pos).astype(int), 0, _FACE_GRID - 1)
+    flat_dn = np.take_along_axis(flat, j_dn[..., None], -1)[..., 0]
+    j0 = np.where(flat_dn, j_dn, j_up)  # an arm at a plateau's edge starts on the plateau's side
+    own = np.abs(q(np.maximum(U, 1e-9 * umax)[..., None])[..., 0] - kappa[:, None]) <= qtol[:, None]
+    start = sup & own & np.take_along_axis(flat, j0[..., None], -1)[..., 0]
+    ends = []
+    for direction in (-1, 1):
+        last = j0.copy()
+        alive = start.copy()
+        for k in range(1, _FACE_GRID):
+            jc = np.clip(j0 + direction * k, 0, _FACE_GRID - 1)
+            ok = alive & (jc == j0 + direction * k) & np.take_along_axis(flat, jc[..., None], -1)[..., 0]
+            last = np.where(ok, jc, last)
+            alive = ok
+            if not alive.any():
+                break
+        nxt = np.clip(last + direction, 0, _FACE_GRID - 1)
+        edge = start & (nxt != last)
+        u_in = np.take_along_axis(grid, last[..., None], -1)[..., 0]
+        u_out = np.take_along_axis(grid, nxt[..., None], -1)[..., 0]
+        for _ in range(50):  # bisection between the last plateau point and the first point off it
+            mid = 0.5 * (u_in + u_out)
+            fm = np.abs(q(mid[..., None])[..., 0] - kappa[:, None]) <= qtol[:, None]
+            u_in = np.where(edge & fm, mid, u_in)
+            u_out = np.where(edge & ~fm, mid, u_out)
+        if direction < 0:  # a plateau that reaches the first grid point reaches u = 0
+            u_in = np.where(start & (last == 0), 0.0, u_in)
+        ends.append(np.where(start, u_in, U))
+    lo_u, hi_u = np.minimum(ends[0], U), np.maximum(ends[1], U)
+    # an arm with pi = 0 joins the face only if its plateau reaches u = 0
+    lo_u = np.where(sup & (P <= 0) & (lo_u > 0), 0.0, lo_u)
+    hi_u = np.where(sup & (P <= 0) & ~(start & (ends[0] <= 0)), 0.0, hi_u)
+    lo_p, hi_p = M * lo_u, np.minimum(M * hi_u, 1.0)
+    tot_lo, tot_hi = lo_p.sum(-1, keepdims=True), hi_p.sum(-1, keepdims=True)
+    pmin = np.minimum(np.maximum(lo_p, 1.0 - (tot_hi - hi_p)), P)
+    pmax = np.maximum(np.minimum(hi_p, 1.0 - (tot_lo - lo_p)), P)
+    pi_min[rows], pi_max[rows] = pmin, pmax
+    set_valued[rows] = (pmax - pmin > 1e-9).any(-1)
+    return set_valued, pi_min, pi_max
 
 
 @_torch_single_thread
@@ -418,14 +585,29 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
     ----------
     obj : theory.objectives.Objective
     mu, r : array_like, shape (..., K)
-    method : {"auto", "closed-form", "kkt", "flow"}
+    method : {"auto", "closed-form", "kkt", "flow", "euler"}
         ``auto``: the closed form where the objective has one, the KKT solver
         for ``target_kind == 'kkt'``, explicit Euler (:func:`euler_flow`)
-        for set-valued (clipped) targets, the flow otherwise; rows the first
-        route cannot answer (a collapse) go to the flow.
+        for set-valued clipped targets and non-smooth numerical ones, the flow
+        otherwise; rows the first route cannot answer (a collapse) go to the
+        flow.
     flow_kwargs : dict, optional
         Passed to :func:`theory.flow.logit_flow`.
+
+    Returns
+    -------
+    InducedTarget
+        Every route passes the same certificate (:func:`certify`): a row is
+        ``converged`` only if its ``pi`` is a distribution and stationary, and
+        on a set-valued row only if ``pi`` is the flow's point by a derived rule
+        (the objective's ``face_point``; for PPO-type clipping, a point of the
+        LP's optimal face).
     """
+    from .objectives import Objective
+
+    if not isinstance(obj, Objective):
+        hint = f"make_objective({obj!r})" if isinstance(obj, str) else "theory.objectives.make_objective(name)"
+        raise TypeError(f"obj must be an Objective, got {type(obj).__name__}; build one with {hint}")
     if method not in ("auto", "closed-form", "kkt", "flow", "euler"):
         raise ValueError(f"method must be auto, closed-form, kkt, flow or euler, got {method!r}")
     mu = check_distribution(mu)
@@ -446,38 +628,124 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
             method = "euler"
         else:
             method = "flow"
+    kap = drift = None
     if method == "closed-form":
         pi = obj.closed_form_target(mu, adv)
         if pi is None:
             raise ValueError(f"objective {obj.name!r} has no closed-form target; use method='kkt' or 'flow'")
-        kap = drift = None
+        converged = np.ones(mu.shape[:-1], dtype=bool)
         used = "closed-form"
     elif method == "kkt":
         sol = solve_kkt(wfun, mu, adv, kappa_min=obj.kappa_min)
         pi, kap, drift, used = sol.pi, sol.kappa, sol.drift, "kkt"
-        kkt_converged = sol.converged
+        converged = np.where(np.isfinite(sol.pi).all(-1), sol.converged, True)
     elif method == "euler":
-        return euler_flow(wfun, mu, adv)
+        eu = euler_flow(wfun, mu, adv)
+        return certify(obj, mu, adv, eu.pi, "euler", eu.converged, movement=eu.residual)
     else:
         fr = _flow(obj, mu, adv, flow_kwargs)
-        return InducedTarget(pi=fr.pi, method="flow", converged=fr.converged, residual=fr.residual)
+        return certify(obj, mu, adv, fr.pi, "flow", fr.converged)
     bad = (~np.isfinite(pi).all(-1)).reshape(-1)
-    converged = ~bad
-    if bad.any():
+    if bad.any():  # rows with no interior solution (a collapse): the flow decides
         mu2, adv2 = mu.reshape(-1, mu.shape[-1]), adv.reshape(-1, mu.shape[-1])
         fr = _flow(obj, mu2[bad], adv2[bad], flow_kwargs)
         pi = pi.reshape(-1, mu.shape[-1]).copy()
         pi[bad] = fr.pi
         pi = pi.reshape(mu.shape)
-        converged = converged.copy()
+        converged = converged.reshape(-1).copy()
         converged[bad] = fr.converged
+        converged = converged.reshape(mu.shape[:-1])
         used = used + "+flow"
-    converged = converged.reshape(mu.shape[:-1])
-    if used.startswith("kkt"):  # rows the solver answered keep its own verdict
-        finite = np.isfinite(kkt_converged) if kkt_converged.dtype != bool else np.ones_like(kkt_converged)
-        converged = np.where(np.isfinite(sol.pi).all(-1) & finite, kkt_converged, converged)
-    res = stationarity_residual(wfun, mu, adv, pi)
-    return InducedTarget(pi=pi, method=used, converged=converged, residual=res, kappa=kap, drift=drift)
+    return certify(obj, mu, adv, pi, used, converged, kappa=kap, drift=drift)
+
+
+def certify(obj, mu, adv, pi, method, converged, *, movement=None, kappa=None, drift=None) -> InducedTarget:
+    r"""The one certificate every route of :func:`induced_target` passes.
+
+    A row is reported ``converged`` only if (i) the route itself converged,
+    (ii) ``pi`` is a distribution (finite, >= 0, summing to 1 within
+    :data:`DIST_ATOL`), (iii) it is stationary: :func:`stationarity_residual`
+    below :data:`RESIDUAL_TOL` (for the Euler route, whose clipped fields jump
+    at the clip, the iterates stopped moving, and for PPO-type clipping
+    ``pi`` lies on the optimal face of :func:`ppo_clip_target_set`), and
+    (iv) where the stationary points form a set (:func:`stationary_face`, or
+    the LP face), ``pi`` is the point the flow from :math:`\mu` reaches by the
+    objective's derived rule (``face_point``); without such a rule the set is
+    reported and the point is not certified.
+    """
+    shape = mu.shape
+    K = shape[-1]
+    M, A = mu.reshape(-1, K), adv.reshape(-1, K)
+    P = np.array(pi, dtype=np.float64).reshape(-1, K)
+    conv = np.asarray(converged, dtype=bool).reshape(-1).copy()
+    mu_t = torch.as_tensor(M, dtype=torch.float64)
+
+    def wfun(u, a):
+        return obj.weight(u, a, mu_t if u.shape == mu_t.shape else None)
+
+    dist = _is_distribution(P)
+    if obj.lp_clip:
+        set_valued, pmin, pmax, on_face = _lp_faces(obj, M, A, P)
+        conv &= on_face
+    else:
+        set_valued, pmin, pmax = stationary_face(lambda u, a, m: obj.weight(u, a, m), M, A, P)
+        if set_valued.any():
+            fp = obj.face_point(M[set_valued], A[set_valued])
+            if fp is None:
+                conv[set_valued] = False
+            else:
+                ok = _is_distribution(fp) & ((fp >= pmin[set_valued] - 1e-9) & (fp <= pmax[set_valued] + 1e-9)).all(-1)
+                Pf = P[set_valued]
+                Pf[ok] = fp[ok]
+                P[set_valued] = Pf
+                sub = conv[set_valued]
+                sub &= ok
+                conv[set_valued] = sub
+                dist = _is_distribution(P)
+    res = np.full(P.shape[0], np.inf)
+    res[dist] = stationarity_residual(wfun, M[dist], A[dist], P[dist]) if dist.any() else res[dist]
+    if movement is None:
+        conv &= dist & (res <= RESIDUAL_TOL)
+        residual = res
+    else:
+        conv &= dist
+        residual = np.asarray(movement, dtype=np.float64).reshape(-1)
+    return InducedTarget(
+        pi=P.reshape(shape),
+        method=method,
+        converged=conv.reshape(shape[:-1]),
+        residual=residual.reshape(shape[:-1]),
+        kappa=kappa,
+        drift=drift,
+        set_valued=set_valued.reshape(shape[:-1]),
+        pi_min=pmin.reshape(shape),
+        pi_max=pmax.reshape(shape),
+    )
+
+
+def _lp_faces(obj, M, A, P):
+    """PPO-type clipping: the LP face per row, and whether ``P`` lies on it (surrogate within 1e-7)."""
+    n, K = M.shape
+    set_valued = np.zeros(n, dtype=bool)
+    on_face = np.zeros(n, dtype=bool)
+    pmin = np.full_like(P, np.nan)
+    pmax = np.full_like(P, np.nan)
+    p = obj.params
+    for i in range(n):
+        value, lo, hi = ppo_clip_target_set(M[i], A[i], p["eps_low"], p.get("eps_high"))
+        pmin[i], pmax[i] = lo, hi
+        set_valued[i] = bool((hi - lo > 1e-9).any())
+        if _is_distribution(P[i]):
+            J = _clip_surrogate(M[i], A[i], P[i], p["eps_low"], p.get("eps_high") or p["eps_low"])
+            on_face[i] = J >= value - 1e-7 * max(1.0, abs(value))
+    return set_valued, pmin, pmax, on_face
+
+
+def _clip_surrogate(mu, adv, pi, eps_low, eps_high) -> float:
+    """:math:`J = \\sum_y\\mu_y\\min(u_yA_y, \\mathrm{clip}(u_y, 1-\\epsilon_l, 1+\\epsilon_h)A_y)`."""
+    sup = mu > 0
+    u = np.where(sup, pi / np.where(sup, mu, 1.0), 0.0)
+    return float(np.where(sup, mu * np.minimum(u * adv, np.clip(u, 1 - eps_low, 1 + eps_high) * adv), 0.0).sum())
 
 
 def ppo_clip_target_set(mu, adv, eps_low=0.2, eps_high=None):

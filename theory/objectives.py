@@ -145,31 +145,62 @@ def _t_gibbs(mu, adv, p):
     return w / w.sum(-1, keepdims=True)
 
 
+#: |E_mu[A']| at or below this multiple of sum_y mu_y |A'_y| counts as the transition E_mu[A'] = 0:
+#: below it the sign of E_mu[A'] is rounding (it is a sum of terms of size sum mu |A'| each rounded to
+#: about 1e-16 of itself), so the flow's limit at E_mu[A'] = 0 exactly is returned.
+TRANSITION_RTOL = 64 * np.finfo(np.float64).eps
+
+
+def _argmax_set(mu, m):
+    """Support arms at the maximum of ``m``, ties taken to 1e-12 (relative): bool (..., K)."""
+    m = np.where(mu > 0, m, -np.inf)
+    best = m.max(-1, keepdims=True)
+    return m >= best - 1e-12 * np.maximum(np.abs(best), 1.0)
+
+
 def _t_vertex(mu, adv, p):
     """Vertex at the best arm; among tied best arms the flow keeps the most probable one.
 
     (For :math:`h = uA` the logits move at :math:`\\pi_z(A_z - \\kappa)`: of two
-    tied arms the more probable one grows faster.) Exact ties in ``mu`` too
-    split the mass equally.
+    tied arms the more probable one grows faster, and the integral of
+    :math:`A_{max} - \\kappa` diverges, so the face of tied best arms, every
+    point of which is stationary, is left for its most probable vertex.) Exact
+    ties in ``mu`` too split the mass equally.
     """
-    a = np.where(mu > 0, adv, -np.inf)
-    best = a.max(-1, keepdims=True)
-    tied = a >= best - 1e-12 * np.maximum(np.abs(best), 1.0)
-    m = np.where(tied, mu, -1.0)
-    top = m == m.max(-1, keepdims=True)
+    top = _argmax_set(mu, adv)
+    w = np.where(top, mu, -1.0)
+    top = w == w.max(-1, keepdims=True)
     return top / top.sum(-1, keepdims=True)
 
 
 def _linear_threshold(mu, a_eff):
-    r"""Target of the weight :math:`h = A'` (constant in u): :math:`\pi = (\mu A' - c)_+/E_\mu[A']`.
+    r"""Target of the weight :math:`h = A'` (constant in u), on both sides of :math:`E_\mu[A'] = 0`.
 
-    ``c >= 0`` solves :math:`\sum_y(\mu_yA'_y - c)_+ = E_\mu[A']` (a sort and a
-    cumulative sum, as in a projection onto the simplex). Rows with
-    :math:`E_\mu[A'] \le 0` have no interior limit (the flow collapses onto one
-    arm); they are returned as NaN and ``theory.induced`` hands them to the flow.
+    With :math:`m_z = \mu_z A'_z` and :math:`\kappa = E_\mu[A'] = \sum_z m_z`
+    (constant along the flow, since :math:`h` does not depend on :math:`u`),
+    the logits move at :math:`\dot\theta_z = m_z - \pi_z\kappa`.
+
+    * :math:`\kappa > 0`: :math:`\pi = (m - c)_+/\kappa` with ``c`` solving
+      :math:`\sum_y(m_y - c)_+ = \kappa` (a sort and a cumulative sum, as in
+      a projection onto the simplex). It is computed as :math:`(m - c)_+`
+      normalized by its own sum, which is :math:`\kappa` in exact arithmetic
+      and keeps the result on the simplex when :math:`\kappa` is tiny.
+    * :math:`\kappa = 0` (the phase transition; AsymRE at offset 0): the rates
+      :math:`m_z` are constant, :math:`\theta_z(t) = \log\mu_z + t m_z`, so the
+      flow ends at the vertex :math:`\arg\max_z m_z`. Tied maxima keep their
+      logit differences :math:`\log(\mu_i/\mu_j)` for ever, so the limit is
+      :math:`\mu` restricted to them and renormalized. With a unique maximum
+      this is also the limit of the :math:`\kappa > 0` form as
+      :math:`\kappa \to 0^+` and of the collapse as :math:`\kappa \to 0^-`
+      (ties split equally as :math:`\kappa \to 0^+`: the target jumps there). :math:`|\kappa| \le` ``TRANSITION_RTOL``
+      :math:`\sum|m|` counts as 0: there its sign is rounding.
+    * :math:`\kappa < 0`: no interior limit; the flow collapses onto one arm
+      that depends on the path. These rows are returned as NaN and
+      ``theory.induced`` hands them to the flow.
     """
     m = mu * a_eff
     total = m.sum(-1, keepdims=True)
+    at_zero = np.abs(total) <= TRANSITION_RTOL * np.abs(m).sum(-1, keepdims=True)
     srt = -np.sort(-m, axis=-1)
     k = np.arange(1, m.shape[-1] + 1)
     csum = np.cumsum(srt, -1)
@@ -177,9 +208,61 @@ def _linear_threshold(mu, a_eff):
     valid = srt > c_k
     kstar = valid.shape[-1] - 1 - np.argmax(valid[..., ::-1], axis=-1)
     c = np.take_along_axis(c_k, kstar[..., None], -1)
+    w = np.where(mu > 0, np.maximum(m - c, 0.0), 0.0)
+    s = w.sum(-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        pi = np.maximum(m - c, 0.0) / total
-    return np.where(total > 0, pi, np.nan)
+        pi = w / s
+    top = _argmax_set(mu, m)
+    # s == 0 (kappa below the rounding of the sort's c) is the kappa -> 0+ limit: the tied maxima share
+    pi = np.where(s > 0, pi, top / top.sum(-1, keepdims=True))
+    on_top = np.where(top, mu, 0.0)
+    pi = np.where(at_zero, on_top / on_top.sum(-1, keepdims=True), pi)
+    return np.where((total > 0) | at_zero, pi, np.nan)
+
+
+def _greedy_fill(mu, adv, cap):
+    r"""The flow's point on the tied best arms' face for :math:`h = \min(u, C)A` (:math:`C` = ``cap``).
+
+    Below the clip the tied best arms :math:`T` (advantage :math:`a`) move at
+    :math:`\dot\theta_z = \pi_z(a - \kappa)` with :math:`\kappa \le a`, so
+    :math:`\log(\pi_i/\pi_j)` grows at :math:`(\pi_i - \pi_j)(a - \kappa)`:
+    the most probable arm reaches its cap :math:`u = C` first and stays there
+    (the clipped weight holds it), then the next, and since
+    :math:`\int(a - \kappa)\,dt` diverges (the other arms decay like
+    :math:`1/t`), the arms are filled to :math:`\pi_z = C\mu_z` in decreasing
+    :math:`\mu`, the last one partly, the rest emptied; arms with equal
+    :math:`\mu` fill together. This is a face only when
+    :math:`C\mu(T) \ge 1`; otherwise the target is a point (every tied arm at
+    :math:`u = C a/\kappa`) and the rows are NaN (the solver's point stands).
+    Ties below the best level are not covered (NaN: not certified).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    top = _argmax_set(mu, adv)
+    cap_mass = np.where(top, cap * mu, 0.0)
+    out = np.full(mu.shape, np.nan)
+    M, C = mu.reshape(-1, mu.shape[-1]), cap_mass.reshape(-1, mu.shape[-1])
+    T = top.reshape(-1, mu.shape[-1])
+    O = out.reshape(-1, mu.shape[-1])
+    for i in np.flatnonzero(C.sum(-1) >= 1.0 - 1e-12):
+        left = 1.0
+        row = np.zeros(M.shape[1])
+        for m_val in sorted(set(M[i][T[i]]), reverse=True):  # groups of equal mu, largest first
+            grp = T[i] & (M[i] == m_val)
+            give = min(C[i][grp].sum(), left)
+            row[grp] = give / grp.sum()
+            left -= give
+        O[i] = row / row.sum()
+    return out
+
+
+def _t_fill_cispo(mu, adv, p):
+    if p.get("eps_low") is not None:  # a lower clip gives the weight a floor at u -> 0: not this rule
+        return None
+    return _greedy_fill(mu, adv, 1.0 + p["eps_high"])
+
+
+def _t_fill_tis(mu, adv, p):
+    return _t_vertex(mu, adv, p) if p.get("is_cap") is None else _greedy_fill(mu, adv, p["is_cap"])
 
 
 def _t_reinforce(mu, adv, p):
@@ -257,6 +340,7 @@ class Objective:
     _adv_params: tuple = field(repr=False, default=())
     _signal: str = field(repr=False, default="adv")
     kappa_min: float = field(repr=False, default=0.0)
+    _face_point: Callable | None = field(repr=False, default=None)
 
     # -- training side -----------------------------------------------------
     def advantage_params(self) -> dict:
@@ -314,6 +398,22 @@ class Objective:
         if self._closed_form is None:
             return None
         return self._closed_form(np.asarray(mu, dtype=np.float64), np.asarray(adv, dtype=np.float64), self.params)
+
+    def face_point(self, mu, adv):
+        """The point the flow from ``mu`` reaches on a face of tied stationary points, or None.
+
+        ``(..., K)``; NaN rows where the derived rule does not cover the face.
+        None when the objective has no such rule (its set-valued targets are
+        then reported as sets, not certified as points).
+        """
+        if self._face_point is None:
+            return None
+        return self._face_point(np.asarray(mu, dtype=np.float64), np.asarray(adv, dtype=np.float64), self.params)
+
+    @property
+    def lp_clip(self) -> bool:
+        """The target is the optimal face of PPO-clip's linear program (``theory.induced.ppo_clip_target_set``)."""
+        return self.target_kind == "lp" and "eps_low" in self.params and not self.params.get("kl_beta", 0.0)
 
     def induced_target(self, mu, r, **kwargs):
         """Induced target on a bandit with rewards ``r``: see ``theory.induced.induced_target``."""
@@ -385,15 +485,17 @@ _WEIGHTS = {
     "regression": _h_regression,
 }
 
-_LP = "LP on the simplex: set-valued on the clip plateaus; the flow's limit is reported"
+_LP = ("LP on the simplex: set-valued on the clip plateaus; reported: the set (per-arm ranges) and the point of its "
+       "optimal face reached by explicit Euler with decaying steps (a point of the face, not the exact flow's limit)")
 
 #: name -> (loss key, weight key, closed form, target kind, advantage, adv params,
 #:          aggregation, level, needs, params, family, equation, nominal, induced, source, extra)
 _SPECS: dict[str, dict] = {
     "pg": dict(
         loss="pg", weight="pg", closed=_t_vertex, kind="vertex", advantage="mean", agg="token-mean",
-        params=dict(), family="ratio",
-        equation="-u A", nominal="greedy (max E_pi[A])", induced="vertex at argmax A",
+        params=dict(), family="ratio", face=_t_vertex,
+        equation="-u A", nominal="greedy (max E_pi[A])",
+        induced="vertex at argmax A; tied best arms: every point on them is stationary, the flow ends at the most probable",
         source="Williams 1992; exact importance ratio pi/mu",
     ),
     "ppo": dict(
@@ -446,26 +548,29 @@ _SPECS: dict[str, dict] = {
     ),
     "cispo": dict(
         loss="cispo", weight="cispo", closed=None, kind="kkt", advantage="grpo", adv_params=("eps",),
-        agg="token-mean", params=dict(eps_low=None, eps_high=0.28, eps=1e-6),
+        agg="token-mean", params=dict(eps_low=None, eps_high=0.28, eps=1e-6), face=_t_fill_cispo,
         family="ratio",
         equation="-sg(clip(u, 1-e_l, 1+e_h)) A log pi",
         nominal="greedy (clipped IS policy gradient)",
-        induced="thresholded linear tilt: u = (1+e_h) A / kappa on arms with A > kappa",
+        induced="u = (1+e_h) A / kappa on arms with A > kappa; tied arms at A = kappa: a face of fixed points "
+        "(reported as a set), the flow fills them to u = 1+e_h in decreasing mu",
         source="MiniMax 2025 (MiniMax-M1); verl 'cispo'",
     ),
     "tis": dict(
-        loss="decoupled", weight="decoupled", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        loss="decoupled", weight="decoupled", closed=None, kind="kkt", advantage="grpo", adv_params=("eps",),
         agg="token-mean", params=dict(eps_low=0.2, eps_high=0.2, is_cap=2.0, eps=1e-6), needs=("prox",),
+        face=_t_fill_tis,
         family="ratio",
         equation="min(pi_prox/mu, C) * PPO-clip(pi/pi_prox)",
         nominal="greedy within a trust region",
-        induced="with pi_prox = pi: weight min(u, C) A; flow's limit reported",
+        induced="with pi_prox = pi: weight min(u, C) A, CISPO's with 1+e_h = C: u = C A / kappa on arms with "
+        "A > kappa; tied arms at A = kappa: a face (reported as a set), the flow fills them to u = C in decreasing mu",
         source="Yao et al. 2025 (truncated importance sampling); verl rollout correction",
     ),
     "areal": dict(
         loss="decoupled", weight="decoupled", closed=_t_vertex, kind="vertex", advantage="grpo",
         adv_params=("eps",), agg="token-mean", params=dict(eps_low=0.2, eps_high=0.2, is_cap=None, eps=1e-6),
-        needs=("prox",), family="ratio",
+        needs=("prox",), family="ratio", face=_t_fill_tis,
         equation="(pi_prox/mu) * PPO-clip(pi/pi_prox)",
         nominal="greedy within a trust region",
         induced="with pi_prox = pi: weight u A, vertex at argmax A",
@@ -487,10 +592,11 @@ _SPECS: dict[str, dict] = {
         source="Le Roux et al. 2025 (TOPR)",
     ),
     "m2po": dict(
-        loss="m2po", weight="m2po", closed=None, kind="lp", advantage="grpo", adv_params=("eps",),
+        loss="m2po", weight="m2po", closed=None, kind="numerical", advantage="grpo", adv_params=("eps",),
         agg="token-mean", params=dict(tau=0.04, eps=1e-6), family="ratio",
         equation="-M u A, M drops largest s^2 until mean s^2 <= tau",
-        nominal="greedy", induced="numerical (flow): the mask freezes arms once E[s^2] exceeds tau",
+        nominal="greedy", induced="numerical (explicit Euler on the flow): the mask freezes arms once E[s^2] exceeds "
+        "tau; tied kept arms form a face of fixed points (reported as a set, the point not certified)",
         source="Zheng et al. 2025 (M2PO); AReaL docs",
     ),
     "asymre": dict(
@@ -658,6 +764,7 @@ def make_objective(name: str, **overrides) -> Objective:
         _weight=_WEIGHTS[spec["weight"]],
         _closed_form=spec["closed"],
         _adv_params=tuple(spec.get("adv_params", ())),
+        _face_point=spec.get("face"),
         _signal=spec.get("signal", "adv"),
         kappa_min=float(kappa_min),
     )
