@@ -13,14 +13,18 @@ SFT, the probe, the confirmation grid, the sweeps, ``theory.zoo_table`` and
   holds files of another run, it stops with :class:`OutputExistsError`, whose
   message names ``--resume`` (where the command can continue a run) and
   ``--overwrite``.
+* :func:`remove_outputs`: what ``--overwrite`` does first, removing only the
+  files the command writes.
 * :class:`UsageError` and :func:`cli_main`: a reasonable mistake on the
   command line (a wrong file, a folder that is a file, a value out of range)
   ends in one line on stderr that names the problem and the fix, and exit
-  status 2; never a traceback.
+  status 2; never a traceback. :class:`CommandParser` does the same for the
+  mistakes ``argparse`` catches (no usage block before the line).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import os
@@ -39,7 +43,10 @@ __all__ = [
     "atomic_write_text",
     "atomic_savez",
     "guard_outputs",
+    "remove_outputs",
+    "require_folder",
     "cli_main",
+    "CommandParser",
 ]
 
 
@@ -67,8 +74,9 @@ def atomic_write(path, write: Callable) -> Path:
     ``path`` untouched and removes the temporary file.
     """
     path = Path(path)
-    if path.parent.exists() and not path.parent.is_dir():
-        raise UsageError(f"cannot write {path}: {path.parent} is a file, not a folder; choose another output folder")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"cannot write {path}: {parent} is a file, not a folder; choose another output folder")
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a folder; choose another file name")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,7 +92,22 @@ def atomic_write(path, write: Callable) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some file systems refuse to open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
@@ -102,7 +125,9 @@ def atomic_savez(path, arrays: dict) -> Path:
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def guard_outputs(paths: Iterable, *, overwrite: bool = False, resume: bool | None = None, what: str = "run") -> None:
+def guard_outputs(
+    paths: Iterable, *, overwrite: bool = False, resume: bool | None = None, what: str = "run", arg: str | None = None
+) -> None:
     """Refuse to replace existing ``paths`` unless ``overwrite``.
 
     Parameters
@@ -118,6 +143,8 @@ def guard_outputs(paths: Iterable, *, overwrite: bool = False, resume: bool | No
         run being continued, not a clash.
     what : str
         What the files are, for the message (``run``, ``table``, ``figure``).
+    arg : str, optional
+        The argument that named the place (``out_dir``), put first in the message.
 
     Raises
     ------
@@ -140,7 +167,54 @@ def guard_outputs(paths: Iterable, *, overwrite: bool = False, resume: bool | No
     more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
     fix = "pass --resume to continue it, or --overwrite to replace it" if resume is not None else (
         "pass --overwrite to replace it")
-    raise OutputExistsError(f"{found[0]}{more} already holds another {what}'s output; {fix} (or choose another output path)")
+    head = f"{arg}: " if arg else ""
+    raise OutputExistsError(
+        f"{head}{found[0]}{more} already exists (another {what}'s output); {fix} (or choose another output path)"
+    )
+
+
+def remove_outputs(files: Iterable, folders: Iterable = ()) -> None:
+    """Remove an earlier run's ``files`` (those that exist), then each of ``folders`` left empty.
+
+    For ``--overwrite``: only the files a command itself writes are named, so
+    nothing else a folder holds is touched, and no file of the old run stays
+    mixed with the new one.
+    """
+    for p in files:
+        p = Path(p)
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+    for d in folders:
+        with contextlib.suppress(OSError):  # not empty, or absent: leave it
+            Path(d).rmdir()
+
+
+def require_folder(path, arg: str) -> Path | None:
+    """``path`` as a Path (None stays None); :class:`UsageError` naming ``arg`` when it is an existing non-folder."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{arg}: {path} is a file, not a folder; pass a folder (it is created if missing)")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"{arg}: {parent} is a file, so {path} cannot be a folder; pass another folder")
+    return path
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _prog(main: Callable) -> str:
+    """``python -m <the command's module>``, also when it runs as ``python -m`` (module ``__main__``)."""
+    name = getattr(main, "__module__", "") or ""
+    if name == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is None:  # a script
+            return os.path.basename(sys.argv[0])
+        name = spec.name
+    return f"python -m {name}"
 
 
 def cli_main(main: Callable) -> Callable:
@@ -155,8 +229,15 @@ def cli_main(main: Callable) -> Callable:
         try:
             return main(argv)
         except UsageError as e:
-            prog = getattr(main, "__module__", "") or ""
-            print(f"{prog}: error: {e}", file=sys.stderr)
+            print(f"{_prog(main)}: error: {_one_line(e)}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line on stderr (exit status 2), pointing at ``--help``."""
+
+    def error(self, message):
+        hint = " (see --help)" if self.add_help else ""
+        self.exit(2, f"{self.prog}: error: {_one_line(message)}{hint}\n")
