@@ -71,8 +71,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +80,7 @@ import torch
 import theory
 from theory.bandits import STANDARD_BANDITS
 from theory.objectives import OBJECTIVES, make_objective
+from theory.outputs import atomic_savez, atomic_write_bytes
 
 __all__ = [
     "OPTIMIZERS",
@@ -385,38 +384,8 @@ class BanditSimResult:
         for row in zip(*cols):
             lines.append(f"{int(row[0])},{int(row[1])},{int(row[2])}," + ",".join(repr(float(x)) for x in row[3:]))
         path = Path(path)
-        _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+        atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
         return path
-
-
-# ----------------------------------------------------------------------------- atomic IO
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write ``path`` through ``write(fileobj)`` into a temp file beside it, fsync, then rename.
-
-    A failure leaves any earlier file at ``path`` untouched.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda f: f.write(data))
-
-
-def _atomic_savez(path: Path, arrays: dict) -> None:
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def _config_json(config) -> str:
@@ -444,8 +413,8 @@ def save_results(path, result, config=None) -> tuple[Path, Path]:
     if base.suffix in (".npz", ".json"):
         base = base.with_suffix("")
     npz, js = base.with_name(base.name + ".npz"), base.with_name(base.name + ".json")
-    _atomic_savez(npz, {**arrays, "__config__": np.array(text)})
-    _atomic_write_bytes(js, (text + "\n").encode())
+    atomic_savez(npz, {**arrays, "__config__": np.array(text)})
+    atomic_write_bytes(js, (text + "\n").encode())
     return npz, js
 
 
