@@ -289,6 +289,29 @@ def _t_topr(mu, adv, p):
         return np.where(tot > 0, m / tot, np.nan)
 
 
+def _induced_soft_value(p) -> str:
+    r"""The induced target of a regression on ``r - V*_beta1 (- delta beta)``, rendered from its parameters.
+
+    The regime is the sign of :math:`V^*_\beta - V` (``docs/theory.md`` section 3);
+    :math:`V^*_b` decreases in :math:`b`, so with :math:`V = V^*_{\beta_1} + \delta\beta`
+    the regime follows from :math:`\beta_1` against :math:`\beta` and the sign of
+    :math:`\delta` unless the two pull in opposite directions.
+    """
+    b, b1, d = p["beta"], p["beta1"], p.get("delta", 0.0)
+    at = f"beta = {b:g}, beta1 = {b1:g}" + (f", delta = {d:g}" if "delta" in p else "")
+    v = "V = V*_beta1" + (" + delta beta" if "delta" in p else "")
+    pos = "Lambert, positive regime: eta > 0 (pessimistic)"
+    neg = ("Lambert, negative regime: eta < 0 (optimistic); global minimizer, the flow from mu may stop at "
+           "another local minimum")
+    if b1 == b and d == 0:
+        return f"Gibbs (boundary, eta = 0) in the population; positive regime at finite G [{v}, {at}]"
+    if (b1 > b and d <= 0) or (b1 == b and d < 0):
+        return f"{pos} [{v}, {at}]"
+    if (b1 < b and d >= 0) or (b1 == b and d > 0):
+        return f"{neg} [{v}, {at}]"
+    return f"Lambert; the regime depends on the bandit (sign of V*_beta - V) [{v}, {at}]"
+
+
 # ---------------------------------------------------------------------------
 # the registry
 # ---------------------------------------------------------------------------
@@ -644,7 +667,7 @@ _SPECS: dict[str, dict] = {
         adv_params=("beta1",), agg="sequence", level="sequence",
         params=dict(beta=1e-3, beta1=0.5, anchor="reference"), needs=("ref",), family="regression",
         equation="(beta2 log(pi/pi_ref) - (r - V*_beta1))^2",
-        nominal="Gibbs at beta2 (near-greedy)", induced="Lambert at beta2 with V = V*_beta1 (positive regime)",
+        nominal="Gibbs at beta2 (near-greedy)", induced=_induced_soft_value,
         source="Brantley et al. 2025 (A*-PO); pi_ref = mu on the bandit",
     ),
     "oapl": dict(
@@ -652,7 +675,7 @@ _SPECS: dict[str, dict] = {
         adv_params=("beta1",), agg="sequence", level="sequence",
         params=dict(beta=1e-3, beta1=1.0, anchor="behaviour"), family="regression",
         equation="(beta2 log(pi/mu) - (r - V_beta1))^2, V from the group soft value",
-        nominal="Gibbs at beta2 (near-greedy)", induced="Lambert at beta2 with V = V*_beta1 (positive regime)",
+        nominal="Gibbs at beta2 (near-greedy)", induced=_induced_soft_value,
         source="OAPL: group soft value at beta1 = 1, beta2 = 1e-3",
     ),
     "opmd": dict(
@@ -671,9 +694,9 @@ _SPECS: dict[str, dict] = {
     "opmd_lme": dict(
         loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="soft_value",
         adv_params=("beta1",), agg="sequence", level="sequence",
-        params=dict(beta=0.1, beta1=0.1, anchor="behaviour"), family="regression",
-        equation="(tau log(pi/mu) - (r - tau log mean exp(r/tau)))^2", nominal="Gibbs at tau",
-        induced="Gibbs (boundary) in the population; positive regime at finite G",
+        params=dict(beta=0.1, beta1=0.1, anchor="behaviour"), family="regression", ties=dict(beta1="beta"),
+        equation="(tau log(pi/mu) - (r - tau log mean exp(r/tau)))^2 (tau = beta; beta1 = beta unless given)",
+        nominal="Gibbs at tau", induced=_induced_soft_value,
         source="Kimi k1.5 OPMD, log-mean-exp baseline",
     ),
     "shifted_regression": dict(
@@ -690,11 +713,10 @@ _SPECS: dict[str, dict] = {
     "opmd_above": dict(
         loss="regression", weight="regression", closed=_t_lambert, kind="lambert", advantage="soft_value",
         adv_params=("beta1", "beta", "delta"), agg="sequence", level="sequence",
-        params=dict(beta=0.1, beta1=0.1, delta=0.5, anchor="behaviour"), family="regression",
+        params=dict(beta=0.1, beta1=0.1, delta=0.5, anchor="behaviour"), family="regression", ties=dict(beta1="beta"),
         equation="(beta log(pi/mu) - (r - V_beta1 - delta beta))^2, V_beta1 the group soft value",
         nominal="Gibbs at beta",
-        induced="Lambert, V = V*_beta + delta beta: negative regime, eta < 0 (optimistic); global minimizer, "
-        "the flow from mu may stop at another local minimum",
+        induced=_induced_soft_value,
         source="arXiv 2605.28150 (control: V above the soft value)",
     ),
 }
@@ -707,18 +729,67 @@ def objective_names() -> tuple[str, ...]:
 
 OBJECTIVES = objective_names()
 
-_NUMERIC = {"tau_pos", "tau_neg", "eps_low", "eps_high", "dual_clip", "kl_beta", "eps", "is_cap", "tau", "offset", "beta", "beta1",
-            "delta", "max_weight", "norm_constant"}
-_POSITIVE = {"eps_low", "eps_high", "is_cap", "tau", "beta", "beta1", "max_weight", "norm_constant", "tau_pos",
-             "tau_neg"}
+#: Parameter domains: name -> (lower, lower inclusive, upper, upper inclusive, finite required).
+_DOMAINS = {
+    "beta": (0.0, False, math.inf, False, True),
+    "beta1": (0.0, False, math.inf, False, True),
+    "eps_low": (0.0, False, 1.0, False, True),  # the lower clip 1 - eps_low must stay > 0
+    "eps_high": (0.0, False, math.inf, False, True),
+    "dual_clip": (1.0, False, math.inf, False, True),
+    "kl_beta": (0.0, True, math.inf, False, True),
+    "eps": (0.0, True, math.inf, False, True),
+    "is_cap": (0.0, False, math.inf, False, True),
+    "tau": (0.0, False, math.inf, False, True),
+    "tau_pos": (0.0, False, math.inf, False, True),
+    "tau_neg": (0.0, False, math.inf, False, True),
+    "offset": (-math.inf, False, math.inf, False, True),
+    "delta": (-math.inf, False, math.inf, False, True),
+    "max_weight": (0.0, False, math.inf, True, False),  # inf: no cap
+    "norm_constant": (0.0, False, math.inf, False, True),
+}
+_NUMERIC = set(_DOMAINS)
+
+
+def _as_number(name: str, k: str, v):
+    """A Python float from a number, a numpy scalar or a one-element torch tensor; else a named error."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{name}: parameter {k} must be a number, got a tensor of shape {tuple(v.shape)}")
+        v = v.detach().item()
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v.item()
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{name}: parameter {k} must be a number, got {v!r} ({type(v).__name__})")
+    v = float(v)
+    lo, lo_inc, hi, hi_inc, finite = _DOMAINS[k]
+    if math.isnan(v) or (finite and math.isinf(v)):
+        raise ValueError(f"{name}: parameter {k} must be a finite number, got {v!r}")
+    lb, ub = ("[" if lo_inc else "(") + f"{lo:g}", f"{hi:g}" + ("]" if hi_inc else ")")
+    if v < lo or (v == lo and not lo_inc):
+        raise ValueError(f"{name}: parameter {k} must be {'>=' if lo_inc else '>'} {lo:g} (valid: {lb}, {ub}), got {v!r}")
+    if v > hi or (v == hi and not hi_inc):
+        raise ValueError(f"{name}: parameter {k} must be {'<=' if hi_inc else '<'} {hi:g} (valid: {lb}, {ub}), got {v!r}")
+    return v
 
 
 def make_objective(name: str, **overrides) -> Objective:
     """The objective ``name`` with its published defaults, updated by ``overrides``.
 
-    Raises :class:`ValueError` for an unknown name (listing the valid ones), an
-    unknown parameter, or a parameter out of range (eps <= 0, beta <= 0, ...).
+    A parameter tied to another (``beta1 = beta`` for the soft-value baselines
+    ``opmd_lme`` and ``opmd_above``, whose defining relation is V = V*_beta,
+    resp. V*_beta + delta beta) follows it unless given explicitly, so an
+    override of ``beta`` keeps the objective what it is named after. The
+    ``induced`` description is rendered from the actual parameters.
+
+    Numbers may be Python, numpy or one-element torch scalars. Raises
+    :class:`ValueError` for an unknown name (listing the valid ones), an
+    unknown parameter, or a parameter outside its meaning (``beta`` not in
+    (0, inf), ``eps_low`` not in (0, 1), ``dual_clip <= 1``, NaN, ...).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be an objective name (str), got {type(name).__name__}; valid: {', '.join(_SPECS)}")
     if name not in _SPECS:
         raise ValueError(f"unknown objective {name!r}; valid objectives: {', '.join(_SPECS)}")
     spec = _SPECS[name]
@@ -729,12 +800,10 @@ def make_objective(name: str, **overrides) -> Objective:
     params.update(overrides)
     for k, v in params.items():
         if k in _NUMERIC and v is not None:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
-                raise ValueError(f"{name}: parameter {k} must be a number, got {v!r}")
-            if k in _POSITIVE and not v > 0:
-                raise ValueError(f"{name}: parameter {k} must be > 0, got {v!r}")
-    if params.get("dual_clip") is not None and not params["dual_clip"] > 1:
-        raise ValueError(f"{name}: dual_clip must be > 1, got {params['dual_clip']!r}")
+            params[k] = _as_number(name, k, v)
+    for k, source in spec.get("ties", {}).items():
+        if k not in overrides:
+            params[k] = params[source]
     if params.get("kind") is not None and params["kind"] not in ("k1", "k2", "k3"):
         raise ValueError(f"{name}: kind must be one of k1, k2, k3, got {params['kind']!r}")
     if params.get("anchor") is not None and params["anchor"] not in ("behaviour", "reference"):
@@ -757,7 +826,7 @@ def make_objective(name: str, **overrides) -> Objective:
         needs=needs,
         equation=spec["equation"],
         nominal=spec["nominal"],
-        induced=spec["induced"],
+        induced=spec["induced"](params) if callable(spec["induced"]) else spec["induced"],
         source=spec["source"],
         target_kind=spec["kind"],
         _loss=_LOSSES[spec["loss"]],
