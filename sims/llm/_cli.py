@@ -1,4 +1,11 @@
-"""Command-line flags from a frozen dataclass: one flag per field, its docstring as the help."""
+"""Command-line flags from a frozen dataclass: one flag per field, its docstring as the help.
+
+Also what every command of ``sims.llm`` shares: :class:`Parser`
+(:class:`theory.outputs.CommandParser`: errors in one line, no usage block),
+:func:`flag_message`, which turns a config error ``field: ...`` into
+``--field: ...``, and :func:`require_config`, the type check of a trainer's
+config argument.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,14 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
+import sys
 import textwrap
-import types
+import types as _types
 import typing
+
+from theory.outputs import CommandParser as Parser
+from theory.outputs import UsageError
 
 
 def field_docs(cls) -> dict[str, str]:
@@ -31,7 +43,7 @@ def field_docs(cls) -> dict[str, str]:
 def _base_type(tp):
     """(scalar type, is_tuple) for int, float, str, bool, X | None and tuple[X, ...]."""
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
+    if origin in (typing.Union, _types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return _base_type(args[0])
     if origin is tuple:
@@ -39,19 +51,53 @@ def _base_type(tp):
     return tp, False
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, defaults) -> None:
-    """Add ``--field-name`` for each field of ``cls``; shown defaults come from ``defaults``."""
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser,
+    cls,
+    defaults,
+    *,
+    types: dict | None = None,
+    choices: dict | None = None,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Add ``--field-name`` for each field of ``cls``; shown defaults come from ``defaults``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    cls : dataclass type
+    defaults : instance of ``cls``
+        The values ``--help`` shows (a preset).
+    types : dict, optional
+        Field name -> the callable that parses the flag's text, for fields whose
+        annotation is not int, float, str, bool or a tuple of them (e.g. a mapping).
+    choices : dict, optional
+        Field name -> the valid values (``--help`` lists them; anything else is
+        refused by the parser, in one line).
+    skip : tuple of str
+        Fields that get no flag (the command sets them otherwise).
+    """
+    types, choices = types or {}, choices or {}
     docs, hints = field_docs(cls), typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
         tp, is_tuple = _base_type(hints[f.name])
+        tp = types.get(f.name, tp)
         flag = "--" + f.name.replace("_", "-")
-        help_ = f"{docs.get(f.name, '')} (default: {getattr(defaults, f.name)!r})"
+        kw = {"dest": f.name, "default": None}
+        listed = ""
+        if f.name in choices:
+            kw["choices"] = list(choices[f.name])
+            kw["metavar"] = f.name.upper()
+            listed = f"; choices: {', '.join(map(str, choices[f.name]))}"
+        help_ = f"{docs.get(f.name, '')} (default: {getattr(defaults, f.name)!r}{listed})"
         if tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_, **kw)
         elif is_tuple:
-            parser.add_argument(flag, dest=f.name, type=tp, nargs="+", default=None, help=help_)
+            parser.add_argument(flag, type=tp, nargs="+", help=help_, **kw)
         else:
-            parser.add_argument(flag, dest=f.name, type=tp, default=None, help=help_)
+            parser.add_argument(flag, type=tp, help=help_, **kw)
 
 
 def dataclass_from_args(cls, args: argparse.Namespace, base):
@@ -59,3 +105,46 @@ def dataclass_from_args(cls, args: argparse.Namespace, base):
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
     given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return dataclasses.replace(base, **given)
+
+
+def flag_message(message, fields=()) -> str:
+    """``message`` with a leading ``name:`` (a config field in ``fields``, or ``out_dir``/``resume``) as ``--name:``.
+
+    Config classes name the field in their errors (``steps: must be >= 1``); on
+    the command line the user typed ``--steps``.
+    """
+    text = " ".join(str(message).split())
+    m = re.match(r"([a-z_]+)(, [a-z_]+)*:", text)
+    if m is None:
+        return text
+    names = [n.strip() for n in m.group(0)[:-1].split(",")]
+    known = set(fields) | {"out_dir", "resume", "overwrite", "sft", "stop_after", "tensorboard_dir", "device"}
+    if not all(n in known for n in names):
+        return text
+    return ", ".join("--" + n.replace("_", "-") for n in names) + text[len(m.group(0)) - 1 :]
+
+
+def usage_error(err: Exception, cls=None) -> UsageError:
+    """A :class:`UsageError` with ``err``'s message in flag form (:func:`flag_message`)."""
+    fields = [f.name for f in dataclasses.fields(cls)] if cls is not None else ()
+    return UsageError(flag_message(err, fields))
+
+
+def require_config(cfg, cls, func: str, presets: str | None = None) -> None:
+    """TypeError unless ``cfg`` is a ``cls``; the message says how to build one.
+
+    ``presets`` names the module-level dict of presets (e.g. ``RL_PRESETS``), if any.
+    """
+    if isinstance(cfg, cls):
+        return
+    got = "None" if cfg is None else type(cfg).__name__
+    name, mod = cls.__name__, cls.__module__
+    how = f"{name}(**fields)" if isinstance(cfg, dict) else f"{name}(field=value, ...)"
+    if presets is not None:
+        how += f" or dataclasses.replace({presets}['smoke'], field=value, ...)"
+    raise TypeError(f"{func}: expected a {name} (from {mod} import {name}), got {got}; build one with {how}")
+
+
+def note(text: str) -> None:
+    """One line of information on stderr (not part of the command's output)."""
+    print(text, file=sys.stderr, flush=True)

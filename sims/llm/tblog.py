@@ -9,7 +9,7 @@ defines every tag (they are the CSV's columns).
 
 TensorBoard is an optional dependency (the extra ``tensorboard``):
 
-    pip install -e '.[tensorboard]'
+    pip install torch==2.13.0 -e ".[tensorboard]"
 
 A resumed run opens a new event file with ``purge_step`` = the first step it
 will log, so TensorBoard hides the killed run's events past the checkpoint, as
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ScalarLog", "require_tensorboard"]
+__all__ = ["ScalarLog", "require_tensorboard", "event_files"]
 
 _HINT = (
-    "tensorboard_dir needs the tensorboard package: pip install 'pessimism-toolkit[tensorboard]' "
-    "(or pip install 'tensorboard>=2.16')"
+    'tensorboard_dir needs the tensorboard package, the extra pessimism-toolkit[tensorboard]: '
+    'pip install torch==2.13.0 -e ".[tensorboard]"'
 )
 
 
@@ -35,6 +35,13 @@ def require_tensorboard():
     except ImportError as e:  # torch raises ImportError when the tensorboard package is missing
         raise ImportError(_HINT) from e
     return SummaryWriter
+
+
+def event_files(log_dir) -> list[Path]:
+    """The TensorBoard event files directly in ``log_dir`` ([] when it is None or absent)."""
+    if log_dir is None or not Path(log_dir).is_dir():
+        return []
+    return sorted(Path(log_dir).glob("events.out.tfevents.*"))
 
 
 class ScalarLog:
