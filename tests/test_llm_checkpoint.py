@@ -3,6 +3,7 @@
 import csv
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from sims.llm.checkpoint import load_checkpoint, save_checkpoint
+from sims.llm.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from sims.llm.model import GPT, GPTConfig
 from sims.llm.sft import SFT_PRESETS, SFTConfig, build_task, load_sft, train_sft
+from theory.outputs import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 # a few seconds of smoke SFT: evaluations at steps 6 and 12, checkpoints every 4 steps
@@ -88,6 +90,28 @@ def test_a_failed_write_leaves_the_old_checkpoint(tmp_path, monkeypatch):
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["c.pt"]
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_a_checkpoint_gets_the_users_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "c.pt", step=1, model=_model())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_naming_the_argument(tmp_path):
+    good = save_checkpoint(tmp_path / "c.pt", step=1, model=_model())
+    (tmp_path / "torn.pt").write_bytes(good.read_bytes()[:1000])
+    (tmp_path / "table.csv").write_text("a,b\n1,2\n")
+    for path, why in [(tmp_path / "torn.pt", "cannot be read"), (tmp_path / "table.csv", "cannot be read"),
+                      (tmp_path / "nope.pt", "does not exist"), (tmp_path, "is a folder")]:
+        with pytest.raises(UsageError, match=f"^sft: .*{why}.*; pass an SFT checkpoint$") as e:
+            read_checkpoint(path, arg="sft", fix="pass an SFT checkpoint")
+        assert "\n" not in str(e.value)
+    assert read_checkpoint(good)["step"] == 1
 
 
 def _rows(rows):
@@ -170,6 +194,30 @@ def test_load_sft_rebuilds_the_trained_model(uninterrupted):
     assert cfg == CFG and [p.prompt for p in task2.eval] == [p.prompt for p in task.eval]
     for a, b in zip(full.model.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_resume_refuses_to_extend_max_steps_naming_the_lr_schedule(uninterrupted):
+    """max_steps is the horizon of the cosine decay: a longer run is not the same run extended."""
+    out_full, task, _ = uninterrupted
+    before = {p.name: p.stat().st_mtime_ns for p in out_full.iterdir()}
+    with pytest.raises(UsageError, match="max_steps: .*horizon of the cosine learning-rate decay"):
+        train_sft(replace(CFG, max_steps=24), out_dir=out_full, resume=True, task=task)
+    assert {p.name: p.stat().st_mtime_ns for p in out_full.iterdir()} == before
+
+
+def test_a_run_is_replaced_only_with_overwrite_and_then_entirely(uninterrupted, tmp_path):
+    out_full, task, _ = uninterrupted
+    train_sft(replace(CFG, lr=0.01, max_steps=4, eval_every=4), out_dir=tmp_path, task=task)  # a finished run
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["ckpt.pt", "metrics.csv", "summary.json"]
+    with pytest.raises(UsageError, match="out_dir: .*--resume.*--overwrite"):
+        train_sft(CFG, out_dir=tmp_path, task=task)
+    with pytest.raises(UsageError, match="resume, overwrite"):
+        train_sft(CFG, out_dir=tmp_path, task=task, resume=True, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    res = train_sft(CFG, out_dir=tmp_path, task=task, overwrite=True, stop_after=6)  # killed: no summary yet
+    assert res.step == 6 and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "metrics.csv"]
+    assert _csv(tmp_path / "metrics.csv") == _csv(out_full / "metrics.csv")[:6]  # no row of the lr=0.01 run
 
 
 def test_resume_refuses_a_different_config(uninterrupted, tmp_path):

@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import torch
 
 from sims.llm.rl import RL_PRESETS, RLConfig, main as rl_main, parse_objective_params, train_rl
 from theory.objectives import objective_names
+from theory.outputs import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"time_s", "tok_per_s"}  # wall-clock columns
@@ -132,6 +135,61 @@ def test_resume_after_kill_9(sft, tmp_path):
     assert _csv(tmp_path / "metrics.csv") == _rows(ref.history)
 
 
+def test_resume_extends_a_finished_run_to_the_straight_run(sft, tmp_path):
+    """steps is a stopping rule: N steps, then --resume with 2N, is the straight 2N run, bit for bit (the
+    learning rate is constant; the evaluation at the old last step N falls on eval_every here)."""
+    straight = train_rl(_cfg(sft, steps=4, eval_every=2, out_dir=str(tmp_path / "straight")), warm_start=sft[:2])
+    short = _cfg(sft, steps=2, eval_every=2, out_dir=str(tmp_path / "grown"))
+    assert train_rl(short, warm_start=sft[:2]).status == "done"
+    grown = train_rl(replace(short, steps=4), warm_start=sft[:2], resume=True)
+    assert grown.step == 4 and grown.status == "done"
+    assert _csv(tmp_path / "grown" / "metrics.csv") == _csv(tmp_path / "straight" / "metrics.csv")
+    for x, y in zip(straight.model.state_dict().values(), grown.model.state_dict().values()):
+        assert torch.equal(x, y)
+    assert json.loads((tmp_path / "grown" / "summary.json").read_text())["step"] == 4
+    # and from the command line, where --steps may differ on --resume (as may --ckpt-every)
+    args = ["--preset", "smoke", "--sft", str(sft[2]), "--lag", "2", "--eval-every", "2", "--num-threads", "1"]
+    args += ["--no-progress", "--out-dir", str(tmp_path / "grown"), "--resume"]
+    assert rl_main(args + ["--steps", "5", "--ckpt-every", "5"])["step"] == 5
+
+
+def test_a_run_is_never_replaced_unless_overwrite_and_then_nothing_stale_is_left(sft, tmp_path, capsys):
+    out = tmp_path / "run"
+    first = _cfg(sft, steps=3, out_dir=str(out))
+    train_rl(first, warm_start=sft[:2])
+    (out / "sft").mkdir()  # an earlier run's SFT warm start (an SFT preset trains it there)
+    (out / "sft" / "ckpt.pt").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")  # not a file of the run: kept
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    second = replace(first, steps=2, seed=1)
+    with pytest.raises(UsageError, match="--resume.*--overwrite"):
+        train_rl(second, warm_start=sft[:2])
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    res = train_rl(second, warm_start=sft[:2], overwrite=True)
+    assert not (out / "sft").exists() and (out / "notes.txt").read_text() == "mine"
+    assert _csv(out / "metrics.csv") == _rows(res.history) and len(res.history) == 2
+    assert json.loads((out / "summary.json").read_text())["config"]["seed"] == 1
+    fresh = train_rl(replace(second, out_dir=None), warm_start=sft[:2])
+    assert _rows(fresh.history) == _rows(res.history)  # the same as a run into an empty folder
+
+
+def test_run_files_get_the_users_umask(sft, tmp_path):
+    old = os.umask(0o022)
+    try:
+        train_rl(_cfg(sft, steps=2, out_dir=str(tmp_path)), warm_start=sft[:2])
+    finally:
+        os.umask(old)
+    for name in ("ckpt.pt", "metrics.csv", "summary.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "metrics.csv", "summary.json"]  # no temp files
+
+
+def test_the_cli_without_out_dir_says_nothing_is_saved(sft, capsys):
+    rl_main(["--preset", "smoke", "--sft", str(sft[2]), "--steps", "1", "--num-threads", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert "no --out-dir given, so nothing will be saved" in err
+
+
 def test_resume_refuses_a_different_config(sft, uninterrupted):
     cfg, _ = uninterrupted
     with pytest.raises(ValueError, match="lr"):
@@ -182,10 +240,16 @@ def test_cli_help_and_errors(capsys):
 def test_confirm_grid_writes_tidy_results(sft, tmp_path):
     from sims.llm.confirm import main as confirm_main
 
-    summary = confirm_main(
-        ["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "2", "--seeds", "0", "1"]
-        + ["--lags", "1", "--objectives", "opmd", "grpo"]
-    )
+    old = os.umask(0o022)
+    try:
+        summary = confirm_main(
+            ["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "2", "--seeds", "0", "1"]
+            + ["--lags", "1", "--objectives", "opmd", "grpo"]
+        )
+    finally:
+        os.umask(old)
+    for name in ("results.csv", "sweep.json", "summary.csv", "tables.md"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 4 and {r["objective"] for r in rows} == {"opmd", "grpo"}
@@ -219,6 +283,13 @@ def test_confirm_grid_grows_in_place_and_refuses_other_settings(sft, tmp_path, c
         confirm_main(["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "3", "--seeds", "2"])
     assert e.value.code != 0 and "steps: 3 differs from 2" in capsys.readouterr().err
     assert (tmp_path / "results.csv").read_text().count("\n") == 3  # header + 2 rows
+    # --overwrite starts over: the earlier cells are gone, not mixed in; --progress shows a bar per cell
+    confirm_main(["--out-dir", str(tmp_path), "--sft", str(sft[2]), "--steps", "3", "--seeds", "2", "--lags", "0"]
+                 + ["--objectives", "opmd", "--overwrite", "--progress"])
+    assert "confirm cells" in capsys.readouterr().err
+    with open(tmp_path / "results.csv") as f:
+        assert [(r["seed"], r["lag"]) for r in csv.DictReader(f)] == [("2", "0")]
+    assert json.loads((tmp_path / "sweep.json").read_text())["steps"] == 3
 
 
 def test_confirm_report_pairs_the_differences_by_seed():

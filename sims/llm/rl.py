@@ -29,9 +29,15 @@ seeded with ``seed`` draws the prompts and the samples; evaluation samples from
 a fresh generator seeded with ``seed + 1`` at each evaluation. With ``out_dir``
 the run writes ``metrics.csv`` (one row per step; docs/llm_metrics.md defines
 every column), an atomic ``ckpt.pt`` (model, optimizer, generator, ring, step,
-metrics so far) every ``ckpt_every`` steps and at the end, and ``summary.json``;
+metrics so far) every ``ckpt_every`` steps and at the end, and ``summary.json``
+(each atomically, with the user's umask, through :mod:`theory.outputs`);
 ``--resume`` continues from ``ckpt.pt`` with identical metrics (wall-clock
-columns aside), also after ``kill -9``. With ``tensorboard_dir`` the same
+columns aside), also after ``kill -9``. ``steps`` is a stopping rule, not part
+of the trajectory (the learning rate is constant): ``--resume --steps 2N``
+extends a finished N-step run to the run a straight ``--steps 2N`` gives. A
+folder that already holds another run's files is refused unless ``--resume``
+or ``--overwrite`` (remove that run's files, its ``sft/`` warm start and its
+TensorBoard events, then start over). With ``tensorboard_dir`` the same
 columns also go to TensorBoard as scalars (``sims.llm.tblog``; the optional
 extra ``tensorboard``).
 
@@ -43,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import dataclasses
 import json
 import math
@@ -56,12 +61,27 @@ import torch
 from tqdm.auto import tqdm
 
 from sims.integrations.eta import fitted_eta, lambert_eta
-from theory.objectives import Objective, make_objective
+from theory.objectives import Objective, make_objective, objective_names
+from theory.outputs import UsageError, atomic_write_text, cli_main
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, note, require_config, usage_error
+from .checkpoint import restore_checkpoint, save_checkpoint
 from .evaluate import evaluate
 from .model import GPT
-from .sft import SFT_PRESETS, load_sft, make_optimizer, train_sft
+from .sft import (
+    RUN_FILES,
+    SFT_PRESETS,
+    append_metrics,
+    check_resume_config,
+    check_sft_arg,
+    clear_run,
+    load_sft,
+    make_optimizer,
+    prepare_out_dir,
+    read_resume_checkpoint,
+    train_sft,
+    write_metrics,
+)
 from .tasks import Task
 from .tblog import ScalarLog, require_tensorboard
 
@@ -91,7 +111,9 @@ class RLConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables clipping)."""
     steps: int = 200
-    """RL steps (batches)."""
+    """RL steps (batches). A stopping rule, not part of the run: --resume with a larger value extends a finished
+    run along the same trajectory (the learning rate is constant), keeping the evaluation it made at its old
+    last step."""
     temperature: float = 1.0
     """Sampling temperature; the behaviour and current log-probabilities are taken at it too."""
     format_weight: float = 0.0
@@ -105,13 +127,16 @@ class RLConfig:
     eval_ks: tuple[int, ...] = (1, 4, 8)
     """The k values of pass@k (each <= eval_samples; must include 1)."""
     ckpt_every: int = 50
-    """Write ckpt.pt every this many steps (with out_dir)."""
+    """Write ckpt.pt every this many steps (with out_dir) and at the last; may change on --resume."""
     out_dir: str | None = None
     """Where metrics.csv, ckpt.pt, summary.json (and sft/ for an SFT preset) go."""
     tensorboard_dir: str | None = None
     """Also write every metrics.csv column as a TensorBoard scalar here (needs the extra 'tensorboard')."""
     num_threads: int = 2
     """torch intra-op threads."""
+    device: str = "cpu"
+    """Where the models train and sample: cpu or cuda[:i] (prompts are drawn on the CPU); part of the run
+    (floating-point results differ), so --resume keeps it."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -119,7 +144,13 @@ class RLConfig:
         object.__setattr__(self, "objective_params", dict(self.objective_params))
         object.__setattr__(self, "eval_ks", tuple(self.eval_ks))
         if self.sft not in SFT_PRESETS and not Path(self.sft).is_file():
-            raise ValueError(f"sft: {self.sft!r} is neither an SFT preset {sorted(SFT_PRESETS)} nor a checkpoint file")
+            hint = f" (did you mean {Path(self.sft) / 'ckpt.pt'}?)" if (Path(self.sft) / "ckpt.pt").is_file() else ""
+            raise ValueError(
+                f"sft: {self.sft!r} is neither an SFT preset ({', '.join(sorted(SFT_PRESETS))}) nor a checkpoint "
+                f"file{hint}"
+            )
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"device: must be cpu or cuda[:i], got {self.device!r}")
         if self.lag < 0:
             raise ValueError(f"lag: must be >= 0, got {self.lag}")
         for name in (
@@ -153,7 +184,8 @@ class RLConfig:
         try:
             obj = make_objective(self.objective, **self.objective_params)
         except ValueError as e:
-            raise ValueError(f"objective: {e}") from None
+            which = "objective_params" if self.objective in objective_names() else "objective"
+            raise ValueError(f"{which}: {e}") from None
         try:
             obj.advantages(torch.zeros(1, self.group_size))
         except ValueError as e:
@@ -209,7 +241,9 @@ def load_warm_start(cfg: RLConfig, out_dir: Path | None = None) -> tuple[GPT, Ta
     when ``out_dir`` is given, so a resumed RL run does not retrain it).
     """
     if cfg.sft in SFT_PRESETS:
-        sft_cfg = dataclasses.replace(SFT_PRESETS[cfg.sft], num_threads=cfg.num_threads, progress=cfg.progress)
+        sft_cfg = dataclasses.replace(
+            SFT_PRESETS[cfg.sft], num_threads=cfg.num_threads, device=cfg.device, progress=cfg.progress
+        )
         sft_dir = out_dir / "sft" if out_dir is not None else None
         res = train_sft(sft_cfg, out_dir=sft_dir, resume=sft_dir is not None)
         return res.model, res.task
@@ -289,10 +323,42 @@ def _seq_sum(x, mask) -> torch.Tensor:
 # ----------------------------------------------------------------------------- the run
 
 
+SFT_FILES = tuple(f"sft/{n}" for n in RUN_FILES)
+"""The files of an RL run's SFT warm start (an SFT preset trains into ``out_dir/sft``)."""
+RESUME_IGNORES = {"progress", "out_dir", "tensorboard_dir", "steps", "ckpt_every"}
+"""Fields of :class:`RLConfig` that may change on resume: they change neither the trajectory nor its record."""
+
+
+def check_run(cfg: RLConfig, *, resume=False, overwrite=False, stop_after=None) -> Path | None:
+    """The checks :func:`train_rl` makes before reading any checkpoint; returns ``cfg.out_dir`` as a Path.
+
+    UsageError for a bad ``out_dir`` or ``stop_after``, another run's files there,
+    CUDA requested but absent; ImportError (naming the extra) for a
+    ``tensorboard_dir`` without TensorBoard installed.
+    """
+    require_config(cfg, RLConfig, "train_rl", "RL_PRESETS")
+    if stop_after is not None and stop_after < 1:
+        raise UsageError(f"stop_after: must be >= 1, got {stop_after}")
+    out_dir = prepare_out_dir(
+        cfg.out_dir,
+        resume=resume,
+        overwrite=overwrite,
+        tensorboard_dir=cfg.tensorboard_dir,
+        extra_files=SFT_FILES,
+        extra_folders=("sft",),
+    )
+    if cfg.tensorboard_dir is not None:
+        require_tensorboard()  # fail before any training
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device: {cfg.device} requested but CUDA is not available; pass --device cpu")
+    return out_dir
+
+
 def train_rl(
     cfg: RLConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     stop_after: int | None = None,
     warm_start: tuple[GPT, Task] | None = None,
     on_step=None,
@@ -303,8 +369,15 @@ def train_rl(
     ----------
     cfg : RLConfig
     resume : bool
-        Continue from ``cfg.out_dir/ckpt.pt`` when it exists (its config must equal
-        ``cfg`` up to ``progress``).
+        Continue from ``cfg.out_dir/ckpt.pt`` when it exists. Its config must equal
+        ``cfg`` up to ``RESUME_IGNORES`` (progress, output places, ``ckpt_every``
+        and the stopping rule ``steps``); ``cfg.steps`` may exceed the steps done,
+        which extends a finished run (the learning rate is constant, so the
+        extended run is the straight run of ``cfg.steps``).
+    overwrite : bool
+        Remove the earlier run's files in ``cfg.out_dir`` (metrics.csv, ckpt.pt,
+        summary.json, its ``sft/`` warm start) and its TensorBoard events, and
+        start over. Without it (or ``resume``) such a folder is refused.
     stop_after : int, optional
         End (status ``interrupted``) once this many steps are done, as a kill would.
     warm_start : (GPT, Task), optional
@@ -318,45 +391,55 @@ def train_rl(
     Returns
     -------
     RLResult
+
+    Raises
+    ------
+    theory.outputs.UsageError
+        Before anything is trained, written or removed: a bad ``out_dir``, another
+        run's files there, an unreadable or foreign checkpoint on ``resume``, a
+        config that differs from the checkpoint's, ``steps`` below the steps
+        already done, a ``cfg.sft`` file that is not an SFT checkpoint, CUDA
+        requested but absent.
     """
-    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
-    if resume and out_dir is None:
-        raise ValueError("out_dir: required with resume=True")
-    if cfg.tensorboard_dir is not None:
-        require_tensorboard()  # fail before any training
+    out_dir = check_run(cfg, resume=resume, overwrite=overwrite, stop_after=stop_after)
+    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
+    ckpt = read_resume_checkpoint(ckpt_path, RLConfig, "sims.llm.rl") if resume else None
+    if ckpt is not None:
+        check_resume_config(ckpt, cfg, RESUME_IGNORES, ckpt_path)
+        if cfg.steps < ckpt["step"]:
+            raise UsageError(
+                f"steps: the run in {out_dir} has done {ckpt['step']} steps, more than {cfg.steps}; pass "
+                f"--steps {ckpt['step']} or more to continue it"
+            )
+    if warm_start is None and cfg.sft not in SFT_PRESETS:
+        warm_start = load_warm_start(cfg)  # a bad file is refused before anything is removed
+    if overwrite:
+        clear_run(out_dir, cfg.tensorboard_dir, SFT_FILES, ("sft",))
     torch.set_num_threads(cfg.num_threads)
     obj = cfg.make_objective()
+    dev = torch.device(cfg.device)
     sft_model, task = warm_start if warm_start is not None else load_warm_start(cfg, out_dir)
-    model = copy.deepcopy(sft_model)
+    model = copy.deepcopy(sft_model).to(dev)
     model.train()
-    behaviour = copy.deepcopy(sft_model).requires_grad_(False).eval()
-    reference = copy.deepcopy(sft_model).requires_grad_(False).eval() if "ref" in obj.needs else None
+    behaviour = copy.deepcopy(model).requires_grad_(False).eval()
+    reference = copy.deepcopy(model).requires_grad_(False).eval() if "ref" in obj.needs else None
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # prompts (and, on the CPU, samples)
+    generators = {"rl": gen}
+    if dev.type != "cpu":  # sampling on the device draws from a generator there
+        generators["rl_sample"] = torch.Generator(dev).manual_seed(cfg.seed)
+    sample_gen = generators.get("rl_sample", gen)
     ring = [snapshot(model)]  # oldest first; ring[-1] = the current weights
     step, history, elapsed, final_eval = 0, [], 0.0, None
 
-    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
     cfg_data = dataclasses.asdict(cfg)
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, generators={"rl": gen})
-        ignore = {"progress", "out_dir", "tensorboard_dir"}
-        now = json.loads(json.dumps({k: v for k, v in cfg_data.items() if k not in ignore}))
-        saved = json.loads(json.dumps({k: v for k, v in ckpt["config"].items() if k not in ignore}))
-        if saved != now:
-            diff = sorted(k for k in now if saved.get(k) != now[k])
-            raise ValueError(
-                f"{diff[0]}: differs from the checkpoint's config ({saved.get(diff[0])!r} vs {now[diff[0]]!r})"
-            )
+    if ckpt is not None:
+        restore_checkpoint(ckpt, model=model, optimizer=optimizer, generators=generators)
         step, ring = ckpt["step"], ckpt["ring"]
         history, elapsed, final_eval = list(ckpt["extra"]["history"]), ckpt["extra"]["elapsed_s"], ckpt["extra"]["final_eval"]
     columns = _csv_columns(cfg)
     if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, columns)
-            w.writeheader()
-            w.writerows(history)
+        write_metrics(out_dir / "metrics.csv", columns, history)
     tb = ScalarLog(cfg.tensorboard_dir, first_step=step + 1)
 
     def checkpoint():
@@ -365,7 +448,7 @@ def train_rl(
             step=step,
             model=model,
             optimizer=optimizer,
-            generators={"rl": gen},
+            generators=generators,
             ring=ring,
             config=cfg_data,
             extra={"history": history, "elapsed_s": elapsed, "final_eval": final_eval},
@@ -380,8 +463,8 @@ def train_rl(
         behaviour.load_state_dict(ring[0])
         idx = torch.randint(len(task.train), (B,), generator=gen).tolist()
         problems = [task.train[i] for i in idx]
-        prompts = tok.encode_prompts([p.prompt for p in problems])  # (B, Tp)
-        roll = behaviour.sample(prompts, G, task.max_new_tokens, tau, gen)  # N = B * G rows
+        prompts = tok.encode_prompts([p.prompt for p in problems]).to(dev)  # (B, Tp)
+        roll = behaviour.sample(prompts, G, task.max_new_tokens, tau, sample_gen)  # N = B * G rows
         mask, logp_mu = roll.mask, roll.logp  # (N, Tc)
 
         # 2. rewards and the objective's signal
@@ -392,7 +475,7 @@ def train_rl(
             rewards = (1 - cfg.format_weight) * scores + cfg.format_weight * fmt
         else:
             rewards = scores
-        signal = obj.advantages(rewards.view(B, G)).reshape(-1).float()  # (N,)
+        signal = obj.advantages(rewards.view(B, G)).reshape(-1).float().to(dev)  # (N,)
         logp_ref = None
         if reference is not None:
             with torch.no_grad():
@@ -470,8 +553,7 @@ def train_rl(
         if on_step is not None:
             on_step(step - 1, roll, behaviour.state_dict(), model)
         if out_dir is not None:
-            with open(out_dir / "metrics.csv", "a", newline="") as f:
-                csv.DictWriter(f, columns).writerow(row)
+            append_metrics(out_dir / "metrics.csv", columns, row)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 checkpoint()
         if stop_after is not None and step >= stop_after and step < cfg.steps:
@@ -482,7 +564,7 @@ def train_rl(
     tb.close()
     result = RLResult(model, task, cfg, step, "done", final_eval, history, elapsed)
     if out_dir is not None:
-        (out_dir / "summary.json").write_text(json.dumps(summary(result), indent=2))
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary(result), indent=2))
     return result
 
 
@@ -507,15 +589,27 @@ def summary(result: RLResult) -> dict:
 
 
 def parse_objective_params(text: str) -> dict:
-    """``beta=0.05,delta=2`` or a JSON object -> dict (numbers parsed, ``None`` for none/null)."""
+    """``beta=0.05,delta=2`` or a JSON object -> dict (numbers parsed, ``None`` for none/null).
+
+    Raises ``argparse.ArgumentTypeError`` (the parser's one-line error) for an item
+    without ``=``, an empty name, or a JSON text that is not an object.
+    """
     text = text.strip()
     if text.startswith("{"):
-        return dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"not a JSON object ({e.msg} at character {e.pos}): {text!r}") from None
+        if not isinstance(data, dict):
+            raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        return dict(data)
     out = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         if "=" not in item:
-            raise argparse.ArgumentTypeError(f"expected name=value, got {item!r}")
+            raise argparse.ArgumentTypeError(f"expected name=value[,name=value...], got {item!r}")
         k, v = (s.strip() for s in item.split("=", 1))
+        if not k:
+            raise argparse.ArgumentTypeError(f"expected name=value, got {item!r} (no name)")
         if v.lower() in ("none", "null"):
             out[k] = None
             continue
@@ -529,26 +623,48 @@ def parse_objective_params(text: str) -> dict:
     return out
 
 
+@cli_main
 def main(argv=None) -> dict:
-    from ._cli import add_dataclass_arguments, dataclass_from_args
-
-    pre = argparse.ArgumentParser(add_help=False)
+    """``python -m sims.llm.rl``: one RL run; prints its summary as JSON."""
+    pre = Parser(prog="python -m sims.llm.rl", add_help=False)
     pre.add_argument("--preset", choices=sorted(RL_PRESETS), default="default")
     base = RL_PRESETS[pre.parse_known_args(argv)[0].preset]
-    p = argparse.ArgumentParser(prog="python -m sims.llm.rl", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", choices=sorted(RL_PRESETS), default="default", help="base config (default: default)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt if it exists")
-    p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would")
-    add_dataclass_arguments(p, RLConfig, base)
-    for action in p._actions:  # a mapping flag: name=value pairs or JSON
-        if action.dest == "objective_params":
-            action.type = parse_objective_params
+    p = Parser(prog="python -m sims.llm.rl", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", choices=sorted(RL_PRESETS), default="default",
+                   help="base config; the flags below change single fields (default: 'default'; choices: "
+                   + ", ".join(sorted(RL_PRESETS)) + ")")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT_DIR from its ckpt.pt (the config must match, except --steps, which "
+                   "may grow to extend a finished run; default: off)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the run already in OUT_DIR (metrics.csv, ckpt.pt, summary.json, sft/, TensorBoard "
+                   "events) and start over (default: off; without it such a folder is refused)")
+    p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would (default: none)")
+    add_dataclass_arguments(
+        p,
+        RLConfig,
+        base,
+        types={"objective_params": parse_objective_params},  # a mapping flag: name=value pairs or JSON
+        choices={"objective": objective_names()},
+    )
     args = p.parse_args(argv)
+    fields = [f.name for f in dataclasses.fields(RLConfig)]
     try:
         cfg = dataclass_from_args(RLConfig, args, base)
     except ValueError as e:
-        p.error(str(e))
-    res = train_rl(cfg, resume=args.resume, stop_after=args.stop_after)
+        p.error(flag_message(e, fields))
+    try:
+        try:
+            check_run(cfg, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after)
+        except ImportError as e:  # the tensorboard extra is missing
+            raise UsageError(f"tensorboard_dir: {e}") from None
+        check_sft_arg(cfg.sft)
+        if cfg.out_dir is None:
+            note("python -m sims.llm.rl: no --out-dir given, so nothing will be saved (no metrics.csv, ckpt.pt, "
+                 "summary.json)")
+        res = train_rl(cfg, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after)
+    except UsageError as e:
+        raise usage_error(e, RLConfig) from None
     out = summary(res)
     print(json.dumps({k: v for k, v in out.items() if k != "config"}, indent=2))
     return out

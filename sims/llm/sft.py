@@ -15,8 +15,13 @@ differ only through the weights. torch's global RNG is never used (keep
 ``dropout = 0``: dropout draws from it). With ``out_dir`` the run writes
 ``metrics.csv`` (one row per step; see docs/llm_metrics.md), an atomic
 ``ckpt.pt`` every ``checkpoint_every`` steps and at the end, and
-``summary.json``; ``--resume`` continues from ``ckpt.pt`` and reproduces the
-uninterrupted run's metrics exactly (``time_s`` and ``tok_per_s`` aside).
+``summary.json`` (each written atomically, with the user's umask, through
+:mod:`theory.outputs`); ``--resume`` continues from ``ckpt.pt`` and reproduces
+the uninterrupted run's metrics exactly (``time_s`` and ``tok_per_s`` aside).
+A folder that already holds another run's files is refused unless ``--resume``
+(continue it) or ``--overwrite`` (remove its files and start over) is given.
+``max_steps`` cannot change on resume: it is also the horizon of the cosine
+learning-rate decay, so a longer run is a new run, not an extension.
 With ``tensorboard_dir`` the same columns also go to TensorBoard as scalars
 (``sims.llm.tblog``; the optional extra ``tensorboard``).
 
@@ -26,9 +31,9 @@ With ``tensorboard_dir`` the same columns also go to TensorBoard as scalars
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
+import io
 import json
 import math
 import time
@@ -38,7 +43,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from theory.outputs import UsageError, atomic_write_text, cli_main, guard_outputs, remove_outputs, require_folder
+
+from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, note, require_config, usage_error
+from .checkpoint import config_differences, read_checkpoint, restore_checkpoint, save_checkpoint
 from .evaluate import evaluate
 from .model import GPT, GPTConfig, PRESETS as MODEL_PRESETS
 from .tasks import SPECS, Task, make_task
@@ -79,7 +87,8 @@ class SFTConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables clipping)."""
     max_steps: int = 3000
-    """Stop after this many optimizer steps if pass@1 never reaches stop_low."""
+    """Stop after this many optimizer steps if pass@1 never reaches stop_low; also the end of the cosine
+    learning-rate decay, so --resume cannot change it (a longer run is a new run)."""
     eval_every: int = 100
     """Evaluate on the held-out problems every this many steps (and at max_steps)."""
     eval_samples: int = 8
@@ -99,7 +108,8 @@ class SFTConfig:
     num_threads: int = 2
     """torch intra-op threads."""
     device: str = "cpu"
-    """Where the model trains and samples: cpu or cuda[:i] (batches are drawn on the CPU)."""
+    """Where the model trains and samples: cpu or cuda[:i] (batches are drawn on the CPU); part of the run
+    (floating-point results differ), so --resume keeps it."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -268,11 +278,117 @@ def _csv_columns(cfg: SFTConfig) -> list[str]:
     return ["step", "loss", "lr", "grad_norm", "tokens", "tok_per_s", "time_s"] + ev
 
 
+RUN_FILES = ("metrics.csv", "ckpt.pt", "summary.json")
+"""The files a run writes into its ``out_dir`` (RL adds its SFT warm start in ``sft/``)."""
+
+
+def write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """``metrics.csv`` with ``rows``, atomically (a resumed run rewrites it from the checkpoint's rows)."""
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, columns)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def append_metrics(path: Path, columns: list[str], row: dict) -> None:
+    """One more row of ``metrics.csv`` (a kill may tear it; ``--resume`` rewrites the file from the checkpoint)."""
+    with open(path, "a", newline="") as f:
+        csv.DictWriter(f, columns).writerow(row)
+
+
+def prepare_out_dir(
+    out_dir, *, resume: bool, overwrite: bool, tensorboard_dir=None, extra_files=(), extra_folders=()
+) -> Path | None:
+    """Check a run's output folder before anything is trained or written.
+
+    Refuses (:class:`theory.outputs.UsageError`) a folder that is a file, ``resume``
+    without ``out_dir``, ``resume`` with ``overwrite``, a folder holding another
+    run's files (``RUN_FILES``, ``extra_files``) and a ``tensorboard_dir`` holding
+    event files, unless ``resume`` or ``overwrite``. Returns ``out_dir``
+    as a Path (or None). Nothing is removed here: see :func:`clear_run`.
+    """
+    from .tblog import event_files
+
+    out_dir = require_folder(out_dir, "out_dir")
+    require_folder(tensorboard_dir, "tensorboard_dir")
+    if resume and overwrite:
+        raise UsageError("resume, overwrite: pass one of them (--resume continues the run in --out-dir, --overwrite replaces it)")
+    if out_dir is None and resume:
+        raise UsageError("resume: needs --out-dir, the folder of the run to continue")
+    if out_dir is None and tensorboard_dir is None and overwrite:
+        raise UsageError("overwrite: needs --out-dir, the folder of the run to replace")
+    if out_dir is not None:
+        files = [out_dir / n for n in (*RUN_FILES, *extra_files)] + [out_dir / d for d in extra_folders]
+        guard_outputs(files, overwrite=overwrite, resume=resume, arg="out_dir")
+    # events of an earlier run would mix with this run's in TensorBoard
+    guard_outputs(event_files(tensorboard_dir), overwrite=overwrite, resume=resume if out_dir is not None else None,
+                  arg="tensorboard_dir")
+    return out_dir
+
+
+def clear_run(out_dir: Path | None, tensorboard_dir=None, extra_files=(), extra_folders=()) -> None:
+    """``--overwrite``: remove the earlier run's files (and its TensorBoard events), nothing else."""
+    from .tblog import event_files
+
+    if out_dir is not None:
+        remove_outputs([out_dir / n for n in (*RUN_FILES, *extra_files)], [out_dir / d for d in extra_folders])
+    remove_outputs(event_files(tensorboard_dir))
+
+
+def read_resume_checkpoint(path: Path, cls, command: str) -> dict | None:
+    """The run's ``ckpt.pt`` to continue (None when there is none yet), checked to be one of ``command``'s."""
+    if not path.exists():
+        return None
+    fix = "move it away to start afresh, or pass --overwrite to replace the run"
+    ckpt = read_checkpoint(path, arg="resume", fix=fix)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    saved = ckpt.get("config") or {}
+    if not saved or set(saved) - fields:
+        other = "sims.llm.rl" if "objective" in saved else "sims.llm.sft" if "task" in saved else "another command"
+        raise UsageError(
+            f"resume: {path} is a checkpoint of {other}, not of {command}; pass the folder of a {command} run "
+            "as --out-dir, or another folder"
+        )
+    return ckpt
+
+
+def check_resume_config(ckpt: dict, cfg, ignore: set, path: Path, hints: dict | None = None) -> None:
+    """UsageError naming the first field of ``cfg`` that differs from the checkpoint's config."""
+    now = dataclasses.asdict(cfg)
+    defaults = dataclasses.asdict(type(cfg)())
+    diff = config_differences(ckpt["config"], now, ignore=ignore, defaults=defaults)
+    if diff:
+        k = diff[0]
+        saved = ckpt["config"].get(k, defaults.get(k))
+        why = (hints or {}).get(k, "pass the run's setting, or --overwrite to start over")
+        raise UsageError(f"{k}: differs from the checkpoint's config ({saved!r} vs {now[k]!r}) in {path}; {why}")
+
+
+def check_run(cfg: SFTConfig, *, out_dir=None, resume=False, overwrite=False, stop_after=None) -> Path | None:
+    """The checks :func:`train_sft` makes before reading a checkpoint; returns ``out_dir`` as a Path.
+
+    UsageError for a bad ``out_dir`` or ``stop_after``, another run's files, CUDA
+    requested but absent; ImportError (naming the extra) for a ``tensorboard_dir``
+    without TensorBoard installed.
+    """
+    require_config(cfg, SFTConfig, "train_sft", "SFT_PRESETS")
+    if stop_after is not None and stop_after < 1:
+        raise UsageError(f"stop_after: must be >= 1, got {stop_after}")
+    out_dir = prepare_out_dir(out_dir, resume=resume, overwrite=overwrite, tensorboard_dir=cfg.tensorboard_dir)
+    if cfg.tensorboard_dir is not None:
+        require_tensorboard()  # fail before any training
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device: {cfg.device} requested but CUDA is not available; pass --device cpu")
+    return out_dir
+
+
 def train_sft(
     cfg: SFTConfig,
     *,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     stop_after: int | None = None,
     task: Task | None = None,
 ) -> SFTResult:
@@ -283,9 +399,14 @@ def train_sft(
     cfg : SFTConfig
     out_dir : path, optional
         Where metrics.csv, ckpt.pt and summary.json go; required for ``resume``.
+        A folder that holds another run's files is refused unless ``resume`` or
+        ``overwrite``.
     resume : bool
-        Continue from ``out_dir/ckpt.pt`` when it exists (its config must equal ``cfg``
-        up to ``progress``).
+        Continue from ``out_dir/ckpt.pt`` when it exists (its config must equal
+        ``cfg`` up to ``progress``, ``tensorboard_dir`` and ``checkpoint_every``).
+    overwrite : bool
+        Remove the earlier run's files in ``out_dir`` (and its TensorBoard events)
+        and start over.
     stop_after : int, optional
         End (status ``interrupted``) once this many steps are done, as a kill would;
         for testing resumption.
@@ -295,13 +416,24 @@ def train_sft(
     Returns
     -------
     SFTResult
+
+    Raises
+    ------
+    theory.outputs.UsageError
+        Before anything is trained or written: a bad ``out_dir``, another run's
+        files there, an unreadable or foreign checkpoint on ``resume``, a config
+        that differs from the checkpoint's, CUDA requested but absent.
     """
-    if resume and out_dir is None:
-        raise ValueError("out_dir: required with resume=True")
-    if cfg.tensorboard_dir is not None:
-        require_tensorboard()  # fail before any training
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {cfg.device} requested but CUDA is not available")
+    out_dir = check_run(cfg, out_dir=out_dir, resume=resume, overwrite=overwrite, stop_after=stop_after)
+    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
+    ckpt = read_resume_checkpoint(ckpt_path, SFTConfig, "sims.llm.sft") if resume else None
+    if ckpt is not None:
+        # threads and device stay: they change floating-point results
+        hints = {"max_steps": "it is the horizon of the cosine learning-rate decay, so the run cannot be extended "
+                              "along the same schedule; start a new run (another --out-dir, or --overwrite)"}
+        check_resume_config(ckpt, cfg, {"progress", "tensorboard_dir", "checkpoint_every"}, ckpt_path, hints)
+    if overwrite:
+        clear_run(out_dir, cfg.tensorboard_dir)
     torch.set_num_threads(cfg.num_threads)
     task = build_task(cfg) if task is None else task
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -310,29 +442,14 @@ def train_sft(
     data = SFTData(task)
     step, history, elapsed, status, final_eval = 0, [], 0.0, "max_steps", None
 
-    out_dir = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
     cfg_data = dataclasses.asdict(cfg)
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, model=model, optimizer=optimizer, generators={"train": gen})
-        ignore = {"progress", "tensorboard_dir"}  # threads and device stay: they change floating-point results
-        saved = {k: v for k, v in ckpt["config"].items() if k not in ignore}
-        now = {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg_data.items() if k not in ignore}
-        saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()}
-        if saved != now:
-            diff = sorted(k for k in now if saved.get(k) != now[k])
-            raise ValueError(
-                f"{diff[0]}: differs from the checkpoint's config ({saved.get(diff[0])!r} vs {now[diff[0]]!r})"
-            )
+    if ckpt is not None:
+        restore_checkpoint(ckpt, model=model, optimizer=optimizer, generators={"train": gen})
         step, history = ckpt["step"], list(ckpt["extra"]["history"])
         elapsed, status, final_eval = ckpt["extra"]["elapsed_s"], ckpt["extra"]["status"], ckpt["extra"]["final_eval"]
     columns = _csv_columns(cfg)
     if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with open(out_dir / "metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, columns)
-            w.writeheader()
-            w.writerows(history)
+        write_metrics(out_dir / "metrics.csv", columns, history)
     tb = ScalarLog(cfg.tensorboard_dir, first_step=step + 1)
 
     def checkpoint():
@@ -394,8 +511,7 @@ def train_sft(
         tb.write(row)
         bar.update(1)
         if out_dir is not None:
-            with open(out_dir / "metrics.csv", "a", newline="") as f:
-                csv.DictWriter(f, columns).writerow(row)
+            append_metrics(out_dir / "metrics.csv", columns, row)
             if done or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                 checkpoint()
         if not done and stop_after is not None and step >= stop_after and step < cfg.max_steps:
@@ -406,7 +522,7 @@ def train_sft(
     tb.close()
     result = SFTResult(model, task, cfg, step, status, final_eval, history, elapsed)
     if out_dir is not None:
-        (out_dir / "summary.json").write_text(json.dumps(summary(result), indent=2))
+        atomic_write_text(out_dir / "summary.json", json.dumps(summary(result), indent=2))
     return result
 
 
@@ -425,12 +541,41 @@ def summary(result: SFTResult) -> dict:
     }
 
 
-def load_sft(path: str | Path) -> tuple[GPT, Task, SFTConfig]:
-    """Model (at the checkpoint's weights), task and config of an SFT checkpoint."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    data = dict(ckpt["config"])
+SFT_FIX = f"pass the ckpt.pt of a sims.llm.sft run, or an SFT preset ({', '.join(sorted(SFT_PRESETS))})"
+
+
+def read_sft_checkpoint(path: str | Path, arg: str = "sft") -> tuple[dict, SFTConfig]:
+    """The checkpoint at ``path`` and its :class:`SFTConfig`; a one-line UsageError naming ``arg`` otherwise.
+
+    Refused: a missing file, a folder (with a hint when it holds ``ckpt.pt``), a
+    file ``torch.load`` cannot read (a CSV, a truncated copy), and a checkpoint of
+    another command (an RL run's ``ckpt.pt``).
+    """
+    path = Path(path)
+    if path.is_dir() and (path / "ckpt.pt").is_file():
+        raise UsageError(f"{arg}: {path} is a run's folder; pass its checkpoint file {path / 'ckpt.pt'}")
+    ckpt = read_checkpoint(path, arg=arg, fix=SFT_FIX)
+    data = dict(ckpt.get("config") or {})
+    if "objective" in data:
+        raise UsageError(f"{arg}: {path} is a checkpoint of an RL run (sims.llm.rl), not of SFT; {SFT_FIX}")
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    if not data or set(data) - fields:
+        raise UsageError(f"{arg}: {path} is not a checkpoint of sims.llm.sft (its config is not an SFTConfig); {SFT_FIX}")
     data["eval_ks"] = tuple(data["eval_ks"])
-    cfg = SFTConfig(**data)
+    try:
+        cfg = SFTConfig(**data)
+    except ValueError as e:
+        raise UsageError(f"{arg}: {path} holds an invalid SFT config ({e}); {SFT_FIX}") from None
+    return ckpt, cfg
+
+
+def load_sft(path: str | Path) -> tuple[GPT, Task, SFTConfig]:
+    """Model (at the checkpoint's weights, on the CPU), task and config of an SFT checkpoint.
+
+    Raises :class:`theory.outputs.UsageError` (one line, naming ``sft``) for a
+    file that is not an SFT checkpoint (see :func:`read_sft_checkpoint`).
+    """
+    ckpt, cfg = read_sft_checkpoint(path)
     task = build_task(cfg)
     model = build_model(cfg, task, torch.Generator().manual_seed(cfg.seed))
     model.load_state_dict(ckpt["model"])
@@ -451,24 +596,58 @@ def warm_start(sft: str, out_dir: str | Path, num_threads: int) -> str:
     return str(Path(out_dir) / "sft" / "ckpt.pt")
 
 
-def main(argv=None) -> dict:
-    from ._cli import add_dataclass_arguments, dataclass_from_args
+def check_sft_arg(sft: str, arg: str = "sft") -> None:
+    """A one-line UsageError unless ``sft`` is an SFT preset or an SFT checkpoint file (read, not loaded)."""
+    if sft not in SFT_PRESETS:
+        if not Path(sft).exists():
+            raise UsageError(f"{arg}: {sft!r} is neither an SFT preset ({', '.join(sorted(SFT_PRESETS))}) nor a file; {SFT_FIX}")
+        read_sft_checkpoint(sft, arg)
 
-    pre = argparse.ArgumentParser(add_help=False)
+
+@cli_main
+def main(argv=None) -> dict:
+    """``python -m sims.llm.sft``: one SFT run; prints its summary as JSON."""
+    from .model import PRESETS as MODEL_PRESETS
+
+    pre = Parser(prog="python -m sims.llm.sft", add_help=False)
     pre.add_argument("--preset", choices=sorted(SFT_PRESETS), default="default")
     base = SFT_PRESETS[pre.parse_known_args(argv)[0].preset]
-    p = argparse.ArgumentParser(prog="python -m sims.llm.sft", description=__doc__.splitlines()[0])
-    p.add_argument("--preset", choices=sorted(SFT_PRESETS), default="default", help="base config (default: default)")
-    p.add_argument("--out-dir", type=Path, default=None, help="write metrics.csv, ckpt.pt, summary.json here")
-    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/ckpt.pt if it exists")
-    p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would")
-    add_dataclass_arguments(p, SFTConfig, base)
+    difficulties = "; ".join(f"{t}: {', '.join(sorted(SPECS[t].presets))}" for t in sorted(SPECS))
+    p = Parser(
+        prog="python -m sims.llm.sft",
+        description=__doc__.splitlines()[0],
+        epilog=f"Difficulty presets by task: {difficulties}.",
+    )
+    p.add_argument("--preset", choices=sorted(SFT_PRESETS), default="default",
+                   help="base config; the flags below change single fields (default: 'default'; choices: "
+                   + ", ".join(sorted(SFT_PRESETS)) + ")")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="write metrics.csv, ckpt.pt, summary.json here (default: none; nothing is saved)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT_DIR from its ckpt.pt (the config must match; default: off)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the run already in OUT_DIR (its metrics.csv, ckpt.pt, summary.json, TensorBoard "
+                   "events) and start over (default: off; without it such a folder is refused)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="end after this many steps, as a kill would (default: none)")
+    add_dataclass_arguments(p, SFTConfig, base,
+                            choices={"task": sorted(SPECS), "model": sorted(MODEL_PRESETS)})
     args = p.parse_args(argv)
     try:
         cfg = dataclass_from_args(SFTConfig, args, base)
     except ValueError as e:
-        p.error(str(e))
-    res = train_sft(cfg, out_dir=args.out_dir, resume=args.resume, stop_after=args.stop_after)
+        p.error(flag_message(e, [f.name for f in dataclasses.fields(SFTConfig)]))
+    run = dict(out_dir=args.out_dir, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after)
+    try:
+        try:
+            check_run(cfg, **run)
+        except ImportError as e:  # the tensorboard extra is missing
+            raise UsageError(f"tensorboard_dir: {e}") from None
+        if args.out_dir is None:
+            note("python -m sims.llm.sft: no --out-dir given, so nothing will be saved (no metrics.csv, ckpt.pt)")
+        res = train_sft(cfg, **run)
+    except UsageError as e:
+        raise usage_error(e, SFTConfig) from None
     out = summary(res)
     print(json.dumps({k: v for k, v in out.items() if k != "config"}, indent=2))
     return out
