@@ -13,8 +13,12 @@ A grid grows in place: run again into the same ``out_dir`` with more seeds (or
 lags, or objectives) and the cells already in ``results.csv`` are kept, not
 retrained, provided every other setting of the sweep is the one recorded in
 ``sweep.json`` (otherwise the run stops before training and names the setting).
-``results.csv`` is rewritten atomically after every cell, so a killed run loses
-at most the cell it was training.
+``results.csv`` is rewritten atomically (through :mod:`theory.outputs`) after
+every cell, so a killed run loses at most the cell it was training. A folder
+whose ``sweep.json`` records other settings, or that holds files of something
+else, is refused unless ``--overwrite`` (which removes the grid's files and its
+``sft/`` warm start, nothing else, and starts over). A progress bar (stderr,
+when it is a terminal) counts the cells.
 """
 
 from __future__ import annotations
@@ -25,16 +29,20 @@ import dataclasses
 import io
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from sims.bandit import _atomic_write_bytes
+from theory.objectives import make_objective, objective_names
+from theory.outputs import UsageError, atomic_write_text, cli_main, guard_outputs, remove_outputs, require_folder
 
+from ._cli import Parser, flag_message, require_config, usage_error
 from .evaluate import paired_difference
 from .rl import RL_PRESETS, train_rl
-from .sft import warm_start
+from .sft import RUN_FILES, SFT_PRESETS, check_sft_arg, warm_start
 
 METRICS = ("eta_fit", "eta_pred", "kl", "kl_after", "entropy", "reward", "pass_rate", "clip_frac", "ess", "ratio_max")
 
@@ -64,6 +72,34 @@ class ConfirmSweep:
     num_threads: int = 2
     """torch intra-op threads."""
 
+    def __post_init__(self):
+        for name in ("objectives", "lags", "seeds"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            if not getattr(self, name):
+                raise ValueError(f"{name}: need at least one")
+        for o in self.objectives:
+            try:
+                make_objective(o)
+            except ValueError as e:
+                raise ValueError(f"objectives: {e}") from None
+        if any(lag < 0 for lag in self.lags):
+            raise ValueError(f"lags: must be >= 0, got {self.lags}")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError(f"seeds: must be >= 0, got {self.seeds}")
+        if self.rl_preset not in RL_PRESETS:
+            raise ValueError(f"rl_preset: unknown {self.rl_preset!r}; choose from {', '.join(sorted(RL_PRESETS))}")
+        if self.sft not in SFT_PRESETS and not Path(self.sft).is_file():
+            raise ValueError(
+                f"sft: {self.sft!r} is neither an SFT preset ({', '.join(sorted(SFT_PRESETS))}) nor a checkpoint file"
+            )
+        for name in ("steps", "tail", "num_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.inner_steps is not None and self.inner_steps < 1:
+            raise ValueError(f"inner_steps: must be >= 1, got {self.inner_steps}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+
 
 def resolve(sweep: ConfirmSweep) -> ConfirmSweep:
     """``sweep`` with ``inner_steps`` and ``lr`` left as None filled in from its RL preset."""
@@ -87,22 +123,40 @@ def _parse_row(row: dict) -> dict:
     return out
 
 
-def _existing_rows(sweep: ConfirmSweep, out_dir: Path) -> list[dict]:
-    """The rows already in ``out_dir/results.csv`` (checked against ``sweep.json``), or []."""
-    path = out_dir / "results.csv"
-    if not path.exists():
+GRID_FILES = ("sweep.json", "results.csv", "summary.csv", "tables.md")
+"""The files the grid writes into its ``out_dir`` (besides its SFT warm start in ``sft/``)."""
+SFT_FILES = tuple(f"sft/{n}" for n in RUN_FILES)
+
+
+def _existing_rows(sweep: ConfirmSweep, out_dir: Path, overwrite: bool = False) -> list[dict]:
+    """The rows already in ``out_dir/results.csv`` that this run may keep, or [].
+
+    Kept when every setting outside ``GRID`` matches ``sweep.json``. UsageError
+    (naming the setting, and ``--overwrite``) when one differs, when
+    ``sweep.json`` is unreadable, or when ``out_dir`` holds other files (outside
+    ``sft/``) without a ``sweep.json``. With ``overwrite``: nothing is kept.
+    """
+    path, meta = out_dir / "results.csv", out_dir / "sweep.json"
+    if overwrite or not out_dir.exists():
         return []
-    meta = out_dir / "sweep.json"
     if not meta.exists():
-        raise ValueError(f"{path} exists without its sweep.json: move it away or pass another --out-dir")
-    saved = json.loads(meta.read_text())
+        # no grid here: any file (the warm start in sft/ aside) is someone else's
+        foreign = [p for p in sorted(out_dir.iterdir()) if p.name != "sft" and (p.is_file() or any(p.rglob("*")))]
+        guard_outputs(foreign, what="command", arg="out_dir")
+        return []
+    try:
+        saved = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"out_dir: {meta} is not valid JSON; pass --overwrite to start over, or another --out-dir") from None
     now = json.loads(json.dumps(dataclasses.asdict(sweep)))
     for k, v in now.items():
         if k not in GRID and saved.get(k) != v:
-            raise ValueError(
-                f"{k}: {v!r} differs from {saved.get(k)!r} in {meta}; the cells there cannot be reused "
-                "(pass another --out-dir)"
+            raise UsageError(
+                f"{k}: {v!r} differs from {saved.get(k)!r} in {meta}; the cells there cannot be reused: pass the "
+                "same setting to grow the grid, --overwrite to replace it, or another --out-dir"
             )
+    if not path.exists():
+        return []
     with open(path, newline="") as f:
         return [_parse_row(r) for r in csv.DictReader(f)]
 
@@ -126,26 +180,50 @@ def _write(rows: list[dict], sweep: ConfirmSweep, out_dir: Path) -> None:
         "seeds": sorted({r["seed"] for r in rows}),
     }
     meta = {**dataclasses.asdict(sweep), **grid}
-    _atomic_write_bytes(out_dir / "sweep.json", json.dumps(meta, indent=2).encode())
-    _atomic_write_bytes(out_dir / "results.csv", buf.getvalue().encode())
+    atomic_write_text(out_dir / "sweep.json", json.dumps(meta, indent=2))
+    atomic_write_text(out_dir / "results.csv", buf.getvalue())
 
 
-def run(sweep: ConfirmSweep, out_dir: str | Path) -> list[dict]:
+def write_tables(rows: list[dict], out_dir: Path) -> list[dict]:
+    """Atomically write ``summary.csv`` (:func:`score`) and ``tables.md`` (:func:`report`); return the summary."""
+    summary = score(rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, list(summary[0]))
+    w.writeheader()
+    w.writerows(summary)
+    atomic_write_text(out_dir / "summary.csv", buf.getvalue())
+    atomic_write_text(out_dir / "tables.md", report(summary, rows))
+    return summary
+
+
+def run(
+    sweep: ConfirmSweep, out_dir: str | Path, *, overwrite: bool = False, progress: bool | None = False
+) -> list[dict]:
     """Train every cell not already in ``out_dir/results.csv``; write and return all its rows.
 
     Rows of earlier runs into ``out_dir`` are kept (also those outside this
-    sweep's grid), provided the sweep's other settings match ``sweep.json``.
+    sweep's grid), provided the sweep's other settings match ``sweep.json``;
+    otherwise (or when ``out_dir`` holds other files) the folder is refused.
+    ``overwrite`` removes the earlier grid's files (``GRID_FILES`` and the
+    ``sft/`` warm start; nothing else) and starts over. ``progress``: a bar over
+    the cells on stderr (None: only when stderr is a terminal).
     """
+    require_config(sweep, ConfirmSweep, "confirm.run")
     sweep = resolve(sweep)
-    out_dir = Path(out_dir)
-    rows = _existing_rows(sweep, out_dir)
+    out_dir = require_folder(out_dir, "out_dir")
+    rows = _existing_rows(sweep, out_dir, overwrite)
+    check_sft_arg(sweep.sft)  # before anything is removed
+    if overwrite:
+        remove_outputs([out_dir / n for n in (*GRID_FILES, *SFT_FILES)], [out_dir / "sft"])
     done = {(r["objective"], r["lag"], r["seed"]) for r in rows}
     todo = [(o, lag, s) for o in sweep.objectives for lag in sweep.lags for s in sweep.seeds if (o, lag, s) not in done]
     out_dir.mkdir(parents=True, exist_ok=True)
     if not todo:
         return rows
     sft_path = warm_start(sweep.sft, out_dir, sweep.num_threads)
-    for obj, lag, seed in todo:
+    bar = tqdm(todo, desc="confirm cells", unit="cell", disable=None if progress is None else not progress)
+    for obj, lag, seed in bar:
+        bar.set_postfix_str(f"{obj} L={lag} seed {seed}")
         cfg = dataclasses.replace(
             RL_PRESETS[sweep.rl_preset],
             sft=sft_path,
@@ -170,7 +248,9 @@ def run(sweep: ConfirmSweep, out_dir: str | Path) -> list[dict]:
         row["eval_pass@1_se"] = res.final_eval["pass@1_se"]
         rows.append(row)
         _write(rows, sweep, out_dir)
-        print(json.dumps(row), flush=True)
+        tqdm.write(json.dumps(row), file=sys.stdout)
+        sys.stdout.flush()
+    bar.close()
     return _ordered(rows, sweep)
 
 
@@ -264,42 +344,56 @@ def report(summary: list[dict], rows: list[dict] | None = None) -> str:
     return "\n".join(out)
 
 
+@cli_main
 def main(argv=None) -> list[dict]:
-    p = argparse.ArgumentParser(prog="python -m sims.llm.confirm", description=__doc__.splitlines()[0])
-    p.add_argument("--out-dir", type=Path, required=True, help="write results.csv, summary.csv, sweep.json here")
-    p.add_argument("--steps", type=int, default=ConfirmSweep.steps, help="RL steps per cell")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(ConfirmSweep.seeds), help="RL seeds")
-    p.add_argument("--lags", type=int, nargs="+", default=list(ConfirmSweep.lags), help="lags")
-    p.add_argument("--objectives", nargs="+", default=list(ConfirmSweep.objectives), help="objectives")
-    p.add_argument("--sft", default=ConfirmSweep.sft, help="SFT preset or checkpoint file")
+    """``python -m sims.llm.confirm``: the grid into ``--out-dir``, then ``summary.csv`` and ``tables.md``."""
+    d = ConfirmSweep()
+    p = Parser(prog="python -m sims.llm.confirm", description=__doc__.splitlines()[0])
+    p.add_argument("--out-dir", type=Path, required=True,
+                   help="write results.csv, summary.csv, tables.md, sweep.json here; the cells of an earlier grid "
+                   "with the same settings are kept (required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the grid already in OUT_DIR (its files and sft/) and start over (default: off; "
+                   "without it a grid with other settings, or other files, is refused)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over the cells on stderr (default: when stderr is a terminal)")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"RL steps per cell (default: {d.steps})")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help=f"RL seeds (default: {list(d.seeds)})")
+    p.add_argument("--lags", type=int, nargs="+", default=list(d.lags), help=f"lags L (default: {list(d.lags)})")
+    p.add_argument("--objectives", nargs="+", default=list(d.objectives), choices=objective_names(), metavar="OBJECTIVE",
+                   help=f"objectives of the zoo (default: {list(d.objectives)}; choices: {', '.join(objective_names())})")
+    p.add_argument("--sft", default=d.sft,
+                   help=f"SFT preset ({', '.join(sorted(SFT_PRESETS))}) trained once in OUT_DIR/sft, or the ckpt.pt "
+                   f"of a sims.llm.sft run (default: {d.sft!r})")
+    p.add_argument("--rl-preset", default=d.rl_preset, choices=sorted(RL_PRESETS),
+                   help=f"RL preset every cell starts from (default: {d.rl_preset!r}; choices: "
+                   f"{', '.join(sorted(RL_PRESETS))})")
     p.add_argument("--inner-steps", type=int, default=None, help="k: optimizer steps per batch (default: the RL preset's)")
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the RL preset's)")
+    p.add_argument("--tail", type=int, default=d.tail, help=f"average the metrics over the last this many steps (default: {d.tail})")
+    p.add_argument("--num-threads", type=int, default=d.num_threads, help=f"torch intra-op threads (default: {d.num_threads})")
     args = p.parse_args(argv)
-    if args.inner_steps is not None and args.inner_steps < 1:
-        p.error(f"--inner-steps: must be >= 1, got {args.inner_steps}")
-    if args.lr is not None and not args.lr > 0:
-        p.error(f"--lr: must be > 0, got {args.lr}")
-    sweep = ConfirmSweep(
-        objectives=tuple(args.objectives),
-        lags=tuple(args.lags),
-        seeds=tuple(args.seeds),
-        sft=args.sft,
-        steps=args.steps,
-        inner_steps=args.inner_steps,
-        lr=args.lr,
-    )
+    fields = [f.name for f in dataclasses.fields(ConfirmSweep)]
     try:
-        rows = run(sweep, args.out_dir)
+        sweep = ConfirmSweep(
+            objectives=tuple(args.objectives),
+            lags=tuple(args.lags),
+            seeds=tuple(args.seeds),
+            sft=args.sft,
+            rl_preset=args.rl_preset,
+            steps=args.steps,
+            inner_steps=args.inner_steps,
+            lr=args.lr,
+            tail=args.tail,
+            num_threads=args.num_threads,
+        )
     except ValueError as e:
-        p.error(str(e))
-    summary = score(rows)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, list(summary[0]))
-    w.writeheader()
-    w.writerows(summary)
-    _atomic_write_bytes(args.out_dir / "summary.csv", buf.getvalue().encode())
-    _atomic_write_bytes(args.out_dir / "tables.md", report(summary, rows).encode())
-    return summary
+        p.error(flag_message(e, fields))
+    try:
+        rows = run(sweep, args.out_dir, overwrite=args.overwrite, progress=args.progress)
+    except UsageError as e:
+        raise usage_error(e, ConfirmSweep) from None
+    return write_tables(rows, args.out_dir)
 
 
 if __name__ == "__main__":

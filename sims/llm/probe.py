@@ -42,8 +42,13 @@ policy optimization at temperature beta" promises.
 and realized), ``trajectory.csv`` (the realized quantities every ``log_every``
 steps), ``summary.csv`` (mean and standard error over seeds and prompts) and
 ``tables.md`` (:func:`report`: the same as markdown tables), all
-atomically after every cell; a rerun into the same directory keeps the cells
-already there when every other setting matches ``probe.json``.
+atomically (through :mod:`theory.outputs`) after every cell; a rerun into the
+same directory keeps the cells already there when every other setting matches
+``probe.json`` (the grid grows in place). A folder whose ``probe.json`` records
+other settings, or that holds files of something else, is refused unless
+``--overwrite`` (which removes the probe's files and its ``sft/`` warm start,
+nothing else, and starts over). A progress bar (stderr, when it is a terminal)
+counts the cells.
 
     python -m sims.llm.probe --out-dir results/llm_probe
 """
@@ -56,29 +61,35 @@ import dataclasses
 import io
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from sims.bandit import _atomic_write_bytes
 from theory.advantages import conditional_group_advantage
 from theory.lambert import lambert_stationary_points, relaxed_lambert_target
-from theory.objectives import make_objective
+from theory.objectives import make_objective, objective_names
+from theory.outputs import UsageError, atomic_write_bytes, cli_main, guard_outputs, remove_outputs, require_folder
 
+from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, require_config, usage_error
 from .evaluate import paired_difference
 from .rl import parse_objective_params
-from .sft import SFT_PRESETS, load_sft, make_optimizer, warm_start
+from .sft import RUN_FILES, SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, warm_start
 
 DEFAULT_OBJECTIVES = ("opmd_above", "opmd_lme", "opmd_lme:beta1=1", "opmd", "shifted_regression")
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
-    """``name`` or ``name:k=v,k=v`` -> (name, parameter overrides)."""
+    """``name`` or ``name:k=v,k=v`` -> (name, parameter overrides); ValueError naming ``objectives`` if malformed."""
     name, _, params = spec.partition(":")
-    return name.strip(), parse_objective_params(params) if params else {}
+    try:
+        return name.strip(), parse_objective_params(params) if params else {}
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"objectives: {spec!r}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -118,7 +129,9 @@ class ProbeConfig:
         object.__setattr__(self, "objectives", tuple(self.objectives))
         object.__setattr__(self, "seeds", tuple(self.seeds))
         if self.sft not in SFT_PRESETS and not Path(self.sft).is_file():
-            raise ValueError(f"sft: {self.sft!r} is neither an SFT preset {sorted(SFT_PRESETS)} nor a checkpoint file")
+            raise ValueError(
+                f"sft: {self.sft!r} is neither an SFT preset ({', '.join(sorted(SFT_PRESETS))}) nor a checkpoint file"
+            )
         for name in ("prompts", "screen_samples", "steps", "eval_samples", "log_every", "num_threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -254,9 +267,9 @@ def select_prompts(mu_model, task, cfg: ProbeConfig, seed: int, gen: torch.Gener
             chosen.append(p)
             if len(chosen) == cfg.prompts:
                 return chosen
-    raise ValueError(
-        f"only {len(chosen)} of {len(task.train)} training problems have a screened pass rate in "
-        f"[{cfg.pass_low}, {cfg.pass_high}]; {cfg.prompts} are needed"
+    raise UsageError(
+        f"pass_low, pass_high: only {len(chosen)} of {len(task.train)} training problems have a screened pass rate "
+        f"in [{cfg.pass_low}, {cfg.pass_high}]; {cfg.prompts} are needed (widen the range or pass fewer --prompts)"
     )
 
 
@@ -522,30 +535,79 @@ def report(summary: list[dict], rows: list[dict] | None = None) -> str:
     return "\n".join(out)
 
 
-def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
-    """Probe every (objective, seed) cell not already in ``out_dir``; return all per-prompt rows."""
-    out_dir = Path(out_dir)
-    rows, traj = [], []
+PROBE_FILES = ("probe.json", "probe.csv", "trajectory.csv", "summary.csv", "tables.md")
+"""The files the probe writes into its ``out_dir`` (besides its SFT warm start in ``sft/``)."""
+SFT_FILES = tuple(f"sft/{n}" for n in RUN_FILES)
+
+
+def earlier_cells(cfg: ProbeConfig, out_dir: Path, overwrite: bool = False) -> tuple[list[dict], list[dict]]:
+    """Rows of ``probe.csv`` and ``trajectory.csv`` already in ``out_dir`` that this run may keep.
+
+    A grid grows in place when every setting outside ``GRID`` matches ``probe.json``.
+    UsageError (naming the setting, and ``--overwrite``) when one differs, when
+    ``probe.json`` is unreadable, or when ``out_dir`` holds other files (outside
+    ``sft/``) without a ``probe.json``. With ``overwrite``: nothing is kept.
+    """
+    meta_path = out_dir / "probe.json"
+    if overwrite or not out_dir.exists():
+        return [], []
+    if not meta_path.exists():
+        # no probe here: any file (the warm start in sft/ aside) is someone else's
+        foreign = [p for p in sorted(out_dir.iterdir()) if p.name != "sft" and (p.is_file() or any(p.rglob("*")))]
+        guard_outputs(foreign, what="command", arg="out_dir")
+        return [], []
+    try:
+        saved = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"out_dir: {meta_path} is not valid JSON; pass --overwrite to start over, or another --out-dir") from None
+    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    for k, v in now.items():
+        if k not in GRID and saved.get(k) != v:
+            raise UsageError(
+                f"{k}: {v!r} differs from {saved.get(k)!r} in {meta_path}; the cells there cannot be reused: pass "
+                "the same setting to grow the grid, --overwrite to replace it, or another --out-dir"
+            )
+    if not (out_dir / "probe.csv").exists():
+        return [], []
+    traj_path = out_dir / "trajectory.csv"
+    return read_rows(out_dir / "probe.csv"), read_rows(traj_path) if traj_path.exists() else []
+
+
+def run(cfg: ProbeConfig, out_dir: str | Path, *, overwrite: bool = False, progress: bool | None = False) -> list[dict]:
+    """Probe every (objective, seed) cell not already in ``out_dir``; return all per-prompt rows.
+
+    Parameters
+    ----------
+    cfg : ProbeConfig
+    out_dir : path
+        Where the files go. The cells of an earlier probe there are kept when its
+        settings match (:func:`earlier_cells`); otherwise the folder is refused.
+    overwrite : bool
+        Remove the earlier probe's files (``PROBE_FILES`` and the ``sft/`` warm
+        start; nothing else) and start over.
+    progress : bool or None
+        Progress bar over the cells on stderr; None: only when stderr is a terminal.
+    """
+    require_config(cfg, ProbeConfig, "probe.run")
+    out_dir = require_folder(out_dir, "out_dir")
+    rows, traj = earlier_cells(cfg, out_dir, overwrite)
+    check_sft_arg(cfg.sft)  # before anything is removed
+    if overwrite:
+        remove_outputs([out_dir / n for n in (*PROBE_FILES, *SFT_FILES)], [out_dir / "sft"])
     meta_path = out_dir / "probe.json"
     now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    if (out_dir / "probe.csv").exists():
-        if not meta_path.exists():
-            raise ValueError(f"{out_dir / 'probe.csv'} exists without probe.json: pass another --out-dir")
-        saved = json.loads(meta_path.read_text())
-        for k, v in now.items():
-            if k not in GRID and saved.get(k) != v:
-                raise ValueError(f"{k}: {v!r} differs from {saved.get(k)!r} in {meta_path} (pass another --out-dir)")
-        rows, traj = read_rows(out_dir / "probe.csv"), read_rows(out_dir / "trajectory.csv")
     done = {(r["objective"], r["seed"]) for r in rows}
     todo = [(o, s) for o in cfg.objectives for s in cfg.seeds if (o, s) not in done]
     out_dir.mkdir(parents=True, exist_ok=True)
     if not todo:
         if rows:  # derived files: rewritten from probe.csv (e.g. after a change of the summary)
-            _atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
-            _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows), rows).encode())
+            atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
+            atomic_write_bytes(out_dir / "tables.md", report(summarize(rows), rows).encode())
         return rows
     mu_model, task, _ = load_sft(warm_start(cfg.sft, out_dir, cfg.num_threads))
-    for spec, seed in todo:
+    bar = tqdm(todo, desc="probe cells", unit="cell", disable=None if progress is None else not progress)
+    for spec, seed in bar:
+        bar.set_postfix_str(f"{spec} seed {seed}")
         r, t = probe_cell(cfg, spec, seed, mu_model, task)
         rows += r
         traj += t
@@ -553,29 +615,53 @@ def run(cfg: ProbeConfig, out_dir: str | Path) -> list[dict]:
             "objectives": list(dict.fromkeys([*(x["objective"] for x in rows), *cfg.objectives])),
             "seeds": sorted({x["seed"] for x in rows} | set(cfg.seeds)),
         }
-        _atomic_write_bytes(meta_path, json.dumps({**now, **grid}, indent=2).encode())
-        _atomic_write_bytes(out_dir / "trajectory.csv", _csv_bytes(traj))
-        _atomic_write_bytes(out_dir / "probe.csv", _csv_bytes(rows))
-        _atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
-        _atomic_write_bytes(out_dir / "tables.md", report(summarize(rows), rows).encode())
-        print(json.dumps({k: v for k, v in summarize(r)[0].items() if not k.endswith("_se")}), flush=True)
+        atomic_write_bytes(meta_path, json.dumps({**now, **grid}, indent=2).encode())
+        atomic_write_bytes(out_dir / "trajectory.csv", _csv_bytes(traj))
+        atomic_write_bytes(out_dir / "probe.csv", _csv_bytes(rows))
+        atomic_write_bytes(out_dir / "summary.csv", _csv_bytes(summarize(rows)))
+        atomic_write_bytes(out_dir / "tables.md", report(summarize(rows), rows).encode())
+        tqdm.write(json.dumps({k: v for k, v in summarize(r)[0].items() if not k.endswith("_se")}), file=sys.stdout)
+        sys.stdout.flush()
+    bar.close()
     return rows
 
 
+@cli_main
 def main(argv=None) -> list[dict]:
-    from ._cli import add_dataclass_arguments, dataclass_from_args
-
-    p = argparse.ArgumentParser(prog="python -m sims.llm.probe", description=__doc__.splitlines()[0])
-    p.add_argument("--out-dir", type=Path, required=True, help="write probe.csv, trajectory.csv, summary.csv, probe.json here")
+    """``python -m sims.llm.probe``: the probe grid into ``--out-dir``; returns the summary rows."""
+    regressions = [n for n in objective_names() if _is_probe_objective(n)]
+    p = Parser(
+        prog="python -m sims.llm.probe",
+        description=__doc__.splitlines()[0],
+        epilog="Objectives the probe accepts (sequence-level regressions on the behaviour policy): "
+        + ", ".join(regressions) + ".",
+    )
+    p.add_argument("--out-dir", type=Path, required=True,
+                   help="write probe.csv, trajectory.csv, summary.csv, tables.md, probe.json here; the cells of an "
+                   "earlier probe with the same settings are kept (required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the probe already in OUT_DIR (its files and sft/) and start over (default: off; "
+                   "without it a probe with other settings, or other files, is refused)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar over the cells on stderr (default: when stderr is a terminal)")
     base = ProbeConfig()
     add_dataclass_arguments(p, ProbeConfig, base)
     args = p.parse_args(argv)
+    fields = [f.name for f in dataclasses.fields(ProbeConfig)]
     try:
         cfg = dataclass_from_args(ProbeConfig, args, base)
-        rows = run(cfg, args.out_dir)
     except ValueError as e:
-        p.error(str(e))
+        p.error(flag_message(e, fields))
+    try:
+        rows = run(cfg, args.out_dir, overwrite=args.overwrite, progress=args.progress)
+    except UsageError as e:
+        raise usage_error(e, ProbeConfig) from None
     return summarize(rows)
+
+
+def _is_probe_objective(name: str) -> bool:
+    obj = make_objective(name)
+    return obj.family == "regression" and obj.level == "sequence" and not obj.needs
 
 
 if __name__ == "__main__":
