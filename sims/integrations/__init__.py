@@ -2,9 +2,9 @@
 
 * :mod:`sims.integrations.verl` — importing it registers the zoo's objectives that
   verl does not ship as verl policy losses (``zoo_<name>``) and the zoo's group
-  baselines as verl advantage estimators; needs ``pip install -e ".[verl]"``.
+  baselines as verl advantage estimators; needs ``pip install torch==2.13.0 -e ".[verl]"``.
 * :mod:`sims.integrations.trl` — :class:`~sims.integrations.trl.ZooGRPOTrainer`,
-  TRL's ``GRPOTrainer`` with any zoo objective; needs ``pip install -e ".[trl]"``.
+  TRL's ``GRPOTrainer`` with any zoo objective; needs ``pip install torch==2.13.0 -e ".[trl]"``.
 * :mod:`sims.integrations.eta` — the fitted and the Lambert-predicted eta of the
   regression family, shared by both (no third-party dependency).
 
