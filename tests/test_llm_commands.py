@@ -1,4 +1,4 @@
-"""Smoke tests of the LLM trainer's commands: the SFT CLI and the benchmark."""
+"""Smoke tests of the LLM trainer's commands: every --help, the SFT CLI and the benchmark."""
 
 import json
 import subprocess
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sims.llm import confirm, probe, rl, smollm2_demo
 from sims.llm.sft import main as sft_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +20,31 @@ def test_sft_help_shows_field_docstrings(capsys):
     assert e.value.code == 0
     assert "--eval-samples" in out and "Sampled completions per held-out problem" in out
     assert "(default: 0.15)" in out
+
+
+@pytest.mark.parametrize(
+    "main, wants",
+    [
+        (rl.main, ["--objective", "(default: 'opmd'; choices: pg, ppo", "--device", "(default: 'cpu')", "--overwrite",
+                   "--resume", "choices: default, smoke", "A stopping rule"]),
+        (sft_main, ["--task", "choices: basic_arithmetic, chain_sum", "--model", "(default: 'default'", "--overwrite",
+                    "--resume cannot change it", "chain_sum: easy, hard, medium, tiny"]),
+        (probe.main, ["--objectives", "(default: ('opmd_above'", "--overwrite", "--progress", "(default: 400)",
+                      "oapl, opmd, opmd_loo, opmd_lme, shifted_regression, opmd_above"]),
+        (confirm.main, ["--objectives", "choices: pg, ppo", "(default: 30)", "--overwrite", "--progress",
+                        "--rl-preset", "(default: 'smoke'"]),
+        (smollm2_demo.main, ["--objective", "(default: 'shifted_regression'", "(default: 4)", "(default: 32)",
+                             'pip install torch==2.13.0 -e ".[smollm2]"']),
+    ],
+    ids=["rl", "sft", "probe", "confirm", "smollm2_demo"],
+)
+def test_every_command_help_lists_defaults_and_choices(capsys, main, wants):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # help wraps lines
+    assert e.value.code == 0
+    for want in wants:
+        assert want in out, want
 
 
 def test_sft_cli_rejects_a_bad_config_naming_the_field(capsys):
