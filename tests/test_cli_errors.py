@@ -21,6 +21,7 @@ import torch
 
 from sims.llm import confirm, probe, rl, sft, smollm2_demo
 from theory import symbolic
+from theory.outputs import UsageError
 
 MAINS = {
     "rl": rl.main,
@@ -268,6 +269,17 @@ def test_a_mistake_is_one_line_naming_the_flag_and_loses_nothing(base, capsys, n
     assert names in lines[0], lines[0]
     assert "error:" in lines[0]
     assert _snapshot(root) == before  # every file of the earlier outputs as it was, and none added
+
+
+def test_a_grid_starts_beside_a_readme_but_not_beside_another_commands_results(tmp_path):
+    sweep = confirm.ConfirmSweep()
+    cfg = probe.ProbeConfig()
+    (tmp_path / "README.md").write_text("what this folder is for")
+    assert confirm._existing_rows(sweep, tmp_path) == [] and probe.earlier_cells(cfg, tmp_path) == ([], [])
+    (tmp_path / "results.csv").write_text("objective,lag,seed\n")  # a grid's results without its sweep.json
+    for check in (lambda: confirm._existing_rows(sweep, tmp_path), lambda: probe.earlier_cells(cfg, tmp_path)):
+        with pytest.raises(UsageError, match="out_dir: .*results.csv already exists.*--overwrite"):
+            check()
 
 
 def test_the_cases_are_many_and_distinct():

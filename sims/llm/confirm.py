@@ -15,8 +15,8 @@ retrained, provided every other setting of the sweep is the one recorded in
 ``sweep.json`` (otherwise the run stops before training and names the setting).
 ``results.csv`` is rewritten atomically (through :mod:`theory.outputs`) after
 every cell, so a killed run loses at most the cell it was training. A folder
-whose ``sweep.json`` records other settings, or that holds files of something
-else, is refused unless ``--overwrite`` (which removes the grid's files and its
+whose ``sweep.json`` records other settings, or that holds results of another
+command without one, is refused unless ``--overwrite`` (which removes the grid's files and its
 ``sft/`` warm start, nothing else, and starts over). A progress bar (stderr,
 when it is a terminal) counts the cells.
 """
@@ -42,7 +42,7 @@ from theory.outputs import UsageError, atomic_write_text, cli_main, guard_output
 from ._cli import Parser, flag_message, require_config, usage_error
 from .evaluate import paired_difference
 from .rl import RL_PRESETS, train_rl
-from .sft import RUN_FILES, SFT_PRESETS, check_sft_arg, warm_start
+from .sft import OUTPUT_NAMES, RUN_FILES, SFT_PRESETS, check_sft_arg, warm_start
 
 METRICS = ("eta_fit", "eta_pred", "kl", "kl_after", "entropy", "reward", "pass_rate", "clip_frac", "ess", "ratio_max")
 
@@ -133,16 +133,17 @@ def _existing_rows(sweep: ConfirmSweep, out_dir: Path, overwrite: bool = False) 
 
     Kept when every setting outside ``GRID`` matches ``sweep.json``. UsageError
     (naming the setting, and ``--overwrite``) when one differs, when
-    ``sweep.json`` is unreadable, or when ``out_dir`` holds other files (outside
-    ``sft/``) without a ``sweep.json``. With ``overwrite``: nothing is kept.
+    ``sweep.json`` is unreadable, or when ``out_dir`` holds results of another
+    command (a file named in ``sims.llm.sft.OUTPUT_NAMES``) without a
+    ``sweep.json``; other files (a README) are left alone. With ``overwrite``:
+    nothing is kept.
     """
     path, meta = out_dir / "results.csv", out_dir / "sweep.json"
     if overwrite or not out_dir.exists():
         return []
     if not meta.exists():
-        # no grid here: any file (the warm start in sft/ aside) is someone else's
-        foreign = [p for p in sorted(out_dir.iterdir()) if p.name != "sft" and (p.is_file() or any(p.rglob("*")))]
-        guard_outputs(foreign, what="command", arg="out_dir")
+        # no record of a grid here: results of another command (the warm start in sft/ is ours) are refused
+        guard_outputs([out_dir / n for n in OUTPUT_NAMES], what="command", arg="out_dir")
         return []
     try:
         saved = json.loads(meta.read_text())
@@ -203,7 +204,7 @@ def run(
 
     Rows of earlier runs into ``out_dir`` are kept (also those outside this
     sweep's grid), provided the sweep's other settings match ``sweep.json``;
-    otherwise (or when ``out_dir`` holds other files) the folder is refused.
+    otherwise (or when ``out_dir`` holds another command's results) the folder is refused.
     ``overwrite`` removes the earlier grid's files (``GRID_FILES`` and the
     ``sft/`` warm start; nothing else) and starts over. ``progress``: a bar over
     the cells on stderr (None: only when stderr is a terminal).
@@ -354,7 +355,7 @@ def main(argv=None) -> list[dict]:
                    "with the same settings are kept (required)")
     p.add_argument("--overwrite", action="store_true",
                    help="remove the grid already in OUT_DIR (its files and sft/) and start over (default: off; "
-                   "without it a grid with other settings, or other files, is refused)")
+                   "without it a grid with other settings, or another command's results, is refused)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over the cells on stderr (default: when stderr is a terminal)")
     p.add_argument("--steps", type=int, default=d.steps, help=f"RL steps per cell (default: {d.steps})")

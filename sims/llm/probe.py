@@ -45,7 +45,8 @@ steps), ``summary.csv`` (mean and standard error over seeds and prompts) and
 atomically (through :mod:`theory.outputs`) after every cell; a rerun into the
 same directory keeps the cells already there when every other setting matches
 ``probe.json`` (the grid grows in place). A folder whose ``probe.json`` records
-other settings, or that holds files of something else, is refused unless
+other settings, or that holds results of another command without one, is
+refused unless
 ``--overwrite`` (which removes the probe's files and its ``sft/`` warm start,
 nothing else, and starts over). A progress bar (stderr, when it is a terminal)
 counts the cells.
@@ -78,7 +79,7 @@ from theory.outputs import UsageError, atomic_write_bytes, cli_main, guard_outpu
 from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, require_config, usage_error
 from .evaluate import paired_difference
 from .rl import parse_objective_params
-from .sft import RUN_FILES, SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, warm_start
+from .sft import OUTPUT_NAMES, RUN_FILES, SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, warm_start
 
 DEFAULT_OBJECTIVES = ("opmd_above", "opmd_lme", "opmd_lme:beta1=1", "opmd", "shifted_regression")
 
@@ -545,16 +546,17 @@ def earlier_cells(cfg: ProbeConfig, out_dir: Path, overwrite: bool = False) -> t
 
     A grid grows in place when every setting outside ``GRID`` matches ``probe.json``.
     UsageError (naming the setting, and ``--overwrite``) when one differs, when
-    ``probe.json`` is unreadable, or when ``out_dir`` holds other files (outside
-    ``sft/``) without a ``probe.json``. With ``overwrite``: nothing is kept.
+    ``probe.json`` is unreadable, or when ``out_dir`` holds results of another
+    command (a file named in ``sims.llm.sft.OUTPUT_NAMES``) without a
+    ``probe.json``; other files (a README) are left alone. With ``overwrite``:
+    nothing is kept.
     """
     meta_path = out_dir / "probe.json"
     if overwrite or not out_dir.exists():
         return [], []
     if not meta_path.exists():
-        # no probe here: any file (the warm start in sft/ aside) is someone else's
-        foreign = [p for p in sorted(out_dir.iterdir()) if p.name != "sft" and (p.is_file() or any(p.rglob("*")))]
-        guard_outputs(foreign, what="command", arg="out_dir")
+        # no record of a grid here: results of another command (the warm start in sft/ is ours) are refused
+        guard_outputs([out_dir / n for n in OUTPUT_NAMES], what="command", arg="out_dir")
         return [], []
     try:
         saved = json.loads(meta_path.read_text())
@@ -641,7 +643,7 @@ def main(argv=None) -> list[dict]:
                    "earlier probe with the same settings are kept (required)")
     p.add_argument("--overwrite", action="store_true",
                    help="remove the probe already in OUT_DIR (its files and sft/) and start over (default: off; "
-                   "without it a probe with other settings, or other files, is refused)")
+                   "without it a probe with other settings, or another command's results, is refused)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar over the cells on stderr (default: when stderr is a terminal)")
     base = ProbeConfig()

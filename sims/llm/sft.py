@@ -280,6 +280,10 @@ def _csv_columns(cfg: SFTConfig) -> list[str]:
 
 RUN_FILES = ("metrics.csv", "ckpt.pt", "summary.json")
 """The files a run writes into its ``out_dir`` (RL adds its SFT warm start in ``sft/``)."""
+OUTPUT_NAMES = RUN_FILES + ("probe.json", "probe.csv", "trajectory.csv", "sweep.json", "results.csv", "summary.csv",
+                           "tables.md")
+"""Names of the files the ``sims.llm`` commands write. A grid's folder that holds one of them without the grid's
+own record (``probe.json``, ``sweep.json``) holds another command's results; other files (a README) are left alone."""
 
 
 def write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
