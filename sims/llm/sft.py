@@ -611,8 +611,6 @@ def check_sft_arg(sft: str, arg: str = "sft") -> None:
 @cli_main
 def main(argv=None) -> dict:
     """``python -m sims.llm.sft``: one SFT run; prints its summary as JSON."""
-    from .model import PRESETS as MODEL_PRESETS
-
     pre = Parser(prog="python -m sims.llm.sft", add_help=False)
     pre.add_argument("--preset", choices=sorted(SFT_PRESETS), default="default")
     base = SFT_PRESETS[pre.parse_known_args(argv)[0].preset]
@@ -628,7 +626,8 @@ def main(argv=None) -> dict:
     p.add_argument("--out-dir", type=Path, default=None,
                    help="write metrics.csv, ckpt.pt, summary.json here (default: none; nothing is saved)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in OUT_DIR from its ckpt.pt (the config must match; default: off)")
+                   help="continue the run in OUT_DIR from its ckpt.pt (the config must match, --max-steps included: it "
+                   "is the horizon of the learning-rate decay; default: off)")
     p.add_argument("--overwrite", action="store_true",
                    help="remove the run already in OUT_DIR (its metrics.csv, ckpt.pt, summary.json, TensorBoard "
                    "events) and start over (default: off; without it such a folder is refused)")
