@@ -15,10 +15,11 @@ def run(*args, timeout=600):
 def test_figures_smoke_writes_png_and_pdf(tmp_path):
     from figures import FIGURES
 
-    run("-m", "figures", "--smoke", "--out", str(tmp_path))
+    # the sweep cache goes to tmp_path too: the test suite writes nothing inside the repository
+    run("-m", "figures", "--smoke", "--out", str(tmp_path / "out"), "--results-dir", str(tmp_path / "cache"))
     for name in FIGURES:
         for ext in ("png", "pdf"):
-            f = tmp_path / f"{name}.{ext}"
+            f = tmp_path / "out" / f"{name}.{ext}"
             assert f.exists() and f.stat().st_size > 1000
 
 

@@ -16,8 +16,9 @@ def test_demo_samples_scores_and_steps():
     assert out["max_abs_weight_change"] > 0
 
 
-def test_bad_objective_fails_before_loading():
+def test_bad_objective_fails_before_loading(capsys):
     from sims.llm.smollm2_demo import main
 
-    with pytest.raises(ValueError, match="valid objectives"):
+    with pytest.raises(SystemExit) as e:
         main(["--objective", "nope"])
+    assert e.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
