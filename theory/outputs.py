@@ -214,7 +214,7 @@ def _prog(main: Callable) -> str:
         if spec is None:  # a script
             return os.path.basename(sys.argv[0])
         name = spec.name
-    return f"python -m {name}"
+    return f"python -m {name.removesuffix('.__main__')}"
 
 
 def cli_main(main: Callable) -> Callable:
