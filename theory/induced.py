@@ -208,9 +208,14 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
     # log u) cannot be represented: their true target is positive but < 1e-250 mu, where the true
     # mu h = mu kappa u is 0 to float precision; h at the floor is an artefact, so they count as 0
     a_b = np.broadcast_to(adv, u.shape)
+    # a weight that overflows float64 on the support (e.g. e^{A/beta} at tiny beta) cannot certify a
+    # point: such rows get an infinite residual (reported, not certified) instead of a NaN
+    overflow = ~np.where(mu > 0, np.isfinite(h), True).all(-1)
+    h = np.where(np.isfinite(h), h, 0.0)
     h_far = _h(weight, np.full_like(u, 1e-250), a_b)
     h_zero = _h(weight, np.full_like(u, U_ZERO), a_b)
-    unrepresentable = (u <= 1e-250) & (np.abs(h_zero - h_far) > 1e-12 * (np.abs(h_zero) + np.abs(h_far)))
+    with np.errstate(invalid="ignore"):
+        unrepresentable = (u <= 1e-250) & (np.abs(h_zero - h_far) > 1e-12 * (np.abs(h_zero) + np.abs(h_far)))
     mh = np.where((mu > 0) & ~unrepresentable, mu * h, 0.0)
     kappa = mh.sum(-1, keepdims=True)
     g = mh - pi * kappa
@@ -228,7 +233,9 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
         scale = np.maximum(scale, np.abs(np.where(mu > 0, mu * h_ref, 0.0)).max(-1))
     # a weight that vanishes at the target and at u = 1 (e.g. the regression with A = 0): absolute scale
     scale = np.where(scale > 0, scale, 1.0)
-    return np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
+    with np.errstate(invalid="ignore"):
+        res = np.maximum(np.nan_to_num(spread, nan=0.0), np.maximum(excess, 0.0)) / scale
+    return np.where(overflow | ~np.isfinite(res), np.inf, res)
 
 
 def _is_distribution(pi) -> np.ndarray:
