@@ -318,13 +318,18 @@ def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
         with torch.no_grad():
             h = weight(torch.as_tensor(full), At[:, None, None, :], Mt[:, None, None, :])
         h = np.broadcast_to(h.numpy(), full.shape)[:, arm, :, arm].transpose(1, 0, 2)
-        return h / u_arm
+        with np.errstate(all="ignore"):  # an overflowing weight (e^{A/beta}) has no plateau: NaN, never flat
+            out = h / u_arm
+        return np.where(np.isfinite(out), out, np.nan)
 
     with torch.no_grad():
         h_pt = np.broadcast_to(weight(torch.as_tensor(np.maximum(U, U_ZERO)), At, Mt).numpy(), U.shape)
         h_one = np.broadcast_to(weight(torch.ones_like(Mt), At, Mt).numpy(), U.shape)
-    kappa = np.where(sup, M * h_pt, 0.0).sum(-1)
-    qtol = tol * np.maximum(np.abs(kappa), np.abs(np.where(sup, h_one, 0.0)).max(-1))
+    with np.errstate(all="ignore"):
+        kappa = np.where(sup, M * h_pt, 0.0).sum(-1)
+        qtol = tol * np.maximum(np.abs(kappa), np.abs(np.where(sup, h_one, 0.0)).max(-1))
+    bad = ~(np.isfinite(kappa) & np.isfinite(qtol))  # overflowing weights: no face is claimed
+    kappa, qtol = np.where(bad, 0.0, kappa), np.where(bad, -1.0, qtol)
     umax = np.where(sup, 1.0 / np.where(sup, M, 1.0), 1.0)
     frac = np.linspace(0.0, 1.0, _FACE_GRID)
     frac[0] = 1e-9  # (0, 1/mu]: q is h/u
