@@ -1,7 +1,9 @@
 """The regression objective's induced target: hand values, mpmath pins, identities, limits, domain."""
 
+import math
 import warnings
 
+import mpmath as mp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -282,7 +284,7 @@ def test_extreme_negative_regime_matches_brute_force():
         ([0.5, 0.5], [0, 0], -1.0, "beta must be > 0"),
         ([0.5, 0.5], [0, 0, 0], 1.0, "arms"),
         ([[0.5, 0.5]] * 2, [[0, 0]] * 2, [1.0, 2.0, 3.0], "broadcast"),
-        ([0.5, 0.5], [1e300, 0], 1e-100, "overflows"),
+        ([0.5, 0.5], [1e300, 0], 1e-100, r"adv/beta .* exceeds 1e\+306"),
     ],
 )
 def test_bad_input_raises_named_value_error(mu, adv, beta, match):
@@ -303,6 +305,220 @@ def test_negative_regime_two_close_roots_on_one_branch_are_found():
     pi, eta = T.lambert_target(mu, adv, beta)
     assert eta == pytest.approx(-0.460958383660389, rel=1e-8)
     assert regression_loss(pi, mu, adv, beta) == pytest.approx(45.25699729292948, rel=1e-9)
+
+
+# ---------------------------------------------------------------- numeric extremes (mpmath references)
+#
+# References below are computed in mpmath at a precision that keeps O(1) differences of numbers
+# of size max|a| (about 40 + log10 max|a| + log10(1/min|a|) digits): the positive regime by the
+# defining equations in c = log eta (bisection, then Anderson's bracketing root finder), two-arm
+# bandits in every regime by an independent route that never uses Lambert W (a scan of the loss's
+# logit derivative). Tolerances: pi to 1e-14 absolute; eta to 1e-13 relative plus 64 ulps of
+# max|a|, the backward-error floor (eta moves by ~|a| eps when each a_y is rounded), which only
+# matters where eta << max|a|.
+
+EPS = np.finfo(float).eps
+
+
+def _dps(a):
+    """Digits that keep O(1) differences of numbers of size max|a| (and of size min|a| > 0)."""
+    a = np.abs(np.asarray(a, float))
+    big = a.max() if a.size else 1.0
+    small = a[a > 0].min() if (a > 0).any() else 1.0
+    return 40 + int(max(0.0, math.log10(max(big, 1.0)))) + int(max(0.0, -math.log10(min(small, 1.0))))
+
+
+def mp_positive_target(mu, a):
+    """Lambert target in the positive regime, all in mpmath: bisection then Newton in c = log eta.
+
+    Per arm t_y = log omega(a_y + c) (t + e^t = a + c) and log u_y = t_y - c; c solves
+    log sum_y mu_y u_y = 0 (mu renormalized exactly), decreasing in c.
+    """
+    with mp.workdps(_dps(a)):
+        mu = [mp.mpf(float(m)) for m in mu]
+        tot = mp.fsum(mu)
+        mu = [m / tot for m in mu]
+        a = [mp.mpf(float(x)) for x in a]
+        sup = [i for i, m in enumerate(mu) if m > 0]
+        tol = mp.mpf(2) ** (-mp.mp.prec + 8)
+
+        def log_omega(x):
+            t = x if x < 1 else mp.log(x)
+            for _ in range(100):
+                w = mp.exp(t)
+                step = (t + w - x) / (1 + w)
+                t -= step
+                if abs(step) <= tol * max(1, abs(t)):
+                    break
+            return t
+
+        def G(c):
+            return mp.log(mp.fsum(mu[i] * mp.exp(log_omega(a[i] + c) - c) for i in sup))
+
+        lo, hi = mp.mpf(-1500), mp.log(max(a[i] for i in sup)) + 2
+        for _ in range(70):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if G(mid) > 0 else (lo, mid)
+        c = mp.findroot(G, (lo, hi), solver="anderson")
+        s = {i: log_omega(a[i] + c) - c for i in sup}
+        pi = [mu[i] * mp.exp(s[i]) if i in s else mp.mpf(0) for i in range(len(mu))]
+        z = mp.fsum(pi)
+        return np.array([float(p / z) for p in pi]), float(mp.exp(c))
+
+
+def mp_two_arm_target(mu, a):
+    """Global minimizer of sum_y mu_y (log(pi_y/mu_y) - a_y)^2 over two-arm pi, in mpmath.
+
+    An independent route (no Lambert function): scan the logit z = log(pi_1/pi_2) on a
+    signed geometric grid for sign changes of dL/dz from - to + (local minima), refine each,
+    keep the smallest loss; eta = KL(mu||pi) + E_mu[a].
+    """
+    with mp.workdps(_dps(a)):
+        m1, m2 = (mp.mpf(float(m)) for m in mu)
+        m1, m2 = m1 / (m1 + m2), m2 / (m1 + m2)
+        a1, a2 = (mp.mpf(float(x)) for x in a)
+        lm1, lm2 = mp.log(m1), mp.log(m2)
+
+        def parts(z):
+            lp1 = -mp.log1p(mp.exp(-z)) if z > -50 else z - mp.log1p(mp.exp(z))
+            lp2 = -mp.log1p(mp.exp(z)) if z < 50 else -z - mp.log1p(mp.exp(-z))
+            return lp1, lp2
+
+        def L(z):
+            lp1, lp2 = parts(z)
+            return m1 * (lp1 - lm1 - a1) ** 2 + m2 * (lp2 - lm2 - a2) ** 2
+
+        def dL(z):
+            lp1, lp2 = parts(z)
+            return 2 * m1 * (lp1 - lm1 - a1) * mp.exp(lp2) - 2 * m2 * (lp2 - lm2 - a2) * mp.exp(lp1)
+
+        zmax = 4 * (abs(a1) + abs(a2)) + 100
+        pos = [mp.mpf(10) ** k for k in np.linspace(-8, float(mp.log10(zmax)), 400)]
+        grid = [-p for p in reversed(pos)] + [mp.mpf(0)] + pos
+        vals = [dL(z) for z in grid]
+        minima = []
+        for i in range(len(grid) - 1):
+            if vals[i] < 0 <= vals[i + 1]:
+                minima.append(mp.findroot(dL, (grid[i], grid[i + 1]), solver="anderson"))
+        z = min(minima, key=L)
+        lp1, lp2 = parts(z)
+        eta = m1 * (lm1 - lp1) + m2 * (lm2 - lp2) + m1 * a1 + m2 * a2
+        return np.array([float(mp.exp(lp1)), float(mp.exp(lp2))]), float(eta)
+
+
+def assert_matches_reference(mu, adv, beta, pi_ref, eta_ref):
+    a = np.asarray(adv, float) / beta
+    pi, eta = T.lambert_target(mu, adv, beta)
+    np.testing.assert_allclose(pi, pi_ref, rtol=0, atol=1e-14)
+    assert abs(eta - eta_ref) <= 1e-13 * abs(eta_ref) + 64 * EPS * np.abs(a).max(), (eta, eta_ref)
+    if abs(eta_ref) > 64 * EPS * np.abs(a).max():  # the sign is determined by the input
+        assert T.regime_of(mu, adv, beta) == np.sign(eta_ref)
+
+
+MU3, ADV3 = np.array([0.2, 0.5, 0.3]), np.array([1.0, -0.5, 0.25])
+
+
+@pytest.mark.parametrize(
+    "adv, beta",
+    [
+        pytest.param(ADV3, 1e-8, id="A/beta-1e8"),
+        pytest.param(ADV3, 1e-12, id="A/beta-1e12"),
+        pytest.param(ADV3, 1e-16, id="A/beta-1e16"),
+        pytest.param(ADV3, 1e-20, id="beta-1e-20"),
+        pytest.param(ADV3, 1e-300, id="beta-1e-300"),
+        pytest.param(ADV3 * 1e300, 1.0, id="A-1e300-beta-1"),
+        pytest.param(ADV3 * 1e306, 1.0, id="A-1e306-the-limit"),
+        pytest.param(ADV3 + 0.1, 1e300, id="beta-1e300"),
+        pytest.param(ADV3 * 1e-300 + 1e-301, 1.0, id="A-1e-300"),
+    ],
+)
+def test_positive_regime_at_numeric_extremes_matches_mpmath(adv, beta):
+    # Before the log-space solve eta lost 1e-7 at |A/beta| = 1e8 and 0.5 at 1e16, and came out 0
+    # (with regime +1) at beta = 1e-20; at beta = 1e300 it was reported 0 for any sign.
+    pi_ref, eta_ref = mp_positive_target(MU3, np.asarray(adv) / beta)
+    assert_matches_reference(MU3, adv, beta, pi_ref, eta_ref)
+
+
+@pytest.mark.parametrize("mu", [[0.3, 0.7], [1e-6, 1 - 1e-6]], ids=["mu-0.3", "mu-1e-6"])
+@pytest.mark.parametrize(
+    "adv, beta",
+    [
+        pytest.param([2.0, 1.0], 1e-12, id="positive-1e12"),
+        pytest.param([1.0, -1.0], 1e-16, id="positive-1e16"),
+        pytest.param([-1.0, -2.0], 1e-8, id="negative-1e8"),
+        pytest.param([-2.0, -1.0], 1e-16, id="negative-1e16"),
+        pytest.param([-1.0, -2.0], 1e-300, id="negative-beta-1e-300"),
+        pytest.param([-2.0, -1.0], 1e-300, id="negative-other-arm-beta-1e-300"),
+        pytest.param([1.0, -1.0], 1e300, id="beta-1e300"),
+        pytest.param([-2.0, -1.0], 1e300, id="negative-beta-1e300"),
+        pytest.param([2.0, 1.0], 1e300, id="positive-beta-1e300"),
+    ],
+)
+def test_two_arm_targets_at_numeric_extremes_match_a_lambert_free_route(mu, adv, beta):
+    # e.g. at beta = 1e-300 the two W_{-1} candidates' losses (~1e600) used to overflow and tie, and
+    # the solver kept the wrong vertex.
+    pi_ref, eta_ref = mp_two_arm_target(mu, np.asarray(adv) / beta)
+    assert_matches_reference(mu, adv, beta, pi_ref, eta_ref)
+
+
+def test_small_advantages_keep_eta_to_relative_precision():
+    # eta ~ |a| while the old bracket in log(eta) knew the log-mass only to ~1e-16 absolute: 7% off at 1e-14
+    mu = np.array([0.3, 0.7])
+    for scale in (1e-14, 1e-10, 1e-5, 1e-3):
+        for adv in ([2.0, 1.0], [-2.0, -1.0], [1.0, -1.0]):
+            a = np.array(adv) * scale
+            pi_ref, eta_ref = mp_two_arm_target(mu, a)
+            assert_matches_reference(mu, a, 1.0, pi_ref, eta_ref)
+
+
+def test_stationary_points_and_relaxed_target_at_extremes():
+    mu = np.array([0.3, 0.7])
+    adv = np.array([-2.0, -1.0])
+    sp = T.lambert_stationary_points(mu, adv, 1e-300)  # loss = beta^2 (eta u)^2 ~ 1: representable
+    pi, eta = T.lambert_target(mu, adv, 1e-300)
+    assert sp.count == 2 and np.all(np.isfinite(sp.loss)) and np.all(sp.loss > 0)
+    np.testing.assert_array_equal(sp.pi[sp.global_index], pi)
+    assert sp.eta[sp.global_index] == eta
+    pi_r, eta_r, leak = T.relaxed_lambert_target(mu, adv, 1e-300)  # negative regime: mu e^a = 0, all mass leaks
+    assert eta_r == 0 and leak == 1.0 and np.all(pi_r == 0)
+    pi_r, eta_r, leak = T.relaxed_lambert_target(MU3, ADV3, 1e-300)  # positive: the Lambert target
+    np.testing.assert_array_equal(pi_r, T.lambert_target(MU3, ADV3, 1e-300)[0])
+    assert leak == 0
+    # the loss itself ~1e400 is not a float64: refused, with what to do
+    with pytest.raises(ValueError, match="loss .* beyond float64.*adv/beta"):
+        T.lambert_stationary_points(mu, adv * 1e200, 1.0)
+    with pytest.raises(ValueError, match=r"adv/beta .* exceeds 1e\+306"):
+        T.lambert_target(mu, adv, 1e-307)
+
+
+@pytest.mark.parametrize(
+    "a, eta, branch",
+    [
+        (1e300, 1e300, 0), (1e300, 1e-300, 0), (-1e300, 1e300, 0), (1e-300, 1e-300, 0), (5.0, 1e-300, 0),
+        (-1e300, -1e300, 0), (-1e300, -1e300, -1), (-1e-3, -1e-300, 0), (-1e-3, -1e-300, -1), (-800.0, -1.0, -1),
+    ],
+)
+def test_lambert_log_ratio_at_extremes_matches_mpmath(a, eta, branch):
+    # reference in mpmath at 40 + (digits of the scale) digits: with x = a + log|eta| and t = log|eta u|,
+    # t + e^t = x (eta > 0) or t - e^t = x (eta < 0; t <= 0 principal, t >= 0 on W_{-1}), each
+    # monotone on its bracket, solved by bisection to full precision; log u = t - log|eta|
+    with mp.workdps(_dps([a, eta])):
+        A, E = mp.mpf(a), mp.mpf(eta)
+        c = mp.log(abs(E))
+        x = A + c
+        if eta > 0:
+            f, bracket = (lambda t: t + mp.exp(t) - x), (min(x, 0) - 1, mp.log(abs(x) + 1) + 1)
+        else:
+            f = lambda t: t - mp.exp(t) - x
+            bracket = (x - 1, mp.mpf(0)) if branch == 0 else (mp.mpf(0), 2 * mp.log(1 - x) + 2)
+        lo, hi = bracket
+        up = f(hi) > 0
+        for _ in range(mp.mp.prec + 20):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if (f(mid) > 0) == up else (mid, hi)
+        ref = float((lo + hi) / 2 - c)
+    got = T.lambert_log_ratio(a, eta, branch)
+    assert abs(got - ref) <= 4 * EPS * max(1.0, abs(ref)), (got, ref)
 
 
 # ---------------------------------------------------------------- the negative-regime solver's parts

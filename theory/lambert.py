@@ -65,6 +65,21 @@ negative regimes. The KKT multiplier is :math:`\eta \ge 0`, so the relaxation
 removes the negative regime: an optimistic baseline does not reach the
 :math:`W_{-1}` branch but loses :math:`1 - e^{g_0}` of the mass to completions the
 behaviour does not produce.
+
+**Numerics.** The target depends on :math:`a = A/\beta` only, and every
+function here is exact to rounding for every :math:`|a| \le 10^{306}`
+(:data:`A_MAX`; beyond it a ``ValueError`` says so), from :math:`\beta = 10^{300}`
+(:math:`a \sim 10^{-300}`, where :math:`\eta \approx E_\mu[a]` is tiny) to
+:math:`\beta = 10^{-300}`: the bracketed solvers work in :math:`\log|\eta|` and
+:math:`\log u` (never forming :math:`e^{a}` or :math:`a - \omega`, which cancels
+once :math:`\omega \sim a`), and a final Newton polish in :math:`\eta` itself,
+with the mass evaluated as :math:`\log(1 + E_\mu[e^{s} - 1])`, restores the
+relative precision of :math:`\eta` that a step in :math:`\log|\eta|` lacks.
+"Exact" means: :math:`\pi` to ~1e-16 absolute and :math:`\eta` to a few ulps,
+or to :math:`\sim 10\epsilon\max|a|` where :math:`\eta \ll \max|a|` (rounding
+each :math:`a_y` moves :math:`\eta` that much); :math:`|g_0|` below its own
+rounding level is reported as the boundary, :math:`\eta = 0`. The tests pin
+this against mpmath at up to 400 digits.
 """
 
 from __future__ import annotations
@@ -76,6 +91,7 @@ import numpy as np
 
 from ._checks import (
     as_float_array,
+    as_int,
     broadcast_arms,
     broadcast_with_batch,
     check_distribution,
@@ -97,23 +113,30 @@ _FAST_MAXITER = 12
 _FAST_TOL = 1e-9  # |dc| below which one more Newton step reaches machine precision
 
 
+#: Largest |adv/beta| the solver accepts (differences of a and log-space brackets stay finite).
+A_MAX = 1e306
+_EPS = float(np.finfo(np.float64).eps)
+_LOG_MAX = math.log(np.finfo(np.float64).max)
+
+
 def _prepare(mu, adv, beta):
     """Validate; return mu, a = adv/beta (both (N, K)), beta (N,) and the batch shape."""
-    mu = check_distribution(mu, "mu")
+    mu = check_distribution(mu, "mu")  # renormalized in float64
     adv = as_float_array(adv, "adv")
     beta = check_positive(beta, "beta")
     mu, adv = broadcast_arms("mu", mu, "adv", adv)
     (mu, adv), (beta,), batch = broadcast_with_batch({"mu": mu, "adv": adv}, {"beta": beta})
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         a = adv / beta[..., None]
-    if not np.all(np.isfinite(a)):
-        raise ValueError("adv/beta overflows float64; rescale adv or beta (|adv/beta| must stay below ~1e300)")
+    big = ~(np.abs(a) <= A_MAX)
+    if big.any():
+        pos = tuple(int(i) for i in np.argwhere(big)[0])
+        raise ValueError(
+            f"adv/beta = {float(adv[pos]):.3g}/{float(beta[pos[:-1]]):.3g} at index {pos} exceeds {A_MAX:g} in "
+            f"magnitude (the largest ratio the solver handles exactly); rescale adv or raise beta"
+        )
     K = mu.shape[-1]
-    mu = mu.reshape(-1, K)
-    total = mu.sum(axis=-1, keepdims=True)
-    if np.any(total != 1.0):
-        mu = mu / total  # exact renormalization of the <= 1e-9 slack the checks allow
-    return mu, a.reshape(-1, K), beta.reshape(-1), batch
+    return mu.reshape(-1, K), a.reshape(-1, K), beta.reshape(-1), batch
 
 
 def _logmu(mu):
@@ -128,9 +151,26 @@ def _log_mass0(lmu, a):
     return (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))[..., 0]
 
 
-def _g0_noise(lmu, a):
-    """Rounding level of g0 = log E_mu[e^a]: below it the sign of eta is not determined by the input."""
-    return 16 * np.finfo(float).eps * np.maximum(1.0, np.abs(np.where(np.isfinite(lmu), lmu + a, 0.0)).max(-1))
+def _g0_and_noise(mu, lmu, a):
+    r"""g0 = log E_mu[e^a] per row and its rounding level: below it the sign of eta is not determined.
+
+    For rows with :math:`\max_{\mu>0}|a| \le 1` the form ``log1p(E_mu[expm1(a)])``
+    keeps the precision relative to the size of ``a`` (as beta -> inf, where
+    g0 -> E_mu[a] is tiny), with rounding ~ eps max|a|; otherwise the
+    log-sum-exp, whose rounding is ~ eps max(1, |log mu + a|).
+    """
+    supp = mu > 0
+    K = a.shape[-1]
+    amag = np.where(supp, np.abs(a), 0.0).max(-1)
+    small = amag <= 1.0
+    g0 = _log_mass0(lmu, a)
+    noise = 16 * _EPS * np.maximum(1.0, np.abs(np.where(supp, lmu + a, 0.0)).max(-1))
+    if small.any():
+        r = np.flatnonzero(small)
+        e = (mu[r] * np.expm1(np.where(supp[r], a[r], 0.0))).sum(-1) / mu[r].sum(-1)
+        g0[r] = np.log1p(e)
+        noise[r] = 16 * _EPS * max(1.0, math.log2(K)) * amag[r]
+    return g0, noise
 
 
 def _fast_positive(mu, a, g0):
@@ -183,62 +223,199 @@ def _fast_positive(mu, a, g0):
 
 
 def _robust_positive(lmu, a, g0):
-    """Bracketed solve of log sum mu u = 0 in c = log(eta) with exact omega; any scale."""
+    """Bracketed solve of log sum mu u = 0 in c = log(eta) with exact omega; any scale.
+
+    Returns eta; :func:`_polish` then makes it exact to rounding. ``log u`` is
+    taken as ``log omega(a + c) - c``, never as ``a - omega(a + c)``, which
+    cancels catastrophically once ``a`` is large (``omega ~ a``).
+    """
     amax = np.where(np.isfinite(lmu), a, -np.inf).max(-1)
     hi = np.log(amax)  # eta <= a_max: the arm with u >= 1 has eta <= eta u = a - log u <= a
     lo = np.log(0.5 * g0) - amax  # G(lo) >= g0 - e^{a_max + lo} = g0/2 > 0
+    emean = (np.where(np.isfinite(lmu), np.exp(lmu) * a, 0.0)).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.where(emean > 0, np.maximum(lo, np.log(emean) - 1e-9), lo)  # eta = KL + E_mu[a] >= E_mu[a]
+    lo = np.minimum(lo, hi)
 
     def G(c, idx):
         t = log_omega(a[idx] + c[:, None])
         w = np.exp(t)
-        z = lmu[idx] + a[idx] - w  # log pi_y = log mu + a - omega
+        z = lmu[idx] + t - c[:, None]  # log pi_y = log mu + log omega - c
         zmax = z.max(-1, keepdims=True)
         e = np.exp(z - zmax)
         s = e.sum(-1)
-        dG = -(e * w / (1.0 + w)).sum(-1) / s
+        dG = -(e * w / (1.0 + w)).sum(-1) / s  # d(t - c)/dc = -w/(1 + w)
         return zmax[:, 0] + np.log(s), dG
 
-    c = safeguarded_newton(G, lo, hi)
-    return lmu + a - np.exp(log_omega(a + c[:, None])), np.exp(c)
+    return np.exp(safeguarded_newton(G, lo, hi))
+
+
+def _tilt(a, eta, lower=False, s0=None):
+    r"""``s = log u`` solving :math:`s + \eta e^{s} = a` elementwise; ``lower``: the :math:`W_{-1}` root.
+
+    Arrays broadcast. A start from the log-space Lambert routines (accurate to a
+    few ulps of :math:`\log|\eta|`), or the warm start ``s0`` (a solution at a
+    nearby eta), then Newton steps on :math:`f(s) = s + \eta e^s - a`, whose
+    rounding is relative to the sizes of :math:`s`, :math:`a` and
+    :math:`w = \eta e^s` and whose slope is :math:`1 + w`: the result is exact to
+    a few ulps of :math:`\max(|s|, 1)` at any scale, from :math:`|a| \sim 10^{-300}`
+    to :math:`10^{300}`. Near the branch point (:math:`1 + w \to 0`, where the
+    problem itself is ill-conditioned) the log-space start is kept. NaN where
+    :math:`\eta < 0` and :math:`a + \log(-\eta) > -1` (no real solution).
+    """
+    a, eta, lower = np.broadcast_arrays(np.asarray(a, float), np.asarray(eta, float), np.asarray(lower, bool))
+    warm = s0 is not None
+    if warm:
+        s = np.array(np.broadcast_to(s0, a.shape), dtype=np.float64, copy=True)
+    else:
+        s = np.array(a, dtype=np.float64, copy=True)  # eta == 0: the Gibbs tilt s = a
+        pos, neg = eta > 0, eta < 0
+        if pos.any():
+            c = np.log(eta[pos])
+            s[pos] = log_omega(a[pos] + c) - c
+        if neg.any():
+            c = np.log(-eta[neg])
+            x = a[neg] + c
+            xc = np.minimum(x, -1.0)
+            low = lower[neg]
+            t = log_neg_lambert(xc, 0)
+            if low.any():
+                t[low] = log_neg_lambert(xc[low], -1)
+            s[neg] = np.where(x <= -1.0, t - c, np.nan)
+    logabs = np.log(np.abs(np.where(eta != 0, eta, 1.0)))
+    side = np.where(lower, -1.0, 1.0)  # sign of 1 + w on the branch
+    for _ in range(3 if warm else 2):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            w = np.where(s <= 700.0, eta * np.exp(np.minimum(s, 700.0)), np.sign(eta) * np.exp(logabs + s))
+            step = ((s - a) + w) / (1.0 + w)
+        if warm:
+            good = np.isfinite(step) & (side * (1.0 + w) > 1e-6)
+        else:  # the start is already close; a large step means ill-conditioning, not progress
+            good = np.isfinite(step) & (np.abs(step) <= 1e-8 * np.maximum(1.0, np.abs(s)))
+        s = np.where(good, s - step, s)
+    if warm:  # entries the warm start did not settle (near the branch point): start cold
+        redo = ~(good & (np.abs(step) <= 1e-10 * np.maximum(1.0, np.abs(s)))) & (eta != 0)
+        if redo.any():
+            s[redo] = _tilt(a[redo], eta[redo], lower[redo])
+    return s
+
+
+def _mass_eq(mu, lmu, a, eta, lower, s0=None):
+    """F(eta) = log E_mu[u(eta)] (zero at a solution), dF/deta and s = log u, rows (n, K).
+
+    F is evaluated as ``log1p(E_mu[expm1(s)])`` (rounding relative to the size of
+    s, so tiny eta at tiny a keeps its relative precision) unless some
+    ``s > 700`` (an arm of tiny mu far up), then as a log-sum-exp. Arms off the
+    support of mu do not enter.
+    """
+    supp = mu > 0
+    s = _tilt(a, eta[:, None], lower, s0)
+    ss = np.where(supp, s, 0.0)
+    msum = mu.sum(-1)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        z = np.where(supp, lmu + s, -np.inf)
+        zmax = z.max(-1, keepdims=True)
+        lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(-1))
+        F = np.where((ss > 700.0).any(-1), lse - np.log(msum), np.log1p((mu * np.expm1(np.minimum(ss, 700.0))).sum(-1) / msum))
+        p = np.exp(z - lse[:, None])  # pi, normalized
+        q = 1.0 / (np.exp(-ss) + eta[:, None])  # ds/deta = -u/(1 + eta u)
+        dF = -np.where(supp, p * q, 0.0).sum(-1)
+    F = np.where(np.isnan(ss).any(-1), np.nan, F)
+    return F, dF, s
+
+
+def _polish(mu, lmu, a, eta, lower=None, s0=None, iters=6):
+    r"""Newton on :math:`\eta` itself for :math:`\log E_\mu[u] = 0`: exact eta and ``s = log u``.
+
+    The bracketed solvers work in :math:`c = \log|\eta|`, where a float64 step is
+    :math:`|c|` ulps of :math:`\eta` and the log-mass is known only to an
+    absolute rounding (so a tiny :math:`\eta` has no relative precision). Here
+    the unknown is :math:`\eta` and every quantity keeps its relative precision
+    (:func:`_tilt`, :func:`_mass_eq`), so a few steps from a close start give
+    :math:`\eta` to a few ulps. A step is kept only where it lowers
+    :math:`|F|` and keeps the sign of :math:`\eta` (and every arm on its branch).
+    ``s0``: log-ratios at the starting eta, if known. Returns ``(s, eta, F)``.
+    """
+    eta = np.array(eta, dtype=np.float64, copy=True)
+    if lower is None:
+        lower = np.zeros(a.shape, bool)
+    if s0 is not None:
+        s0 = np.where(np.isfinite(s0), s0, _tilt(a, eta[:, None], lower))
+    F, dF, s = _mass_eq(mu, lmu, a, eta, lower, s0)
+    act = np.flatnonzero(np.isfinite(F) & (F != 0) & (eta != 0))
+    for _ in range(iters):
+        if act.size == 0:
+            break
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            new = eta[act] - F[act] / dF[act]
+        cand = np.isfinite(new) & (np.sign(new) == np.sign(eta[act])) & (new != eta[act])
+        idx, new = act[cand], new[cand]
+        if idx.size == 0:
+            break
+        Fn, dFn, sn = _mass_eq(mu[idx], lmu[idx], a[idx], new, lower[idx], s[idx])
+        better = np.isfinite(Fn) & (np.abs(Fn) < np.abs(F[idx]))
+        j = idx[better]
+        eta[j], F[j], dF[j], s[j] = new[better], Fn[better], dFn[better], sn[better]
+        act = j[F[j] != 0]
+    return s, eta, F
+
+
+def _from_log_ratio(lmu, s):
+    """pi = mu e^s renormalized (arms off the support stay at 0), rows (n, K)."""
+    z = np.where(np.isfinite(lmu), lmu + s, -np.inf)
+    return _softmax(z)
 
 
 def _solve_chunk(mu, a, beta):
     """Induced target for one chunk of bandits: (pi, eta), pi not yet renormalized."""
     n, K = a.shape
+    lmu = _logmu(mu)
+    g0, noise = _g0_and_noise(mu, lmu, a)
     # well-scaled rows: exp(a) neither overflows nor underflows, mu is zero or >= 1e-200
     tiny = (mu > 0) & (mu < 1e-200)
-    if np.abs(a).max() < 300.0 and not tiny.any():
-        well = np.ones(n, bool)
-        g0 = np.log(np.einsum("ij,ij->i", mu, np.exp(a)))
-    else:
-        well = (np.abs(a).max(-1) < 300.0) & ~tiny.any(-1)
-        g0 = _log_mass0(_logmu(mu), a)
+    well = (np.abs(a).max(-1) < 300.0) & ~tiny.any(-1)
     fast = well & (g0 > 1e-6)
-    if fast.all():
-        pi, eta, ok = _fast_positive(mu, a, g0)
-        if ok.all():
-            return pi, eta
-    else:
-        pi, eta, ok = np.empty_like(a), np.zeros(n), np.zeros(n, bool)
-        r = np.flatnonzero(fast)
-        if r.size:
-            pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
-    lmu = _logmu(mu)
+    pi, eta, ok = np.zeros_like(a), np.zeros(n), np.zeros(n, bool)
+    r = np.flatnonzero(fast)
+    if r.size:
+        pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
+    # the fast path's eta has an absolute error of a few ulps (of 1): polish where that is not relative
+    rough = np.flatnonzero(ok & (eta < 0.05))
+    if ok.all() and rough.size == 0:
+        return pi, eta
     # boundary: |g0| within the rounding of log E_mu[e^a] itself; the Gibbs target is then exact
     # to that precision (eta = O(g0)), and the brackets below would rest on noise.
-    zero = np.flatnonzero(~ok & (np.abs(g0) <= _g0_noise(lmu, a)))
+    zero = np.flatnonzero(~ok & (np.abs(g0) <= noise))
     pi[zero], eta[zero] = np.exp(lmu[zero] + a[zero] - g0[zero, None]), 0.0
     ok[zero] = True
     pos = np.flatnonzero(~ok & (g0 > 0))
     if pos.size:
-        logpi, eta[pos] = _robust_positive(lmu[pos], a[pos], g0[pos])
-        pi[pos] = _softmax(logpi)
+        # near the boundary eta = g0 (1 + O(a^2)) starts Newton better than a bracket resting on rounding
+        near = np.abs(g0[pos]) < 1e-8
+        eta[pos[near]] = g0[pos[near]]
+        far = pos[~near]
+        if far.size:
+            eta[far] = _robust_positive(lmu[far], a[far], g0[far])
+        rough = np.concatenate([rough, pos])
+    if rough.size:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s0 = np.where(ok[rough, None], np.log(pi[rough]) - lmu[rough], np.nan)  # fast rows: warm start
+        s, eta[rough], F = _polish(mu[rough], lmu[rough], a[rough], eta[rough], s0=s0)
+        _check_residual(F)
+        pi[rough] = _from_log_ratio(lmu[rough], s)
     neg = np.flatnonzero(~ok & (g0 < 0))
     if neg.size:
-        rows, branch, pi_c, eta_c, loss, _ = _solve_negative(lmu[neg], a[neg], g0[neg], beta[neg])
-        best = _argmin_by_row(rows, loss, neg.size)
+        rows, branch, pi_c, eta_c, log_loss, _ = _solve_negative(mu[neg], lmu[neg], a[neg], g0[neg], beta[neg])
+        best = _argmin_by_row(rows, log_loss, neg.size)
         pi[neg], eta[neg] = pi_c[best], eta_c[best]
     return pi, eta
+
+
+def _check_residual(F, tol=1e-10):
+    """The polished mass equation must hold; anything else is a solver bug, not bad input."""
+    bad = ~(np.abs(F) <= tol)
+    if bad.any():  # pragma: no cover - guarded by the tests
+        raise RuntimeError(f"Lambert target: mass residual {np.nanmax(np.abs(F)):.3g} after polishing (please report)")
 
 
 def _softmax(z):
@@ -467,8 +644,13 @@ def _refine_branch(lmu, a, lo, hi, j):
     return safeguarded_newton(fun, lo, hi)
 
 
-def _solve_negative(lmu, a, g0, beta):
-    """Global minimizer (and every local minimum) for negative-regime rows."""
+def _solve_negative(mu, lmu, a, g0, beta):
+    r"""Global minimizer (and every local minimum) for negative-regime rows.
+
+    Returns ``(rows, branch, pi, eta, log_loss, is_min)`` per candidate; the loss
+    is kept as its logarithm, :math:`\log(\beta^2 \sum_y \mu_y (\eta u_y)^2)`, which
+    neither overflows nor underflows at any scale (candidates are compared by it).
+    """
     N, K = a.shape
     roots = _neg_candidates(lmu, a, g0)
     rows = np.concatenate([r[0] for r in roots]) if roots else np.zeros(0, int)
@@ -476,24 +658,33 @@ def _solve_negative(lmu, a, g0, beta):
         raise RuntimeError("negative regime: a bandit without any stationary point (please report)")
     branch = np.concatenate([r[1] for r in roots])
     c = np.concatenate([r[2] for r in roots])
-    t = np.empty((rows.size, K))
-    for j in np.unique(branch):
-        sel = branch == j
-        _, t[sel] = _neg_branch_values(lmu[rows[sel]], a[rows[sel]], c[sel], int(j))
-    logpi = lmu[rows] + t - c[:, None]
-    pi = np.exp(logpi)
-    pi /= pi.sum(-1, keepdims=True)
-    eta = -np.exp(c)
-    mu = np.exp(lmu[rows])
-    wv = np.where(np.isfinite(lmu[rows]), np.exp(t), 0.0)  # eta u = -e^t
-    loss = beta[rows] ** 2 * (mu * wv**2).sum(-1)
-    # second-order test: S = sum mu u^2 / (1 + eta u) <= 0 with one W_{-1} arm; principal: always a min
-    u = np.exp(t - c[:, None])
-    denom = 1.0 - wv
+    eta0 = -np.exp(c)
+    near = (branch < 0) & (np.abs(g0[rows]) < 1e-8)  # eta = g0 (1 + O(a^2)) beats a bracket resting on rounding
+    eta0[near] = g0[rows[near]]
+    lower = np.arange(K)[None, :] == branch[:, None]
+    s, eta, _ = _polish(mu[rows], lmu[rows], a[rows], eta0, lower)  # at a branch point F ~ sqrt(eps)
+    lm = lmu[rows]
+    supp = np.isfinite(lm)
+    pi = _from_log_ratio(lm, s)
+    lw = np.log(-eta)[:, None] + s  # log |eta u|
+    log_loss = 2.0 * np.log(beta[rows]) + _lse(np.where(supp, lm + 2.0 * lw, -np.inf))
+    # second-order test: S = sum mu u^2 / (1 + eta u) <= 0 with one W_{-1} arm; principal: always a min.
+    # Terms scaled by the largest mu u^2 (signs exact at any scale).
+    z2 = np.where(supp, lm + 2.0 * s, -np.inf)
+    scaled = np.exp(z2 - z2.max(-1, keepdims=True))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        S = np.where(wv != 1.0, mu * u * u / denom, 0.0).sum(-1)
+        terms = np.where(lw > 700.0, -scaled * np.exp(-np.minimum(lw, 745.0)), scaled / (1.0 - np.exp(np.minimum(lw, 700.0))))
+        S = np.where(supp & np.isfinite(terms), terms, 0.0).sum(-1)
     is_min = (branch < 0) | (S <= 0)
-    return rows, branch, pi, eta, loss, is_min
+    return rows, branch, pi, eta, log_loss, is_min
+
+
+def _lse(z):
+    """log sum exp over the last axis (rows of -inf give -inf)."""
+    zmax = z.max(-1, keepdims=True)
+    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
+    with np.errstate(divide="ignore"):
+        return zmax[..., 0] + np.log(np.exp(z - zmax).sum(-1))
 
 
 def lambert_log_ratio(a, eta, branch: int = 0):
@@ -517,23 +708,23 @@ def lambert_log_ratio(a, eta, branch: int = 0):
     ndarray
         :math:`\log u`; NaN-free: raises ``ValueError`` where no real solution exists.
     """
-    a, eta = np.broadcast_arrays(as_float_array(a, "a"), as_float_array(eta, "eta"))
+    a = as_float_array(a, "a")
+    eta = as_float_array(eta, "eta")
+    branch = as_int(branch, "branch")
     if branch not in (0, -1):
         raise ValueError(f"branch must be 0 or -1, got {branch}")
-    out = np.array(a, dtype=np.float64, copy=True)  # eta == 0: log u = a
-    pos, neg = eta > 0, eta < 0
+    try:
+        a, eta = np.broadcast_arrays(a, eta)
+    except ValueError as err:
+        raise ValueError(f"shapes of a {a.shape} and eta {eta.shape} do not broadcast") from err
+    neg = eta < 0
     if branch == -1 and not neg.all():
-        raise ValueError("the W_{-1} branch needs eta < 0 everywhere")
-    if pos.any():
-        c = np.log(eta[pos])
-        out[pos] = a[pos] - np.exp(log_omega(a[pos] + c))  # log u = a - eta u
+        raise ValueError("branch=-1 (the W_{-1} branch) needs eta < 0 everywhere")
     if neg.any():
-        c = np.log(-eta[neg])
-        x = a[neg] + c
+        x = a[neg] + np.log(-eta[neg])
         if np.any(x > -1.0):
-            raise ValueError("no real solution: a > -1 - log(-eta) (past the branch point)")
-        out[neg] = log_neg_lambert(x, branch) - c  # t = log(m u)
-    return out
+            raise ValueError("no real solution: a > -1 - log(-eta) (past the branch point) for some entries of a, eta")
+    return _tilt(a, eta, branch == -1)
 
 
 def regime_of(mu, adv, beta):
@@ -542,11 +733,15 @@ def regime_of(mu, adv, beta):
     :math:`\mathrm{sign}\,\eta = \mathrm{sign}\log E_\mu[e^{A/\beta}]`: positive
     (pessimistic) when :math:`V < V^*_\beta`, negative (optimistic) when :math:`V > V^*_\beta`.
     Shapes as in :func:`lambert_target`; returns an int array of the batch shape.
+    0 (boundary) where :math:`|g_0|` is below its own rounding level,
+    :math:`16\epsilon\max|a|` for :math:`\max|a| \le 1` (so a tiny
+    :math:`E_\mu[a]` at :math:`\beta \to \infty` keeps its sign) and
+    :math:`16\epsilon\max(1, |\log\mu + a|)` otherwise; consistent with the sign of
+    the ``eta`` that :func:`lambert_target` returns.
     """
     mu, a, _, batch = _prepare(mu, adv, beta)
-    lmu = _logmu(mu)
-    g0 = _log_mass0(lmu, a)
-    return np.where(np.abs(g0) <= _g0_noise(lmu, a), 0, np.sign(g0)).astype(int).reshape(batch)
+    g0, noise = _g0_and_noise(mu, _logmu(mu), a)
+    return np.where(np.abs(g0) <= noise, 0, np.sign(g0)).astype(int).reshape(batch)
 
 
 def lambert_target(mu, adv, beta):
@@ -564,12 +759,15 @@ def lambert_target(mu, adv, beta):
     Parameters
     ----------
     mu : array_like, shape (..., K)
-        Behaviour policy; arms on the last axis; rows sum to 1 (within 1e-9);
-        zeros allowed (those arms stay at zero).
+        Behaviour policy; arms on the last axis; rows sum to 1 (within 1e-9 for
+        float64, within the dtype's rounding for float32: a torch softmax is
+        accepted; renormalized in float64); zeros allowed (those arms stay at zero).
+        NumPy arrays, lists and torch tensors (detached) alike.
     adv : array_like, shape (..., K)
         Advantages :math:`A = r - V`, in reward units; broadcast against ``mu``.
     beta : float or array_like, shape broadcastable to the batch shape ``(...)``
-        Temperature of the log-ratio, > 0, in reward units per nat.
+        Temperature of the log-ratio, finite and > 0, in reward units per nat
+        (Python, NumPy or 0-d torch scalars).
 
     Returns
     -------
@@ -581,8 +779,10 @@ def lambert_target(mu, adv, beta):
     Raises
     ------
     ValueError
-        For negative or unnormalized ``mu``, non-finite ``adv``, ``beta <= 0``,
-        shapes that do not broadcast, or ``adv/beta`` overflowing float64.
+        For negative, non-finite or unnormalized ``mu``, non-finite ``adv``,
+        ``beta`` not finite and > 0, non-numeric or complex input, shapes that do
+        not broadcast, or :math:`|A/\beta| > 10^{306}` (:data:`A_MAX`). Inside
+        that domain the answer is exact to rounding (module docstring, "Numerics").
     """
     mu, a, beta, batch = _prepare(mu, adv, beta)
     N, K = a.shape
@@ -614,6 +814,10 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     ``j`` on the :math:`W_{-1}` branch that pass the second-order test. Shapes
     as in :func:`lambert_target`, with a candidate axis ``P`` before the arms,
     padded to the largest count in the batch by repeating the global minimizer.
+    Candidates are compared by the logarithm of their loss (exact at every
+    scale); a loss beyond float64 (:math:`\beta^2\eta^2 \sum\pi^2/\mu > 10^{308}`,
+    e.g. ``adv ~ 1e200`` at ``beta = 1``) raises ``ValueError``: call with
+    ``adv/beta`` and ``beta = 1`` to get it in units of :math:`\beta^2`.
     """
     mu, a, beta_b, batch = _prepare(mu, adv, beta)
     N, K = a.shape
@@ -621,12 +825,12 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     pi_g, eta_g = lambert_target(mu, a, 1.0)  # a = adv/beta already
     pi_g, eta_g = pi_g.reshape(N, K), eta_g.reshape(N)
     cands = [[(pi_g[i], eta_g[i], -1)] for i in range(N)]
-    g0 = _log_mass0(lmu, a)
-    neg = np.flatnonzero(g0 < -_g0_noise(lmu, a))
+    g0, noise = _g0_and_noise(mu, lmu, a)
+    neg = np.flatnonzero(g0 < -noise)
     if neg.size:
         for i in neg:
             cands[i] = []
-        rows, branch, pi_c, eta_c, _, is_min = _solve_negative(lmu[neg], a[neg], g0[neg], beta_b[neg])
+        rows, branch, pi_c, eta_c, _, is_min = _solve_negative(mu[neg], lmu[neg], a[neg], g0[neg], beta_b[neg])
         for r, b, p, e in zip(rows[is_min], branch[is_min], pi_c[is_min], eta_c[is_min]):
             cands[neg[r]].append((p, e, int(b)))
     P = max(len(c) for c in cands)
@@ -637,11 +841,25 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     for i, c in enumerate(cands):
         for k in range(P):
             pis[i, k], etas[i, k], arms[i, k] = c[min(k, len(c) - 1)]
-    # at a stationary point beta log u - A = -beta eta u, so the loss is beta^2 eta^2 sum_y pi_y^2/mu_y
-    inv_mu = np.where(mu > 0, 1.0 / np.where(mu > 0, mu, 1.0), 0.0)
-    loss = beta_b[:, None] ** 2 * etas**2 * np.einsum("nk,npk->np", inv_mu, pis**2)
+    # at a stationary point beta log u - A = -beta eta u, so the loss is beta^2 eta^2 sum_y pi_y^2/mu_y,
+    # formed in logs (eta u and 1/mu can each be ~1e300)
+    with np.errstate(divide="ignore"):
+        lpi = np.log(pis)
+        log_loss = (
+            2.0 * np.log(beta_b)[:, None]
+            + 2.0 * np.log(np.abs(etas))
+            + _lse(np.where((pis > 0) & (mu[:, None, :] > 0), 2.0 * lpi - lmu[:, None, :], -np.inf))
+        )
+    if np.any(log_loss > _LOG_MAX):
+        i = int(np.argwhere(log_loss > _LOG_MAX)[0][0])
+        raise ValueError(
+            f"the regression loss at bandit {np.unravel_index(i, batch) if batch else ()} is "
+            f"~1e{log_loss.max() / math.log(10):.0f}, beyond float64; its stationary points are those of "
+            f"adv/beta: call again with adv/beta in place of adv and beta = 1 (the loss is then in units of beta^2)"
+        )
+    loss = np.exp(log_loss)
     valid = np.arange(P)[None, :] < count[:, None]
-    gidx = np.where(valid, loss, np.inf).argmin(-1)
+    gidx = np.where(valid, log_loss, np.inf).argmin(-1)
     for i in range(N):  # pad with the global minimizer
         pis[i, count[i]:], etas[i, count[i]:], arms[i, count[i]:] = pis[i, gidx[i]], etas[i, gidx[i]], arms[i, gidx[i]]
         loss[i, count[i]:] = loss[i, gidx[i]]
@@ -687,10 +905,11 @@ def relaxed_lambert_target(mu, adv, beta):
     """
     mu_, a, beta_, batch = _prepare(mu, adv, beta)
     lmu = _logmu(mu_)
-    g0 = _log_mass0(lmu, a)
-    pi = np.where(mu_ > 0, np.exp(np.where(mu_ > 0, lmu, 0.0) + a), 0.0)  # mu e^a, exact at eta = 0
+    g0, noise = _g0_and_noise(mu_, lmu, a)
+    pos = g0 > noise
+    pi = np.zeros_like(a)
+    pi[~pos] = np.exp(lmu[~pos] + a[~pos])  # mu e^a, exact at eta = 0 (log E_mu e^a <= 0: no overflow)
     eta = np.zeros(len(a))
-    pos = g0 > _g0_noise(lmu, a)
     if pos.any():
         pi[pos], eta[pos] = lambert_target(mu_[pos], a[pos], 1.0)
     leak = np.where(pos, 0.0, -np.expm1(np.minimum(g0, 0.0)))
