@@ -102,3 +102,91 @@ def test_kl_entropy_hand_values():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------- numeric extremes (mpmath references)
+
+
+def mp_soft_value(mu, r, beta):
+    """beta log E_mu[e^{r/beta}] in mpmath (arbitrary exponent range: e^{1e300} is representable), 60 digits."""
+    import mpmath as mp
+
+    with mp.workdps(60):
+        m = [mp.mpf(float(x)) for x in mu]
+        tot = mp.fsum(m)
+        b = mp.mpf(float(beta))
+        mean = mp.fsum(mi * mp.mpf(float(ri)) for mi, ri in zip(m, r)) / tot
+        # centred, so that beta -> inf keeps the O(1/beta) excess over the mean
+        e = mp.fsum(mi * mp.exp((mp.mpf(float(ri)) - mean) / b) for mi, ri in zip(m, r) if mi > 0) / tot
+        return float(mean + b * mp.log(e))
+
+
+def mp_gibbs(mu, r, beta):
+    import mpmath as mp
+
+    with mp.workdps(60):
+        w = [mp.mpf(float(m)) * mp.exp(mp.mpf(float(x)) / mp.mpf(float(beta))) for m, x in zip(mu, r)]
+        z = mp.fsum(w)
+        return np.array([float(x / z) for x in w])
+
+
+EXTREME_VALUE_CASES = [
+    pytest.param([0.3, 0.7], [1.0, 0.0], 1e-320, id="beta-1e-320-subnormal"),
+    pytest.param([0.3, 0.7], [1.0, 0.0], 1e-300, id="beta-1e-300"),
+    pytest.param([0.3, 0.7], [1e4, 0.0], 1.0, id="r/beta-1e4"),
+    pytest.param([0.3, 0.7], [1.0, 0.0], 1e-4, id="beta-1e-4"),
+    pytest.param([0.3, 0.7], [1.0, 0.0], 1e20, id="beta-1e20"),
+    pytest.param([0.3, 0.7], [1.0, 0.0], 1e300, id="beta-1e300"),
+    pytest.param([0.3, 0.7], [1e300, -1e300], 1e-300, id="r-1e300-beta-1e-300"),
+    pytest.param([0.3, 0.7], [1e300, -1e300], 1e300, id="r-1e300-beta-1e300"),
+    pytest.param([0.3, 0.7], [1e300, -1e300], 1e308, id="r-1e300-beta-1e308"),
+    pytest.param([0.3, 0.7], [1e-300, 0.0], 1e-300, id="r-1e-300-beta-1e-300"),
+    pytest.param([0.2, 0.0, 0.8], [3.0, 1e308, -2.0], 1e-3, id="huge-reward-off-support"),
+]
+
+
+@pytest.mark.parametrize("mu, r, beta", EXTREME_VALUE_CASES)
+def test_soft_value_and_gibbs_target_are_exact_at_extremes(mu, r, beta):
+    # they used to overflow e^{r/beta} or (r - E r)/beta into NaN/inf; the group estimate at beta = 1e20
+    # returned 1.0 for rewards (1, 0) (log of 1 - 5e-21 rounds to 0) where the answer is 0.5
+    # tolerance: a few ulps of the result, or of max|r| where V cancels against E_mu[r] (the backward error)
+    mu = np.array(mu)
+    supp = mu > 0
+    g = np.asarray(r, float)[supp]
+    tol = lambda ref: 4e-16 * abs(ref) + 4 * np.finfo(float).eps * np.abs(g).max()
+    ref = mp_soft_value(mu, r, beta)
+    assert abs(T.soft_value(mu, r, beta) - ref) <= tol(ref), (T.soft_value(mu, r, beta), ref)
+    np.testing.assert_allclose(T.gibbs_target(mu, r, beta), mp_gibbs(mu, r, beta), rtol=1e-14, atol=1e-300)
+    ref = mp_soft_value(np.full(g.size, 1.0 / g.size), g, beta)
+    assert abs(T.group_soft_value(g, beta) - ref) <= tol(ref), (T.group_soft_value(g, beta), ref)
+
+
+def test_rewards_that_span_beyond_float64_are_refused():
+    for f in (T.soft_value, T.gibbs_target):
+        with pytest.raises(ValueError, match="r spans .* overflow"):
+            f([0.5, 0.5], [1e308, -1e308], 1.0)
+    with pytest.raises(ValueError, match="rewards spans"):
+        T.group_soft_value([1e308, -1e308], 1.0)
+    with pytest.raises(ValueError, match="delta \\* beta overflows"):
+        T.shifted_mean_baseline([0.5, 0.5], [0.0, 1.0], 1e308, 1e10)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-20, 1.0, 1e20, 1e300])
+def test_beta_eff_is_scale_invariant(scale):
+    # beta_eff(c r) = c beta_eff(r): solved in units of the reward span; a fixed bracket and absolute
+    # thresholds used to return inf ("no move") for rewards of size 1e-300
+    mu, r = np.array([0.2, 0.3, 0.5]), np.array([1.0, 0.5, 0.0])
+    for b in (0.1, 1.0, 10.0):
+        g = T.gibbs_target(mu, r * scale, b * scale)
+        assert T.beta_eff_kl(mu, r * scale, T.kl(g, mu)) / scale == pytest.approx(b, rel=1e-12)
+        assert T.beta_eff_reward(mu, r * scale, T.expected_reward(g, r * scale)) / scale == pytest.approx(b, rel=1e-12)
+
+
+def test_beta_eff_kl_with_the_best_rewards_closer_than_the_span_by_1e20():
+    # rewards 1e-20, 0, -1: the temperature that splits mass between the two best arms is ~1e-21 of
+    # the span, below the old bracket (span e^-40 = 4e-18 span), which returned its end instead
+    mu, r = np.array([0.3, 0.3, 0.4]), np.array([1e-20, 0.0, -1.0])
+    for b in (2e-21, 1e-20, 1e-19):
+        g = T.gibbs_target(mu, r, b)
+        assert 0.5 < g[0] < 1 - 1e-6 and g[2] == 0
+        assert T.beta_eff_kl(mu, r, T.kl(g, mu)) == pytest.approx(b, rel=1e-9, abs=0)

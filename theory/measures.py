@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, broadcast_arms, broadcast_with_batch, check_distribution, check_positive
+from ._checks import as_float_array, as_scalar, broadcast_arms, broadcast_with_batch, check_distribution, check_positive
 from ._roots import safeguarded_newton
 
 __all__ = [
@@ -65,13 +65,17 @@ def entropy(p):
 def expected_reward(p, r):
     r""":math:`E_p[r]` over the last axis."""
     p = check_distribution(p, "p")
-    p, r = broadcast_arms("p", p, "r", as_float_array(r, "r"))
-    return (p * r).sum(-1)
+    p, r = broadcast_arms("p", p, "r", as_float_array(r, "r", "an array of rewards"))
+    out = (p * r).sum(-1)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("E_p[r] overflows float64; rescale r")
+    return out
 
 
 def _gibbs_moments(lmu, r, b):
-    """E, Var of r and KL(pi_b || mu) for pi_b ∝ mu e^{r/b}; b (N,), arrays (N, K)."""
-    z = lmu + r / b[:, None]
+    """E, Var of r and KL(pi_b || mu) for pi_b ∝ mu e^{r/b}; b (N,), arrays (N, K), r in [-1, 0]."""
+    with np.errstate(over="ignore", under="ignore"):
+        z = lmu + r / b[:, None]
     z = z - z.max(-1, keepdims=True)
     w = np.exp(z)
     s = w.sum(-1, keepdims=True)
@@ -83,10 +87,11 @@ def _gibbs_moments(lmu, r, b):
     return E, var, klv
 
 
-def _beta_eff(mu, r, value, which):
+def _beta_eff(mu, r, value, which, vname):
+    """Solve for the Gibbs temperature in units of the reward span (any scale of r), then scale back."""
     mu = check_distribution(mu, "mu")
-    mu, r = broadcast_arms("mu", mu, "r", as_float_array(r, "r"))
-    (mu, r), (value,), batch = broadcast_with_batch({"mu": mu, "r": r}, {"value": as_float_array(value, "value")})
+    mu, r = broadcast_arms("mu", mu, "r", as_float_array(r, "r", "an array of rewards"))
+    (mu, r), (value,), batch = broadcast_with_batch({"mu": mu, "r": r}, {vname: as_float_array(value, vname)})
     K = mu.shape[-1]
     value = value.reshape(-1)
     mu2, r2 = mu.reshape(-1, K), r.reshape(-1, K)
@@ -94,32 +99,45 @@ def _beta_eff(mu, r, value, which):
         lmu = np.where(mu2 > 0, np.log(np.where(mu2 > 0, mu2, 1.0)), -np.inf)
     supp = mu2 > 0
     rmax = np.where(supp, r2, -np.inf).max(-1)
-    rmean = (mu2 * r2).sum(-1)
-    span = np.where(supp, r2, rmax[:, None]).max(-1) - np.where(supp, r2, rmax[:, None]).min(-1)
-    if which == "reward":
-        top, bottom = rmax, rmean  # values at b -> 0 and b -> inf
-    else:
-        top = -np.log(np.where(supp & (r2 == rmax[:, None]), mu2, 0.0).sum(-1))  # KL of the greedy limit
-        bottom = np.zeros_like(rmax)
-    out = np.empty(value.shape)
+    rmin = np.where(supp, r2, np.inf).min(-1)
+    with np.errstate(over="ignore"):
+        span = rmax - rmin
+    if not np.all(np.isfinite(span)):
+        raise ValueError("r spans more than float64 holds on mu's support (max - min overflows); rescale r")
     flat = span <= 0
-    greedy = ~flat & (value >= top * (1 - 1e-12))
-    still = ~flat & (value <= bottom + 1e-15 * np.maximum(np.abs(bottom), 1.0))
+    unit = np.where(flat, 1.0, span)
+    rs = np.where(supp, (r2 - rmax[:, None]) / unit[:, None], 0.0)  # in [-1, 0], 0 at the best arms
+    if which == "reward":
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = (value - rmax) / unit  # b -> 0 gives 0, b -> inf gives E_mu[rs]
+        top, bottom = np.zeros_like(rmax), (mu2 * rs).sum(-1) / mu2.sum(-1)
+        greedy = v >= -1e-12
+    else:
+        v = value
+        top = -np.log(np.where(supp & (rs == 0.0), mu2, 0.0).sum(-1) / mu2.sum(-1))  # KL of the greedy limit
+        bottom = np.zeros_like(rmax)
+        greedy = v >= top * (1 - 1e-12)
+    out = np.empty(value.shape)
+    still = ~flat & (v <= bottom + 1e-15 * np.maximum(np.abs(bottom), 1.0))
+    greedy &= ~flat & ~still
     out[flat | still] = np.inf
-    out[greedy & ~still] = 0.0
+    out[greedy] = 0.0
     idx = np.flatnonzero(~(flat | greedy | still))
     if idx.size:
-        lo = np.log(span[idx]) - 40.0
-        hi = np.log(span[idx]) + 40.0
+        # below b = gap/800 every arm under the best has weight e^{-800}: the greedy band covers it
+        gap = np.where(supp[idx] & (rs[idx] < 0), -rs[idx], np.inf).min(-1)
+        lo = np.minimum(-40.0, np.log(gap) - np.log(800.0))
+        hi = np.full(idx.size, 40.0)
 
         def fun(lb, j):
             b = np.exp(lb)
-            E, var, klv = _gibbs_moments(lmu[idx[j]], r2[idx[j]], b)
+            E, var, klv = _gibbs_moments(lmu[idx[j]], rs[idx[j]], b)
             if which == "reward":
-                return E - value[idx[j]], -var / b
-            return klv - value[idx[j]], -var / b**2
+                return E - v[idx[j]], -var / b
+            return klv - v[idx[j]], -var / b**2
 
-        out[idx] = np.exp(safeguarded_newton(fun, lo, hi))
+        with np.errstate(over="ignore"):
+            out[idx] = np.exp(safeguarded_newton(fun, lo, hi)) * unit[idx]  # beyond float64: inf (no move)
     return out.reshape(batch)
 
 
@@ -130,12 +148,12 @@ def beta_eff_kl(mu, r, kl_value):
     ``inf`` for ``kl_value <= 0`` or constant rewards, ``0`` when ``kl_value``
     reaches the KL of the greedy limit.
     """
-    return _beta_eff(mu, r, kl_value, "kl")
+    return _beta_eff(mu, r, kl_value, "kl", "kl_value")
 
 
 def beta_eff_reward(mu, r, reward):
     r"""Temperature :math:`b` of the Gibbs target with :math:`E_{\pi_b}[r]` = ``reward`` (shapes as :func:`beta_eff_kl`)."""
-    return _beta_eff(mu, r, reward, "reward")
+    return _beta_eff(mu, r, reward, "reward", "reward")
 
 
 @dataclass(frozen=True)
@@ -167,9 +185,12 @@ def pessimism_measures(pi, mu, r, beta, baseline, *, regime_atol=1e-12):
     regime_atol : float
         :math:`|\eta|` at or below this is reported as the boundary regime.
     """
+    regime_atol = as_scalar(regime_atol, "regime_atol")
+    if regime_atol < 0:
+        raise ValueError(f"regime_atol must be a finite number >= 0, got {regime_atol!r}")
     pi = check_distribution(pi, "pi")
     mu = check_distribution(mu, "mu")
-    r = as_float_array(r, "r")
+    r = as_float_array(r, "r", "an array of rewards")
     pi, mu = broadcast_arms("pi", pi, "mu", mu)
     mu, r = broadcast_arms("mu", mu, "r", r)
     (pi, mu, r), (beta, V), batch = broadcast_with_batch(
@@ -177,8 +198,12 @@ def pessimism_measures(pi, mu, r, beta, baseline, *, regime_atol=1e-12):
         {"beta": check_positive(beta, "beta"), "baseline": as_float_array(baseline, "baseline")},
     )
     kpm, kmp = kl(pi, mu), kl(mu, pi)
-    adv = r - V[..., None]
-    eta = kmp + (mu * adv).sum(-1) / beta
+    with np.errstate(over="ignore", invalid="ignore"):
+        adv = r - V[..., None]
+        mean_a = (mu * adv).sum(-1) / beta
+    if not np.all(np.isfinite(mean_a)):
+        raise ValueError("E_mu[r - baseline]/beta overflows float64; rescale r and baseline, or raise beta")
+    eta = kmp + mean_a  # inf where pi leaves part of mu's support (KL(mu||pi) = inf)
     regime = np.where(np.abs(eta) <= regime_atol, 0, np.sign(eta)).astype(int)
     ER = expected_reward(pi, r)
     bk = beta_eff_kl(mu, r, kpm)

@@ -33,8 +33,23 @@ __all__ = [
 
 def _mu_r(mu, r):
     mu = check_distribution(mu, "mu")
-    r = as_float_array(r, "r")
+    r = as_float_array(r, "r", "an array of rewards")
     return broadcast_arms("mu", mu, "r", r)
+
+
+def _support_max(mu, r, rname):
+    """max of r over the support of mu, (...,); refuses rewards whose spread overflows float64."""
+    supp = mu > 0
+    rmax = np.where(supp, r, -np.inf).max(-1)
+    rmin = np.where(supp, r, np.inf).min(-1)
+    with np.errstate(over="ignore"):
+        span = rmax - rmin
+    if not np.all(np.isfinite(span)):
+        raise ValueError(
+            f"{rname} spans [{rmin.min():.3g}, {rmax.max():.3g}] on mu's support: differences of rewards overflow "
+            f"float64; rescale {rname} (and beta with it: V*_beta(c r) = c V*_(beta/c)(r))"
+        )
+    return rmax
 
 
 def _lse(mu, z):
@@ -50,11 +65,33 @@ def _lse(mu, z):
     return m[..., 0] + np.log1p(np.maximum(s, -1.0))
 
 
+def _soft_value(mu, r, beta, rname="r"):
+    r""":math:`\beta \log E_\mu[e^{r/\beta}]` for (..., K) rows and beta (...), exact at every scale.
+
+    Centred on :math:`E_\mu[r]` (relative precision as :math:`\beta \to \infty`);
+    where :math:`(r - E_\mu r)/\beta` overflows (:math:`\beta \to 0`) it is taken
+    from the top instead, :math:`\max r + \beta \log E_\mu[e^{(r - \max r)/\beta}]`,
+    whose exponents are all :math:`\le 0`.
+    """
+    rmax = _support_max(mu, r, rname)
+    supp = mu > 0
+    mean = np.where(supp, mu * r, 0.0).sum(-1) / mu.sum(-1)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        z = np.where(supp, (r - mean[..., None]) / beta[..., None], 0.0)
+        centred = mean + beta * _lse(mu, z)
+        top = np.where(supp, (r - rmax[..., None]) / beta[..., None], -np.inf)
+        tm = np.exp(top)  # <= 1, 1 at the best arms
+        from_top = rmax + beta * np.log((mu * tm).sum(-1) / mu.sum(-1))
+    return np.where(np.isfinite(z).all(-1), centred, from_top)
+
+
 def soft_value(mu, r, beta):
     r"""Soft value :math:`V^*_\beta = \beta \log E_\mu[e^{r/\beta}]`.
 
     Decreases from :math:`\max_{\mu>0} r` (:math:`\beta \to 0`) to :math:`E_\mu[r]`
-    (:math:`\beta \to \infty`).
+    (:math:`\beta \to \infty`). Exact (to rounding of the result) for every
+    finite ``r`` and every ``beta > 0``, from ``1e-300`` to ``1e300`` and beyond:
+    log-space evaluation, centred on the mean, never forms :math:`e^{r/\beta}`.
 
     Parameters
     ----------
@@ -63,25 +100,40 @@ def soft_value(mu, r, beta):
     r : array_like, shape (..., K)
         Rewards.
     beta : float or array_like broadcastable to the batch shape (...)
-        Temperature, > 0.
+        Temperature, > 0 and finite.
 
     Returns
     -------
     ndarray, shape (...)
+
+    Raises
+    ------
+    ValueError
+        For bad ``mu`` (see ``theory._checks``), non-finite ``r``, ``beta`` not
+        finite and > 0, or rewards whose differences overflow float64.
     """
+    return _soft_value_named(mu, r, beta, "beta")
+
+
+def _soft_value_named(mu, r, beta, bname):
     mu, r = _mu_r(mu, r)
-    (mu, r), (beta,), _ = broadcast_with_batch({"mu": mu, "r": r}, {"beta": check_positive(beta, "beta")})
-    mean = (mu * r).sum(-1) / mu.sum(-1)
-    return mean + beta * _lse(mu, (r - mean[..., None]) / beta[..., None])
+    (mu, r), (beta,), _ = broadcast_with_batch({"mu": mu, "r": r}, {bname: check_positive(beta, bname)})
+    return _soft_value(mu, r, beta)
 
 
 def gibbs_target(mu, r, beta):
-    r"""Nominal target :math:`\pi_\beta \propto \mu\, e^{r/\beta}` (arms on the last axis)."""
+    r"""Nominal target :math:`\pi_\beta \propto \mu\, e^{r/\beta}` (arms on the last axis).
+
+    Evaluated as a softmax of :math:`\log\mu + (r - \max r)/\beta`, so exact for
+    every finite ``r`` and ``beta > 0`` (no overflow of :math:`r/\beta`). Arms with
+    :math:`\mu = 0` stay at 0. Shapes as in :func:`soft_value`, result (..., K).
+    """
     mu, r = _mu_r(mu, r)
     (mu, r), (beta,), _ = broadcast_with_batch({"mu": mu, "r": r}, {"beta": check_positive(beta, "beta")})
-    z = np.where(mu > 0, r / beta[..., None], -np.inf)
-    with np.errstate(divide="ignore"):
-        z = z + np.log(np.where(mu > 0, mu, 1.0))
+    rmax = _support_max(mu, r, "r")
+    supp = mu > 0
+    with np.errstate(divide="ignore", under="ignore", over="ignore"):
+        z = np.where(supp, (r - rmax[..., None]) / beta[..., None] + np.log(np.where(supp, mu, 1.0)), -np.inf)
     z = z - z.max(-1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(-1, keepdims=True)
@@ -90,7 +142,13 @@ def gibbs_target(mu, r, beta):
 def mean_baseline(mu, r):
     r""":math:`V = E_\mu[r]` (GRPO-style, PMD-mean). Gives :math:`\eta = \mathrm{KL}(\mu\|\pi) \ge 0`."""
     mu, r = _mu_r(mu, r)
-    return (mu * r).sum(-1)
+    return _finite((mu * r).sum(-1), "E_mu[r]", "r")
+
+
+def _finite(v, what, rname):
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{what} overflows float64; rescale {rname}")
+    return v
 
 
 def soft_value_baseline(mu, r, beta):
@@ -106,7 +164,7 @@ def decoupled_soft_value_baseline(mu, r, beta1):
     positive (pessimistic) regime. Published settings: A*-PO :math:`\beta_1 = 0.5`,
     OAPL :math:`\beta_1 = 1`, both with :math:`\beta_2 = 10^{-3}`.
     """
-    return soft_value(mu, r, beta1)
+    return _soft_value_named(mu, r, beta1, "beta1")
 
 
 def group_soft_value(rewards, beta):
@@ -114,7 +172,8 @@ def group_soft_value(rewards, beta):
 
     By Jensen, :math:`E[\hat V] \le V^*_\beta` when :math:`r_i \sim \mu`: the
     estimate is biased low, which pushes the target into the positive regime,
-    less so as G grows.
+    less so as G grows. The soft value of the group's empirical distribution,
+    evaluated like :func:`soft_value` (exact at every scale of ``rewards`` and ``beta``).
 
     Parameters
     ----------
@@ -126,13 +185,11 @@ def group_soft_value(rewards, beta):
     -------
     ndarray, shape (...)
     """
-    r = as_float_array(rewards, "rewards")
+    r = as_float_array(rewards, "rewards", "an array of rewards")
     if r.ndim == 0 or r.shape[-1] == 0:
-        raise ValueError("rewards must have a last axis of G >= 1 samples")
+        raise ValueError(f"rewards must have a last axis of G >= 1 samples, got shape {r.shape}")
     (r,), (beta,), _ = broadcast_with_batch({"rewards": r}, {"beta": check_positive(beta, "beta")})
-    z = r / beta[..., None]
-    m = z.max(-1, keepdims=True)
-    return beta * (m[..., 0] + np.log(np.exp(z - m).mean(-1)))
+    return _soft_value(np.full(r.shape, 1.0 / r.shape[-1]), r, beta, "rewards")
 
 
 def shifted_mean_baseline(mu, r, beta, delta=1.0):
@@ -141,10 +198,16 @@ def shifted_mean_baseline(mu, r, beta, delta=1.0):
     The advantage is :math:`A = r - E_\mu[r] + \delta\beta`, so
     :math:`\eta = \delta + \mathrm{KL}(\mu\|\pi) \ge \delta`: for
     :math:`\delta > 0` the target is in the positive regime by construction, at
-    every :math:`\beta`, without a second temperature.
+    every :math:`\beta`, without a second temperature. ``delta`` is any finite
+    number (0: the mean baseline); a result beyond float64 is refused.
     """
     mu, r = _mu_r(mu, r)
     (mu, r), (beta, delta), _ = broadcast_with_batch(
-        {"mu": mu, "r": r}, {"beta": check_positive(beta, "beta"), "delta": as_float_array(delta, "delta")}
+        {"mu": mu, "r": r}, {"beta": check_positive(beta, "beta"), "delta": as_float_array(delta, "delta", "a number")}
     )
-    return (mu * r).sum(-1) - delta * beta
+    mean = _finite((mu * r).sum(-1), "E_mu[r]", "r")
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = mean - delta * beta
+    if not np.all(np.isfinite(v)):
+        raise ValueError("E_mu[r] - delta * beta overflows float64; rescale r, beta or delta")
+    return v
