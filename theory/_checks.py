@@ -33,18 +33,22 @@ def simplex_atol(dtype, K: int = 1) -> float:
     r"""Tolerance on ``|sum - 1|`` for a distribution of ``K`` arms stored in ``dtype``.
 
     :math:`\max(10^{-9},\ 16\,\epsilon\sqrt{K})` with :math:`\epsilon` the
-    machine epsilon of ``dtype`` (float64 for integer dtypes): 1e-9 for
-    float64, about :math:`2\cdot 10^{-6}\sqrt{K}` for float32, so the rounding
-    of a float32 softmax over a vocabulary passes while a wrong distribution
-    does not.
+    machine epsilon of ``dtype`` (a NumPy or torch dtype; float64 for integer
+    dtypes): 1e-9 for float64, about :math:`2\cdot 10^{-6}\sqrt{K}` for float32,
+    so the rounding of a float32 softmax over a vocabulary passes while a wrong
+    distribution does not.
     """
-    dtype = np.dtype(dtype)
-    eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else float(np.finfo(np.float64).eps)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(dtype, torch.dtype):
+        eps = float(torch.finfo(dtype).eps) if dtype.is_floating_point else float(np.finfo(np.float64).eps)
+    else:
+        dtype = np.dtype(dtype)
+        eps = float(np.finfo(dtype).eps) if dtype.kind == "f" else float(np.finfo(np.float64).eps)
     return max(SIMPLEX_ATOL, 16.0 * eps * math.sqrt(max(int(K), 1)))
 
 
 def _torch_tensor_to_numpy(x, name: str):
-    """(array, dtype of the tensor as a NumPy dtype) for a torch tensor; refuses one that requires grad."""
+    """(float64 array, the tensor's dtype for the tolerance) for a torch tensor; refuses one that requires grad."""
     torch = sys.modules["torch"]
     if x.requires_grad:
         raise ValueError(
@@ -56,10 +60,7 @@ def _torch_tensor_to_numpy(x, name: str):
     if x.dtype == torch.bool:
         raise ValueError(f"{name} is a boolean tensor; pass numbers")
     x = x.detach().cpu()
-    if x.is_floating_point():
-        eps_dtype = {torch.float64: np.float64, torch.float32: np.float32}.get(x.dtype, np.float16)
-        return x.to(torch.float64).numpy(), np.dtype(eps_dtype)  # bfloat16/float16: at least float16's eps
-    return x.to(torch.float64).numpy(), np.dtype(np.float64)
+    return x.to(torch.float64).numpy(), (x.dtype if x.is_floating_point() else np.dtype(np.float64))
 
 
 def _to_real_array(x, name: str, what: str):
@@ -195,7 +196,7 @@ def check_distribution(mu, name: str = "mu") -> np.ndarray:
         where = f" (first at row {row})" if row else ""
         raise ValueError(
             f"{name} is not normalized over the last axis: max |sum - 1| = {err.max():.3g} > {atol:.3g}"
-            f"{where} (the tolerance for {np.dtype(dtype).name} inputs)"
+            f"{where} (the tolerance for {str(dtype).replace('torch.', '')} inputs)"
         )
     if np.any(total != 1.0):
         arr = arr / total

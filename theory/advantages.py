@@ -58,7 +58,15 @@ import math
 import numpy as np
 import torch
 
-from ._checks import as_float_array, check_distribution
+from ._checks import (
+    _to_real_array,
+    as_float_array,
+    as_int,
+    as_positive_scalar,
+    as_scalar,
+    broadcast_arms,
+    check_distribution,
+)
 from .values import soft_value
 
 __all__ = ["ADVANTAGES", "group_advantage", "population_advantage", "conditional_group_advantage"]
@@ -78,22 +86,32 @@ ADVANTAGES: dict[str, tuple[str, ...]] = {
 _NEEDS_PAIR = {"grpo", "loo", "loo_soft_value"}
 
 
+_REQUIRED = {"soft_value": ("beta1",), "loo_soft_value": ("beta1",), "shifted_mean": ("beta",)}
+
+
 def _check_params(name: str, params: dict) -> dict:
+    """Validate the estimator's name and parameters; return them as Python floats."""
+    if not isinstance(name, str):
+        raise ValueError(f"the advantage estimator name must be a string (one of {', '.join(ADVANTAGES)}), got {name!r}")
     if name not in ADVANTAGES:
         raise ValueError(f"unknown advantage estimator {name!r}; valid: {', '.join(ADVANTAGES)}")
     extra = set(params) - set(ADVANTAGES[name])
     if extra:
         raise ValueError(f"advantage {name!r} takes {ADVANTAGES[name] or 'no parameters'}, got {sorted(extra)}")
-    for key in ("beta1", "beta"):
-        if key in params and not (math.isfinite(params[key]) and params[key] > 0):
-            raise ValueError(f"{key} must be a finite number > 0, got {params[key]!r}")
-    if "delta" in params and not (isinstance(params["delta"], (int, float)) and math.isfinite(params["delta"])):
-        raise ValueError(f"delta must be a finite number, got {params['delta']!r}")
-    if name == "soft_value" and params.get("delta", 0.0) != 0 and "beta" not in params:
+    missing = [k for k in _REQUIRED.get(name, ()) if k not in params]
+    if missing:
+        raise ValueError(f"advantage {name!r} needs {', '.join(missing)} (a finite number > 0)")
+    out = {}
+    for key, value in params.items():
+        if key in ("beta1", "beta"):
+            out[key] = as_positive_scalar(value, key)
+        else:  # delta, offset, eps: finite numbers
+            out[key] = as_scalar(value, key)
+    if name == "soft_value" and out.get("delta", 0.0) != 0 and "beta" not in out:
         raise ValueError("advantage 'soft_value' with delta != 0 needs beta (V = V*_beta1 + delta * beta)")
-    if "eps" in params and not (params["eps"] >= 0):
-        raise ValueError(f"eps must be >= 0, got {params['eps']!r}")
-    return params
+    if "eps" in out and not out["eps"] >= 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {out['eps']!r}")
+    return out
 
 
 def _above(params: dict) -> float:
@@ -102,64 +120,136 @@ def _above(params: dict) -> float:
     return delta * params["beta"] if delta != 0 else 0.0
 
 
-def _lme(z: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.logsumexp(z, dim) - math.log(z.shape[dim])
-
-
-def group_advantage(name: str, rewards, **params) -> torch.Tensor:
-    """Advantages of G samples per prompt from their rewards, shape ``(..., G)``."""
-    params = _check_params(name, params)
-    r = torch.as_tensor(rewards)
+def _as_rewards(rewards) -> torch.Tensor:
+    """Rewards ``(..., G)`` as a real floating tensor (dtype and device kept; gradients kept)."""
+    if isinstance(rewards, torch.Tensor):
+        if rewards.is_complex():
+            raise ValueError(f"rewards is a complex tensor ({rewards.dtype}); pass real rewards")
+        if rewards.dtype == torch.bool:
+            raise ValueError("rewards is a boolean tensor; pass numbers (e.g. rewards.double())")
+        r = rewards
+    else:
+        raw, _ = _to_real_array(rewards, "rewards", "an array of rewards")
+        r = torch.as_tensor(np.array(raw))  # a copy, of any shape (0-d too)
     if not r.is_floating_point():
         r = r.to(torch.float64)
     if r.ndim == 0 or r.shape[-1] == 0:
-        raise ValueError("rewards must have a last axis of G >= 1 samples per prompt")
-    if not torch.isfinite(r).all():
-        raise ValueError("rewards contain NaN or inf")
+        raise ValueError(f"rewards must have a last axis of G >= 1 samples per prompt, got shape {tuple(r.shape)}")
+    bad = ~torch.isfinite(r)
+    if bad.any():
+        pos = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(f"rewards contain NaN or inf (first at index {pos}); every reward must be finite")
+    return r
+
+
+def _group_soft_value(r: torch.Tensor, b1: float, others: bool = False) -> torch.Tensor:
+    r""":math:`b_1 \log \frac1n\sum_j e^{r_j/b_1}` over the group (``others``: leaving out each sample in turn).
+
+    Exact at every scale: centred on the mean with ``expm1``/``log1p`` where the
+    centred exponents are at most 1 (large :math:`b_1`, where the plain form
+    loses :math:`b_1\epsilon`), else shifted by the maximum (no overflow of
+    :math:`r/b_1` as :math:`b_1 \to 0`). Returns ``(..., 1)``, or ``(..., G)`` for ``others``.
+    """
+    G = r.shape[-1]
+    if not others:
+        mean = r.mean(-1, keepdim=True)
+        d = (r - mean) / b1
+        centred = mean + b1 * torch.log1p(torch.expm1(d.clamp(-1.0, 1.0)).mean(-1, keepdim=True))
+        m = r.amax(-1, keepdim=True)
+        top = m + b1 * (torch.logsumexp((r - m) / b1, -1, keepdim=True) - math.log(G))
+        return torch.where(d.abs().amax(-1, keepdim=True) <= 1.0, centred, top)
+    eye = torch.eye(G, dtype=torch.bool, device=r.device)
+    R = r.unsqueeze(-2).expand(*r.shape[:-1], G, G)  # R[..., i, j] = r_j
+    mean = (r.sum(-1, keepdim=True) - r) / (G - 1)  # (..., G): mean of the others
+    d = ((R - mean.unsqueeze(-1)) / b1).masked_fill(eye, 0.0)
+    e = torch.expm1(d.clamp(-1.0, 1.0)).masked_fill(eye, 0.0)
+    centred = mean + b1 * torch.log1p(e.sum(-1) / (G - 1))
+    Rm = R.masked_fill(eye, -math.inf)
+    m = Rm.amax(-1)
+    top = m + b1 * (torch.logsumexp((Rm - m.unsqueeze(-1)) / b1, -1) - math.log(G - 1))
+    return torch.where(d.abs().amax(-1) <= 1.0, centred, top)
+
+
+def group_advantage(name: str, rewards, **params) -> torch.Tensor:
+    """Advantages of G samples per prompt from their rewards, shape ``(..., G)``.
+
+    ``rewards``: a tensor (dtype, device and autograd kept), array or list;
+    integer rewards become float64. Raises ``ValueError`` for an unknown name,
+    bad parameters, non-finite or non-numeric rewards, and where a statistic of
+    the group (mean, standard deviation) overflows the rewards' dtype.
+    """
+    params = _check_params(name, params)
+    r = _as_rewards(rewards)
     G = r.shape[-1]
     if name in _NEEDS_PAIR and G < 2:
         raise ValueError(f"advantage {name!r} needs groups of G >= 2 samples (a std or a leave-one-out), got G = {G}")
+    out = _group_advantage(name, r, G, params)
+    if not torch.isfinite(out).all():
+        raise ValueError(
+            f"advantage {name!r}: a group statistic of the rewards overflows {r.dtype} "
+            f"(rewards up to {float(r.abs().max()):.3g}); rescale the rewards or use float64"
+        )
+    return out
+
+
+def _group_advantage(name, r, G, params):
     mean = r.mean(-1, keepdim=True)
     if name == "raw":
         return r
     if name == "mean":
         return r - mean + params.get("offset", 0.0)
     if name == "grpo":
-        return (r - mean) / (r.std(-1, keepdim=True) + params.get("eps", 1e-6))
+        sd = r.std(-1, keepdim=True)
+        _check_spread(sd, r)
+        return (r - mean) / (sd + params.get("eps", 1e-6))
     if name == "loo":
         return (r - mean) * (G / (G - 1))
     if name == "zscore":
         sd = r.std(-1, keepdim=True, correction=0)
+        _check_spread(sd, r)
         return torch.where(sd > 1e-6, (r - mean) / sd.clamp_min(1e-6), r - mean)
     if name == "shifted_mean":
         return r - mean + params.get("delta", 1.0) * params["beta"]
-    b1 = params["beta1"]
-    z = r / b1
     if name == "soft_value":
-        return r - b1 * _lme(z, -1).unsqueeze(-1) - _above(params)
-    # leave-one-out soft value: V_i = b1 log mean_{j != i} exp(r_j / b1)
-    eye = torch.eye(G, dtype=torch.bool, device=r.device)
-    zz = z.unsqueeze(-2).expand(*z.shape[:-1], G, G).masked_fill(eye, -math.inf)
-    v = b1 * (torch.logsumexp(zz, -1) - math.log(G - 1))
-    return r - v
+        return r - _group_soft_value(r, params["beta1"]) - _above(params)
+    return r - _group_soft_value(r, params["beta1"], others=True)  # leave-one-out soft value
+
+
+def _check_spread(sd, r):
+    if not torch.isfinite(sd).all():
+        raise ValueError(
+            f"the standard deviation of the rewards overflows {r.dtype} (rewards up to {float(r.abs().max()):.3g}); "
+            "rescale the rewards or use float64"
+        )
 
 
 def population_advantage(name: str, mu, r, **params) -> np.ndarray:
     """Exact advantages on a bandit, shape ``(..., K)`` (see the module table)."""
     params = _check_params(name, params)
-    mu = check_distribution(mu)
-    r = as_float_array(r, "r")
-    mu, r = np.broadcast_arrays(mu, r)
+    mu = check_distribution(mu, "mu")
+    r = as_float_array(r, "r", "an array of rewards")
+    mu, r = broadcast_arms("mu", mu, "r", r)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = _population_advantage(name, mu, r, params)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"advantage {name!r} overflows float64 on these rewards (up to {np.abs(r).max():.3g}); rescale r")
+    return out
+
+
+def _population_advantage(name, mu, r, params):
     mean = (mu * r).sum(-1, keepdims=True)
     if name == "raw":
         return r.copy()
     if name in ("mean", "loo"):
         return r - mean + params.get("offset", 0.0)
     if name in ("grpo", "zscore"):
-        sd = np.sqrt((mu * (r - mean) ** 2).sum(-1, keepdims=True))
+        d = r - mean
+        scale = np.where(mu > 0, np.abs(d), 0.0).max(-1, keepdims=True)
+        unit = np.where(scale > 0, scale, 1.0)
+        sd = unit * np.sqrt((mu * (d / unit) ** 2).sum(-1, keepdims=True))  # no overflow of d**2
         if name == "grpo":
-            return (r - mean) / (sd + params.get("eps", 1e-6))
-        return np.where(sd > 1e-6, (r - mean) / np.maximum(sd, 1e-6), r - mean)
+            return d / (sd + params.get("eps", 1e-6))
+        return np.where(sd > 1e-6, d / np.maximum(sd, 1e-6), d)
     if name == "shifted_mean":
         return r - mean + params.get("delta", 1.0) * params["beta"]
     return r - soft_value(mu, r, params["beta1"])[..., None] - _above(params)
@@ -197,13 +287,12 @@ def conditional_group_advantage(name: str, mu, r, G: int, *, max_outcomes: int =
         sample of that arm would get).
     """
     params = _check_params(name, params)
-    mu = check_distribution(mu)
-    r = as_float_array(r, "r")
+    mu = check_distribution(mu, "mu")
+    r = as_float_array(r, "r", "an array of rewards")
     if mu.ndim != 1 or r.shape != mu.shape:
         raise ValueError(f"mu and r must be 1-d of the same length K, got {mu.shape} and {r.shape}")
-    if isinstance(G, bool) or not isinstance(G, (int, np.integer)) or G < 1:
-        raise ValueError(f"G must be an integer >= 1, got {G!r}")
-    G = int(G)
+    G = as_int(G, "G", minimum=1)
+    max_outcomes = as_int(max_outcomes, "max_outcomes", minimum=1)
     if name in _NEEDS_PAIR and G < 2:
         raise ValueError(f"advantage {name!r} needs groups of G >= 2 samples (a std or a leave-one-out), got G = {G}")
     live = np.flatnonzero(mu > 0)  # arms the others can land on

@@ -316,7 +316,8 @@ def _mass_eq(mu, lmu, a, eta, lower, s0=None):
         z = np.where(supp, lmu + s, -np.inf)
         zmax = z.max(-1, keepdims=True)
         lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(-1))
-        F = np.where((ss > 700.0).any(-1), lse - np.log(msum), np.log1p((mu * np.expm1(np.minimum(ss, 700.0))).sum(-1) / msum))
+        small = np.log1p((mu * np.expm1(np.minimum(ss, 700.0))).sum(-1) / msum)
+        F = np.where((ss > 700.0).any(-1), lse - np.log(msum), small)
         p = np.exp(z - lse[:, None])  # pi, normalized
         q = 1.0 / (np.exp(-ss) + eta[:, None])  # ds/deta = -u/(1 + eta u)
         dF = -np.where(supp, p * q, 0.0).sum(-1)
@@ -673,7 +674,9 @@ def _solve_negative(mu, lmu, a, g0, beta):
     z2 = np.where(supp, lm + 2.0 * s, -np.inf)
     scaled = np.exp(z2 - z2.max(-1, keepdims=True))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        terms = np.where(lw > 700.0, -scaled * np.exp(-np.minimum(lw, 745.0)), scaled / (1.0 - np.exp(np.minimum(lw, 700.0))))
+        terms = np.where(
+            lw > 700.0, -scaled * np.exp(-np.minimum(lw, 745.0)), scaled / (1.0 - np.exp(np.minimum(lw, 700.0)))
+        )
         S = np.where(supp & np.isfinite(terms), terms, 0.0).sum(-1)
     is_min = (branch < 0) | (S <= 0)
     return rows, branch, pi, eta, log_loss, is_min

@@ -24,6 +24,8 @@ __all__ = ["arm_counts", "distributions", "rewards", "bandits", "temperatures", 
 
 def arm_counts(min_arms: int = 2, max_arms: int = 8):
     """Number of arms K."""
+    if not 1 <= min_arms <= max_arms:
+        raise ValueError(f"need 1 <= min_arms <= max_arms, got min_arms={min_arms!r}, max_arms={max_arms!r}")
     return st.integers(min_arms, max_arms)
 
 
@@ -34,6 +36,8 @@ def distributions(draw, K: int | None = None, *, min_mass: float = 1e-3, allow_z
     ``allow_zeros=True`` sets some arms (never all) exactly to zero.
     """
     K = draw(arm_counts()) if K is None else K
+    if not 0 < min_mass <= 1:
+        raise ValueError(f"min_mass must be in (0, 1], got {min_mass!r}")
     w = np.array(draw(st.lists(st.floats(min_mass, 1.0), min_size=K, max_size=K)))
     if allow_zeros and K > 1:
         zero = np.array(draw(st.lists(st.booleans(), min_size=K, max_size=K)))
@@ -58,6 +62,8 @@ def bandits(draw, min_arms: int = 2, max_arms: int = 8, *, min_mass: float = 1e-
 
 def temperatures(low: float = 1e-2, high: float = 1e2):
     """A temperature beta > 0, log-uniform in [low, high]."""
+    if not 0 < low <= high < np.inf:
+        raise ValueError(f"temperatures need 0 < low <= high < inf, got low={low!r}, high={high!r}")
     return st.floats(np.log10(low), np.log10(high)).map(lambda x: float(10.0**x))
 
 
