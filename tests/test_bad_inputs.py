@@ -46,6 +46,7 @@ BAD_DISTRIBUTIONS = [
     ("ragged", [[0.5, 0.5], [1.0]], "{n} must be an array of probabilities .*rectangular"),
     ("tensor-requires-grad", torch.tensor(MU, requires_grad=True), r"{n} is a torch tensor that requires grad.*{n}\.detach\(\)"),
     ("list-with-none", [0.2, None, 0.8], r"{n} must be an array of probabilities, got None at index \(1,\)"),
+    ("masked-array", np.ma.array(MU, mask=[0, 1, 0]), r"{n} is a masked array .*{n}\.filled"),
     ("wrong-arms", [0.5, 0.5], "{n} has 2 arms but"),
 ]
 
@@ -410,6 +411,13 @@ ACCEPTED = [
     # slack and zeros
     ("sum-1-plus-5e-10-lambert_target", lambda: T.lambert_target(MU * (1 + 5e-10), ADV, BETA), lambda: T.lambert_target(MU, ADV, BETA)),
     ("exact-zeros-mu-lambert_target", lambda: T.lambert_target([0.0, 0.6, 0.4], ADV, BETA)[0][0], lambda: 0.0),
+    # arms off the support: the same answer as the bandit without them (and no 0 * log 0 warnings)
+    ("zero-arm-lambert_stationary_points", lambda: T.lambert_stationary_points([0.0, 0.6, 0.4], [0.0, -1.0, -2.0], 1.0).pi[..., 1:],
+     lambda: T.lambert_stationary_points([0.6, 0.4], [-1.0, -2.0], 1.0).pi),
+    ("integer-mu-lambert_stationary_points", lambda: T.lambert_stationary_points(np.array([0, 1, 0]), ADV, BETA).pi,
+     lambda: np.array([[0.0, 1.0, 0.0]])),
+    ("zero-arm-beta_eff_kl", lambda: T.beta_eff_kl([0.0, 0.6, 0.4], [5.0, 1.0, 0.0], 0.1),
+     lambda: T.beta_eff_kl([0.6, 0.4], [1.0, 0.0], 0.1)),
     # empty batches
     ("empty-batch-lambert_target", lambda: tuple(x.shape for x in T.lambert_target(np.zeros((0, 3)), np.zeros((0, 3)), BETA)),
      lambda: ((0, 3), (0,))),

@@ -491,6 +491,18 @@ def test_stationary_points_and_relaxed_target_at_extremes():
         T.lambert_target(mu, adv, 1e-307)
 
 
+def test_root_at_the_branch_point_is_found():
+    # The principal mass reaches 1 at the branch point itself and arm 1's W_{-1} interval
+    # [log mu_1, -1 - a_1] is empty by rounding: both tests missed it and the solver raised
+    # "a bandit without any stationary point". Reference: the Lambert-free two-arm route (mpmath).
+    mu = [0.924447166349722, 0.07555283365027794]
+    adv, beta = np.array([-0.8533407675309646, 0.015829230840140436]), 0.01
+    pi_ref, eta_ref = mp_two_arm_target(mu, adv / beta)
+    assert_matches_reference(mu, adv, beta, pi_ref, eta_ref)
+    sp = T.lambert_stationary_points(mu, adv, beta)
+    assert sp.count >= 1 and np.all(np.isfinite(sp.pi)) and np.all(np.isfinite(sp.loss))
+
+
 @pytest.mark.parametrize(
     "a, eta, branch",
     [

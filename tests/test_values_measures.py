@@ -142,6 +142,8 @@ EXTREME_VALUE_CASES = [
     pytest.param([0.3, 0.7], [1e300, -1e300], 1e308, id="r-1e300-beta-1e308"),
     pytest.param([0.3, 0.7], [1e-300, 0.0], 1e-300, id="r-1e-300-beta-1e-300"),
     pytest.param([0.2, 0.0, 0.8], [3.0, 1e308, -2.0], 1e-3, id="huge-reward-off-support"),
+    # the best arm rare (mu 1.3e-6) yet dominant: log1p(E expm1) cancelled to 4e-11 relative
+    pytest.param([1.2655192618402417e-06, 1 - 1.2655192618402417e-06], [0.4, -0.1], 0.03, id="rare-top-arm"),
 ]
 
 

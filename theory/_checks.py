@@ -74,6 +74,8 @@ def _to_real_array(x, name: str, what: str):
         raise ValueError(f"{name} must be {what}, got the string {x!r}")
     if isinstance(x, (bool, np.bool_)):
         raise ValueError(f"{name} must be {what}, got the boolean {x!r}")
+    if np.ma.is_masked(x):
+        raise ValueError(f"{name} is a masked array with masked entries; fill them ({name}.filled(value)) or drop them")
     try:
         raw = np.asarray(x)
     except (TypeError, ValueError, RuntimeError) as err:  # ragged nested lists; tensors that require grad

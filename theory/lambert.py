@@ -184,7 +184,14 @@ def _fast_positive(mu, a, g0):
     Returns (logpi, eta, converged) with convergence judged on the returned
     quantities: ``|d log u| <= 1e-9`` and ``|d eta| <= 1e-9``, after which one more
     step has been taken (quadratic convergence puts the error near 1e-16).
+    Rows that diverge (overflow on the way) come back unconverged, without warnings,
+    for the bracketed solver.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _fast_positive_steps(mu, a, g0)
+
+
+def _fast_positive_steps(mu, a, g0):
     c = np.log(g0 / (1.0 + g0))
     x = a + c[:, None]
     t = np.where(x < 1.0, x, np.log(np.maximum(x, 1.0)))
@@ -281,7 +288,9 @@ def _tilt(a, eta, lower=False, s0=None):
             t = log_neg_lambert(xc, 0)
             if low.any():
                 t[low] = log_neg_lambert(xc[low], -1)
-            s[neg] = np.where(x <= -1.0, t - c, np.nan)
+            # past the branch point by no more than the rounding of x = a + log(-eta): at it
+            slack = 8 * _EPS * np.maximum(1.0, np.maximum(np.abs(a[neg]), np.abs(c)))
+            s[neg] = np.where(x <= -1.0 + slack, t - c, np.nan)
     logabs = np.log(np.abs(np.where(eta != 0, eta, 1.0)))
     side = np.where(lower, -1.0, 1.0)  # sign of 1 + w on the branch
     for _ in range(3 if warm else 2):
@@ -325,7 +334,7 @@ def _mass_eq(mu, lmu, a, eta, lower, s0=None):
     return F, dF, s
 
 
-def _polish(mu, lmu, a, eta, lower=None, s0=None, iters=6):
+def _polish(mu, lmu, a, eta, lower=None, s0=None, iters=12):
     r"""Newton on :math:`\eta` itself for :math:`\log E_\mu[u] = 0`: exact eta and ``s = log u``.
 
     The bracketed solvers work in :math:`c = \log|\eta|`, where a float64 step is
@@ -349,7 +358,8 @@ def _polish(mu, lmu, a, eta, lower=None, s0=None, iters=6):
             break
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             new = eta[act] - F[act] / dF[act]
-        cand = np.isfinite(new) & (np.sign(new) == np.sign(eta[act])) & (new != eta[act])
+        new = np.where(np.sign(new) == np.sign(eta[act]), new, 0.125 * eta[act])  # overshoot past 0: back off
+        cand = np.isfinite(new) & (new != eta[act])
         idx, new = act[cand], new[cand]
         if idx.size == 0:
             break
@@ -391,9 +401,10 @@ def _solve_chunk(mu, a, beta):
     ok[zero] = True
     pos = np.flatnonzero(~ok & (g0 > 0))
     if pos.size:
-        # near the boundary eta = g0 (1 + O(a^2)) starts Newton better than a bracket resting on rounding
+        # near the boundary eta = g0 / E_mu[u0^2] (u0 = e^{a - g0}, the Gibbs tilt) to first order in g0:
+        # a better start for Newton than a bracket resting on rounding
         near = np.abs(g0[pos]) < 1e-8
-        eta[pos[near]] = g0[pos[near]]
+        eta[pos[near]] = _boundary_eta(lmu[pos[near]], a[pos[near]], g0[pos[near]])
         far = pos[~near]
         if far.size:
             eta[far] = _robust_positive(lmu[far], a[far], g0[far])
@@ -410,6 +421,16 @@ def _solve_chunk(mu, a, beta):
         best = _argmin_by_row(rows, log_loss, neg.size)
         pi[neg], eta[neg] = pi_c[best], eta_c[best]
     return pi, eta
+
+
+def _boundary_eta(lmu, a, g0):
+    r"""First-order eta near the boundary: :math:`\eta \approx g_0 / E_\mu[e^{2(a - g_0)}]`.
+
+    At :math:`g_0 = 0` the target is the Gibbs tilt :math:`u_0 = e^{a}`; shifting every
+    :math:`a` by :math:`\kappa` moves :math:`\eta` by :math:`\kappa / E_{\pi_0}[u_0]`.
+    """
+    z = np.where(np.isfinite(lmu), lmu + 2.0 * (a - g0[:, None]), -np.inf)
+    return g0 * np.exp(-_lse(z))
 
 
 def _check_residual(F, tol=1e-10):
@@ -555,7 +576,8 @@ def _neg_candidates(lmu, a, g0):
         live = has[rows][:, None, :]
         change = (left * right <= 0) & (left != 0) & live
         dl, dr = df[:, :-1], df[:, 1:]
-        dip = (left == right) & (left != 0) & live & (left * dl < 0) & (left * dr > 0)
+        with np.errstate(invalid="ignore"):  # df is inf - inf = NaN exactly at the branch point: no dip there
+            dip = (left == right) & (left != 0) & live & (left * dl < 0) & (left * dr > 0)
         dip &= ~_dip_excluded(f, df, zs, grid, a[rows])
         rr, kk, jj = np.nonzero(change)
         lo_b, hi_b = grid[rr, kk], grid[rr, kk + 1]
@@ -577,6 +599,15 @@ def _neg_candidates(lmu, a, g0):
                 sel = np.flatnonzero(jj == j)[sl]
                 c = _refine_branch(lmu[rows[rr[sel]]], a[rows[rr[sel]]], lo_b[sel], hi_b[sel], int(j))
                 roots.append((rows[rr[sel]], np.full(sel.size, int(j)), c))
+    # A root at the branch point itself (principal mass reaching 1 exactly there, where the W_{-1}
+    # interval [log mu_j, c_max] of the top arm is empty) can fall between the two tests by rounding;
+    # the branch point is then the stationary point, to the sqrt(eps) the problem allows there.
+    found = np.zeros(N, bool)
+    for r in roots:
+        found[r[0]] = True
+    lost = np.flatnonzero(~found)
+    if lost.size:
+        roots.append((lost, np.full(lost.size, -1), cmax[lost]))
     return roots
 
 
@@ -660,8 +691,8 @@ def _solve_negative(mu, lmu, a, g0, beta):
     branch = np.concatenate([r[1] for r in roots])
     c = np.concatenate([r[2] for r in roots])
     eta0 = -np.exp(c)
-    near = (branch < 0) & (np.abs(g0[rows]) < 1e-8)  # eta = g0 (1 + O(a^2)) beats a bracket resting on rounding
-    eta0[near] = g0[rows[near]]
+    near = (branch < 0) & (np.abs(g0[rows]) < 1e-8)  # the boundary expansion beats a bracket resting on rounding
+    eta0[near] = _boundary_eta(lmu[rows[near]], a[rows[near]], g0[rows[near]])
     lower = np.arange(K)[None, :] == branch[:, None]
     s, eta, _ = _polish(mu[rows], lmu[rows], a[rows], eta0, lower)  # at a branch point F ~ sqrt(eps)
     lm = lmu[rows]
@@ -833,7 +864,8 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     if neg.size:
         for i in neg:
             cands[i] = []
-        rows, branch, pi_c, eta_c, _, is_min = _solve_negative(mu[neg], lmu[neg], a[neg], g0[neg], beta_b[neg])
+        rows, branch, pi_c, eta_c, log_loss, is_min = _solve_negative(mu[neg], lmu[neg], a[neg], g0[neg], beta_b[neg])
+        is_min[_argmin_by_row(rows, log_loss, neg.size)] = True  # the global minimizer (its test can sit at 0/0)
         for r, b, p, e in zip(rows[is_min], branch[is_min], pi_c[is_min], eta_c[is_min]):
             cands[neg[r]].append((p, e, int(b)))
     P = max(len(c) for c in cands)
@@ -846,7 +878,7 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
             pis[i, k], etas[i, k], arms[i, k] = c[min(k, len(c) - 1)]
     # at a stationary point beta log u - A = -beta eta u, so the loss is beta^2 eta^2 sum_y pi_y^2/mu_y,
     # formed in logs (eta u and 1/mu can each be ~1e300)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         lpi = np.log(pis)
         log_loss = (
             2.0 * np.log(beta_b)[:, None]

@@ -83,7 +83,8 @@ def _gibbs_moments(lmu, r, b):
     E = (p * r).sum(-1)
     var = np.maximum((p * (r - E[:, None]) ** 2).sum(-1), 0.0)
     logp = z - np.log(s)  # log pi_b, O(1) numbers: no cancellation at small b
-    klv = np.maximum(np.where(p > 0, p * (logp - np.where(np.isfinite(lmu), lmu, 0.0)), 0.0).sum(-1), 0.0)
+    with np.errstate(invalid="ignore"):  # arms off the support: 0 * (-inf), dropped by the where
+        klv = np.maximum(np.where(p > 0, p * (logp - np.where(np.isfinite(lmu), lmu, 0.0)), 0.0).sum(-1), 0.0)
     return E, var, klv
 
 

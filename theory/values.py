@@ -53,16 +53,23 @@ def _support_max(mu, r, rname):
 
 
 def _lse(mu, z):
-    """log E_mu[e^z] over the support of mu (mu normalized), accurate when z is tiny.
+    """log E_mu[e^z] over the support of mu (rows of mu summing to 1 up to rounding), at every scale.
 
-    With m = max_{mu>0} z: log E_mu[e^z] = m + log1p(sum_y mu_y expm1(z_y - m)), which keeps
-    full relative precision as z -> 0 (beta -> inf), where the plain form cancels.
+    Where every ``|z| <= 1`` (on the support): ``log1p(E_mu[expm1(z)])``, which keeps full relative
+    precision as z -> 0 (beta -> inf), where the plain form cancels; ``1 + E_mu[expm1 z]`` is then
+    at least 1/e, so the log1p does not cancel. Elsewhere the log-sum-exp of log mu + z, shifted
+    by its largest term (a rare arm far up dominates without cancelling anything).
     """
     supp = mu > 0
-    m = np.where(supp, z, -np.inf).max(-1, keepdims=True)
-    d = np.where(supp, z - m, 0.0)
-    s = (mu * np.expm1(d)).sum(-1) / mu.sum(-1)
-    return m[..., 0] + np.log1p(np.maximum(s, -1.0))
+    msum = mu.sum(-1)
+    zs = np.where(supp, z, 0.0)
+    small = (np.abs(zs) <= 1.0).all(-1)
+    with np.errstate(divide="ignore", over="ignore"):
+        near = np.log1p((mu * np.expm1(np.clip(zs, -1.0, 1.0))).sum(-1) / msum)
+        lz = np.where(supp, np.log(np.where(supp, mu, 1.0)) + z, -np.inf)
+        top = lz.max(-1)
+        far = top + np.log(np.exp(lz - top[..., None]).sum(-1)) - np.log(msum)
+    return np.where(small, near, far)
 
 
 def _soft_value(mu, r, beta, rname="r"):
