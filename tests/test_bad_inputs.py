@@ -206,7 +206,7 @@ OTHER_REFUSALS = [
     # numeric extremes that are refused, with what to do
     ("adv/beta-above-1e306-lambert_target", lambda: T.lambert_target(MU, ADV, 1e-307), r"adv/beta .* exceeds 1e\+306 .*rescale adv or raise beta"),
     ("adv/beta-above-1e306-regime_of", lambda: T.regime_of(MU, ADV * 1e307, 1.0), r"adv/beta .* exceeds 1e\+306"),
-    ("loss-beyond-float64-lambert_stationary_points", lambda: T.lambert_stationary_points(MU, ADV * 1e200, 1.0), r"loss .* beyond float64.*adv/beta"),
+    ("loss-beyond-float64-lambert_stationary_points", lambda: T.lambert_stationary_points(MU, ADV * 1e200, 1.0), r"loss .* beyond float64; lambert_target gives"),
     ("r-span-overflow-soft_value", lambda: T.soft_value(MU, [1e308, -1e308, 0.0], 1.0), "r spans .* overflow float64; rescale r"),
     ("r-span-overflow-gibbs_target", lambda: T.gibbs_target(MU, [1e308, -1e308, 0.0], 1.0), "r spans .* overflow"),
     ("r-span-overflow-beta_eff_kl", lambda: T.beta_eff_kl(MU, [1e308, -1e308, 0.0], 0.1), "r spans more than float64"),

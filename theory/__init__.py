@@ -17,6 +17,14 @@ Public API (names follow docs/theory.md):
   generic boundary-aware KKT solver, ``theory.induced``);
 * ``theory.symbolic`` — the sympy derivations; ``theory.strategies`` —
   hypothesis strategies for checking fixed points (needs ``hypothesis``).
+
+Inputs (``theory._checks``): arrays may be lists, NumPy arrays or torch tensors
+(a tensor that requires grad is refused: pass ``x.detach()``); numbers may be
+Python, NumPy or 0-d torch scalars. Distributions sum to 1 within a tolerance
+set by their dtype (a float32 softmax passes) and are renormalized in float64.
+Bad input raises ``ValueError`` naming the argument; numbers at the extremes
+of float64 give the exact answer or a ``ValueError`` that names the limit
+(e.g. ``|adv/beta| <= 1e306`` for the Lambert target).
 """
 
 from .bandits import STANDARD_BANDITS, Bandit

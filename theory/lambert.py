@@ -850,8 +850,8 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     padded to the largest count in the batch by repeating the global minimizer.
     Candidates are compared by the logarithm of their loss (exact at every
     scale); a loss beyond float64 (:math:`\beta^2\eta^2 \sum\pi^2/\mu > 10^{308}`,
-    e.g. ``adv ~ 1e200`` at ``beta = 1``) raises ``ValueError``: call with
-    ``adv/beta`` and ``beta = 1`` to get it in units of :math:`\beta^2`.
+    e.g. ``adv ~ 1e200``) raises ``ValueError`` (:func:`lambert_target` still
+    gives the global minimizer there).
     """
     mu, a, beta_b, batch = _prepare(mu, adv, beta)
     N, K = a.shape
@@ -887,10 +887,11 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
         )
     if np.any(log_loss > _LOG_MAX):
         i = int(np.argwhere(log_loss > _LOG_MAX)[0][0])
+        where = tuple(int(j) for j in np.unravel_index(i, batch)) if batch else ()
         raise ValueError(
-            f"the regression loss at bandit {np.unravel_index(i, batch) if batch else ()} is "
-            f"~1e{log_loss.max() / math.log(10):.0f}, beyond float64; its stationary points are those of "
-            f"adv/beta: call again with adv/beta in place of adv and beta = 1 (the loss is then in units of beta^2)"
+            f"the regression loss of the stationary points of bandit {where} is ~1e{log_loss.max() / math.log(10):.0f} "
+            f"(beta^2 (eta u)^2 with |adv/beta| up to {np.abs(a).max():.3g}), beyond float64; lambert_target "
+            f"gives the global minimizer without it, or pass adv and beta with a smaller |adv|"
         )
     loss = np.exp(log_loss)
     valid = np.arange(P)[None, :] < count[:, None]
