@@ -359,7 +359,8 @@ def _polish(mu, lmu, a, eta, lower=None, s0=None, iters=12):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             new = eta[act] - F[act] / dF[act]
         new = np.where(np.sign(new) == np.sign(eta[act]), new, 0.125 * eta[act])  # overshoot past 0: back off
-        cand = np.isfinite(new) & (new != eta[act])
+        # a correction within rounding of eta: converged (quadratic steps, so the last one was already exact)
+        cand = np.isfinite(new) & (np.abs(new - eta[act]) > 2 * _EPS * np.abs(eta[act]))
         idx, new = act[cand], new[cand]
         if idx.size == 0:
             break
@@ -380,20 +381,32 @@ def _from_log_ratio(lmu, s):
 def _solve_chunk(mu, a, beta):
     """Induced target for one chunk of bandits: (pi, eta), pi not yet renormalized."""
     n, K = a.shape
-    lmu = _logmu(mu)
-    g0, noise = _g0_and_noise(mu, lmu, a)
-    # well-scaled rows: exp(a) neither overflows nor underflows, mu is zero or >= 1e-200
+    # well-scaled rows: exp(a) neither overflows nor underflows, mu is zero or >= 1e-200; there a
+    # plain E_mu[e^a] decides which rows the fast path takes (g0 > 1e-6: its rounding is immaterial)
     tiny = (mu > 0) & (mu < 1e-200)
     well = (np.abs(a).max(-1) < 300.0) & ~tiny.any(-1)
+    if well.all():
+        g0 = np.log(np.einsum("ij,ij->i", mu, np.exp(a)))
+    else:
+        g0 = np.full(n, -np.inf)
+        w = np.flatnonzero(well)
+        g0[w] = np.log(np.einsum("ij,ij->i", mu[w], np.exp(a[w])))
     fast = well & (g0 > 1e-6)
-    pi, eta, ok = np.zeros_like(a), np.zeros(n), np.zeros(n, bool)
-    r = np.flatnonzero(fast)
-    if r.size:
-        pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
+    if fast.all():
+        pi, eta, ok = _fast_positive(mu, a, g0)
+    else:
+        pi, eta, ok = np.zeros_like(a), np.zeros(n), np.zeros(n, bool)
+        r = np.flatnonzero(fast)
+        if r.size:
+            pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
     # the fast path's eta has an absolute error of a few ulps (of 1): polish where that is not relative
     rough = np.flatnonzero(ok & (eta < 0.05))
     if ok.all() and rough.size == 0:
         return pi, eta
+    lmu = _logmu(mu)
+    rest = np.flatnonzero(~ok)  # g0 to the precision the regime needs, with its rounding level
+    noise = np.zeros(n)
+    g0[rest], noise[rest] = _g0_and_noise(mu[rest], lmu[rest], a[rest])
     # boundary: |g0| within the rounding of log E_mu[e^a] itself; the Gibbs target is then exact
     # to that precision (eta = O(g0)), and the brackets below would rest on noise.
     zero = np.flatnonzero(~ok & (np.abs(g0) <= noise))
