@@ -306,16 +306,6 @@ def _entry(obj, b: Bandit) -> dict:
     mu, r = b.mu, b.r
     adv = obj.population_advantage(mu, r)
     kind = obj.target_kind
-    if kind == "vertex":
-        a_sup = adv[mu > 0]
-        top = a_sup.max()
-        tied = (mu > 0) & (adv >= top - 1e-12 * max(1.0, abs(top)))
-        if tied.sum() > 1:
-            lo = np.zeros_like(mu)
-            hi = np.where(tied, 1.0, 0.0)
-            e = _face_entry(obj, b, adv, lo, hi, "tie face", None)
-            e["note"] = f"{int(tied.sum())} arms tie for max A: every policy on them is optimal"
-            return e
     if _is_clip_lp(obj):
         value, lo, hi = ppo_clip_target_set(mu, adv, obj.params["eps_low"], obj.params.get("eps_high"))
         tol = 1e-7 * max(1.0, abs(value))
@@ -331,6 +321,13 @@ def _entry(obj, b: Bandit) -> dict:
     method = "closed-form" if kind in ("lambert", "gibbs", "linear", "vertex") else "kkt"
     it = obj.induced_target(mu[None], r[None], method=method)
     pi = it.pi[0]
+    if bool(it.set_valued[0]):  # tied advantages on a plateau of h/u: a face of fixed points
+        e = _face_entry(obj, b, adv, it.pi_min[0], it.pi_max[0], "tie face", None)
+        free = int(((it.pi_max[0] - it.pi_min[0]) > 1e-9).sum())
+        reached = ("the flow from mu reaches " + _runs([_num(x) for x in pi])) if bool(it.converged[0]) else (
+            "the flow's point on it is not certified")
+        e["note"] = f"{free} tied arms: every point of the face is stationary; {reached}"
+        return e
     ok = bool(it.converged[0]) and bool(np.isfinite(pi).all())
     if ok and "flow" not in it.method:
         ok = float(it.residual[0]) <= RESIDUAL_TOL
