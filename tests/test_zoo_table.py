@@ -178,3 +178,16 @@ def test_smoke_figure_writes_png_and_pdf(name, tmp_path):
     assert {p.suffix for p in paths} == {".png", ".pdf"}
     for p in paths:
         assert p.exists() and p.stat().st_size > 1000
+
+
+def test_tied_binary_rewards_give_a_cispo_face_in_the_table():
+    """The table reads set-valued targets from induced_target: CISPO on tied binary rewards is a face."""
+    from theory.bandits import Bandit
+
+    b = {"tied": Bandit("tied", np.array([0.5, 0.4, 0.1]), np.array([1.0, 1.0, 0.0]), "two tied correct arms")}
+    (row,) = zoo_rows(b, objectives=["cispo"])
+    e = row["bandits"]["tied"]
+    assert e["set_valued"] and e["method"] == "tie face"
+    np.testing.assert_allclose(e["pi_min"], [0.488, 0.36, 0.0], atol=1e-9)  # pi_0 <= 0.64, pi_1 <= 0.512
+    np.testing.assert_allclose(e["pi_max"], [0.64, 0.512, 0.0], atol=1e-9)
+    assert "the flow from mu reaches 0.64, 0.36, 0" in e["note"]
