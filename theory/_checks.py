@@ -250,3 +250,18 @@ def broadcast_with_batch(arm_arrays: dict, params: dict):
     K = next(iter(arm_arrays.values())).shape[-1]
     arms = [np.broadcast_to(a, batch + (K,)) for a in arm_arrays.values()]
     return arms, [np.broadcast_to(p, batch) for p in params.values()], batch
+
+
+def support_range(mu: np.ndarray, r: np.ndarray, rname: str = "r") -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of ``r`` over the support of ``mu``, shape (...,); refuses a spread that overflows float64."""
+    supp = mu > 0
+    rmax = np.where(supp, r, -np.inf).max(-1)
+    rmin = np.where(supp, r, np.inf).min(-1)
+    with np.errstate(over="ignore"):
+        span = rmax - rmin
+    if not np.all(np.isfinite(span)):
+        raise ValueError(
+            f"{rname} spans [{rmin.min():.3g}, {rmax.max():.3g}] on mu's support: differences of rewards overflow "
+            f"float64; rescale {rname} (and beta with it: V*_beta(c r) = c V*_(beta/c)(r))"
+        )
+    return rmin, rmax

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import as_float_array, as_scalar, broadcast_arms, broadcast_with_batch, check_distribution, check_positive
+from ._checks import (
+    as_float_array,
+    as_scalar,
+    broadcast_arms,
+    broadcast_with_batch,
+    check_distribution,
+    check_positive,
+    support_range,
+)
 from ._roots import safeguarded_newton
 
 __all__ = [
@@ -99,12 +107,8 @@ def _beta_eff(mu, r, value, which, vname):
     with np.errstate(divide="ignore"):
         lmu = np.where(mu2 > 0, np.log(np.where(mu2 > 0, mu2, 1.0)), -np.inf)
     supp = mu2 > 0
-    rmax = np.where(supp, r2, -np.inf).max(-1)
-    rmin = np.where(supp, r2, np.inf).min(-1)
-    with np.errstate(over="ignore"):
-        span = rmax - rmin
-    if not np.all(np.isfinite(span)):
-        raise ValueError("r spans more than float64 holds on mu's support (max - min overflows); rescale r")
+    rmin, rmax = support_range(mu2, r2, "r")
+    span = rmax - rmin
     flat = span <= 0
     unit = np.where(flat, 1.0, span)
     rs = np.where(supp, (r2 - rmax[:, None]) / unit[:, None], 0.0)  # in [-1, 0], 0 at the best arms

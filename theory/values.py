@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array, broadcast_arms, broadcast_with_batch, check_distribution, check_positive
+from ._checks import (
+    as_float_array,
+    broadcast_arms,
+    broadcast_with_batch,
+    check_distribution,
+    check_positive,
+    support_range,
+)
 
 __all__ = [
     "soft_value",
@@ -39,17 +46,7 @@ def _mu_r(mu, r):
 
 def _support_max(mu, r, rname):
     """max of r over the support of mu, (...,); refuses rewards whose spread overflows float64."""
-    supp = mu > 0
-    rmax = np.where(supp, r, -np.inf).max(-1)
-    rmin = np.where(supp, r, np.inf).min(-1)
-    with np.errstate(over="ignore"):
-        span = rmax - rmin
-    if not np.all(np.isfinite(span)):
-        raise ValueError(
-            f"{rname} spans [{rmin.min():.3g}, {rmax.max():.3g}] on mu's support: differences of rewards overflow "
-            f"float64; rescale {rname} (and beta with it: V*_beta(c r) = c V*_(beta/c)(r))"
-        )
-    return rmax
+    return support_range(mu, r, rname)[1]
 
 
 def _lse(mu, z):
