@@ -707,15 +707,13 @@ def certify(obj, mu, adv, pi, method, converged, *, movement=None, kappa=None, d
                 conv[set_valued] = False
             else:
                 ok = _is_distribution(fp) & ((fp >= pmin[set_valued] - 1e-9) & (fp <= pmax[set_valued] + 1e-9)).all(-1)
-                Pf = P[set_valued]
-                Pf[ok] = fp[ok]
-                P[set_valued] = Pf
-                sub = conv[set_valued]
-                sub &= ok
-                conv[set_valued] = sub
+                rows = np.flatnonzero(set_valued)
+                P[rows[ok]] = fp[ok]
+                conv[rows] &= ok
                 dist = _is_distribution(P)
     res = np.full(P.shape[0], np.inf)
-    res[dist] = stationarity_residual(wfun, M[dist], A[dist], P[dist]) if dist.any() else res[dist]
+    if dist.any():
+        res[dist] = stationarity_residual(wfun, M[dist], A[dist], P[dist])
     if movement is None:
         conv &= dist & (res <= RESIDUAL_TOL)
         residual = res
