@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import sys
 import tempfile
@@ -46,6 +47,7 @@ __all__ = [
     "remove_outputs",
     "require_folder",
     "cli_main",
+    "grid_to_grow",
     "CommandParser",
 ]
 
@@ -215,6 +217,56 @@ def _prog(main: Callable) -> str:
             return os.path.basename(sys.argv[0])
         name = spec.name
     return f"python -m {name.removesuffix('.__main__')}"
+
+
+def grid_to_grow(out_dir, record, settings: dict, grid_keys, output_names, *, overwrite: bool = False) -> bool:
+    """Whether ``out_dir`` holds a grid of cells this run may keep and grow in place.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The grid's folder.
+    record : path-like
+        Its settings file (``sweep.json``, ``probe.json``).
+    settings : dict
+        This run's settings, JSON-ready.
+    grid_keys : collection of str
+        The settings that span the grid (objectives, lags, seeds ...): they may
+        differ from the record's, every other one must match.
+    output_names : iterable of str
+        Files of other commands that make a folder without a record foreign.
+
+    Returns
+    -------
+    bool
+        True when the record exists and matches; False when there is nothing to
+        keep (``overwrite``, no folder, or a folder with no record and no
+        foreign results: other files, a README say, are left alone).
+
+    Raises
+    ------
+    UsageError
+        A setting differs (named, with ``--overwrite``), the record is not
+        valid JSON, or the folder holds another command's results without a
+        record.
+    """
+    out_dir, record = Path(out_dir), Path(record)
+    if overwrite or not out_dir.exists():
+        return False
+    if not record.exists():
+        guard_outputs([out_dir / n for n in output_names], what="command", arg="out_dir")
+        return False
+    try:
+        saved = json.loads(record.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"out_dir: {record} is not valid JSON; pass --overwrite to start over, or another --out-dir") from None
+    for k, v in settings.items():
+        if k not in grid_keys and saved.get(k) != v:
+            raise UsageError(
+                f"{k}: {v!r} differs from {saved.get(k)!r} in {record}; the cells there cannot be reused: pass the "
+                "same setting to grow the grid, --overwrite to replace it, or another --out-dir"
+            )
+    return True
 
 
 def cli_main(main: Callable) -> Callable:

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from theory.objectives import make_objective, objective_names
-from theory.outputs import UsageError, atomic_write_text, cli_main, guard_outputs, remove_outputs, require_folder
+from theory.outputs import UsageError, atomic_write_text, cli_main, grid_to_grow, remove_outputs, require_folder
 
 from ._cli import Parser, flag_message, require_config, usage_error
 from .evaluate import paired_difference
@@ -138,24 +138,10 @@ def _existing_rows(sweep: ConfirmSweep, out_dir: Path, overwrite: bool = False) 
     ``sweep.json``; other files (a README) are left alone. With ``overwrite``:
     nothing is kept.
     """
-    path, meta = out_dir / "results.csv", out_dir / "sweep.json"
-    if overwrite or not out_dir.exists():
+    path = out_dir / "results.csv"
+    settings = json.loads(json.dumps(dataclasses.asdict(sweep)))
+    if not grid_to_grow(out_dir, out_dir / "sweep.json", settings, GRID, OUTPUT_NAMES, overwrite=overwrite):
         return []
-    if not meta.exists():
-        # no record of a grid here: results of another command (the warm start in sft/ is ours) are refused
-        guard_outputs([out_dir / n for n in OUTPUT_NAMES], what="command", arg="out_dir")
-        return []
-    try:
-        saved = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"out_dir: {meta} is not valid JSON; pass --overwrite to start over, or another --out-dir") from None
-    now = json.loads(json.dumps(dataclasses.asdict(sweep)))
-    for k, v in now.items():
-        if k not in GRID and saved.get(k) != v:
-            raise UsageError(
-                f"{k}: {v!r} differs from {saved.get(k)!r} in {meta}; the cells there cannot be reused: pass the "
-                "same setting to grow the grid, --overwrite to replace it, or another --out-dir"
-            )
     if not path.exists():
         return []
     with open(path, newline="") as f:

@@ -74,7 +74,7 @@ from tqdm.auto import tqdm
 from theory.advantages import conditional_group_advantage
 from theory.lambert import lambert_stationary_points, relaxed_lambert_target
 from theory.objectives import make_objective, objective_names
-from theory.outputs import UsageError, atomic_write_bytes, cli_main, guard_outputs, remove_outputs, require_folder
+from theory.outputs import UsageError, atomic_write_bytes, cli_main, grid_to_grow, remove_outputs, require_folder
 
 from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, require_config, usage_error
 from .evaluate import paired_difference
@@ -551,24 +551,9 @@ def earlier_cells(cfg: ProbeConfig, out_dir: Path, overwrite: bool = False) -> t
     ``probe.json``; other files (a README) are left alone. With ``overwrite``:
     nothing is kept.
     """
-    meta_path = out_dir / "probe.json"
-    if overwrite or not out_dir.exists():
+    settings = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    if not grid_to_grow(out_dir, out_dir / "probe.json", settings, GRID, OUTPUT_NAMES, overwrite=overwrite):
         return [], []
-    if not meta_path.exists():
-        # no record of a grid here: results of another command (the warm start in sft/ is ours) are refused
-        guard_outputs([out_dir / n for n in OUTPUT_NAMES], what="command", arg="out_dir")
-        return [], []
-    try:
-        saved = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"out_dir: {meta_path} is not valid JSON; pass --overwrite to start over, or another --out-dir") from None
-    now = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    for k, v in now.items():
-        if k not in GRID and saved.get(k) != v:
-            raise UsageError(
-                f"{k}: {v!r} differs from {saved.get(k)!r} in {meta_path}; the cells there cannot be reused: pass "
-                "the same setting to grow the grid, --overwrite to replace it, or another --out-dir"
-            )
     if not (out_dir / "probe.csv").exists():
         return [], []
     traj_path = out_dir / "trajectory.csv"
