@@ -242,15 +242,6 @@ def _population_surrogate(obj, pi, mu, adv) -> np.ndarray:
     return -(torch.as_tensor(mu) * loss).sum(-1).numpy()
 
 
-def _is_clip_lp(obj) -> bool:
-    return (
-        obj.target_kind == "lp"
-        and "eps_low" in obj.params
-        and "is_cap" not in obj.params
-        and not obj.params.get("kl_beta", 0.0)
-    )
-
-
 # ---------------------------------------------------------------------------
 # one objective on one bandit
 # ---------------------------------------------------------------------------
@@ -306,7 +297,7 @@ def _entry(obj, b: Bandit) -> dict:
     mu, r = b.mu, b.r
     adv = obj.population_advantage(mu, r)
     kind = obj.target_kind
-    if _is_clip_lp(obj):
+    if obj.lp_clip:
         value, lo, hi = ppo_clip_target_set(mu, adv, obj.params["eps_low"], obj.params.get("eps_high"))
         tol = 1e-7 * max(1.0, abs(value))
 
@@ -372,7 +363,7 @@ def _character(obj, entries: dict) -> str:
         if len(regimes) == 1:
             return regimes.pop()
         return ", ".join(f"{n}: {e['regime']}" for n, e in entries.items())
-    if _is_clip_lp(obj):
+    if obj.lp_clip:
         return "set-valued (LP face)"
     if obj.target_kind == "lp":
         return "numerical (flow)"
@@ -383,7 +374,7 @@ def _character(obj, entries: dict) -> str:
 
 
 def _induced_text(obj) -> str:
-    if _is_clip_lp(obj):
+    if obj.lp_clip:
         return "set-valued: optimal face of the clipped-surrogate LP (per-arm ranges)"
     if obj.target_kind == "lp":
         return obj.induced if obj.induced.startswith("numerical") else f"numerical: flow ({obj.induced})"
