@@ -59,6 +59,7 @@ __all__ = [
     "stationary_face",
     "stationarity_residual",
     "ppo_clip_target_set",
+    "population_surrogate",
 ]
 
 #: |sum mu u - 1| below which the normalization counts as met (a vertex: mu * (1/mu) - 1 is
@@ -746,16 +747,22 @@ def _lp_faces(obj, M, A, P):
         pmin[i], pmax[i] = lo, hi
         set_valued[i] = bool((hi - lo > 1e-9).any())
         if _is_distribution(P[i]):
-            J = _clip_surrogate(M[i], A[i], P[i], p["eps_low"], p.get("eps_high") or p["eps_low"])
+            J = population_surrogate(obj, P[i][None], M[i], A[i])[0]
             on_face[i] = J >= value - 1e-7 * max(1.0, abs(value))
     return set_valued, pmin, pmax, on_face
 
 
-def _clip_surrogate(mu, adv, pi, eps_low, eps_high) -> float:
-    """:math:`J = \\sum_y\\mu_y\\min(u_yA_y, \\mathrm{clip}(u_y, 1-\\epsilon_l, 1+\\epsilon_h)A_y)`."""
+def population_surrogate(obj, pi, mu, adv) -> np.ndarray:
+    r"""The population objective :math:`J(\pi) = -\sum_y \mu_y\,\ell_y` of ``obj``'s own loss on one-token
+    sequences, for policies ``pi`` (N, K) on one bandit ``(mu, adv)`` (K,); (N,)."""
     sup = mu > 0
-    u = np.where(sup, pi / np.where(sup, mu, 1.0), 0.0)
-    return float(np.where(sup, mu * np.minimum(u * adv, np.clip(u, 1 - eps_low, 1 + eps_high) * adv), 0.0).sum())
+    logp = torch.log(torch.as_tensor(pi, dtype=torch.float64).clamp_min(1e-300))[..., None]  # (N, K, T=1)
+    logmu = torch.as_tensor(np.where(sup, np.log(np.where(sup, mu, 1.0)), -1000.0)).expand_as(logp[..., 0])[..., None]
+    a = torch.as_tensor(adv, dtype=torch.float64).expand_as(logp[..., 0])
+    mask = torch.as_tensor(sup).expand_as(logp[..., 0])[..., None]
+    with torch.no_grad():
+        loss = obj.loss(logp, logmu, a, mask)[..., 0]  # (N, K)
+    return -(torch.as_tensor(mu) * loss).sum(-1).numpy()
 
 
 def ppo_clip_target_set(mu, adv, eps_low=0.2, eps_high=None):

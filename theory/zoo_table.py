@@ -64,7 +64,7 @@ import torch
 from tqdm import tqdm
 
 from .bandits import STANDARD_BANDITS, Bandit
-from .induced import ppo_clip_target_set
+from .induced import population_surrogate, ppo_clip_target_set
 from .lambert import lambert_target, regime_of
 from .measures import REGIME_NAMES, beta_eff_kl, entropy, expected_reward, kl
 from .objectives import OBJECTIVES, make_objective
@@ -230,18 +230,6 @@ def polytope_ranges(lo, hi, mu, r, vertices=None) -> dict:
     }
 
 
-def _population_surrogate(obj, pi, mu, adv) -> np.ndarray:
-    r""":math:`J(\pi) = -\sum_y \mu_y\,\ell_y` with ``obj.loss`` on one-token sequences; ``pi`` (N, K)."""
-    sup = mu > 0
-    logp = torch.log(torch.as_tensor(pi, dtype=torch.float64).clamp_min(1e-300))[..., None]  # (N, K, T=1)
-    logmu = torch.as_tensor(np.where(sup, np.log(np.where(sup, mu, 1.0)), -1000.0)).expand_as(logp[..., 0])[..., None]
-    a = torch.as_tensor(adv, dtype=torch.float64).expand_as(logp[..., 0])
-    mask = torch.as_tensor(sup).expand_as(logp[..., 0])[..., None]
-    with torch.no_grad():
-        loss = obj.loss(logp, logmu, a, mask)[..., 0]  # (N, K)
-    return -(torch.as_tensor(mu) * loss).sum(-1).numpy()
-
-
 # ---------------------------------------------------------------------------
 # one objective on one bandit
 # ---------------------------------------------------------------------------
@@ -302,7 +290,7 @@ def _entry(obj, b: Bandit) -> dict:
         tol = 1e-7 * max(1.0, abs(value))
 
         def certify(verts):
-            J = _population_surrogate(obj, verts, mu, adv)
+            J = population_surrogate(obj, verts, mu, adv)
             ok = bool(np.all(np.abs(J - value) <= tol))
             return ok, "" if ok else f"face is not the box of arm ranges (max |J - J*| = {np.abs(J - value).max():.1e})"
 
