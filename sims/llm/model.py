@@ -325,14 +325,50 @@ class GPT(nn.Module):
             logp = torch.where(mask.bool(), logp, 0.0)
         return logp  # (B, T)
 
-    def completion_logprobs(self, rollout: Rollout, temperature: float = 1.0) -> torch.Tensor:
+    def completion_logprobs(self, rollout: Rollout, temperature: float = 1.0, chunks: int | None = None) -> torch.Tensor:
         """(N, Tc) log-probabilities of a rollout's completion tokens under the current
-        weights, aligned with ``rollout.logp`` and zero off ``rollout.mask``."""
+        weights, aligned with ``rollout.logp`` and zero off ``rollout.mask``.
+
+        The rows are packed before the pass: each row's real tokens (prompt without
+        its left padding, then the completion up to EOS) move to the left, so only
+        trailing padding remains and the plain causal kernel runs with no mask; the
+        rows are sorted by length and cut into ``chunks`` groups, each trimmed to its
+        longest row. Positions count real tokens, as in :meth:`forward`, so the
+        numbers are those of the padded sequences up to floating-point rounding,
+        while the work scales with the real tokens, not with ``N * (Tp + Tc)``.
+
+        Parameters
+        ----------
+        rollout : Rollout
+        temperature : float
+            tau > 0.
+        chunks : int, optional
+            Length groups (default: one per 32 rows, at most 8).
+        """
+        prompt_len = (rollout.prompts != PAD).sum(1)  # (N,) BOS included
+        comp_len = rollout.mask.sum(1)  # (N,)
+        total = prompt_len + comp_len  # (N,)
         seq = rollout.sequences()  # (N, Tp + Tc)
-        Tp = rollout.prompts.shape[1]
-        full_mask = torch.cat([torch.zeros_like(rollout.prompts[:, 1:], dtype=torch.bool), rollout.mask], 1)
-        logp = self.token_logprobs(seq[:, :-1], seq[:, 1:], full_mask, temperature)  # (N, Tp + Tc - 1)
-        return logp[:, Tp - 1 :]  # (N, Tc)
+        N, Tp, Tc = seq.shape[0], rollout.prompts.shape[1], rollout.tokens.shape[1]
+        T = int(total.max())
+        cols = torch.arange(T, device=seq.device)  # (T,)
+        src = (Tp - prompt_len)[:, None] + cols  # (N, T) column of seq that lands in packed column t
+        packed = seq.gather(1, src.clamp(max=Tp + Tc - 1))  # (N, T)
+        packed = torch.where(cols < total[:, None], packed, PAD)  # (N, T) real tokens first, then padding
+        order = torch.argsort(total, stable=True)  # (N,) shortest rows first
+        n_chunks = chunks if chunks is not None else min(8, max(1, N // 32))
+        pieces = []
+        for rows in torch.tensor_split(order, max(1, min(n_chunks, N))):
+            if rows.numel() == 0:
+                continue
+            Tk = int(total[rows].max())
+            x = packed[rows, :Tk]  # (n, Tk)
+            logp = self.token_logprobs(x[:, :-1], x[:, 1:], None, temperature)  # (n, Tk - 1)
+            # completion token j of a row is the target at packed column prompt_len - 1 + j
+            at = (prompt_len[rows] - 1)[:, None] + torch.arange(Tc, device=seq.device)  # (n, Tc)
+            pieces.append(logp.gather(1, at.clamp(max=Tk - 2)))  # (n, Tc)
+        logp = torch.cat(pieces)[torch.argsort(order)]  # (N, Tc) back in rollout order
+        return torch.where(rollout.mask, logp, 0.0)  # (N, Tc)
 
     @torch.no_grad()
     def sample(

@@ -88,7 +88,7 @@ from .tblog import ScalarLog, require_tensorboard
 
 @dataclass(frozen=True)
 class RLConfig:
-    """Settings of one RL run; ``RL_PRESETS`` holds ``smoke`` and ``default``."""
+    """Settings of one RL run; ``RL_PRESETS`` holds ``smoke``, ``default`` and ``lag`` (the lag study's cells)."""
 
     sft: str = "default"
     """Warm start: an SFT checkpoint file (ckpt.pt of sims.llm.sft) or an SFT preset name to run first."""
@@ -118,6 +118,13 @@ class RLConfig:
     """Sampling temperature; the behaviour and current log-probabilities are taken at it too."""
     format_weight: float = 0.0
     """w in reward = (1 - w) * score + w * format_score."""
+    reward: str = "score"
+    """score: reasoning-gym's score (partial credit possible); correct: 1 when that score is exactly 1, else 0."""
+    problems: str = "pool"
+    """pool: draw prompts with replacement from the SFT task's training problems; fresh: new problems from the
+    task's stream for this seed (sims.llm.tasks.ProblemStream), none repeated, none in the SFT pool or held out."""
+    diag_every: int = 1
+    """Compute kl_after and eta_fit (an extra forward pass) every this many steps and at the last; blank otherwise."""
     seed: int = 0
     """Seed of prompt and sample draws; evaluation sampling uses seed + 1."""
     eval_every: int = 50
@@ -162,6 +169,7 @@ class RLConfig:
             "eval_samples",
             "ckpt_every",
             "num_threads",
+            "diag_every",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
@@ -177,6 +185,12 @@ class RLConfig:
             raise ValueError(f"temperature: must be > 0, got {self.temperature}")
         if not 0 <= self.format_weight <= 1:
             raise ValueError(f"format_weight: must lie in [0, 1], got {self.format_weight}")
+        if self.reward not in ("score", "correct"):
+            raise ValueError(f"reward: must be score or correct, got {self.reward!r}")
+        if self.problems not in ("pool", "fresh"):
+            raise ValueError(f"problems: must be pool or fresh, got {self.problems!r}")
+        if self.problems == "fresh" and self.seed >= 10**5:
+            raise ValueError(f"seed: fresh problems need a seed below 100000, got {self.seed}")
         if 1 not in self.eval_ks or min(self.eval_ks) < 1 or max(self.eval_ks) > self.eval_samples:
             raise ValueError(
                 f"eval_ks: must include 1 and lie in [1, eval_samples={self.eval_samples}], got {self.eval_ks}"
@@ -209,6 +223,23 @@ RL_PRESETS = {
         ckpt_every=10,
     ),
     "default": RLConfig(),
+    # the lag study's cells (sims.llm.lag_study): countdown from the 'countdown' SFT warm start, fresh problems,
+    # reward 1 for a correct expression and 0 otherwise
+    "lag": RLConfig(
+        sft="countdown",
+        group_size=8,
+        prompts_per_step=16,
+        lr=3e-4,
+        steps=240,
+        reward="correct",
+        problems="fresh",
+        eval_every=20,
+        eval_samples=4,
+        eval_ks=(1, 4),
+        diag_every=5,
+        ckpt_every=240,
+        num_threads=1,
+    ),
 }
 
 
@@ -437,6 +468,9 @@ def train_rl(
         restore_checkpoint(ckpt, model=model, optimizer=optimizer, generators=generators)
         step, ring = ckpt["step"], ckpt["ring"]
         history, elapsed, final_eval = list(ckpt["extra"]["history"]), ckpt["extra"]["elapsed_s"], ckpt["extra"]["final_eval"]
+    stream = task.stream(cfg.seed) if cfg.problems == "fresh" else None
+    if stream is not None and step:
+        stream.skip(step * cfg.prompts_per_step)  # the problems the resumed run has trained on
     columns = _csv_columns(cfg)
     if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
         write_metrics(out_dir / "metrics.csv", columns, history)
@@ -461,15 +495,24 @@ def train_rl(
         t0 = time.perf_counter()
         # 1. sample with the lagged weights: mu = pi_{max(0, step - L)}
         behaviour.load_state_dict(ring[0])
-        idx = torch.randint(len(task.train), (B,), generator=gen).tolist()
-        problems = [task.train[i] for i in idx]
+        if stream is None:
+            idx = torch.randint(len(task.train), (B,), generator=gen).tolist()
+            problems = [task.train[i] for i in idx]
+        else:
+            problems = stream.take(B)
         prompts = tok.encode_prompts([p.prompt for p in problems]).to(dev)  # (B, Tp)
         roll = behaviour.sample(prompts, G, task.max_new_tokens, tau, sample_gen)  # N = B * G rows
         mask, logp_mu = roll.mask, roll.logp  # (N, Tc)
 
         # 2. rewards and the objective's signal
         texts = tok.decode_batch(roll.tokens)
-        scores = torch.tensor([task.score(t, problems[j // G]) for j, t in enumerate(texts)], dtype=torch.float64)
+        scored = {}  # (prompt, completion) -> score: a sharp policy repeats its completions
+        for j, t in enumerate(texts):
+            if (j // G, t) not in scored:
+                scored[j // G, t] = task.score(t, problems[j // G])
+        scores = torch.tensor([scored[j // G, t] for j, t in enumerate(texts)], dtype=torch.float64)
+        if cfg.reward == "correct":
+            scores = (scores == 1.0).double()
         if cfg.format_weight > 0:
             fmt = torch.tensor([task.format_score(t) for t in texts], dtype=torch.float64)
             rewards = (1 - cfg.format_weight) * scores + cfg.format_weight * fmt
@@ -499,8 +542,10 @@ def train_rl(
             losses.append(loss.item())
             grad_norms.append(gn.item())
             clips.append(clip_fraction(obj, logp, logp_mu, mask, logp_prox))
-        with torch.no_grad():
-            logp_after = model.completion_logprobs(roll, tau)  # (N, Tc)
+        diag = (step + 1) % cfg.diag_every == 0 or step + 1 == cfg.steps
+        if diag:
+            with torch.no_grad():
+                logp_after = model.completion_logprobs(roll, tau)  # (N, Tc)
 
         # 4. push the new weights; keep L + 1 snapshots
         ring.append(snapshot(model))
@@ -509,7 +554,6 @@ def train_rl(
 
         # diagnostics
         s_before = _seq_sum(logp_start - logp_mu, mask).double()  # (N,) log pi_t / mu
-        s_after = _seq_sum(logp_after - logp_mu, mask).double()  # (N,) log pi_{t+1} / mu
         w = torch.exp(s_before - s_before.max())
         n_tok = int(mask.sum())
         row = {
@@ -521,7 +565,7 @@ def train_rl(
             "len": roll.lengths.double().mean().item(),
             "entropy": (-_seq_sum(logp_start, mask).sum() / n_tok).item(),
             "kl": (-s_before).mean().item(),
-            "kl_after": (-s_after).mean().item(),
+            "kl_after": None,
             "ratio_mean": s_before.exp().mean().item(),
             "ratio_max": s_before.exp().max().item(),
             "ess": (w.sum() ** 2 / (len(w) * (w**2).sum())).item(),
@@ -531,11 +575,15 @@ def train_rl(
             "eta_pred": None,
             "tokens": n_tok,
         }
+        if diag:
+            s_after = _seq_sum(logp_after - logp_mu, mask).double()  # (N,) log pi_{t+1} / mu
+            row["kl_after"] = (-s_after).mean().item()
         if beta is not None:
-            s_anchor = s_after if logp_ref is None else _seq_sum(logp_after - logp_ref, mask).double()
             adv = signal.double().view(B, G)
-            row["eta_fit"] = float(fitted_eta(s_anchor.view(B, G), adv, beta).mean())
             row["eta_pred"] = float(lambert_eta(adv, beta).mean())
+            if diag:
+                s_anchor = s_after if logp_ref is None else _seq_sum(logp_after - logp_ref, mask).double()
+                row["eta_fit"] = float(fitted_eta(s_anchor.view(B, G), adv, beta).mean())
         row["tok_per_s"] = n_tok * cfg.inner_steps / (time.perf_counter() - t0)
         step += 1
 

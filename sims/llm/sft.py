@@ -56,7 +56,7 @@ from .tokenizer import PAD, pad_right
 
 @dataclass(frozen=True)
 class SFTConfig:
-    """Settings of one SFT run; ``SFT_PRESETS`` holds ``smoke`` and ``default``."""
+    """Settings of one SFT run; ``SFT_PRESETS`` holds ``smoke``, ``default`` and ``countdown`` (the lag study's)."""
 
     task: str = "chain_sum"
     """reasoning-gym task: chain_sum, basic_arithmetic, countdown or gsm_symbolic."""
@@ -175,6 +175,27 @@ SFT_PRESETS = {
         checkpoint_every=100,
     ),
     "default": SFTConfig(),
+    # the lag study's warm start (sims.llm.lag_study): countdown with 3 numbers; stopped early, where pass@8 is
+    # about three times pass@1, so RL has room to concentrate the policy on solutions it can already find
+    "countdown": SFTConfig(
+        task="countdown",
+        difficulty="tiny",
+        model="smoke",
+        train_size=20_000,
+        eval_size=200,
+        batch_size=64,
+        lr=3e-3,
+        min_lr=3e-4,
+        warmup_steps=20,
+        max_steps=1500,
+        eval_every=25,
+        eval_samples=8,
+        eval_ks=(1, 8),
+        stop_low=0.15,
+        stop_high=0.30,
+        checkpoint_every=500,
+        num_threads=1,
+    ),
 }
 
 

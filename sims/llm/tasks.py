@@ -386,11 +386,88 @@ class Task:
         s = self.score(completion, entry)
         return s if format_weight == 0.0 else (1 - format_weight) * s + format_weight * self.format_score(completion)
 
+    def stream(self, seed: int) -> "ProblemStream":
+        """Fresh training problems for an RL run with seed ``seed``: see :class:`ProblemStream`."""
+        return ProblemStream(self, seed)
+
     def __repr__(self):
         return (
             f"Task({self.name!r}, difficulty={self.difficulty!r}, seed={self.seed}, cot={self.cot}, "
             f"train={len(self.train)}, eval={len(self.eval)})"
         )
+
+
+class ProblemStream:
+    """Fresh training problems, generated on demand, that never repeat within a run.
+
+    Item ``i`` of the stream of RL seed ``s`` is reasoning-gym's item seeded
+    ``STREAM_BASE + task_seed * STREAM_TASK_SPAN + s * STREAM_SPAN + i``, a range
+    disjoint from the SFT training pool and the held-out problems (both below
+    ``2 * (task_seed + 1) * SPAN``). An item is skipped when its prompt is a
+    held-out prompt, a prompt of the SFT training pool, a prompt this stream has
+    already served, or when it is longer than the task's model can read (prompt
+    or worked solution longer than ``Task.max_prompt_len`` /
+    ``Task.max_completion_len``). So every problem a run trains on is new to the
+    model and to the run. The stream is a deterministic function of the task and
+    ``s``: :meth:`skip` replays it to where a resumed run left off.
+
+    Parameters
+    ----------
+    task : Task
+    seed : int
+        RL seed, ``0 <= seed < STREAM_TASK_SPAN // STREAM_SPAN``.
+    """
+
+    CHUNK = 1024
+
+    def __init__(self, task: "Task", seed: int):
+        limit = STREAM_TASK_SPAN // STREAM_SPAN
+        if not isinstance(seed, int) or not 0 <= seed < limit:
+            raise ValueError(f"seed: a problem stream needs an integer seed in [0, {limit}), got {seed!r}")
+        self.task, self.seed = task, seed
+        self.base = STREAM_BASE + task.seed * STREAM_TASK_SPAN + seed * STREAM_SPAN
+        self._exclude = {p.prompt for p in task.eval} | {p.prompt for p in task.train}
+        self._items, self._next_item, self.served = [], 0, 0
+
+    def _refill(self) -> None:
+        import reasoning_gym as rg
+
+        spec, task = self.task._spec, self.task
+        if self._next_item + self.CHUNK > STREAM_SPAN:
+            raise RuntimeError(f"the problem stream of seed {self.seed} is exhausted ({STREAM_SPAN} items)")
+        ds = rg.create_dataset(spec.rg_name, seed=self.base + self._next_item, size=self.CHUNK, **spec.config(task.difficulty))
+        self._next_item += self.CHUNK
+        for i in range(self.CHUNK):
+            p = spec.to_problem(ds[i], task.difficulty, task.cot)
+            if (
+                p is None
+                or p.prompt in self._exclude
+                or len(p.prompt) > task.max_prompt_len
+                or len(p.completion) > task.max_completion_len
+            ):
+                continue
+            self._exclude.add(p.prompt)
+            self._items.append(p)
+
+    def take(self, n: int) -> list[Problem]:
+        """The next ``n`` problems."""
+        while len(self._items) < n:
+            self._refill()
+        out, self._items = self._items[:n], self._items[n:]
+        self.served += n
+        return out
+
+    def skip(self, n: int) -> None:
+        """Advance past ``n`` problems (what a resumed run has already trained on)."""
+        self.take(n)
+
+
+STREAM_BASE = 10**15
+"""First reasoning-gym seed of the fresh-problem streams (far above the pool and held-out ranges)."""
+STREAM_TASK_SPAN = 10**12
+"""Seeds reserved per task seed for its streams."""
+STREAM_SPAN = 10**7
+"""Seeds reserved per RL seed (items one stream can draw)."""
 
 
 def make_task(
