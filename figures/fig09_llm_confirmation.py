@@ -11,17 +11,22 @@ Reads ``results/llm_confirm/summary.csv``, written by
 metrics averaged over the last 10 steps; mean and standard error over seeds).
 When the file is missing the grid is recomputed into that folder (under
 ``--smoke``, a small grid into the results cache instead, see :func:`load`).
-Left: eta fitted from the realized log-ratios (identity estimator, after the
-update) against the Lambert prediction from the group's advantages; hollow
-markers there: the grid of ``results/llm_confirm_k8`` (8 inner steps per batch,
-8 steps; its README has the commands), where the fit moves towards the
-prediction. Second: the regression baselines at beta = 0.1
-in their predicted order of pessimism (V above the soft value, the exact soft
-value, the mean, the beta-shifted mean), fitted (filled) and predicted (hollow)
-eta at each lag; OAPL (beta = 1e-3, |eta| ~ 10^2) is off this scale and stays in
-the first panel. Then reward, entropy and KL(mu||pi_{t+1}) after the update
-against lag; right: the ratio-based objective's clip fraction and ratio ESS
-against lag. results/llm_confirm/README.md states the orderings with their
+Two rows of three panels (:data:`FIGSIZE`, a two-column paper's full text
+width); the objectives' colours are in one legend below them. Top left: eta
+fitted from the realized log-ratios (identity estimator, after the update)
+against the Lambert prediction from the group's advantages; hollow markers
+there: the grid of ``results/llm_confirm_k8`` (8 inner steps per batch, 8 steps;
+its README has the commands), where the fit moves towards the prediction. Top
+middle: the regression baselines at beta = 0.1 in their predicted order of
+pessimism (V above the soft value, the exact soft value, the mean, the
+beta-shifted mean), fitted (filled) and predicted (hollow) eta at each lag; OAPL
+(beta = 1e-3, |eta| ~ 10^2) is off this scale and stays in the top-left panel.
+Top right, bottom left, bottom middle: reward, entropy and KL(mu||pi_{t+1})
+after the update against lag; bottom right: the ratio-based objective's clip
+fraction and ratio ESS against lag. Each panel is drawn by its own function
+(:func:`eta_panel`, :func:`ordering_panel`, :func:`lag_panel`,
+:func:`ratio_panel`), which takes ``ax=None`` and returns the axes.
+results/llm_confirm/README.md states the orderings with their
 standard errors (``tables.md`` there). Figure 10 (``fig10_llm_probe``) trains
 to convergence on one frozen behaviour, where the fitted eta can be compared with
 the prediction directly.
@@ -45,10 +50,12 @@ FULL_GRID = ["--objectives", "opmd", "opmd_lme", "shifted_regression", "oapl", "
              "--seeds", *map(str, range(10)), "--steps", "30"]
 #: the regression baselines at beta = 0.1 in their predicted order of pessimism (eta increasing)
 ORDER = ["opmd_above", "opmd_lme", "opmd", "shifted_regression"]
-BASELINE = {"opmd_above": "V above\nsoft value", "opmd_lme": "soft value", "opmd": "mean",
-            "shifted_regression": "beta-shifted\nmean"}
+BASELINE = {"opmd_above": "V above\nsoft\nvalue", "opmd_lme": "soft\nvalue", "opmd": "mean",
+            "shifted_regression": "beta-\nshifted\nmean"}
 SMOKE_GRID = ["--objectives", "opmd", "shifted_regression", "grpo", "--lags", "0", "4", "--seeds", "0", "1",
               "--steps", "8"]
+#: two rows of three panels at a two-column paper's full text width (inches)
+FIGSIZE = (7.0, 6.4)
 
 
 def load(smoke: bool, path: Path | None = None, results_dir: Path | None = None) -> list[dict]:
@@ -88,17 +95,40 @@ def _series(rows, obj, key):
     return lag, m, se
 
 
-def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
-         results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
-    rows = load(smoke, results_dir=results_dir)
+def objectives(rows) -> list[str]:
+    """The objectives of ``rows`` in drawing order: :data:`ORDER`, then OAPL and GRPO, then any others."""
     found = list(dict.fromkeys(r["objective"] for r in rows))
-    objs = [o for o in ORDER + ["oapl", "grpo"] if o in found] + [o for o in found if o not in ORDER + ["oapl", "grpo"]]
-    colors = dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
-    fig, axes = plt.subplots(1, 6, figsize=(23, 4.1))
-    ax = axes[0]
+    known = ORDER + ["oapl", "grpo"]
+    return [o for o in known if o in found] + [o for o in found if o not in known]
+
+
+def palette(rows) -> dict:
+    """One tab10 colour per objective of ``rows``, in the order of :func:`objectives` (shared by every panel)."""
+    objs = objectives(rows)
+    return dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
+
+
+def _lag_axis(ax, rows):
+    lags = sorted({r["lag"] for r in rows})
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks(lags, [str(int(x)) for x in lags])
+    ax.set_xlabel("lag L")
+
+
+def eta_panel(rows, k8_rows=None, *, colors=None, legend=True, ax=None):
+    """Fitted against Lambert-predicted eta per (objective, lag), symlog; marker size grows with lag.
+
+    ``k8_rows`` (rows of ``results/llm_confirm_k8/summary.csv``, 8 inner steps
+    per batch) are drawn hollow when given. With ``legend=False`` the panel's
+    legend keeps only its own entries (hollow markers, diagonal) and leaves the
+    objective colours to a legend shared by the figure.
+    """
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = palette(rows) if colors is None else colors
+    own = []
     lim = 0.0
-    for obj in objs:
+    for obj in colors:
         for r in rows:
             if r["objective"] != obj or r["eta_fit"] is None or r["eta_pred"] is None:
                 continue
@@ -106,52 +136,33 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
                         fmt="o", color=colors[obj], ms=4 + r["lag"] / 4)
             lim = max(lim, r["eta_pred"], r["eta_fit"])
         ax.plot([], [], "o", color=colors[obj], label=obj)
-    k8 = RESULTS_K8 / "summary.csv"
-    if k8.exists():
-        for r in load(smoke, k8):
+    if k8_rows is not None:
+        for r in k8_rows:
             if r["eta_fit"] is None or r["eta_pred"] is None or r["objective"] not in colors:
                 continue
             ax.errorbar(r["eta_pred"], r["eta_fit"], xerr=r["eta_pred_se"] or 0, yerr=r["eta_fit_se"] or 0,
                         fmt="o", mfc="white", color=colors[r["objective"]], ms=4 + r["lag"] / 4)
             lim = max(lim, r["eta_pred"], abs(r["eta_fit"]))
-        ax.plot([], [], "o", mfc="white", color="0.3", label="8 inner steps per batch")
-    ax.plot([-lim * 1.05, lim * 1.05], [-lim * 1.05, lim * 1.05], "k:", lw=1, label="fitted = predicted")
+        own += ax.plot([], [], "o", mfc="white", color="0.3", label="8 inner steps\nper batch")
+    own += ax.plot([-lim * 1.05, lim * 1.05], [-lim * 1.05, lim * 1.05], "k:", lw=1, label="fitted = predicted")
     ax.set_xscale("symlog", linthresh=1)
     ax.set_yscale("symlog", linthresh=1)
+    # every other decade on x, so the labels stay apart at print width
+    ax.set_xticks([0.0] + [s * 10.0**k for k in range(0, 9, 2) if 10.0**k <= max(lim, 1.0) for s in (-1, 1)])
+    ax.set_ylim(top=10.0 * max(lim, 1.0) * 1.05)  # an empty decade on top holds the legend, clear of the diagonal
     ax.set_xlabel(r"predicted $\eta$ (Lambert, from $A$, $\beta$)")
     ax.set_ylabel(r"fitted $\eta$ (after the update)")
-    ax.set_title(r"$\eta$: fitted against predicted (symlog)" + "\n(marker size grows with lag)")
-    ax.legend(frameon=False, fontsize=8)
-    _ordering_panel(axes[1], rows, colors)
-    for ax, key, label in zip(axes[2:5], ("reward", "entropy", "kl_after"),
-                              ("reward of the samples", "entropy proxy [nats/token]",
-                               r"KL$(\mu\|\pi_{t+1})$ after the update [nats]")):
-        for obj in objs:
-            lag, m, se = _series(rows, obj, key)
-            ax.errorbar(lag, m, yerr=se, marker="o", color=colors[obj], capsize=2, label=obj)
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xticks(sorted({r["lag"] for r in rows}), [str(int(x)) for x in sorted({r["lag"] for r in rows})])
-        ax.set_xlabel("lag L")
-        ax.set_title(label)
-    ax = axes[5]
-    for obj in objs:
-        lag, clip, se = _series(rows, obj, "clip_frac")
-        if np.isfinite(clip).any():
-            ax.errorbar(lag, clip, yerr=se, marker="o", color=colors[obj], capsize=2, label=f"{obj}: clip fraction")
-            lag, ess, se = _series(rows, obj, "ess")
-            ax.errorbar(lag, 1 - ess, yerr=se, marker="s", ls="--", color=colors[obj], capsize=2,
-                        label=f"{obj}: 1 - ratio ESS")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(sorted({r["lag"] for r in rows}), [str(int(x)) for x in sorted({r["lag"] for r in rows})])
-    ax.set_xlabel("lag L")
-    ax.set_title("ratio-based: clipping and ESS loss")
-    ax.legend(frameon=False, fontsize=8)
-    fig.suptitle("LLM trainer (character-level smoke model, reasoning-gym chain sums): mean ± s.e. over seeds")
-    return _style.save(fig, out, "fig09_llm_confirmation", overwrite=overwrite)
+    ax.set_title(r"$\eta$: fitted against predicted" + "\n(symlog; marker size\ngrows with lag)")
+    ax.legend(**({} if legend else {"handles": own}), frameon=False, loc="upper left", handlelength=1.2,
+              borderaxespad=0.2)
+    return ax
 
 
-def _ordering_panel(ax, rows, colors):
+def ordering_panel(rows, *, colors=None, ax=None):
     """Fitted (filled) and predicted (hollow) eta of the beta = 0.1 baselines, in predicted order, per lag."""
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = palette(rows) if colors is None else colors
     base = [o for o in ORDER if any(r["objective"] == o for r in rows)]
     lags = sorted({r["lag"] for r in rows})
     markers = dict(zip(lags, "os^Dv<>"))
@@ -174,6 +185,66 @@ def _ordering_panel(ax, rows, colors):
     ax.set_xticks(range(len(base)), [BASELINE[o] for o in base], fontsize=8)
     ax.set_xlim(-0.6, len(base) - 0.4)
     ax.set_ylabel(r"$\eta$")
-    ax.set_title("regression baselines at " + r"$\beta = 0.1$" + ",\npredicted order of pessimism (left to right)")
-    ax.legend(frameon=False, fontsize=7, ncol=2)
+    ax.set_title("regression baselines at " + r"$\beta = 0.1$" + ",\npredicted order of pessimism\n(left to right)")
+    ax.legend(frameon=False, loc="lower right")
     return ax
+
+
+#: the per-lag quantities of :func:`lag_panel`: summary.csv column -> panel title
+LAG_PANELS = {
+    "reward": "reward of the samples",
+    "entropy": "entropy proxy [nats/token]",
+    "kl_after": r"KL$(\mu\|\pi_{t+1})$ after the update" + "\n[nats]",
+}
+
+
+def lag_panel(rows, key, *, colors=None, ax=None):
+    """Mean ± s.e. of the summary.csv column ``key`` (one of :data:`LAG_PANELS`) against lag, per objective."""
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = palette(rows) if colors is None else colors
+    for obj in colors:
+        lag, m, se = _series(rows, obj, key)
+        ax.errorbar(lag, m, yerr=se, marker="o", color=colors[obj], capsize=2, label=obj)
+    _lag_axis(ax, rows)
+    ax.set_title(LAG_PANELS.get(key, key))
+    return ax
+
+
+def ratio_panel(rows, *, colors=None, ax=None):
+    """Clip fraction (solid) and 1 - ratio ESS (dashed) against lag, for the objectives that clip a ratio."""
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = palette(rows) if colors is None else colors
+    for obj in colors:
+        lag, clip, se = _series(rows, obj, "clip_frac")
+        if np.isfinite(clip).any():
+            ax.errorbar(lag, clip, yerr=se, marker="o", color=colors[obj], capsize=2, label=f"{obj}: clip fraction")
+            lag, ess, se = _series(rows, obj, "ess")
+            ax.errorbar(lag, 1 - ess, yerr=se, marker="s", ls="--", color=colors[obj], capsize=2,
+                        label=f"{obj}: 1 - ratio ESS")
+    _lag_axis(ax, rows)
+    ax.set_title("ratio-based:\nclipping and ESS loss")
+    ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
+    _style.apply()
+    rows = load(smoke, results_dir=results_dir)
+    colors = palette(rows)
+    k8 = RESULTS_K8 / "summary.csv"
+    k8_rows = load(smoke, k8) if k8.exists() else None
+    fig, axes = plt.subplots(2, 3, figsize=FIGSIZE)
+    eta_panel(rows, k8_rows, colors=colors, legend=False, ax=axes[0, 0])
+    ordering_panel(rows, colors=colors, ax=axes[0, 1])
+    for ax, key in zip([axes[0, 2], axes[1, 0], axes[1, 1]], LAG_PANELS):
+        lag_panel(rows, key, colors=colors, ax=ax)
+    ratio_panel(rows, colors=colors, ax=axes[1, 2])
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    keep = [i for i, lab in enumerate(labels) if lab in colors]
+    fig.legend([handles[i] for i in keep], [labels[i] for i in keep], loc="outside lower center",
+               ncol=min(len(keep), 6), frameon=False, columnspacing=1.2, handletextpad=0.3)
+    fig.suptitle("LLM trainer (character-level smoke model, reasoning-gym chain sums):\nmean ± s.e. over seeds")
+    return _style.save(fig, out, "fig09_llm_confirmation", overwrite=overwrite)

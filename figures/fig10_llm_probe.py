@@ -10,15 +10,21 @@ pass rate under mu lies in [0.15, 0.85]; fresh groups of G = 64 from mu at every
 of the objective's own loss). When the files are missing they are recomputed there (under ``--smoke``, a small
 probe into the results cache instead, see :func:`load`). Colours are the five regression baselines at beta = 0.1.
 
-Panels, one point per (seed, prompt), realized against predicted with the diagonal dotted: (1) the
+Two rows of three cells (:data:`FIGSIZE`, a two-column paper's full text width): panels (1), (2), (3)
+on top; below, the legend of colours and markers shared by the panels (bottom left), then (4) (bottom
+middle) and (5) (bottom right). Each panel is drawn by its own function (:func:`fail_panel`,
+:func:`eta_panel`, :func:`pass_panel`, :func:`leak_panel`, :func:`trajectory_panel`), which takes
+``ax=None`` and returns the axes.
+
+Panels (1) to (4), one point per (seed, prompt), realized against predicted with the diagonal dotted: (1) the
 failing class's log-ratio log pi(fail)/mu(fail), realized (importance estimate on mu's samples)
 against the Lambert target at the conditional group advantage, with the nominal Gibbs target's mean
 value dashed; (2) eta realized (the stationarity identity KL + E[A]/beta) against the Lambert target's
 (filled) and, where it differs, the relaxed target's (hollow: mass may leave mu's support, which an
 LLM can do); (3) the pass rate of pi, sampled from pi itself, against the same two predictions; (4) the
 mass pi moves off mu's support (1 - mean of e^{s_i} over mu's samples) against the relaxed target's
-deficit; (5) the failing class's log-ratio over training, mean over (seed, prompt), with the Lambert
-prediction dashed.
+deficit. Panel (5): the failing class's log-ratio over training, mean over (seed, prompt), with the
+Lambert prediction dashed.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ LABEL = {
     "opmd": "mean",
     "shifted_regression": "beta-shifted\nmean",
 }
+#: two rows of three panels at a two-column paper's full text width (inches); one cell holds the shared legend
+FIGSIZE = (7.0, 6.2)
 
 
 def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
@@ -64,68 +72,136 @@ def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = Non
     return read_rows(folder / "probe.csv"), read_rows(folder / "trajectory.csv")
 
 
+def objectives(rows) -> list[str]:
+    """The objectives of ``rows`` in drawing order: those of :data:`LABEL` first, in its order, then any others."""
+    objs = [o for o in LABEL if any(r["objective"] == o for r in rows)]
+    return objs + [o for o in dict.fromkeys(r["objective"] for r in rows) if o not in objs]
+
+
+def palette(rows) -> dict:
+    """One tab10 colour per objective of ``rows``, in the order of :func:`objectives` (shared by every panel)."""
+    objs = objectives(rows)
+    return dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
+
+
+def _label(o) -> str:
+    return LABEL.get(o, o).replace("\n", " ")
+
+
+def scatter_panel(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title="", colors=None, legend=True,
+                  ax=None):
+    """Realized (column ``real``) against predicted (column ``pred``), one point per (seed, prompt), diagonal dotted.
+
+    Filled at the Lambert target; where the column ``relaxed`` is given and
+    differs, hollow at the relaxed target (negative regime: mass may leave mu's
+    support). ``legend=False`` leaves the colours and markers to a legend
+    shared by the figure.
+    """
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = palette(rows) if colors is None else colors
+    lo, hi = np.inf, -np.inf
+    for o in colors:
+        cell = [r for r in rows if r["objective"] == o]
+        x, y = np.array([r[pred] for r in cell]), np.array([r[real] for r in cell])
+        ax.plot(x, y, "o", color=colors[o], ms=5, alpha=0.85, label=_label(o))
+        lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
+        if relaxed is not None:
+            xr = np.array([r[relaxed] for r in cell])
+            moved = np.abs(xr - x) > 1e-3 * max(1.0, np.abs(x).max())
+            if moved.any():
+                ax.plot(xr[moved], y[moved], "o", mfc="none", color=colors[o], ms=7, mew=1.3)
+                lo, hi = min(lo, xr.min()), max(hi, xr.max())
+    pad = 0.05 * (hi - lo)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k:", lw=1, label="realized = predicted")
+    if relaxed is not None:
+        ax.plot([], [], "o", color="0.3", ms=5, label="x: Lambert target")
+        ax.plot([], [], "o", mfc="none", color="0.3", ms=7, mew=1.3, label="x: relaxed target\n(where it differs)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(frameon=False)
+    return ax
+
+
+def fail_panel(rows, *, colors=None, legend=True, ax=None):
+    """The failing class's log-ratio, realized (importance estimate) against the Lambert target, and the
+    nominal Gibbs target's mean value dashed (its legend entry stays in the panel under ``legend=False``)."""
+    ax = scatter_panel(rows, "log_u_fail", "log_u_fail_pred", None,
+                       xlabel=r"predicted $\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$",
+                       ylabel="realized (importance estimate) [nats]",
+                       title="mass moved off the\nfailing answers\n(higher = more conservative)",
+                       colors=colors, legend=False, ax=ax)
+    gibbs = np.mean([r["gibbs_log_u_fail"] for r in rows])
+    line = ax.axvline(gibbs, color="0.5", ls="--", lw=1, label=f"nominal\nGibbs target\n(mean, {gibbs:.1f})")
+    ax.legend(**({} if legend else {"handles": [line]}), frameon=False, loc="lower right", handlelength=1.2,
+              borderaxespad=0.2)
+    return ax
+
+
+def eta_panel(rows, *, colors=None, legend=True, ax=None):
+    """eta realized (KL + E[A]/beta) against the Lambert target's (filled) and the relaxed target's (hollow)."""
+    ax = scatter_panel(rows, "eta", "eta_pred", "eta_relaxed", xlabel=r"predicted $\eta$",
+                       ylabel=r"realized $\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[\bar A]/\beta$",
+                       title=r"$\eta$ at convergence", colors=colors, legend=legend, ax=ax)
+    ax.axhline(0.0, color="k", lw=0.6, ls=":")
+    return ax
+
+
+def pass_panel(rows, *, colors=None, legend=True, ax=None):
+    """The pass rate of pi, sampled from pi, against the Lambert (filled) and relaxed (hollow) targets' mass on
+    reward 1."""
+    return scatter_panel(rows, "pass_pi", "pass_pred", "pass_relaxed", xlabel="predicted mass\non reward 1",
+                         ylabel=r"pass rate of $\pi$ (sampled from $\pi$)",
+                         title="pass rate\n" + rf"($\mu$: {np.mean([r['mu_pass'] for r in rows]):.2f}; nominal"
+                               "\nGibbs target: " + rf"{np.mean([r['gibbs_reward'] for r in rows]):.3f})",
+                         colors=colors, legend=legend, ax=ax)
+
+
+def leak_panel(rows, *, colors=None, legend=True, ax=None):
+    """The mass pi moves off mu's support (1 - mean of e^{s_i} over mu's samples) against the relaxed target's."""
+    return scatter_panel(rows, "leak", "leak_relaxed", None,
+                         xlabel=r"relaxed target's mass" + "\n" + r"off $\mu$'s support",
+                         ylabel=r"realized $1 - \frac{1}{n}\sum_i e^{s_i}$" + "\n(importance estimate)",
+                         title="mass moved to completions\n" + r"$\mu$" + " does not sample (Lambert\n"
+                               "target: 0 by construction)",
+                         colors=colors, legend=legend, ax=ax)
+
+
+def trajectory_panel(traj, *, colors=None, legend=True, ax=None):
+    """The failing class's log-ratio over training, mean over (seed, prompt); the Lambert target dashed."""
+    if ax is None:
+        _, ax = plt.subplots()
+    colors = palette(traj) if colors is None else colors
+    for o in colors:
+        cell = [t for t in traj if t["objective"] == o]
+        steps = sorted({t["step"] for t in cell})
+        m = [np.mean([t["log_u_fail"] for t in cell if t["step"] == s]) for s in steps]
+        ax.plot(steps, m, color=colors[o], label=_label(o))
+        ax.axhline(np.mean([t["log_u_fail_pred"] for t in cell]), color=colors[o], ls="--", lw=1)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(r"$\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$ [nats]")
+    ax.set_title("training curves, mean\nover (seed, prompt)\n(dashed: Lambert target)")
+    if legend:
+        ax.legend(frameon=False)
+    return ax
+
+
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None, folder: Path | None = None) -> list[Path]:
     _style.apply()
     rows, traj = load(smoke, folder, results_dir)
-    objs = [o for o in LABEL if any(r["objective"] == o for r in rows)]
-    objs += [o for o in dict.fromkeys(r["objective"] for r in rows) if o not in objs]
-    colors = dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
-    fig, axes = plt.subplots(1, 5, figsize=(26, 4.9))
-
-    def scatter(ax, real, pred, relaxed, xlabel, ylabel, title):
-        """Realized against predicted per (seed, prompt): filled at the Lambert target, hollow at the
-        relaxed target where the two differ (negative regime: mass may leave mu's support)."""
-        lo, hi = np.inf, -np.inf
-        for o in objs:
-            cell = [r for r in rows if r["objective"] == o]
-            x, y = np.array([r[pred] for r in cell]), np.array([r[real] for r in cell])
-            ax.plot(x, y, "o", color=colors[o], ms=5, alpha=0.85, label=LABEL.get(o, o).replace("\n", " "))
-            lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
-            if relaxed is not None:
-                xr = np.array([r[relaxed] for r in cell])
-                moved = np.abs(xr - x) > 1e-3 * max(1.0, np.abs(x).max())
-                if moved.any():
-                    ax.plot(xr[moved], y[moved], "o", mfc="none", color=colors[o], ms=7, mew=1.3)
-                    lo, hi = min(lo, xr.min()), max(hi, xr.max())
-        pad = 0.05 * (hi - lo)
-        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k:", lw=1, label="realized = predicted")
-        if relaxed is not None:
-            ax.plot([], [], "o", color="0.3", ms=5, label="x: Lambert target")
-            ax.plot([], [], "o", mfc="none", color="0.3", ms=7, mew=1.3, label="x: relaxed target (where it differs)")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-
-    scatter(axes[0], "log_u_fail", "log_u_fail_pred", None, r"predicted $\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$",
-            "realized (importance estimate) [nats]", "mass moved off the failing answers\n(higher = more conservative)")
-    gibbs = np.mean([r["gibbs_log_u_fail"] for r in rows])
-    axes[0].axvline(gibbs, color="0.5", ls="--", lw=1, label=f"nominal Gibbs target (mean, {gibbs:.1f})")
-    axes[0].legend(frameon=False, fontsize=7)
-    scatter(axes[1], "eta", "eta_pred", "eta_relaxed", r"predicted $\eta$",
-            r"realized $\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[\bar A]/\beta$", r"$\eta$ at convergence")
-    axes[1].axhline(0.0, color="k", lw=0.6, ls=":")
-    axes[1].legend(frameon=False, fontsize=7)
-    scatter(axes[2], "pass_pi", "pass_pred", "pass_relaxed", r"predicted mass on reward 1",
-            r"pass rate of $\pi$ (sampled from $\pi$)",
-            "pass rate\n" + rf"($\mu$: {np.mean([r['mu_pass'] for r in rows]):.2f}; nominal Gibbs target: "
-            rf"{np.mean([r['gibbs_reward'] for r in rows]):.3f})")
-    axes[2].legend(frameon=False, fontsize=7)
-    scatter(axes[3], "leak", "leak_relaxed", None, r"relaxed target's mass off $\mu$'s support",
-            r"realized $1 - \frac{1}{n}\sum_i e^{s_i}$ (importance estimate)",
-            "mass moved to completions " + r"$\mu$" + " does not sample\n(Lambert target: 0 by construction)")
-    axes[3].legend(frameon=False, fontsize=7)
-    ax = axes[4]
-    for o in objs:
-        cell = [t for t in traj if t["objective"] == o]
-        steps = sorted({t["step"] for t in cell})
-        m = [np.mean([t["log_u_fail"] for t in cell if t["step"] == s]) for s in steps]
-        ax.plot(steps, m, color=colors[o], label=LABEL.get(o, o).replace("\n", " "))
-        ax.axhline(np.mean([t["log_u_fail_pred"] for t in cell]), color=colors[o], ls="--", lw=1)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel(r"$\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$ [nats]")
-    ax.set_title("training curves, mean over (seed, prompt)\n(dashed: Lambert target)")
-    ax.legend(frameon=False, fontsize=7)
-    fig.suptitle("Converged probe: the LLM (character-level smoke model, chain sums) fitted to one frozen behaviour "
+    colors = palette(rows)
+    fig, axes = plt.subplots(2, 3, figsize=FIGSIZE, width_ratios=[0.92, 1.0, 1.08])
+    fail_panel(rows, colors=colors, legend=False, ax=axes[0, 0])
+    eta_panel(rows, colors=colors, legend=False, ax=axes[0, 1])
+    pass_panel(rows, colors=colors, legend=False, ax=axes[0, 2])
+    leak_panel(rows, colors=colors, legend=False, ax=axes[1, 1])
+    trajectory_panel(traj, colors=colors, legend=False, ax=axes[1, 2])
+    key = axes[1, 0]  # the colours and markers shared by the five panels
+    key.axis("off")
+    key.legend(*axes[0, 1].get_legend_handles_labels(), loc="center", frameon=False)
+    fig.suptitle("Converged probe: the LLM (character-level smoke model, chain sums) fitted to one\nfrozen behaviour "
                  r"with each $\beta = 0.1$ regression baseline; one point per (seed, prompt)")
     return _style.save(fig, out, "fig10_llm_probe", overwrite=overwrite)
