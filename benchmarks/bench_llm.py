@@ -12,13 +12,25 @@ Measures in one run, on this machine:
   ``flops_per_token = 6 N + 12 n_layer n_embd seq`` (``GPT.flops_per_token``);
 * sampling throughput with the KV cache: sampled tokens per second for
   ``prompts * group`` rows, ``new_tokens`` each (temperature 1);
-* peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of this process.
+* peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of this process;
+* the end-to-end RL step of the trainer (:func:`sims.llm.rl.train_rl`, RL preset
+  ``lag``: sample ``B x G`` completions, score them, one update, diagnostics on
+  their cadence) against a plain training step of the *same* model on a dense
+  batch of the same number of rows and the model's full length, in alternated
+  rounds. The model is the preset sized for the countdown task, with random
+  weights, so every completion runs to the token budget (the most sampling work
+  a step can have). Two token counts for the RL step: ``tok_per_s`` counts the
+  completion tokens it trains on (the trainer's ``tok_per_s`` column), and
+  ``seq_tok_per_s`` every real token of the sequences (prompt and completion, as
+  the plain step counts every token it reads). ``rl_over_train`` is the median
+  over rounds of the per-round ratio.
 
 The three timings are interleaved ``--repeats`` times and the best of each is
 kept, since the machine is shared and other work slows single measurements; the
 load average before and after is reported with them.
 
-Targets (issue 6): MFU >= 0.5, sampling tok/s >= training tok/s, peak memory <= 4 GB.
+Targets: MFU >= 0.5, sampling tok/s >= training tok/s, peak memory <= 4 GB, end-to-end RL
+tok/s >= 0.5 x the plain step's.
 
     python benchmarks/bench_llm.py [--smoke] [--threads 2] [--batch 64] [--seq 64] [--compile]
 """
@@ -26,6 +38,7 @@ Targets (issue 6): MFU >= 0.5, sampling tok/s >= training tok/s, peak memory <= 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -65,6 +78,63 @@ def train_step_time(step_fn, idx, steps: int) -> float:
     return best
 
 
+def rl_vs_plain(preset: str, rounds: int, steps: int, threads: int) -> dict:
+    """End-to-end RL step of the trainer against a plain step of the same model, alternated ``rounds`` times."""
+    import dataclasses
+    import statistics
+
+    from sims.llm.rl import RL_PRESETS, train_rl
+    from sims.llm.tasks import make_task
+
+    task = make_task("countdown", size=512, eval_size=8, difficulty="tiny")
+    gen = torch.Generator().manual_seed(0)
+    model = GPT(GPTConfig.preset(preset, vocab_size=task.tokenizer.vocab_size, block_size=task.block_size), generator=gen)
+    cfg = dataclasses.replace(RL_PRESETS["lag"], steps=steps, eval_every=10**6, eval_samples=1, eval_ks=(1,),
+                              num_threads=threads, progress=False)
+    rows = cfg.prompts_per_step * cfg.group_size
+    plain = copy.deepcopy(model)
+    opt = torch.optim.AdamW(plain.parameters(), lr=1e-4, betas=(0.9, 0.95))
+    idx = torch.randint(3, task.tokenizer.vocab_size, (rows, task.block_size), generator=gen)  # (N, T + 1)
+
+    def plain_step():
+        logits = plain(idx[:, :-1])  # (N, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    plain_step()  # warm-up
+    ratios, rl_tps, seq_tps, plain_tps = [], [], [], []
+    for r in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            plain_step()
+        p = steps * idx[:, :-1].numel() / (time.perf_counter() - t0)
+        # the trainer's own loop; the last step also evaluates, after its tok_per_s is taken
+        seen = []
+        res = train_rl(dataclasses.replace(cfg, seed=r), warm_start=(model, task),
+                       on_step=lambda step, roll, mu, m: seen.append(int((roll.prompts != 0).sum() + roll.mask.sum())))
+        hist = res.history
+        secs = sum(h["tokens"] / h["tok_per_s"] for h in hist)
+        rl = sum(h["tokens"] for h in hist) / secs
+        seq = sum(seen) / secs
+        ratios.append(rl / p)
+        rl_tps.append(rl)
+        seq_tps.append(seq)
+        plain_tps.append(p)
+    return {
+        "preset": preset,
+        "rows": rows,
+        "steps_per_round": steps,
+        "plain_tok_per_s": statistics.median(plain_tps),
+        "rl_tok_per_s": statistics.median(rl_tps),
+        "rl_seq_tok_per_s": statistics.median(seq_tps),
+        "rl_over_train": statistics.median(ratios),
+        "rl_over_train_range": [min(ratios), max(ratios)],
+        "rl_seq_over_train": statistics.median([s / p for s, p in zip(seq_tps, plain_tps)]),
+    }
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="smoke preset and small sizes, for CI")
@@ -81,6 +151,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="training steps timed per round")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step's model")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rl-steps", type=int, default=10, help="RL steps per round of the RL-vs-plain comparison")
     args = p.parse_args(argv)
     if args.smoke:
         args.batch, args.seq, args.prompts, args.group, args.new_tokens = 16, 32, 8, 4, 16
@@ -119,6 +190,7 @@ def main(argv=None):
         roll = model.sample(prompts, args.group, args.new_tokens, 1.0, gen)
         sample_tps = max(sample_tps, int(roll.mask.sum()) / (time.perf_counter() - t0))
 
+    rl = rl_vs_plain(preset, 1 if args.smoke else args.repeats, 2 if args.smoke else args.rl_steps, args.threads)
     train_tps = args.batch * args.seq / t_train
     fpt = model.flops_per_token(args.seq)
     mfu = fpt * train_tps / peak
@@ -146,12 +218,14 @@ def main(argv=None):
             "tok_per_s": sample_tps,
         },
         "sample_over_train": sample_tps / train_tps,
+        "rl_step": rl,
         "peak_rss_gb": rss_gb,
         "load_avg_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "targets": {
             "mfu>=0.5": mfu >= 0.5,
             "sample>=train": sample_tps >= train_tps,
             "rss<=4GB": rss_gb <= 4.0,
+            "rl>=0.5x_train": rl["rl_over_train"] >= 0.5,
         },
     }
     print(json.dumps(out, indent=2))

@@ -264,6 +264,7 @@ class _Countdown(_Spec):
     cot_default = True
     presets = {
         "tiny": dict(min_numbers=3, max_numbers=3, min_value=1, max_value=9, min_target=1, max_target=30),
+        "small": dict(min_numbers=3, max_numbers=3, min_value=1, max_value=12, min_target=1, max_target=60),
         "easy": dict(min_numbers=3, max_numbers=3, min_value=1, max_value=20, min_target=10, max_target=100),
         "medium": dict(min_numbers=4, max_numbers=4, min_value=1, max_value=25, min_target=10, max_target=200),
     }
@@ -409,7 +410,9 @@ class ProblemStream:
     or worked solution longer than ``Task.max_prompt_len`` /
     ``Task.max_completion_len``). So every problem a run trains on is new to the
     model and to the run. The stream is a deterministic function of the task and
-    ``s``: :meth:`skip` replays it to where a resumed run left off.
+    ``s``: :meth:`skip` replays it to where a resumed run left off. A small problem
+    space runs out: :meth:`take` then raises RuntimeError saying so, rather than
+    repeat a problem.
 
     Parameters
     ----------
@@ -419,6 +422,8 @@ class ProblemStream:
     """
 
     CHUNK = 1024
+    BARREN_CHUNKS = 8
+    """Chunks in a row without a new problem after which the problem space counts as spent (an error)."""
 
     def __init__(self, task: "Task", seed: int):
         limit = STREAM_TASK_SPAN // STREAM_SPAN
@@ -427,16 +432,21 @@ class ProblemStream:
         self.task, self.seed = task, seed
         self.base = STREAM_BASE + task.seed * STREAM_TASK_SPAN + seed * STREAM_SPAN
         self._exclude = {p.prompt for p in task.eval} | {p.prompt for p in task.train}
-        self._items, self._next_item, self.served = [], 0, 0
+        self._items, self._next_item, self.served, self._barren = [], 0, 0, 0
 
     def _refill(self) -> None:
         import reasoning_gym as rg
 
         spec, task = self.task._spec, self.task
-        if self._next_item + self.CHUNK > STREAM_SPAN:
-            raise RuntimeError(f"the problem stream of seed {self.seed} is exhausted ({STREAM_SPAN} items)")
+        if self._next_item + self.CHUNK > STREAM_SPAN or self._barren >= self.BARREN_CHUNKS:
+            raise RuntimeError(
+                f"the fresh {task.name}/{task.difficulty} problems of seed {self.seed} ran out after {self.served} "
+                f"(the last {self._barren * self.CHUNK} generated items were all held-out, SFT-pool or already served "
+                "prompts): use a harder difficulty, a smaller SFT train_size, or fewer RL steps"
+            )
         ds = rg.create_dataset(spec.rg_name, seed=self.base + self._next_item, size=self.CHUNK, **spec.config(task.difficulty))
         self._next_item += self.CHUNK
+        added = False
         for i in range(self.CHUNK):
             p = spec.to_problem(ds[i], task.difficulty, task.cot)
             if (
@@ -448,6 +458,8 @@ class ProblemStream:
                 continue
             self._exclude.add(p.prompt)
             self._items.append(p)
+            added = True
+        self._barren = 0 if added else self._barren + 1
 
     def take(self, n: int) -> list[Problem]:
         """The next ``n`` problems."""
@@ -492,8 +504,8 @@ def make_task(
     eval_size : int
         Number of distinct held-out problems (>= 1).
     difficulty : str
-        Preset: chain_sum ``tiny|easy|medium|hard``; basic_arithmetic and countdown
-        ``tiny|easy|medium``; gsm_symbolic ``easy`` (prompt + solution <= 400 characters) or ``full``.
+        Preset: chain_sum ``tiny|easy|medium|hard``; basic_arithmetic ``tiny|easy|medium``;
+        countdown ``tiny|small|easy|medium``; gsm_symbolic ``easy`` (prompt + solution <= 400 characters) or ``full``.
     cot : bool, optional
         Worked steps before the answer; default True for countdown and gsm_symbolic,
         False for the arithmetic tasks.
