@@ -20,4 +20,5 @@ FIGURES = [
     "fig08_token_gap",
     "fig09_llm_confirmation",
     "fig10_llm_probe",
+    "fig11_llm_lag",
 ]
