@@ -41,7 +41,9 @@ import io
 import json
 import math
 import multiprocessing as mp
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +115,6 @@ class LagStudy:
         "shifted_regression",
         "opmd_lme",
         "opmd_above",
-        "oapl_b0.1=oapl:beta=0.1",
     )
     """Arms: an objective (its zoo defaults) or label=objective:name=value,... (see Arm.parse)."""
     lags: tuple[int, ...] = (0, 4, 16, 64)
@@ -383,6 +384,9 @@ def run(study: LagStudy, out_dir, *, jobs: int = 2, overwrite: bool = False, pro
             _write(study, out_dir, cells, steps)
         return cells
     show = sys.stderr.isatty() if progress is None else progress
+    # a terminated study stops its workers too (the pool is closed in the finally below)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if main_thread else None
     bar = tqdm(total=len(todo), desc="lag study cells", disable=not show)
     if jobs == 1:
         results = map(_train_cell, todo)
@@ -400,7 +404,14 @@ def run(study: LagStudy, out_dir, *, jobs: int = 2, overwrite: bool = False, pro
         bar.close()
         if pool is not None:
             pool.terminate()
+            pool.join()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return cells
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 # ----------------------------------------------------------------------------- score

@@ -175,14 +175,14 @@ SFT_PRESETS = {
         checkpoint_every=100,
     ),
     "default": SFTConfig(),
-    # the lag study's warm start (sims.llm.lag_study): countdown with 3 numbers up to 12; stopped early, where
+    # the lag study's warm start (sims.llm.lag_study): countdown with 3 numbers up to 9; stopped early, where
     # pass@8 is about three times pass@1, so RL has room to concentrate the policy on solutions it can already
-    # find; a pool of 5,000 leaves most of the problem space to the RL runs' fresh problems
+    # find; a pool of 2,000 leaves most of the problem space to the RL runs' fresh problems
     "countdown": SFTConfig(
         task="countdown",
-        difficulty="small",
+        difficulty="tiny",
         model="smoke",
-        train_size=5_000,
+        train_size=2_000,
         eval_size=200,
         batch_size=64,
         lr=3e-3,
