@@ -26,7 +26,7 @@ def test_sft_help_shows_field_docstrings(capsys):
     "main, wants",
     [
         (rl.main, ["--objective", "(default: 'opmd'; choices: pg, ppo", "--device", "(default: 'cpu')", "--overwrite",
-                   "--resume", "choices: default, smoke", "A stopping rule"]),
+                   "--resume", "choices: default, lag, smoke", "A stopping rule"]),
         (sft_main, ["--task", "choices: basic_arithmetic, chain_sum", "--model", "(default: 'default'", "--overwrite",
                     "--resume cannot change it", "chain_sum: easy, hard, medium, tiny"]),
         (probe.main, ["--objectives", "(default: ('opmd_above'", "--overwrite", "--progress", "(default: 400)",
@@ -70,6 +70,12 @@ def test_benchmark_smoke_reports_every_number():
         res["train"]["mfu"],
         res["sample"]["tok_per_s"],
         res["peak_rss_gb"],
+        res["rl_step"]["plain_tok_per_s"],
+        res["rl_step"]["rl_tok_per_s"],
+        res["rl_step"]["rl_seq_tok_per_s"],
     ):
         assert v > 0
-    assert set(res["targets"]) == {"mfu>=0.5", "sample>=train", "rss<=4GB"}
+    rl = res["rl_step"]
+    assert rl["rl_over_train"] == pytest.approx(rl["rl_tok_per_s"] / rl["plain_tok_per_s"])  # one round in smoke
+    assert rl["rl_seq_tok_per_s"] > rl["rl_tok_per_s"]  # prompts count too
+    assert set(res["targets"]) == {"mfu>=0.5", "sample>=train", "rss<=4GB", "rl>=0.5x_train"}
