@@ -22,8 +22,9 @@ Measures in one run, on this machine:
   a step can have). Two token counts for the RL step: ``tok_per_s`` counts the
   completion tokens it trains on (the trainer's ``tok_per_s`` column), and
   ``seq_tok_per_s`` every real token of the sequences (prompt and completion, as
-  the plain step counts every token it reads). ``rl_over_train`` is the median
-  over rounds of the per-round ratio.
+  the plain step counts every token it reads); the first step of each round,
+  which also generates the first chunk of fresh problems, is left out.
+  ``rl_over_train`` is the median over rounds of the per-round ratio.
 
 The three timings are interleaved ``--repeats`` times and the best of each is
 kept, since the machine is shared and other work slows single measurements; the
@@ -114,7 +115,8 @@ def rl_vs_plain(preset: str, rounds: int, steps: int, threads: int) -> dict:
         seen = []
         res = train_rl(dataclasses.replace(cfg, seed=r), warm_start=(model, task),
                        on_step=lambda step, roll, mu, m: seen.append(int((roll.prompts != 0).sum() + roll.mask.sum())))
-        hist = res.history
+        seen = seen[1:]
+        hist = res.history[1:]  # the first step also builds the problem stream's first chunk
         secs = sum(h["tokens"] / h["tok_per_s"] for h in hist)
         rl = sum(h["tokens"] for h in hist) / secs
         seq = sum(seen) / secs
