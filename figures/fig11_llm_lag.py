@@ -179,5 +179,6 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False,
                columnspacing=1.2, handletextpad=0.4)
     n = len({r["seed"] for r in cells})
-    fig.suptitle(f"Lag study (countdown, character-level smoke model): {n} seeds, 95% bootstrap intervals")
+    fig.suptitle(f"Lag study (countdown, character-level smoke model): {n} seed{'s' if n != 1 else ''} per cell at most,\n"
+                 "mean and 95% bootstrap interval over seeds")
     return _style.save(fig, out, "fig11_llm_lag", overwrite=overwrite)

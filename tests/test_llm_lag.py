@@ -248,3 +248,21 @@ def test_the_cli_help_and_a_bad_flag(capsys):
         lag_study.main(["--out-dir", "x", "--collapse-drop", "2"])
     assert e.value.code == 2
     assert "--collapse-drop: must lie in (0, 1)" in capsys.readouterr().err
+
+
+def test_committed_tables_are_current(tmp_path):
+    """results/llm_lag/summary.csv and claims.md are what the committed cells give (rebuild: --tables-only)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "llm_lag"
+    for name in ("study.json", "cells.csv"):
+        shutil.copy(committed / name, tmp_path / name)
+    settings = json.loads((committed / "study.json").read_text())
+    study = LagStudy(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    lag_study.write_tables(study, tmp_path, read_cells(tmp_path))
+    for name in ("summary.csv", "claims.md"):
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), (
+            f"results/llm_lag/{name} is stale: run python -m sims.llm.lag_study --out-dir results/llm_lag --tables-only"
+        )

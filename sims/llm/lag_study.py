@@ -431,7 +431,9 @@ def score(cells: list[dict]) -> list[dict]:
     ``pass1_final`` (mean) with ``pass1_final_ci_low`` / ``_high``,
     ``pass1_final_iqm`` with its interval, ``gain`` (final minus start, paired by
     seed) with its interval, ``greedy_final``, ``entropy_final``,
-    ``collapse_fraction``, ``kl_mean``, ``ess_mean``, ``clip_frac_mean``,
+    ``collapse_fraction``, ``below_start_fraction`` (runs that end below the SFT
+    start: descriptive, added after the first cells showed runs that decay from
+    the start without a drop of ``collapse_drop`` from a best), ``kl_mean``, ``ess_mean``, ``clip_frac_mean``,
     ``eta_pred``, ``eta_fit``, ``wall_s`` (mean per cell).
     """
     out = []
@@ -467,6 +469,7 @@ def score(cells: list[dict]) -> list[dict]:
                 "greedy_final": mean("greedy_final"),
                 "entropy_final": mean("entropy_final"),
                 "collapse_fraction": mean("collapsed"),
+                "below_start_fraction": float(np.mean(gain < 0)),
                 "kl_mean": mean("kl_mean"),
                 "ess_mean": mean("ess_mean"),
                 "clip_frac_mean": mean("clip_frac_mean"),
@@ -558,6 +561,14 @@ def claims(cells: list[dict], study: LagStudy) -> str:
                 kind = "ratio" if a in RATIO_ARMS else "ratio-free"
                 rows.append([a, kind, _fmt(paired(d0, dL)), f"{np.mean(coll):.2f}" if coll else ""])
         table(f"Claim 1: pass@1 at lag {L} minus lag 0, and collapse fraction at lag {L}", ["arm", "kind", "change", "collapsed"], rows)
+        rows = []
+        for a in arms:
+            row = [a]
+            for lag in lags:
+                g = [r["pass1_final"] - r["pass1_start"] for r in cells if r["arm"] == a and r["lag"] == lag]
+                row.append(f"{np.mean(np.array(g) < 0):.2f} of {len(g)}" if g else "")
+            rows.append(row)
+        table("Descriptive (not pre-registered): fraction of runs that end below the SFT start", ["arm"] + [f"lag {x}" for x in lags], rows)
         rows = []
         for a in ratio:
             for b in free:
