@@ -14,11 +14,14 @@ is written and :class:`theory.outputs.OutputExistsError` names the file.
 from __future__ import annotations
 
 import io
+import os
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "MPLBACKEND" not in os.environ and "matplotlib.pyplot" not in sys.modules:
+    matplotlib.use("Agg")  # files only; a notebook or a caller that chose a backend keeps its own
 import matplotlib.pyplot as plt  # noqa: E402
 
 from theory.outputs import atomic_write_bytes, guard_outputs  # noqa: E402
@@ -36,6 +39,9 @@ METADATA = {
     "png": {"Software": None},
     "pdf": {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None},
 }
+
+#: Size (inches) of one panel drawn on its own, when a ``plot_*`` function is given no axes.
+PANEL_SIZE = (4.2, 3.4)
 
 #: Colours of the three regimes of eta, used everywhere.
 REGIME_COLORS = {"positive": "#2166ac", "boundary": "#000000", "negative": "#b2182b"}
@@ -58,6 +64,17 @@ STYLE = {
 
 def apply():
     plt.rcParams.update(STYLE)
+
+
+def panel_axes(ax=None):
+    """``ax``, or the axes of a new one-panel figure of :data:`PANEL_SIZE` when ``ax`` is None.
+
+    Every ``plot_*`` function of the figure modules starts with this, so that
+    a panel can be drawn into a notebook's axes or on its own.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=PANEL_SIZE, layout="constrained")
+    return ax
 
 
 def render(fig, fmt: str) -> bytes:
