@@ -33,8 +33,19 @@ SETTINGS = {  # name: (marker, colour); all use beta2 = 1e-3 for the log-ratio
 }
 BETA2 = 1e-3
 
+__all__ = ["compute", "baseline_curves", "plot_eta_map", "plot_pessimism_map", "make"]
 
-def compute(nx: int, nb: int):
+
+def compute(nx: int, nb: int) -> dict:
+    """The regime map on a grid of ``nx`` baseline offsets by ``nb`` temperatures.
+
+    Returns a dict: ``x`` (nx',) the offsets :math:`(V - V^*_\beta)/\beta`
+    (sorted, duplicates dropped), ``beta`` (nb,) the temperatures, ``eta``,
+    ``ratio`` (the pessimism ratio, NaN where the target is greedy) and ``w1``
+    (True where the global minimizer has an arm on :math:`W_{-1}`), each of
+    shape (nb, nx'); ``curves``, the offset of each practical baseline at each
+    beta (:func:`baseline_curves`), and ``bandit``, the bandit's name.
+    """
     b = T.STANDARD_BANDITS[BANDIT]
     x = np.concatenate([-np.logspace(3.3, 0, nx // 2), np.linspace(-1, 3, nx - nx // 2)])
     x = np.unique(x)
@@ -51,10 +62,12 @@ def compute(nx: int, nb: int):
         sp = T.lambert_stationary_points(b.mu, adv[neg], B[neg])
         w1[neg] = np.take_along_axis(sp.branch_arm, sp.global_index[..., None], -1)[..., 0] >= 0
     ratio = np.where(m.beta_eff_kl > 0, m.pessimism_kl, np.nan)  # 0: KL at the greedy limit, ratio undefined
-    return b, x, betas, eta, ratio, w1
+    return {"bandit": BANDIT, "x": x, "beta": betas, "eta": eta, "ratio": ratio, "w1": w1,
+            "curves": baseline_curves(b, betas)}
 
 
-def baseline_curves(b, betas):
+def baseline_curves(b, betas) -> dict:
+    """Offset :math:`(V - V^*_\beta)/\beta` of each baseline of :data:`SETTINGS` at each temperature, (nb,) each."""
     vstar = T.soft_value(b.mu, b.r, betas)
     mean = T.mean_baseline(b.mu, b.r)
     curves = {
@@ -66,40 +79,90 @@ def baseline_curves(b, betas):
     return curves
 
 
+def _map(ax, data, Z, norm, cmap, title, ylabel):
+    """One map of ``Z`` (nb, nx) over (offset, beta) with its colorbar, the W_{-1} hatching and the baselines."""
+    x, betas = data["x"], data["beta"]
+    ax.set_facecolor("0.8")
+    im = ax.pcolormesh(x, betas, Z, norm=norm, cmap=cmap, shading="nearest", rasterized=True)
+    ax.figure.colorbar(im, ax=ax, shrink=0.9)
+    if data["w1"].any():
+        ax.contourf(x, betas, data["w1"].astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
+    ax.axvline(0.0, color="k", lw=1)
+    for name, xs in data["curves"].items():
+        mk, col = SETTINGS[name]
+        ax.plot(xs, betas, color=col, lw=1.6, label=name)
+        x2 = np.interp(np.log(BETA2), np.log(betas), xs)
+        ax.plot([x2], [BETA2], mk, color=col, ms=7, mec="w", clip_on=False, zorder=5)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_yscale("log")
+    ax.set_xlim(x.min(), x.max())
+    ax.set_xlabel(r"$(V - V^*_\beta)/\beta$")
+    ax.set_title(title)
+    ax.grid(False)
+    if ylabel:
+        ax.set_ylabel(r"$\beta$ (temperature of the log-ratio)")
+    return ax
+
+
+def plot_eta_map(data: dict, *, ylabel: bool = True, ax=None):
+    r"""Draw :math:`\eta` over (baseline offset, temperature) on a symmetric log colour scale.
+
+    Parameters
+    ----------
+    data : dict
+        The output of :func:`compute`: offsets ``x`` (nx,), temperatures
+        ``beta`` (nb,), ``eta`` and ``w1`` (nb, nx), the baselines' ``curves``.
+    ylabel : bool
+        Whether to label the temperature axis (off where a panel to the left shares it).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None. A colorbar is added beside it.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    lim = np.abs(data["eta"]).max()
+    _map(ax, data, data["eta"], SymLogNorm(linthresh=1e-2, vmin=-lim, vmax=lim), "RdBu",
+         r"$\eta$ (blue: positive, red: negative)", ylabel)
+    ax.text(0.15, 5.0, "negative", color="k", fontsize=8)
+    ax.text(-0.3, 5.0, "positive (pessimistic)", color="k", fontsize=8, ha="right")
+    return ax
+
+
+def plot_pessimism_map(data: dict, *, ylabel: bool = True, ax=None):
+    r"""Draw the pessimism ratio :math:`\beta_{\rm eff}/\beta` (equal KL) over (baseline offset, temperature).
+
+    Parameters
+    ----------
+    data : dict
+        The output of :func:`compute`: offsets ``x`` (nx,), temperatures
+        ``beta`` (nb,), ``ratio`` and ``w1`` (nb, nx), the baselines' ``curves``.
+        The ratio is drawn on a log scale clipped to [1e-2, 1e4]; NaN (greedy target) stays grey.
+    ylabel : bool
+        Whether to label the temperature axis (off where a panel to the left shares it).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None. A colorbar is added beside it.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    return _map(ax, data, np.clip(data["ratio"], 1e-2, 1e4), LogNorm(1e-2, 1e4), "viridis",
+                r"pessimism $\beta_{\rm eff}/\beta$ (equal KL; grey: target $\approx$ greedy)", ylabel)
+
+
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     nx, nb = (40, 24) if smoke else (160, 90)
-    b, x, betas, eta, ratio, w1 = compute(nx, nb)
-    curves = baseline_curves(b, betas)
+    data = compute(nx, nb)
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.6), sharey=True)
-    lim = np.abs(eta).max()
-    panels = [
-        (eta, SymLogNorm(linthresh=1e-2, vmin=-lim, vmax=lim), "RdBu", r"$\eta$ (blue: positive, red: negative)"),
-        (np.clip(ratio, 1e-2, 1e4), LogNorm(1e-2, 1e4), "viridis",
-         r"pessimism $\beta_{\rm eff}/\beta$ (equal KL; grey: target $\approx$ greedy)"),
-    ]
-    for ax, (Z, norm, cmap, title) in zip(axes, panels):
-        ax.set_facecolor("0.8")
-        im = ax.pcolormesh(x, betas, Z, norm=norm, cmap=cmap, shading="nearest", rasterized=True)
-        fig.colorbar(im, ax=ax, shrink=0.9)
-        if w1.any():
-            ax.contourf(x, betas, w1.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
-        ax.axvline(0.0, color="k", lw=1)
-        for name, xs in curves.items():
-            mk, col = SETTINGS[name]
-            ax.plot(xs, betas, color=col, lw=1.6, label=name)
-            x2 = np.interp(np.log(BETA2), np.log(betas), xs)
-            ax.plot([x2], [BETA2], mk, color=col, ms=7, mec="w", clip_on=False, zorder=5)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_yscale("log")
-        ax.set_xlim(x.min(), x.max())
-        ax.set_xlabel(r"$(V - V^*_\beta)/\beta$")
-        ax.set_title(title)
-        ax.grid(False)
-    axes[0].set_ylabel(r"$\beta$ (temperature of the log-ratio)")
-    axes[0].text(0.15, 5.0, "negative", color="k", fontsize=8)
-    axes[0].text(-0.3, 5.0, "positive (pessimistic)", color="k", fontsize=8, ha="right")
+    plot_eta_map(data, ax=axes[0])
+    plot_pessimism_map(data, ylabel=False, ax=axes[1])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4, frameon=False,
                title="baselines across beta; markers: published setting, beta2 = 1e-3; hatched: global minimizer uses W_{-1}")
