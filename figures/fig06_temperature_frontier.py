@@ -42,7 +42,12 @@ from . import _style
 BANDIT = "graded"
 GIBBS_COLOR, DEC_COLOR, MEAN_COLOR = "k", "#e08214", "#1b7837"
 SHIFT_COLORS = {0.03: "#c2a5cf", 0.1: "#9970ab", 0.3: "#542788"}
+XLABELS = {"kl": r"$\mathrm{KL}(\pi\|\mu)$ [nats]", "H": r"entropy $H(\pi)$ [nats]"}
+TITLES = {"kl": "reward against KL to the behaviour policy", "H": "reward against entropy"}
 LABEL_OFFSETS = {"kl": {1e-3: (5, -11), 0.1: (-14, 7), 1.0: (5, -11)}, "H": {1e-3: (5, 3), 0.1: (5, 3), 1.0: (5, 3)}}
+
+
+__all__ = ["Config", "SMOKE", "FULL", "compute", "plot_frontier", "plot_shift_eta", "make"]
 
 
 @dataclass(frozen=True)
@@ -97,53 +102,111 @@ def _at(curve, key, value, field):
     return curve[field][i]
 
 
-def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
-         results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
-    cfg = SMOKE if smoke else FULL
-    res = compute(cfg)
-    fig, axes = plt.subplots(1, 3, figsize=(13.0, 4.5), width_ratios=[1.1, 1.1, 0.8])
-    for ax, xf, xlabel in ((axes[0], "kl", r"$\mathrm{KL}(\pi\|\mu)$ [nats]"), (axes[1], "H", r"entropy $H(\pi)$ [nats]")):
-        g = res["gibbs"]
-        ax.plot(g[xf], g["R"], color=GIBBS_COLOR, lw=2.2, label=r"Gibbs $\pi_\beta$ (nominal), $\beta\in[10^{-3},10^2]$")
-        for beta in (1e-3, 0.1, 1.0):
-            ax.plot(_at(g, "beta", beta, xf), _at(g, "beta", beta, "R"), "o", color=GIBBS_COLOR, ms=3.5, zorder=5)
-            ax.annotate(rf"$\beta={beta:g}$", (_at(g, "beta", beta, xf), _at(g, "beta", beta, "R")),
-                        textcoords="offset points", xytext=LABEL_OFFSETS[xf][beta], fontsize=7)
-        m = res["mean"]
-        ax.plot(m[xf], m["R"], color=MEAN_COLOR, lw=1.6, label=r"mean baseline $V=E_\mu r$, $\beta\in[10^{-3},10^2]$")
-        for beta2, ls in zip(cfg.beta2s, ("-", "--")):
-            d = res[("decoupled", beta2)]
-            ax.plot(d[xf], d["R"], color=DEC_COLOR, lw=1.6, ls=ls,
-                    label=rf"decoupled $V=V^*_{{\beta_1}}$, $\beta_2={beta2:g}$, $\beta_1\in[\beta_2,30]$")
-        for beta, c in SHIFT_COLORS.items():
-            s = res[("shift", beta)]
-            ax.plot(s[xf], s["R"], color=c, lw=1.4, label=rf"$\beta$-shifted mean, $\beta={beta:g}$, $\delta\in[0,4]$")
-            ax.plot(s[xf][0], s["R"][0], "o", color=c, ms=4, mfc="w", zorder=5)
-            ax.plot(_at(s, "delta", 1.0, xf), _at(s, "delta", 1.0, "R"), "s", color=c, ms=4.5, zorder=5)
-        ax.plot(_at(m, "beta", 1e-3, xf), _at(m, "beta", 1e-3, "R"), "o", color=MEAN_COLOR, ms=6, mec="k", mew=0.6,
-                zorder=6, label=r"mean baseline at $\beta=10^{-3}$ ($\approx$ linear tilt $\mu(A)_+$)")
-        g_x, g_y = _at(g, "beta", 1e-3, xf), _at(g, "beta", 1e-3, "R")
-        for name, mk in (("A*-PO", "^"), ("OAPL", "v")):
-            p = res[name]
-            ax.plot(p[xf], p["R"], mk, color=DEC_COLOR, ms=8, mec="k", mew=0.6, zorder=6,
-                    label=rf"{name} published ($\beta_1={0.5 if name == 'A*-PO' else 1:g}$, $\beta_2=10^{{-3}}$): "
-                          rf"$\eta={p['eta']:.0f}$, $\beta_{{\rm eff}}/\beta_2={p['pessimism']:.0f}$")
-            ax.annotate("", xy=(p[xf], p["R"]), xytext=(g_x, g_y), zorder=4,
-                        arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, ls=(0, (2, 2)), shrinkA=4, shrinkB=6))
-        ax.set(xlabel=xlabel, ylabel=r"expected reward $E_\pi[r]$")
-    axes[0].set_title("reward against KL to the behaviour policy")
-    axes[1].set_title("reward against entropy")
-    axes[0].set_xlim(left=0)
-    ax = axes[2]
+def _gibbs_and_mean(ax, res, xf):
+    """The Gibbs frontier with three temperatures marked, and the mean baseline's curve."""
+    g = res["gibbs"]
+    ax.plot(g[xf], g["R"], color=GIBBS_COLOR, lw=2.2, label=r"Gibbs $\pi_\beta$ (nominal), $\beta\in[10^{-3},10^2]$")
+    for beta in (1e-3, 0.1, 1.0):
+        ax.plot(_at(g, "beta", beta, xf), _at(g, "beta", beta, "R"), "o", color=GIBBS_COLOR, ms=3.5, zorder=5)
+        ax.annotate(rf"$\beta={beta:g}$", (_at(g, "beta", beta, xf), _at(g, "beta", beta, "R")),
+                    textcoords="offset points", xytext=LABEL_OFFSETS[xf][beta], fontsize=7)
+    m = res["mean"]
+    ax.plot(m[xf], m["R"], color=MEAN_COLOR, lw=1.6, label=r"mean baseline $V=E_\mu r$, $\beta\in[10^{-3},10^2]$")
+
+
+def _published(ax, res, xf):
+    """The mean baseline at beta = 1e-3 and the published A*-PO and OAPL settings, arrows from their nominal target."""
+    m, g = res["mean"], res["gibbs"]
+    ax.plot(_at(m, "beta", 1e-3, xf), _at(m, "beta", 1e-3, "R"), "o", color=MEAN_COLOR, ms=6, mec="k", mew=0.6,
+            zorder=6, label=r"mean baseline at $\beta=10^{-3}$ ($\approx$ linear tilt $\mu(A)_+$)")
+    g_x, g_y = _at(g, "beta", 1e-3, xf), _at(g, "beta", 1e-3, "R")
+    for name, mk in (("A*-PO", "^"), ("OAPL", "v")):
+        p = res[name]
+        ax.plot(p[xf], p["R"], mk, color=DEC_COLOR, ms=8, mec="k", mew=0.6, zorder=6,
+                label=rf"{name} published ($\beta_1={0.5 if name == 'A*-PO' else 1:g}$, $\beta_2=10^{{-3}}$): "
+                      rf"$\eta={p['eta']:.0f}$, $\beta_{{\rm eff}}/\beta_2={p['pessimism']:.0f}$")
+        ax.annotate("", xy=(p[xf], p["R"]), xytext=(g_x, g_y), zorder=4,
+                    arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, ls=(0, (2, 2)), shrinkA=4, shrinkB=6))
+
+
+def plot_frontier(res: dict, x: str = "kl", *, ax=None):
+    r"""Draw expected reward against KL to the behaviour policy (or against entropy) for every family of targets.
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`: each curve a dict of arrays ``kl``,
+        ``H`` (nats) and ``R`` (reward units) of equal length, with its
+        parameter (``beta``, ``beta1`` or ``delta``); the published settings
+        ``"A*-PO"`` and ``"OAPL"`` single points.
+    x : {"kl", "H"}
+        The x axis: :math:`\mathrm{KL}(\pi\|\mu)` (from 0) or the entropy :math:`H(\pi)`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    _gibbs_and_mean(ax, res, x)
+    beta2s = [k[1] for k in res if isinstance(k, tuple) and k[0] == "decoupled"]
+    for beta2, ls in zip(beta2s, ("-", "--")):
+        d = res[("decoupled", beta2)]
+        ax.plot(d[x], d["R"], color=DEC_COLOR, lw=1.6, ls=ls,
+                label=rf"decoupled $V=V^*_{{\beta_1}}$, $\beta_2={beta2:g}$, $\beta_1\in[\beta_2,30]$")
+    for beta, c in SHIFT_COLORS.items():
+        s = res[("shift", beta)]
+        ax.plot(s[x], s["R"], color=c, lw=1.4, label=rf"$\beta$-shifted mean, $\beta={beta:g}$, $\delta\in[0,4]$")
+        ax.plot(s[x][0], s["R"][0], "o", color=c, ms=4, mfc="w", zorder=5)
+        ax.plot(_at(s, "delta", 1.0, x), _at(s, "delta", 1.0, "R"), "s", color=c, ms=4.5, zorder=5)
+    _published(ax, res, x)
+    ax.set(xlabel=XLABELS[x], ylabel=r"expected reward $E_\pi[r]$")
+    ax.set_title(TITLES[x])
+    if x == "kl":
+        ax.set_xlim(left=0)
+    return ax
+
+
+def plot_shift_eta(res: dict, *, ax=None):
+    r"""Draw :math:`\eta` of the beta-shifted-mean targets against the shift :math:`\delta`, above :math:`\eta=\delta`.
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`; reads the curves ``("shift", beta)``
+        for the temperatures of :data:`SHIFT_COLORS` (arrays ``delta`` and
+        ``eta`` of equal length), squares at :math:`\delta = 1`.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     for beta, c in SHIFT_COLORS.items():
         s = res[("shift", beta)]
         ax.plot(s["delta"], s["eta"], color=c, lw=1.6, label=rf"$\beta={beta:g}$")
         ax.plot(1.0, _at(s, "delta", 1.0, "eta"), "s", color=c, ms=4.5)
-    ax.plot([0, cfg.delta_max], [0, cfg.delta_max], color="0.4", ls=":", lw=1.2, label=r"$\eta=\delta$")
+    delta_max = max(res[("shift", beta)]["delta"][-1] for beta in SHIFT_COLORS)
+    ax.plot([0, delta_max], [0, delta_max], color="0.4", ls=":", lw=1.2, label=r"$\eta=\delta$")
     ax.set(xlabel=r"shift $\delta$ (advantage $r - E_\mu r + \delta\beta$)", ylabel=r"$\eta$ of the target",
            title=r"$\beta$-shift: $\eta = \delta + \mathrm{KL}(\mu\|\pi) \geq \delta$")
     ax.legend(frameon=False, loc="upper left")
+    return ax
+
+
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
+    _style.apply()
+    res = compute(SMOKE if smoke else FULL)
+    fig, axes = plt.subplots(1, 3, figsize=(13.0, 4.5), width_ratios=[1.1, 1.1, 0.8])
+    plot_frontier(res, "kl", ax=axes[0])
+    plot_frontier(res, "H", ax=axes[1])
+    plot_shift_eta(res, ax=axes[2])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False, fontsize=7.5,
                title=f"'{BANDIT}' bandit; open circles: $\\delta=0$ (mean baseline); squares: $\\delta=1$; "

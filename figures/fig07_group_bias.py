@@ -55,6 +55,10 @@ import theory as T
 from . import _style
 
 
+__all__ = ["Config", "SMOKE", "FULL", "exact_group_soft_value", "compute", "plot_group_bias", "plot_group_eta",
+           "plot_group_pessimism", "make"]
+
+
 @dataclass(frozen=True)
 class Config:
     """What fig07 computes."""
@@ -164,49 +168,137 @@ def compute(cfg: Config) -> dict:
     return out
 
 
-def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
-         results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
-    cfg = SMOKE if smoke else FULL
-    res = compute(cfg)
-    colors = dict(zip(cfg.betas, plt.cm.viridis(np.linspace(0.05, 0.85, len(cfg.betas)))))
-    fig, axes = plt.subplots(len(cfg.bandits), 3, figsize=(12.5, 3.5 * len(cfg.bandits) + 0.6), squeeze=False)
-    for r_i, bname in enumerate(cfg.bandits):
-        ax, bx, cx = axes[r_i]
-        for beta in cfg.betas:
-            d = res[(bname, beta)]
-            c = colors[beta]
-            G = d["G"]
-            ex = d["exact"]
-            ax.plot(G[ex], d["bias_exact"][ex], "-", color=c, lw=1.8)
-            ax.plot(G, d["bias_asym"], ":", color=c, lw=1.2)
-            mc, se = d["bias_mc"], d["bias_mc_se"]
-            sig = mc > 2 * se
-            ax.errorbar(G[sig], mc[sig], yerr=2 * se[sig], fmt="o", color=c, ms=3.5, capsize=2, lw=0.8)
-            weak = ~sig & (mc > 0)
-            ax.plot(G[weak], mc[weak], "o", mfc="none", color=c, ms=3.5)
-            g2 = G >= 2
-            bx.plot(G, d["eta_indep"], "--", color=c, lw=1.4)
-            bx.plot(G[g2], d["eta_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
-            cx.plot(G, d["ratio_indep"], "--", color=c, lw=1.4)
-            cx.plot(G[g2], d["ratio_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
-        ax.set(xscale="log", yscale="log", xlabel="group size $G$",
-               ylabel=r"$(V^*_\beta - E[\hat V_G])/\beta$", title=f"soft-value bias, '{bname}' bandit")
-        bx.axhline(0.0, color="0.4", lw=0.8)
-        bx.set_yscale("symlog", linthresh=1e-2, linscale=0.6)
-        bx.set(xscale="log", xlabel="group size $G$", ylabel=r"$\eta$ of the target (symlog)",
-               title=rf"implied $\eta$ (regression at the same $\beta$), '{bname}'")
-        cx.axhline(1.0, color="0.4", lw=0.8, ls=":")
-        cx.set(xscale="log", yscale="log", xlabel="group size $G$", ylabel=r"$\beta_{\rm eff}/\beta$ (equal KL)",
-               title=f"implied pessimism, '{bname}'")
-        cx.set_yticks([1, 1.5, 2, 3, 4, 5])
-        cx.yaxis.set_major_formatter(plt.ScalarFormatter())
-        cx.yaxis.set_minor_formatter(plt.NullFormatter())
-        for a in (ax, bx, cx):
-            a.set_xticks([1, 4, 16, 64, 256] if max(cfg.groups) > 64 else [1, 2, 4, 8, 16, 32],
-                          labels=None)
-            a.xaxis.set_major_formatter(plt.ScalarFormatter())
-            a.xaxis.set_minor_formatter(plt.NullFormatter())
+def _curves(res, bandit, colors):
+    """(beta, its entry of ``res``, its colour) for every temperature of ``bandit``, in the order computed."""
+    betas = [beta for b, beta in res if b == bandit]
+    if colors is None:
+        colors = dict(zip(betas, plt.cm.viridis(np.linspace(0.05, 0.85, len(betas)))))
+    return [(beta, res[(bandit, beta)], colors[beta]) for beta in betas]
+
+
+def _group_axis(ax, G):
+    """Group sizes on a log axis with plain numbers at a few powers of 2."""
+    ax.set_xticks([1, 4, 16, 64, 256] if max(G) > 64 else [1, 2, 4, 8, 16, 32], labels=None)
+    ax.xaxis.set_major_formatter(plt.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+
+
+def plot_group_bias(res: dict, bandit: str, *, colors=None, ax=None):
+    r"""Draw the soft-value bias :math:`(V^*_\beta - E[\hat V_G])/\beta` against G, one colour per beta.
+
+    Lines: exact (where enumerated); markers: Monte Carlo with 2 s.e. (hollow
+    where within 2 s.e. of zero); dotted: the large-G asymptote. Log-log.
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`, keyed by (bandit, beta); each entry
+        holds arrays over the group sizes ``G`` (nG,).
+    bandit : str
+        The bandit whose curves are drawn, one colour per temperature.
+    colors : dict, optional
+        Colour of each beta; viridis over the temperatures by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    for _, d, c in _curves(res, bandit, colors):
+        G, ex = d["G"], d["exact"]
+        ax.plot(G[ex], d["bias_exact"][ex], "-", color=c, lw=1.8)
+        ax.plot(G, d["bias_asym"], ":", color=c, lw=1.2)
+        mc, se = d["bias_mc"], d["bias_mc_se"]
+        sig = mc > 2 * se
+        ax.errorbar(G[sig], mc[sig], yerr=2 * se[sig], fmt="o", color=c, ms=3.5, capsize=2, lw=0.8)
+        weak = ~sig & (mc > 0)
+        ax.plot(G[weak], mc[weak], "o", mfc="none", color=c, ms=3.5)
+    ax.set(xscale="log", yscale="log", xlabel="group size $G$",
+           ylabel=r"$(V^*_\beta - E[\hat V_G])/\beta$", title=f"soft-value bias, '{bandit}' bandit")
+    _group_axis(ax, G)
+    return ax
+
+
+def plot_group_eta(res: dict, bandit: str, *, colors=None, ax=None):
+    r"""Draw :math:`\eta` of the regression's target against G, one colour per beta (symlog).
+
+    Dashed: a baseline independent of the sample; solid with dots: the
+    sample's own group (from G = 2).
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`, keyed by (bandit, beta); each entry
+        holds arrays over the group sizes ``G`` (nG,).
+    bandit : str
+        The bandit whose curves are drawn, one colour per temperature.
+    colors : dict, optional
+        Colour of each beta; viridis over the temperatures by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    for _, d, c in _curves(res, bandit, colors):
+        G = d["G"]
+        g2 = G >= 2
+        ax.plot(G, d["eta_indep"], "--", color=c, lw=1.4)
+        ax.plot(G[g2], d["eta_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    ax.set_yscale("symlog", linthresh=1e-2, linscale=0.6)
+    ax.set(xscale="log", xlabel="group size $G$", ylabel=r"$\eta$ of the target (symlog)",
+           title=rf"implied $\eta$ (regression at the same $\beta$), '{bandit}'")
+    _group_axis(ax, G)
+    return ax
+
+
+def plot_group_pessimism(res: dict, bandit: str, *, colors=None, ax=None):
+    r"""Draw the pessimism ratio :math:`\beta_{\rm eff}/\beta` (equal KL) of the regression's target against G.
+
+    Dashed: a baseline independent of the sample; solid with dots: the
+    sample's own group (from G = 2); dotted: 1, the Gibbs target. Log-log.
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`, keyed by (bandit, beta); each entry
+        holds arrays over the group sizes ``G`` (nG,).
+    bandit : str
+        The bandit whose curves are drawn, one colour per temperature.
+    colors : dict, optional
+        Colour of each beta; viridis over the temperatures by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    for _, d, c in _curves(res, bandit, colors):
+        G = d["G"]
+        g2 = G >= 2
+        ax.plot(G, d["ratio_indep"], "--", color=c, lw=1.4)
+        ax.plot(G[g2], d["ratio_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
+    ax.axhline(1.0, color="0.4", lw=0.8, ls=":")
+    ax.set(xscale="log", yscale="log", xlabel="group size $G$", ylabel=r"$\beta_{\rm eff}/\beta$ (equal KL)",
+           title=f"implied pessimism, '{bandit}'")
+    ax.set_yticks([1, 1.5, 2, 3, 4, 5])
+    ax.yaxis.set_major_formatter(plt.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    _group_axis(ax, G)
+    return ax
+
+
+def _legend(fig, colors, cfg):
     handles = [plt.Line2D([], [], color=colors[b], lw=2) for b in cfg.betas]
     labels = [rf"$\beta={b:g}$" for b in cfg.betas]
     handles += [
@@ -220,4 +312,18 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
                "left: large-G asymptote", "middle/right: baseline independent of the sample",
                "middle/right: the sample's own group (OAPL, OPMD-LME)"]
     fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False, fontsize=7.5)
+
+
+def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
+         results_dir: Path | None = None) -> list[Path]:
+    _style.apply()
+    cfg = SMOKE if smoke else FULL
+    res = compute(cfg)
+    colors = dict(zip(cfg.betas, plt.cm.viridis(np.linspace(0.05, 0.85, len(cfg.betas)))))
+    fig, axes = plt.subplots(len(cfg.bandits), 3, figsize=(12.5, 3.5 * len(cfg.bandits) + 0.6), squeeze=False)
+    for (ax, bx, cx), bname in zip(axes, cfg.bandits):
+        plot_group_bias(res, bname, colors=colors, ax=ax)
+        plot_group_eta(res, bname, colors=colors, ax=bx)
+        plot_group_pessimism(res, bname, colors=colors, ax=cx)
+    _legend(fig, colors, cfg)
     return _style.save(fig, out, "fig07_group_bias", overwrite=overwrite)

@@ -29,6 +29,8 @@ from sims import token_mdp as tm
 
 from . import _style
 
+__all__ = ["compute", "plot_token_kl", "plot_token_reward", "make"]
+
 BETA = 1.0
 MAPS = (
     ("regression (Lambert)", tm.lambert_state_target),
@@ -38,7 +40,12 @@ MAPS = (
 
 
 def compute(smoke: bool, seed: int = 0) -> dict:
-    """Gap measures over (map, V, T); returns arrays with those axes."""
+    """Gap measures over (map, V, T): arrays with those axes, and their coordinates ``map``, ``vocab``, ``depth``.
+
+    ``kl_tok_seq`` and ``kl_seq_tok`` (nats) are the KL divergences between the
+    token-level and the sequence-level target, ``reward_tok``, ``reward_seq``
+    and ``reward_mu`` the expected rewards of the two targets and of mu.
+    """
     vocab = (2, 3) if smoke else (2, 3, 4)
     depths = tuple(range(1, 5 if smoke else 7))
     out = {k: np.full((len(MAPS), len(vocab), len(depths)), np.nan)
@@ -54,33 +61,101 @@ def compute(smoke: bool, seed: int = 0) -> dict:
                 gap = tm.target_gap(cond_mu, r, adv, tree, make_map(BETA))
                 for key in out:
                     out[key][i, j, k] = getattr(gap, key)
-    out.update(vocab=np.array(vocab), depth=np.array(depths))
+    out.update(map=[label for label, _ in MAPS], vocab=np.array(vocab), depth=np.array(depths))
     return out
+
+
+def _colors(res, colors):
+    return plt.cm.plasma(np.linspace(0.1, 0.8, len(res["vocab"]))) if colors is None else colors
+
+
+def plot_token_kl(res: dict, target_map: str, *, colors=None, ylabel: bool = True, xlabel: bool = True,
+                  legend: bool = True, ax=None):
+    """Draw KL(token-level target || sequence-level target) against depth T, one line per vocabulary size V.
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`: arrays over (map, V, T) and the
+        coordinates ``map`` (names), ``vocab`` (nV,) and ``depth`` (nT,).
+    target_map : str
+        Which per-state target map to draw, one of ``res["map"]``; also the title.
+    colors : sequence, optional
+        One colour per vocabulary size; plasma by default.
+    ylabel, xlabel : bool
+        Whether to label the axes (off inside a grid that labels only its outer edge).
+    legend : bool
+        Whether to draw the legend of the vocabulary sizes.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    i, colors = res["map"].index(target_map), _colors(res, colors)
+    for j, V in enumerate(res["vocab"]):
+        ax.plot(res["depth"], res["kl_tok_seq"][i, j], "o-", color=colors[j], label=f"V = {V}")
+    ax.set_title(target_map)
+    ax.set_ylabel(r"KL(token-level $\|$ sequence-level) [nats]" if ylabel else "")
+    if xlabel:
+        ax.set_xlabel("depth T (tokens)")
+    if legend:
+        ax.legend(frameon=False)
+    return ax
+
+
+def plot_token_reward(res: dict, target_map: str, *, colors=None, ylabel: bool = True, xlabel: bool = True,
+                      legend: bool = True, ax=None):
+    """Draw the expected reward of the sequence-level (solid) and token-level (dashed) targets against depth T.
+
+    Parameters
+    ----------
+    res : dict
+        The output of :func:`compute`: arrays over (map, V, T) and the
+        coordinates ``map`` (names), ``vocab`` (nV,) and ``depth`` (nT,).
+    target_map : str
+        Which per-state target map to draw, one of ``res["map"]``.
+    colors : sequence, optional
+        One colour per vocabulary size; plasma by default.
+    ylabel, xlabel : bool
+        Whether to label the axes (off inside a grid that labels only its outer edge).
+    legend : bool
+        Whether to draw the legend of the two line styles.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
+    i, colors = res["map"].index(target_map), _colors(res, colors)
+    for j, V in enumerate(res["vocab"]):
+        ax.plot(res["depth"], res["reward_seq"][i, j], "o-", color=colors[j])
+        ax.plot(res["depth"], res["reward_tok"][i, j], "s--", color=colors[j], mfc="white")
+    if xlabel:
+        ax.set_xlabel("depth T (tokens)")
+    ax.set_ylabel(r"$E[r]$ of the target" if ylabel else "")
+    if legend:
+        ax.plot([], [], "ko-", label="sequence level")
+        ax.plot([], [], "ks--", mfc="white", label="token level")
+        ax.legend(frameon=False)
+    return ax
 
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
     _style.apply()
     res = compute(smoke)
-    vocab, depth = res["vocab"], res["depth"]
-    colors = plt.cm.plasma(np.linspace(0.1, 0.8, len(vocab)))
+    colors = plt.cm.plasma(np.linspace(0.1, 0.8, len(res["vocab"])))
     fig, axes = plt.subplots(2, len(MAPS), figsize=(4.2 * len(MAPS), 6.4), sharex=True, squeeze=False)
-    for i, (label, _) in enumerate(MAPS):
-        ax = axes[0, i]
-        for j, V in enumerate(vocab):
-            ax.plot(depth, res["kl_tok_seq"][i, j], "o-", color=colors[j], label=f"V = {V}")
-        ax.set_title(label)
-        ax.set_ylabel(r"KL(token-level $\|$ sequence-level) [nats]" if i == 0 else "")
-        ax = axes[1, i]
-        for j, V in enumerate(vocab):
-            ax.plot(depth, res["reward_seq"][i, j], "o-", color=colors[j])
-            ax.plot(depth, res["reward_tok"][i, j], "s--", color=colors[j], mfc="white")
-        ax.set_xlabel("depth T (tokens)")
-        ax.set_ylabel(r"$E[r]$ of the target" if i == 0 else "")
-    axes[0, 0].legend(frameon=False)
-    axes[1, 0].plot([], [], "ko-", label="sequence level")
-    axes[1, 0].plot([], [], "ks--", mfc="white", label="token level")
-    axes[1, 0].legend(frameon=False)
+    for i, name in enumerate(res["map"]):
+        plot_token_kl(res, name, colors=colors, ylabel=i == 0, xlabel=False, legend=i == 0, ax=axes[0, i])
+        plot_token_reward(res, name, colors=colors, ylabel=i == 0, legend=i == 0, ax=axes[1, i])
     fig.suptitle(rf"Token-level against sequence-level targets (partial-credit reward, mean baseline, $\beta$ = {BETA})"
                  "\nBoth targets are global minimizers; gradient flow from $\\mu$ can stop at another local minimum")
     return _style.save(fig, out, "fig08_token_gap", overwrite=overwrite)
