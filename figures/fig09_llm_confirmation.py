@@ -24,8 +24,8 @@ beta-shifted mean), fitted (filled) and predicted (hollow) eta at each lag; OAPL
 Top right, bottom left, bottom middle: reward, entropy and KL(mu||pi_{t+1})
 after the update against lag; bottom right: the ratio-based objective's clip
 fraction and ratio ESS against lag. Each panel is drawn by its own function
-(:func:`eta_panel`, :func:`ordering_panel`, :func:`lag_panel`,
-:func:`ratio_panel`), which takes ``ax=None`` and returns the axes.
+(:func:`plot_eta`, :func:`plot_ordering`, :func:`plot_lag_metric`,
+:func:`plot_ratio`), which takes ``ax=None`` and returns the axes.
 results/llm_confirm/README.md states the orderings with their
 standard errors (``tables.md`` there). Figure 10 (``fig10_llm_probe``) trains
 to convergence on one frozen behaviour, where the fitted eta can be compared with
@@ -41,6 +41,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import _style
+
+__all__ = ["load", "objectives", "palette", "plot_eta", "plot_ordering", "plot_lag_metric", "plot_ratio", "make"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "llm_confirm"
@@ -115,16 +117,32 @@ def _lag_axis(ax, rows):
     ax.set_xlabel("lag L")
 
 
-def eta_panel(rows, k8_rows=None, *, colors=None, legend=True, ax=None):
-    """Fitted against Lambert-predicted eta per (objective, lag), symlog; marker size grows with lag.
+def plot_eta(rows, k8_rows=None, *, colors=None, legend=True, ax=None):
+    """Draw the fitted against the Lambert-predicted eta per (objective, lag), symlog; marker size grows with lag.
 
-    ``k8_rows`` (rows of ``results/llm_confirm_k8/summary.csv``, 8 inner steps
-    per batch) are drawn hollow when given. With ``legend=False`` the panel's
-    legend keeps only its own entries (hollow markers, diagonal) and leaves the
-    objective colours to a legend shared by the figure.
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
+        the means over seeds and their standard errors (``<column>_se``).
+    k8_rows : list of dict, optional
+        Rows of ``results/llm_confirm_k8/summary.csv`` (8 inner steps per
+        batch), drawn hollow when given.
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    legend : bool
+        With False the panel's legend keeps only its own entries (hollow
+        markers, diagonal) and leaves the objective colours to a legend shared
+        by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    if ax is None:
-        _, ax = plt.subplots()
+    ax = _style.panel_axes(ax)
     colors = palette(rows) if colors is None else colors
     own = []
     lim = 0.0
@@ -158,10 +176,26 @@ def eta_panel(rows, k8_rows=None, *, colors=None, legend=True, ax=None):
     return ax
 
 
-def ordering_panel(rows, *, colors=None, ax=None):
-    """Fitted (filled) and predicted (hollow) eta of the beta = 0.1 baselines, in predicted order, per lag."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_ordering(rows, *, colors=None, ax=None):
+    """Draw the fitted (filled) and predicted (hollow) eta of the beta = 0.1 baselines, in predicted order, per lag.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
+        the means over seeds and their standard errors (``<column>_se``).
+        Only the objectives of :data:`ORDER` are drawn, one marker per lag.
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(rows) if colors is None else colors
     base = [o for o in ORDER if any(r["objective"] == o for r in rows)]
     lags = sorted({r["lag"] for r in rows})
@@ -190,7 +224,7 @@ def ordering_panel(rows, *, colors=None, ax=None):
     return ax
 
 
-#: the per-lag quantities of :func:`lag_panel`: summary.csv column -> panel title
+#: the per-lag quantities of :func:`plot_lag_metric`: summary.csv column -> panel title
 LAG_PANELS = {
     "reward": "reward of the samples",
     "entropy": "entropy proxy [nats/token]",
@@ -198,10 +232,27 @@ LAG_PANELS = {
 }
 
 
-def lag_panel(rows, key, *, colors=None, ax=None):
-    """Mean ± s.e. of the summary.csv column ``key`` (one of :data:`LAG_PANELS`) against lag, per objective."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_lag_metric(rows, key, *, colors=None, ax=None):
+    """Draw the mean ± s.e. of one summary.csv column against lag, one line per objective.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
+        the means over seeds and their standard errors (``<column>_se``).
+    key : str
+        The column, e.g. one of :data:`LAG_PANELS` (whose value is then the title).
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(rows) if colors is None else colors
     for obj in colors:
         lag, m, se = _series(rows, obj, key)
@@ -211,10 +262,26 @@ def lag_panel(rows, key, *, colors=None, ax=None):
     return ax
 
 
-def ratio_panel(rows, *, colors=None, ax=None):
-    """Clip fraction (solid) and 1 - ratio ESS (dashed) against lag, for the objectives that clip a ratio."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_ratio(rows, *, colors=None, ax=None):
+    """Draw the clip fraction (solid) and 1 - ratio ESS (dashed) against lag, for the objectives that clip a ratio.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
+        the means over seeds and their standard errors (``<column>_se``).
+        Objectives without a ``clip_frac`` are left out.
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(rows) if colors is None else colors
     for obj in colors:
         lag, clip, se = _series(rows, obj, "clip_frac")
@@ -237,11 +304,11 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
     k8 = RESULTS_K8 / "summary.csv"
     k8_rows = load(smoke, k8) if k8.exists() else None
     fig, axes = plt.subplots(2, 3, figsize=FIGSIZE)
-    eta_panel(rows, k8_rows, colors=colors, legend=False, ax=axes[0, 0])
-    ordering_panel(rows, colors=colors, ax=axes[0, 1])
+    plot_eta(rows, k8_rows, colors=colors, legend=False, ax=axes[0, 0])
+    plot_ordering(rows, colors=colors, ax=axes[0, 1])
     for ax, key in zip([axes[0, 2], axes[1, 0], axes[1, 1]], LAG_PANELS):
-        lag_panel(rows, key, colors=colors, ax=ax)
-    ratio_panel(rows, colors=colors, ax=axes[1, 2])
+        plot_lag_metric(rows, key, colors=colors, ax=ax)
+    plot_ratio(rows, colors=colors, ax=axes[1, 2])
     handles, labels = axes[0, 0].get_legend_handles_labels()
     keep = [i for i, lab in enumerate(labels) if lab in colors]
     fig.legend([handles[i] for i in keep], [labels[i] for i in keep], loc="outside lower center",

@@ -12,9 +12,9 @@ probe into the results cache instead, see :func:`load`). Colours are the five re
 
 Two rows of three cells (:data:`FIGSIZE`, a two-column paper's full text width): panels (1), (2), (3)
 on top; below, the legend of colours and markers shared by the panels (bottom left), then (4) (bottom
-middle) and (5) (bottom right). Each panel is drawn by its own function (:func:`fail_panel`,
-:func:`eta_panel`, :func:`pass_panel`, :func:`leak_panel`, :func:`trajectory_panel`), which takes
-``ax=None`` and returns the axes.
+middle) and (5) (bottom right). Each panel is drawn by its own function (:func:`plot_fail`,
+:func:`plot_eta`, :func:`plot_pass`, :func:`plot_leak`, :func:`plot_trajectory`, the first four through
+:func:`plot_scatter`), which takes ``ax=None`` and returns the axes.
 
 Panels (1) to (4), one point per (seed, prompt), realized against predicted with the diagonal dotted: (1) the
 failing class's log-ratio log pi(fail)/mu(fail), realized (importance estimate on mu's samples)
@@ -35,6 +35,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import _style
+
+__all__ = ["load", "objectives", "palette", "plot_scatter", "plot_fail", "plot_eta", "plot_pass", "plot_leak",
+           "plot_trajectory", "make"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "llm_probe"
@@ -88,17 +91,35 @@ def _label(o) -> str:
     return LABEL.get(o, o).replace("\n", " ")
 
 
-def scatter_panel(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title="", colors=None, legend=True,
-                  ax=None):
-    """Realized (column ``real``) against predicted (column ``pred``), one point per (seed, prompt), diagonal dotted.
+def plot_scatter(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title="", colors=None, legend=True,
+                 ax=None):
+    """Draw a realized column against a predicted one, one point per (seed, prompt), with the diagonal dotted.
 
-    Filled at the Lambert target; where the column ``relaxed`` is given and
-    differs, hollow at the relaxed target (negative regime: mass may leave mu's
-    support). ``legend=False`` leaves the colours and markers to a legend
-    shared by the figure.
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
+    real, pred : str
+        Columns of the realized (y) and the predicted (x, the Lambert target's) value.
+    relaxed : str, optional
+        Column of the relaxed target's prediction (negative regime: mass may
+        leave mu's support); where given and different, the point is repeated
+        hollow at it.
+    xlabel, ylabel, title : str
+        Labels of the panel.
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    legend : bool
+        With False the colours and markers are left to a legend shared by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
     """
-    if ax is None:
-        _, ax = plt.subplots()
+    ax = _style.panel_axes(ax)
     colors = palette(rows) if colors is None else colors
     lo, hi = np.inf, -np.inf
     for o in colors:
@@ -125,14 +146,33 @@ def scatter_panel(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title
     return ax
 
 
-def fail_panel(rows, *, colors=None, legend=True, ax=None):
-    """The failing class's log-ratio, realized (importance estimate) against the Lambert target, and the
-    nominal Gibbs target's mean value dashed (its legend entry stays in the panel under ``legend=False``)."""
-    ax = scatter_panel(rows, "log_u_fail", "log_u_fail_pred", None,
-                       xlabel=r"predicted $\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$",
-                       ylabel="realized (importance estimate) [nats]",
-                       title="mass moved off the\nfailing answers\n(higher = more conservative)",
-                       colors=colors, legend=False, ax=ax)
+def plot_fail(rows, *, colors=None, legend=True, ax=None):
+    """Draw the failing class's log-ratio, realized (importance estimate) against the Lambert target.
+
+    The nominal Gibbs target's mean value is dashed; its legend entry stays in
+    the panel under ``legend=False``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    legend : bool
+        With False the colours and markers are left to a legend shared by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = plot_scatter(rows, "log_u_fail", "log_u_fail_pred", None,
+                      xlabel=r"predicted $\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$",
+                      ylabel="realized (importance estimate) [nats]",
+                      title="mass moved off the\nfailing answers\n(higher = more conservative)",
+                      colors=colors, legend=False, ax=ax)
     gibbs = np.mean([r["gibbs_log_u_fail"] for r in rows])
     line = ax.axvline(gibbs, color="0.5", ls="--", lw=1, label=f"nominal\nGibbs target\n(mean, {gibbs:.1f})")
     ax.legend(**({} if legend else {"handles": [line]}), frameon=False, loc="lower right", handlelength=1.2,
@@ -140,39 +180,105 @@ def fail_panel(rows, *, colors=None, legend=True, ax=None):
     return ax
 
 
-def eta_panel(rows, *, colors=None, legend=True, ax=None):
-    """eta realized (KL + E[A]/beta) against the Lambert target's (filled) and the relaxed target's (hollow)."""
-    ax = scatter_panel(rows, "eta", "eta_pred", "eta_relaxed", xlabel=r"predicted $\eta$",
-                       ylabel=r"realized $\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[\bar A]/\beta$",
-                       title=r"$\eta$ at convergence", colors=colors, legend=legend, ax=ax)
+def plot_eta(rows, *, colors=None, legend=True, ax=None):
+    """Draw eta realized (KL + E[A]/beta) against the Lambert target's (filled) and the relaxed target's (hollow).
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    legend : bool
+        With False the colours and markers are left to a legend shared by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = plot_scatter(rows, "eta", "eta_pred", "eta_relaxed", xlabel=r"predicted $\eta$",
+                      ylabel=r"realized $\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[\bar A]/\beta$",
+                      title=r"$\eta$ at convergence", colors=colors, legend=legend, ax=ax)
     ax.axhline(0.0, color="k", lw=0.6, ls=":")
     return ax
 
 
-def pass_panel(rows, *, colors=None, legend=True, ax=None):
-    """The pass rate of pi, sampled from pi, against the Lambert (filled) and relaxed (hollow) targets' mass on
-    reward 1."""
-    return scatter_panel(rows, "pass_pi", "pass_pred", "pass_relaxed", xlabel="predicted mass\non reward 1",
-                         ylabel=r"pass rate of $\pi$ (sampled from $\pi$)",
-                         title="pass rate\n" + rf"($\mu$: {np.mean([r['mu_pass'] for r in rows]):.2f}; nominal"
-                               "\nGibbs target: " + rf"{np.mean([r['gibbs_reward'] for r in rows]):.3f})",
-                         colors=colors, legend=legend, ax=ax)
+def plot_pass(rows, *, colors=None, legend=True, ax=None):
+    """Draw the pass rate of pi (sampled from pi) against the Lambert (filled) and relaxed (hollow) targets'.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    legend : bool
+        With False the colours and markers are left to a legend shared by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    return plot_scatter(rows, "pass_pi", "pass_pred", "pass_relaxed", xlabel="predicted mass\non reward 1",
+                        ylabel=r"pass rate of $\pi$ (sampled from $\pi$)",
+                        title="pass rate\n" + rf"($\mu$: {np.mean([r['mu_pass'] for r in rows]):.2f}; nominal"
+                              "\nGibbs target: " + rf"{np.mean([r['gibbs_reward'] for r in rows]):.3f})",
+                        colors=colors, legend=legend, ax=ax)
 
 
-def leak_panel(rows, *, colors=None, legend=True, ax=None):
-    """The mass pi moves off mu's support (1 - mean of e^{s_i} over mu's samples) against the relaxed target's."""
-    return scatter_panel(rows, "leak", "leak_relaxed", None,
-                         xlabel=r"relaxed target's mass" + "\n" + r"off $\mu$'s support",
-                         ylabel=r"realized $1 - \frac{1}{n}\sum_i e^{s_i}$" + "\n(importance estimate)",
-                         title="mass moved to completions\n" + r"$\mu$" + " does not sample (Lambert\n"
-                               "target: 0 by construction)",
-                         colors=colors, legend=legend, ax=ax)
+def plot_leak(rows, *, colors=None, legend=True, ax=None):
+    """Draw the mass pi moves off mu's support (1 - mean of e^{s_i} over mu's samples) against the relaxed target's.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    legend : bool
+        With False the colours and markers are left to a legend shared by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    return plot_scatter(rows, "leak", "leak_relaxed", None,
+                        xlabel=r"relaxed target's mass" + "\n" + r"off $\mu$'s support",
+                        ylabel=r"realized $1 - \frac{1}{n}\sum_i e^{s_i}$" + "\n(importance estimate)",
+                        title="mass moved to completions\n" + r"$\mu$" + " does not sample (Lambert\n"
+                              "target: 0 by construction)",
+                        colors=colors, legend=legend, ax=ax)
 
 
-def trajectory_panel(traj, *, colors=None, legend=True, ax=None):
-    """The failing class's log-ratio over training, mean over (seed, prompt); the Lambert target dashed."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_trajectory(traj, *, colors=None, legend=True, ax=None):
+    """Draw the failing class's log-ratio over training, mean over (seed, prompt); the Lambert target dashed.
+
+    Parameters
+    ----------
+    traj : list of dict
+        Rows of ``trajectory.csv`` (:func:`load`): one per (objective, seed, prompt, step).
+    colors : dict, optional
+        Colour of each objective, in drawing order; :func:`palette` of ``traj`` by default.
+    legend : bool
+        With False the colours and markers are left to a legend shared by the figure.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(traj) if colors is None else colors
     for o in colors:
         cell = [t for t in traj if t["objective"] == o]
@@ -194,11 +300,11 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
     rows, traj = load(smoke, folder, results_dir)
     colors = palette(rows)
     fig, axes = plt.subplots(2, 3, figsize=FIGSIZE, width_ratios=[0.92, 1.0, 1.08])
-    fail_panel(rows, colors=colors, legend=False, ax=axes[0, 0])
-    eta_panel(rows, colors=colors, legend=False, ax=axes[0, 1])
-    pass_panel(rows, colors=colors, legend=False, ax=axes[0, 2])
-    leak_panel(rows, colors=colors, legend=False, ax=axes[1, 1])
-    trajectory_panel(traj, colors=colors, legend=False, ax=axes[1, 2])
+    plot_fail(rows, colors=colors, legend=False, ax=axes[0, 0])
+    plot_eta(rows, colors=colors, legend=False, ax=axes[0, 1])
+    plot_pass(rows, colors=colors, legend=False, ax=axes[0, 2])
+    plot_leak(rows, colors=colors, legend=False, ax=axes[1, 1])
+    plot_trajectory(traj, colors=colors, legend=False, ax=axes[1, 2])
     key = axes[1, 0]  # the colours and markers shared by the five panels
     key.axis("off")
     key.legend(*axes[0, 1].get_legend_handles_labels(), loc="center", frameon=False)

@@ -35,6 +35,8 @@ from sims.llm.stats import bootstrap_ci, paired
 
 from . import _style
 
+__all__ = ["load", "arms", "palette", "plot_curve", "plot_lag_metric", "plot_theory", "make"]
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "llm_lag"
 FIGSIZE = (7.0, 5.6)
@@ -77,10 +79,28 @@ def _lag_axis(ax, lags):
     ax.set_xlabel("lag L (RL steps)")
 
 
-def curve_panel(cells, steps, lag, *, colors=None, ax=None):
-    """Held-out pass@1 against RL step at one lag: mean over seeds, 95% bootstrap band; dotted: the SFT start."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_curve(cells, steps, lag, *, colors=None, ax=None):
+    """Draw held-out pass@1 against RL step at one lag: mean over seeds, 95% bootstrap band; dotted: the SFT start.
+
+    Parameters
+    ----------
+    cells : list of dict
+        Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.
+    steps : list of dict
+        Rows of ``steps.csv.gz`` (:func:`load`): one per (arm, lag, seed, step), with ``eval/pass@1`` where evaluated.
+    lag : int
+        The lag whose runs are drawn.
+    colors : dict, optional
+        Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(cells) if colors is None else colors
     for arm in colors:
         rows = [r for r in steps if r["arm"] == arm and r["lag"] == lag and r.get("eval/pass@1") is not None]
@@ -112,10 +132,30 @@ def _by_lag(cells, arm, key):
     return np.array(out, dtype=float).reshape(-1, 4)
 
 
-def lag_panel(cells, key, ylabel, title, *, colors=None, start_line=False, ax=None):
-    """A per-cell metric against lag: mean over seeds with 95% bootstrap intervals, arms slightly offset."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_lag_metric(cells, key, ylabel, title, *, colors=None, start_line=False, ax=None):
+    """Draw a per-cell metric against lag: mean over seeds with 95% bootstrap intervals, arms slightly offset.
+
+    Parameters
+    ----------
+    cells : list of dict
+        Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.
+    key : str
+        The column of ``cells`` drawn (e.g. ``pass1_final``, ``entropy_final``, ``collapsed``).
+    ylabel, title : str
+        Labels of the panel.
+    start_line : bool
+        Whether to draw the SFT start's mean pass@1 dotted.
+    colors : dict, optional
+        Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(cells) if colors is None else colors
     n = len(colors)
     for i, arm in enumerate(colors):
@@ -133,10 +173,27 @@ def lag_panel(cells, key, ylabel, title, *, colors=None, start_line=False, ax=No
     return ax
 
 
-def theory_panel(cells, *, colors=None, ax=None):
-    """Predicted eta at lag 0 against the change of final pass@1 from lag 0 to the largest lag (paired, 95% CI)."""
-    if ax is None:
-        _, ax = plt.subplots()
+def plot_theory(cells, *, colors=None, ax=None):
+    """Draw predicted eta at lag 0 against the change of final pass@1 from lag 0 to the largest lag (paired, 95% CI).
+
+    Arms without eta (ratio-based) are drawn as squares at the left edge;
+    arms with fewer than two seeds at both lags are left out.
+
+    Parameters
+    ----------
+    cells : list of dict
+        Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.
+    colors : dict, optional
+        Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new one-panel figure when None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The axes drawn on.
+    """
+    ax = _style.panel_axes(ax)
     colors = palette(cells) if colors is None else colors
     L = max(r["lag"] for r in cells)
     etas = [r["eta_pred"] for r in cells if r["lag"] == 0 and r.get("eta_pred") is not None]
@@ -167,14 +224,15 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
     colors = palette(cells)
     lags = sorted({r["lag"] for r in cells})
     fig, axes = plt.subplots(2, 3, figsize=FIGSIZE)
-    curve_panel(cells, steps, lags[0], colors=colors, ax=axes[0, 0])
-    curve_panel(cells, steps, lags[-1], colors=colors, ax=axes[0, 1])
+    plot_curve(cells, steps, lags[0], colors=colors, ax=axes[0, 0])
+    plot_curve(cells, steps, lags[-1], colors=colors, ax=axes[0, 1])
     axes[0, 1].sharey(axes[0, 0])
-    lag_panel(cells, "pass1_final", "final held-out pass@1", "final pass@1", colors=colors, start_line=True,
-              ax=axes[0, 2])
-    lag_panel(cells, "entropy_final", "token entropy [nats]", "entropy (last 10 steps)", colors=colors, ax=axes[1, 0])
-    lag_panel(cells, "collapsed", "fraction of runs", "collapse", colors=colors, ax=axes[1, 1])
-    theory_panel(cells, colors=colors, ax=axes[1, 2])
+    plot_lag_metric(cells, "pass1_final", "final held-out pass@1", "final pass@1", colors=colors,
+                    start_line=True, ax=axes[0, 2])
+    plot_lag_metric(cells, "entropy_final", "token entropy [nats]", "entropy (last 10 steps)", colors=colors,
+                    ax=axes[1, 0])
+    plot_lag_metric(cells, "collapsed", "fraction of runs", "collapse", colors=colors, ax=axes[1, 1])
+    plot_theory(cells, colors=colors, ax=axes[1, 2])
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False,
                columnspacing=1.2, handletextpad=0.4)
