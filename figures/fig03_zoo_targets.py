@@ -54,8 +54,11 @@ def _summary(e) -> str:
     return txt
 
 
-def compute(bandit: str = BANDIT) -> dict:
+def compute(bandit: str = BANDIT, objectives=None) -> dict:
     """Every objective's induced target and nominal target on one standard bandit.
+
+    ``objectives`` (names of ``theory.objectives.OBJECTIVES``) restricts the
+    panels to those; by default every objective of the zoo.
 
     Returns a dict: ``bandit`` (its name), ``mu`` and ``r`` (K,), and
     ``panels``, one dict per objective of the zoo in table order: ``objective``
@@ -66,7 +69,7 @@ def compute(bandit: str = BANDIT) -> dict:
     """
     b = T.STANDARD_BANDITS[bandit]
     panels = []
-    for row in zoo_rows({bandit: b}):
+    for row in zoo_rows({bandit: b}, objectives):
         nominal, _ = _nominal(make_objective(row["objective"]), b.mu, b.r)
         panels.append({"objective": row["objective"], "family": row["family"], "target": row["bandits"][bandit],
                        "nominal": nominal})
