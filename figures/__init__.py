@@ -15,6 +15,8 @@ only with ``overwrite`` (``--overwrite``). ``results_dir`` is the cache of what 
 nothing ignore it.
 """
 
+__all__ = ["FIGURES"]
+
 FIGURES = [
     "fig01_lambert_tilt",
     "fig02_regime_map",

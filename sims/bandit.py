@@ -67,7 +67,6 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -80,6 +79,7 @@ import torch
 import theory
 from theory.bandits import STANDARD_BANDITS
 from theory.objectives import OBJECTIVES, make_objective
+from theory.runtime import torch_single_thread
 from theory.outputs import atomic_savez, atomic_write_bytes
 
 __all__ = [
@@ -129,7 +129,7 @@ _DTYPE = torch.float64
 # ----------------------------------------------------------------------------- config
 
 
-def _check_int(name, value, minimum):
+def check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -137,7 +137,7 @@ def _check_int(name, value, minimum):
     return int(value)
 
 
-def _freeze_params(params) -> tuple:
+def freeze_params(params) -> tuple:
     """Objective overrides as a sorted tuple of (name, value) pairs (hashable, JSON-able)."""
     if params is None:
         return ()
@@ -206,7 +206,7 @@ class BanditSimConfig:
     """Keep pi_t (T + 1, S, B, K) and mu_t (T, S, B, K) in the result."""
 
     def __post_init__(self):
-        object.__setattr__(self, "objective_params", _freeze_params(self.objective_params))
+        object.__setattr__(self, "objective_params", freeze_params(self.objective_params))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
         obj = make_objective(self.objective, **dict(self.objective_params))  # raises for bad parameters
@@ -214,13 +214,13 @@ class BanditSimConfig:
             raise ValueError(
                 f"unknown bandit {self.bandit!r}; use 'random' or one of {', '.join(STANDARD_BANDITS)}"
             )
-        _check_int("num_contexts", self.num_contexts, 1)
-        _check_int("num_arms", self.num_arms, 2)
-        _check_int("reward_seed", self.reward_seed, 0)
+        check_int("num_contexts", self.num_contexts, 1)
+        check_int("num_arms", self.num_arms, 2)
+        check_int("reward_seed", self.reward_seed, 0)
         if isinstance(self.lag, (int, np.integer)) and not isinstance(self.lag, bool) and self.lag < 0:
             raise ValueError(f"lag must be >= 0 (0 = on-policy data), got {self.lag}")
-        _check_int("lag", self.lag, 0)
-        _check_int("group_size", self.group_size, 1)
+        check_int("lag", self.lag, 0)
+        check_int("group_size", self.group_size, 1)
         if not isinstance(self.population, bool):
             raise ValueError(f"population must be True or False, got {self.population!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -228,15 +228,15 @@ class BanditSimConfig:
         lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
         if not (lr_ok and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        _check_int("inner_steps", self.inner_steps, 1)
-        _check_int("steps", self.steps, 1)
-        _check_int("num_seeds", self.num_seeds, 1)
-        _check_int("seed", self.seed, 0)
+        check_int("inner_steps", self.inner_steps, 1)
+        check_int("steps", self.steps, 1)
+        check_int("num_seeds", self.num_seeds, 1)
+        check_int("seed", self.seed, 0)
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; valid: {', '.join(POLICIES)}")
-        _check_int("feature_dim", self.feature_dim, 1)
-        _check_int("feature_seed", self.feature_seed, 0)
-        _check_int("target_every", self.target_every, 1)
+        check_int("feature_dim", self.feature_dim, 1)
+        check_int("feature_seed", self.feature_seed, 0)
+        check_int("target_every", self.target_every, 1)
         for name in ("shared_weights", "track_target", "record_policies"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -248,10 +248,11 @@ class BanditSimConfig:
                     f"objective {self.objective!r} with group_size={self.group_size}: {err}; "
                     "set group_size >= 2 or population=True"
                 ) from err
-        if self.objective == "m2po" and self.num_seeds > 1:
+        if make_objective(self.objective, **dict(self.objective_params)).couples_batch and self.num_seeds > 1:
             raise ValueError(
-                "m2po's mask is computed over the whole batch, which would couple seeds simulated as one "
-                "batch; set num_seeds=1 (and loop over seeds outside) for m2po"
+                f"{self.objective}'s loss couples the rows of a batch (m2po: its mask is computed over the whole "
+                f"batch), which would couple seeds simulated as one batch; set num_seeds=1 (and loop over seeds "
+                f"outside) for {self.objective}"
             )
 
     # -- presets and helpers ----------------------------------------------------
@@ -432,19 +433,6 @@ def load_results(path) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- simulation
 
 
-@contextlib.contextmanager
-def torch_single_thread():
-    """Torch intra-op threads set to 1 inside the block (tensors here are tiny; threads only add overhead)."""
-    n = torch.get_num_threads()
-    if n != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if n != 1:
-            torch.set_num_threads(n)
-
-
 def _distributions(x: torch.Tensor) -> np.ndarray:
     """Writable float64 numpy copy of a probability tensor (rows renormalized against rounding)."""
     p = x.detach().numpy().astype(np.float64, copy=True)
@@ -455,7 +443,7 @@ def _tv(p, q):
     return 0.5 * np.abs(p - q).sum(-1)
 
 
-class _Optimizer:
+class Optimizer:
     """SGD, normalized step or Adam on one parameter tensor; blocks for the norm are its last ``nblock`` axes."""
 
     def __init__(self, kind, lr, param, nblock):
@@ -481,15 +469,13 @@ class _Optimizer:
         return param - self.lr * mhat / (vhat.sqrt() + _ADAM_EPS)
 
 
-def _population_signal(obj, mu_np, r_np):
+def population_signal(obj, mu_np, r_np):
     """The per-arm signal the loss expects, in expectation: the advantage, or the CE weight h."""
     adv = obj.population_advantage(mu_np, r_np)
-    if obj.family == "weighted-ce":  # the loss is -w log pi: its weight h is the sample weight itself
-        return obj.weight(torch.ones(adv.shape, dtype=_DTYPE), adv, torch.as_tensor(mu_np)), adv
-    return torch.as_tensor(adv), adv
+    return obj.population_signal(adv, mu_np), adv
 
 
-def _loss_kwargs(obj, logp, logp_mu):
+def loss_kwargs(obj, logp, logp_mu):
     kw = {}
     if "ref" in obj.needs:
         kw["logp_ref"] = logp_mu
@@ -542,7 +528,7 @@ def _simulate(cfg: BanditSimConfig, progress) -> BanditSimResult:
         def logits_of(p):
             return log_pi0 + p @ phi.T  # (S, B|1, K) -> (S, B, K)
 
-    opt = _Optimizer(cfg.optimizer, float(cfg.lr), param, nblock)
+    opt = Optimizer(cfg.optimizer, float(cfg.lr), param, nblock)
     agg_scale = float(obj.aggregate(torch.ones((1, 1) if obj.level == "token" else (1,), dtype=_DTYPE)))
 
     # one generator per seed (seed + s): the numbers of seed s do not depend on S
@@ -577,7 +563,7 @@ def _simulate(cfg: BanditSimConfig, progress) -> BanditSimResult:
 
         # the batch: G samples from mu (or every arm, weighted by mu)
         if cfg.population:
-            signal, adv_pop = _population_signal(obj, mu_np, r_sbk)  # (S, B, K)
+            signal, adv_pop = population_signal(obj, mu_np, r_sbk)  # (S, B, K)
             u = torch.exp(log_pi - log_mu)
             m["ess"][t] = (1.0 / (log_mu.exp() * u * u).sum(-1)).numpy()
             w_mu = log_mu.exp()
@@ -610,7 +596,7 @@ def _simulate(cfg: BanditSimConfig, progress) -> BanditSimResult:
         for i in range(k):
             p = param.detach().requires_grad_(True)
             logp = batch_logp(torch.log_softmax(logits_of(p), -1))
-            loss = obj.loss(logp, logp_mu, signal, None, **_loss_kwargs(obj, logp, logp_mu))
+            loss = obj.loss(logp, logp_mu, signal, None, **loss_kwargs(obj, logp, logp_mu))
             if cfg.population:
                 per_arm = loss.reshape(S, B, K)
                 total = agg_scale * (w_mu * per_arm).sum()

@@ -466,13 +466,13 @@ def stability_map(
         ``flat=False`` the gradient rule's limit is approached sublinearly,
         so the point is checked only for finiteness.
     """
-    return _stability_maps(
+    return stability_maps(
         obj_name, lags, lrs, bandit, rule=rule, inner_steps=inner_steps, obj_params=obj_params, flat=flat,
         max_steps=max_steps, fixed_point_tol=fixed_point_tol,
     )[1 if exclude_neutral else 0]
 
 
-def _stability_maps(obj_name, lags, lrs, bandit, *, rule, inner_steps, obj_params, flat, max_steps, fixed_point_tol):
+def stability_maps(obj_name, lags, lrs, bandit, *, rule, inner_steps, obj_params, flat, max_steps, fixed_point_tol):
     """(radius, transverse radius), each (len(lags), len(lrs)); see :func:`stability_map`."""
     obj = _as_objective(obj_name, obj_params)
     bd = flat_bandit(bandit) if flat else _as_bandit(bandit)

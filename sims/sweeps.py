@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .bandit import METRIC_AXES, BanditSimConfig, load_results, save_results, simulate
-from .lag import _stability_maps
+from .lag import stability_maps
 
 __all__ = [
     "DEFAULT_RESULTS_DIR",
@@ -280,7 +280,7 @@ def run_stability_sweep(sweep: StabilitySweep, *, progress: bool = True) -> dict
     try:
         for i, obj in enumerate(sweep.objectives):
             bar.set_postfix_str(obj)
-            radius[i], trans[i] = _stability_maps(
+            radius[i], trans[i] = stability_maps(
                 obj, sweep.lags, sweep.lrs, sweep.bandit, rule=sweep.rule, inner_steps=sweep.inner_steps,
                 obj_params=None, flat=sweep.flat, max_steps=2000, fixed_point_tol=1e-9,
             )

@@ -96,7 +96,7 @@ MAX_LEAVES = 1 << 24
 # ----------------------------------------------------------------------------- the tree
 
 
-def _check_int(name, value, minimum):
+def check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -120,8 +120,8 @@ class TokenTree:
     T: int
 
     def __post_init__(self):
-        V = _check_int("V", self.V, 2)
-        T = _check_int("T", self.T, 1)
+        V = check_int("V", self.V, 2)
+        T = check_int("T", self.T, 1)
         if V**T > MAX_LEAVES:
             raise ValueError(f"V**T = {V}**{T} = {V**T} leaves exceeds MAX_LEAVES = {MAX_LEAVES}")
         object.__setattr__(self, "V", V)
@@ -134,7 +134,7 @@ class TokenTree:
 
     def num_states(self, t: int) -> int:
         """Number of prefixes of length ``t`` (``0 <= t <= T``), ``V**t``."""
-        t = _check_int("t", t, 0)
+        t = check_int("t", t, 0)
         if t > self.T:
             raise ValueError(f"t must be <= T = {self.T}, got {t}")
         return self.V**t

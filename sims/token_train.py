@@ -126,7 +126,7 @@ import torch
 
 import theory
 from sims import bandit as _bandit
-from sims.bandit import OPTIMIZERS, _loss_kwargs, _Optimizer, _population_signal, torch_single_thread
+from sims.bandit import OPTIMIZERS, Optimizer, loss_kwargs, population_signal, torch_single_thread
 from sims.token_mdp import (
     TokenTree,
     conditional_advantage,
@@ -272,8 +272,8 @@ def supports_target(objective, reward_range: float = _REWARD_RANGE) -> bool:
 # ----------------------------------------------------------------------------- config
 
 
-def _check_int(name, value, minimum):
-    return _bandit._check_int(name, value, minimum)
+def check_int(name, value, minimum):
+    return _bandit.check_int(name, value, minimum)
 
 
 def _check_bool(name, value):
@@ -340,8 +340,8 @@ class TokenSimConfig:
     """Keep the leaf distributions pi_t (steps + 1, S, V**T) and mu_t (steps, S, V**T)."""
 
     def __post_init__(self):
-        V = _check_int("V", self.V, 2)
-        T = _check_int("T", self.T, 1)
+        V = check_int("V", self.V, 2)
+        T = check_int("T", self.T, 1)
         if V**T > SIM_MAX_LEAVES:
             raise ValueError(
                 f"V**T = {V}**{T} = {V**T} leaves exceeds SIM_MAX_LEAVES = {SIM_MAX_LEAVES} "
@@ -359,21 +359,21 @@ class TokenSimConfig:
                 if isinstance(tok, bool) or not isinstance(tok, (int, np.integer)) or not 0 <= tok < V:
                     raise ValueError(f"correct tokens must be integers in [0, {V - 1}], got {corr!r}")
             object.__setattr__(self, "correct", tuple(int(t) for t in corr))
-        object.__setattr__(self, "obj_params", _bandit._freeze_params(self.obj_params))
+        object.__setattr__(self, "obj_params", _bandit.freeze_params(self.obj_params))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
         obj = make_objective(self.objective, **dict(self.obj_params))  # raises for bad parameters
         if self.level not in LEVELS:
             raise ValueError(f"unknown level {self.level!r}; valid levels: {', '.join(LEVELS)}")
-        if obj.name == "gspo" and self.level == "sequence":
+        if obj.sequence_ratio and self.level == "sequence":
             raise ValueError(
-                "gspo at level='sequence': GSPO's ratio is the length-normalized mean of the token log-ratios, "
-                "which one summed log-probability per completion cannot express; use level='token'"
+                f"{obj.name} at level='sequence': its ratio is the length-normalized mean of the token log-ratios "
+                "(GSPO's), which one summed log-probability per completion cannot express; use level='token'"
             )
         if isinstance(self.lag, (int, np.integer)) and not isinstance(self.lag, bool) and self.lag < 0:
             raise ValueError(f"lag must be >= 0 (0 = on-policy data), got {self.lag}")
-        _check_int("lag", self.lag, 0)
-        _check_int("group_size", self.group_size, 1)
+        check_int("lag", self.lag, 0)
+        check_int("group_size", self.group_size, 1)
         _check_bool("population", self.population)
         if self.population and V**T > POPULATION_MAX_LEAVES:
             raise ValueError(
@@ -385,27 +385,27 @@ class TokenSimConfig:
         lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
         if not (lr_ok and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        _check_int("inner_steps", self.inner_steps, 1)
-        _check_int("steps", self.steps, 1)
+        check_int("inner_steps", self.inner_steps, 1)
+        check_int("steps", self.steps, 1)
         if isinstance(self.seeds, (str, bytes)) or not hasattr(self.seeds, "__iter__"):
             raise ValueError(f"seeds must be a tuple of distinct integers >= 0, got {self.seeds!r}")
         seeds = tuple(self.seeds)
         if not seeds:
             raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
         for s in seeds:
-            _check_int("every seed", s, 0)
+            check_int("every seed", s, 0)
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct (a repeated seed repeats its run), got {seeds}")
         object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
-        _check_int("init_seed", self.init_seed, 0)
+        check_int("init_seed", self.init_seed, 0)
         c = self.init_concentration
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not (math.isfinite(c) and c > 0):
             raise ValueError(f"init_concentration must be a finite number > 0, got {c!r}")
         if self.track_targets is not None:
             _check_bool("track_targets", self.track_targets)
-        _check_int("target_every", self.target_every, 1)
+        check_int("target_every", self.target_every, 1)
         _check_bool("track_gap", self.track_gap)
         _check_bool("record_policies", self.record_policies)
         if self.track_targets:
@@ -421,10 +421,11 @@ class TokenSimConfig:
                     f"objective {self.objective!r} with group_size={self.group_size}: {err}; "
                     "set group_size >= 2 or population=True"
                 ) from err
-        if obj.name == "m2po" and len(seeds) > 1:
+        if obj.couples_batch and len(seeds) > 1:
             raise ValueError(
-                "m2po's mask is computed over the whole batch, which would couple seeds simulated as one "
-                "batch; give one seed (and loop over seeds outside) for m2po"
+                f"{obj.name}'s loss couples the rows of a batch (m2po: its mask is computed over the whole batch), "
+                f"which would couple seeds simulated as one batch; give one seed (and loop over seeds outside) "
+                f"for {obj.name}"
             )
 
     # -- presets and helpers ----------------------------------------------------
@@ -620,14 +621,14 @@ def _objective_loss(obj, level, lp_tok, lp_mu_tok, signal):
     if level == "sequence":
         lp = lp_tok.sum(-1, keepdim=True)  # (S, n, 1): log pi(y)
         lp_mu = lp_mu_tok.sum(-1, keepdim=True)
-        loss = obj.loss(lp, lp_mu, signal, None, **_loss_kwargs(obj, lp, lp_mu))
+        loss = obj.loss(lp, lp_mu, signal, None, **loss_kwargs(obj, lp, lp_mu))
         return loss if obj.level == "token" else loss.unsqueeze(-1)  # (S, n, 1)
     if obj.level == "token":
-        return obj.loss(lp_tok, lp_mu_tok, signal, None, **_loss_kwargs(obj, lp_tok, lp_mu_tok))  # (S, n, T)
+        return obj.loss(lp_tok, lp_mu_tok, signal, None, **loss_kwargs(obj, lp_tok, lp_mu_tok))  # (S, n, T)
     # a sequence-level objective on every token as a one-token sequence: (S, n, T, 1) -> (S, n, T)
     lp, lp_mu = lp_tok.unsqueeze(-1), lp_mu_tok.unsqueeze(-1)
     adv = signal.unsqueeze(-1).expand(lp_tok.shape)
-    return obj.loss(lp, lp_mu, adv, None, **_loss_kwargs(obj, lp, lp_mu))
+    return obj.loss(lp, lp_mu, adv, None, **loss_kwargs(obj, lp, lp_mu))
 
 
 def _gather_tokens(logsm_flat, idx):
@@ -779,7 +780,7 @@ def _simulate(cfg: TokenSimConfig, progress) -> TokenSimResult:
     # policy: flat logits (S, N, V), pi_0 the same for every seed
     init_np = np.log(np.concatenate(cfg.initial_conditionals(), 0))  # (N, V)
     param = torch.as_tensor(init_np, dtype=_DTYPE).expand(S, N, V).clone()
-    opt = _Optimizer(cfg.optimizer, float(cfg.lr), param, 2)  # normalized: one block per seed
+    opt = Optimizer(cfg.optimizer, float(cfg.lr), param, 2)  # normalized: one block per seed
 
     # one generator per seed, seeded with its value: a seed's numbers do not depend on the others
     gens = [torch.Generator().manual_seed(s) for s in cfg.seeds]
@@ -818,7 +819,7 @@ def _simulate(cfg: TokenSimConfig, progress) -> TokenSimResult:
 
         # the batch: G completions from mu (or every leaf, weighted by mu)
         if cfg.population:
-            signal, _ = _population_signal(obj, mu_np, r_sy)  # (S, Y)
+            signal, _ = population_signal(obj, mu_np, r_sy)  # (S, Y)
             idx = leaf_idx.expand(S, Y, T)
             lp_mu_tok = lsm_mu.gather(1, idx.reshape(S, Y * T)).reshape(S, Y, T)
             w = c_elem * torch.as_tensor(mu_np).unsqueeze(-1)  # (S, Y, 1)

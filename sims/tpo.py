@@ -233,7 +233,7 @@ def sample_actions(pi, u):
 # ----------------------------------------------------------------------------- the experiment
 
 
-def _check_int(name, value, minimum):
+def check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -303,11 +303,11 @@ def replicate_tpo_single(num_seeds=100, seed=0, *, num_arms=100, batch=100, step
         ``{"pg", "grpo", "tpo"}`` -> float64 arrays of shape (S, steps): the
         error before each update (``[:, 0] == 1 - 1/K``).
     """
-    num_seeds = _check_int("num_seeds", num_seeds, 1)
-    seed = _check_int("seed", seed, 0)
-    K = _check_int("num_arms", num_arms, 2)
-    B = _check_int("batch", batch, 1)
-    steps = _check_int("steps", steps, 1)
+    num_seeds = check_int("num_seeds", num_seeds, 1)
+    seed = check_int("seed", seed, 0)
+    K = check_int("num_arms", num_arms, 2)
+    B = check_int("batch", batch, 1)
+    steps = check_int("steps", steps, 1)
     alpha = as_float_array(alpha, "alpha")
     if alpha.ndim != 0:
         raise ValueError(f"alpha must be a scalar, got shape {alpha.shape}")

@@ -39,3 +39,58 @@ def tiny_sft(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_sft")
     res = train_sft(cfg, out_dir=out)
     return res.model, res.task, out / "ckpt.pt"
+
+
+# a user's objective, registered from a file outside the package (tests/test_user_objective.py)
+USER_FILE = '''
+"""My objectives (a user's file, not part of the package)."""
+import torch
+
+from theory.objectives import register_objective
+
+
+def capped_reinforce_loss(logp, logp_mu, adv, mask=None, *, cap=2.0):
+    """-sg(min(u, cap)) A log pi per token, u = pi/mu."""
+    adv = torch.as_tensor(adv, dtype=logp.dtype)
+    if adv.dim() < logp.dim():
+        adv = adv.unsqueeze(-1)
+    u = torch.exp((logp - logp_mu).detach()).clamp(max=cap)
+    return -u * adv * logp
+
+
+register_objective("capped_reinforce", loss=capped_reinforce_loss, advantage="mean", cap=2.0,
+                   family="ratio", target_kind="kkt", source="a user's file")
+
+
+def tempered_reinforce_loss(logp, logp_mu, adv, mask=None, *, beta=0.1):
+    """-A log pi + beta s^2 / 2 per token, s = log pi - log mu."""
+    adv = torch.as_tensor(adv, dtype=logp.dtype)
+    if adv.dim() < logp.dim():
+        adv = adv.unsqueeze(-1)
+    s = logp - logp_mu.detach()
+    return -adv * logp + 0.5 * beta * s * s
+
+
+register_objective("tempered_reinforce", loss=tempered_reinforce_loss, advantage="mean", beta=0.1)
+'''
+
+
+@pytest.fixture(scope="module")
+def user_module(tmp_path_factory):
+    """(module, folder): a user's file outside the package that registers ``capped_reinforce`` and ``tempered_reinforce``."""
+    import importlib
+    import sys
+
+    from theory.objectives import OBJECTIVES, unregister_objective
+
+    folder = tmp_path_factory.mktemp("user")
+    (folder / "my_objectives.py").write_text(USER_FILE)
+    sys.path.insert(0, str(folder))
+    try:
+        yield importlib.import_module("my_objectives"), folder
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("my_objectives", None)
+        for name in ("capped_reinforce", "tempered_reinforce"):
+            if name in OBJECTIVES:
+                unregister_objective(name)

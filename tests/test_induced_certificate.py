@@ -196,7 +196,7 @@ def test_every_certified_target_is_a_stationary_distribution(case, b, binary):
     assert stationarity_residual(lambda u, a: obj.weight(u, a, mu_t), mu, adv, t.pi) <= RESIDUAL_TOL
     with np.errstate(divide="ignore"):
         s_min = np.log(t.pi[mu > 0] / mu[mu > 0]).min()
-    if obj._signal == "adv" and s_min > -LOG_RATIO_CLAMP:
+    if obj.spec.signal == "adv" and s_min > -LOG_RATIO_CLAMP:
         # (the losses clamp log-ratios at +-LOG_RATIO_CLAMP for numerical safety, so on an arm with
         # pi = 0 their gradient is the clamp's, not the weight's limit at u -> 0: such points skip this)
         # independent route: the loss's own gradient is a common drift on the arms that keep mass

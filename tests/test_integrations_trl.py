@@ -242,3 +242,16 @@ def test_missing_trl_names_the_extra(monkeypatch):
     monkeypatch.setattr(integ.importlib.metadata, "version", missing)
     with pytest.raises(ImportError, match=r'pip install torch==2\.13\.0 -e "\.\[trl\]"'):
         integ.require("trl")
+
+
+def test_trl_trains_the_users_objective(user_module, model_dir, tmp_path):
+    model = LlamaForCausalLM.from_pretrained(model_dir)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = make_trainer(ZooGRPOTrainer, model, model_dir, tmp_path, objective="capped_reinforce",
+                             max_steps=2, per_device_train_batch_size=4, gradient_accumulation_steps=1)
+    assert trainer.zoo_objective.name == "capped_reinforce"
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert max((a - b).abs().max().item() for a, b in zip(before, trainer.model.parameters())) > 0
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert logs and all("zoo/clip_ratio" not in h for h in logs)  # the user's loss declares no clip rule

@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from verl.workers.config import ActorConfig, PolicyLossConfig  # noqa: E402
 
 import sims.integrations as integ  # noqa: E402
 import sims.integrations.verl as zv  # noqa: E402
+from theory.zoo import BUILTIN_SPECS  # noqa: E402
 from sims.integrations.eta import fitted_eta, lambert_eta  # noqa: E402
 from theory.objectives import OBJECTIVES, make_objective  # noqa: E402
 
@@ -197,7 +199,7 @@ def test_aggregate_rejects_unknown_mode_and_missing_global_counts():
 
 def test_registration_covers_the_zoo():
     """Every zoo objective runs in verl: registered as zoo_<name>, or a built-in, or refused with a reason."""
-    assert set(zv.REGISTERED) | set(zv.BUILTIN) | {"astar_po"} == set(OBJECTIVES)
+    assert set(zv.REGISTERED) | set(zv.BUILTIN) | {"astar_po"} == {s.name for s in BUILTIN_SPECS}
     assert not set(zv.REGISTERED) & set(zv.BUILTIN)
     for name in zv.REGISTERED:
         assert core_algos.get_policy_loss_fn(f"zoo_{name}").objective.name == name
@@ -548,3 +550,33 @@ def test_missing_verl_names_the_extra(monkeypatch):
     monkeypatch.setattr(integ.importlib.metadata, "version", missing)
     with pytest.raises(ImportError, match=r'pip install torch==2\.13\.0 -e "\.\[verl\]"'):
         integ.require("verl")
+
+
+def test_verl_registers_before_and_after_import(user_module):
+    from verl.trainer.ppo.core_algos import get_policy_loss_fn
+
+    from theory.objectives import register_objective, unregister_objective
+
+    fn = get_policy_loss_fn("zoo_capped_reinforce")  # registered after this module imported the adapter
+    assert fn.objective.name == "capped_reinforce"
+    # and in a fresh process, registered before the adapter is imported
+    code = ("import my_objectives, sims.integrations.verl; from verl.trainer.ppo.core_algos import get_policy_loss_fn; "
+            "print(get_policy_loss_fn('zoo_capped_reinforce').objective.params['cap'])")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=user_module[1], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": f"{root}:{user_module[1]}"})
+    assert out.returncode == 0 and out.stdout.strip() == "2.0", out.stderr[-2000:]
+    spec = register_objective("capped_reinforce_late", loss=user_module[0].capped_reinforce_loss, cap=3.0)
+    try:
+        late = get_policy_loss_fn("zoo_capped_reinforce_late")  # registered after the import
+        assert late.objective.params["cap"] == 3.0
+        lp = torch.randn(4, 3, dtype=torch.float64)
+        old = lp + 0.3 * torch.randn(4, 3, dtype=torch.float64)
+        adv = torch.randn(4, 1, dtype=torch.float64).expand(4, 3)
+        m = torch.ones(4, 3, dtype=torch.bool)
+        value, _ = late(old_log_prob=old, log_prob=lp, advantages=adv, response_mask=m)
+        want = make_objective(spec.name).loss(lp, old, adv, m).mean()
+        assert torch.allclose(value, want, rtol=1e-12)
+        assert zv.recipe("capped_reinforce_late").loss_mode == "zoo_capped_reinforce_late"
+    finally:
+        unregister_objective("capped_reinforce_late")

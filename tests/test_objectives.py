@@ -31,9 +31,9 @@ def _autograd_weight(obj, mu, adv, u):
     logmu = torch.log(mu_t)[:, None]
     logp = (logmu + torch.log(torch.tensor(u))[:, None]).clone().requires_grad_(True)
     sig = torch.tensor(adv)
-    if obj._signal == "awr":
+    if obj.spec.signal == "awr":
         sig = torch.exp(sig / obj.params["beta"])
-    elif obj._signal == "tpo":
+    elif obj.spec.signal == "tpo":
         z = sig / obj.params["beta"]
         w = torch.exp(z - z.max())
         sig = w / (mu_t * w).sum()
@@ -388,3 +388,4 @@ def test_kkt_solver_leaves_float64_underflow_alone():
     cf = obj.closed_form_target(mu[None], obj.population_advantage(mu[None], r[None]))
     assert it.converged.all()
     np.testing.assert_allclose(it.pi, cf, atol=1e-11)
+

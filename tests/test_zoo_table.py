@@ -127,7 +127,7 @@ def test_regression_rows_match_theory(rows_two_correct):
 def test_closed_form_rows_agree_with_the_kkt_solver(bandit):
     """Every closed-form row of the table equals the generic KKT solver's answer where that solver converges."""
     b = STANDARD_BANDITS[bandit]
-    names = [n for n in OBJECTIVES if make_objective(n)._closed_form is not None and n != "tpo"]
+    names = [n for n in OBJECTIVES if make_objective(n).spec.closed_form is not None and n != "tpo"]
     # tpo: its weight is normalized over the whole batch, which the per-arm KKT solver cannot take
     rows = {r["objective"]: r["bandits"][bandit] for r in zoo_rows({bandit: b}, names)}
     compared = 0

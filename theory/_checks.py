@@ -63,7 +63,7 @@ def _torch_tensor_to_numpy(x, name: str):
     return x.to(torch.float64).numpy(), (x.dtype if x.is_floating_point() else np.dtype(np.float64))
 
 
-def _to_real_array(x, name: str, what: str):
+def to_real_array(x, name: str, what: str):
     """NumPy array of ``x`` with its original dtype (for the tolerance); named errors for non-numbers."""
     if x is None:
         raise ValueError(f"{name} must be {what}, got None")
@@ -127,7 +127,7 @@ def _first_nonfinite(arr: np.ndarray, name: str) -> None:
 
 def as_float_array(x, name: str, what: str = "an array of numbers") -> np.ndarray:
     """Return ``x`` as a float64 array; reject NaN, inf and non-numbers with a named error."""
-    raw, _ = _to_real_array(x, name, what)
+    raw, _ = to_real_array(x, name, what)
     with np.errstate(over="ignore"):
         arr = np.asarray(raw, dtype=np.float64)  # float128 beyond float64's range becomes inf: refused below
     _first_nonfinite(arr, name)
@@ -136,7 +136,7 @@ def as_float_array(x, name: str, what: str = "an array of numbers") -> np.ndarra
 
 def as_scalar(x, name: str) -> float:
     """A finite real number as a Python float (Python, NumPy and 0-d torch scalars alike)."""
-    raw, _ = _to_real_array(x, name, "a number")
+    raw, _ = to_real_array(x, name, "a number")
     if raw.size != 1:
         raise ValueError(f"{name} must be a single number, got shape {raw.shape}")
     with np.errstate(over="ignore"):
@@ -176,7 +176,7 @@ def check_distribution(mu, name: str = "mu") -> np.ndarray:
     the result sums to 1 to float64 rounding whatever the input precision.
     An empty batch (shape ``(0, K)``) is returned as it is.
     """
-    raw, dtype = _to_real_array(mu, name, "an array of probabilities")
+    raw, dtype = to_real_array(mu, name, "an array of probabilities")
     arr = np.asarray(raw, dtype=np.float64)
     if arr.ndim == 0:
         raise ValueError(f"{name} must have a last axis of arms, got a scalar")
@@ -207,7 +207,7 @@ def check_distribution(mu, name: str = "mu") -> np.ndarray:
 
 def check_positive(x, name: str) -> np.ndarray:
     """Validate a strictly positive, finite array (a temperature, a step size)."""
-    raw, _ = _to_real_array(x, name, "a number > 0 (or an array of them)")
+    raw, _ = to_real_array(x, name, "a number > 0 (or an array of them)")
     with np.errstate(over="ignore"):
         arr = np.asarray(raw, dtype=np.float64)
     if arr.ndim == 0 and not math.isfinite(float(arr)):

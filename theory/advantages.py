@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from ._checks import (
-    _to_real_array,
+    to_real_array,
     as_float_array,
     as_int,
     as_positive_scalar,
@@ -129,7 +129,7 @@ def _as_rewards(rewards) -> torch.Tensor:
             raise ValueError("rewards is a boolean tensor; pass numbers (e.g. rewards.double())")
         r = rewards
     else:
-        raw, _ = _to_real_array(rewards, "rewards", "an array of rewards")
+        raw, _ = to_real_array(rewards, "rewards", "an array of rewards")
         r = torch.as_tensor(np.array(raw))  # a copy, of any shape (0-d too)
     if not r.is_floating_point():
         r = r.to(torch.float64)

@@ -91,7 +91,7 @@ from .measures import REGIME_NAMES, beta_eff_kl, beta_eff_reward, kl
 from .objectives import Objective, make_objective, objective_names
 from .outputs import CommandParser, UsageError, atomic_write_bytes, cli_main
 from .values import gibbs_target
-from .zoo_table import _measures, nominal_temperature  # the zoo table's per-bandit target and measures
+from .zoo_table import nominal_temperature, target_measures  # the zoo table's per-bandit target and measures
 
 __all__ = [
     "LagSpec",
@@ -1247,7 +1247,7 @@ def _class_numbers(obj: Objective, p: float, weight: float, G: int, lr: float, l
     out.update(pass_rate=p, weight=weight, signal=True)
     try:
         with np.errstate(all="ignore"):  # the solvers' own certificates judge the result
-            e = _measures(obj, b)
+            e = target_measures(obj, b)
     except ValueError as err:  # a route that refuses this bandit: say so
         out.update(note=f"target not computed: {' '.join(str(err).split())}")
         out.update(_group_numbers(obj, mu, r, G, nominal_temperature(obj, mu, r)))

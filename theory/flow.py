@@ -67,7 +67,6 @@ bandits, and return finite values on the support.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,6 +76,7 @@ import scipy.sparse
 import torch
 from scipy.integrate import BDF, Radau
 
+from .runtime import torch_single_thread
 from ._checks import as_float_array, broadcast_arms, check_distribution
 
 __all__ = ["FlowResult", "MinimizeResult", "logit_flow", "multistart_minimize"]
@@ -244,28 +244,6 @@ def _check_objective(loss, weight):
     fn = loss if loss is not None else weight
     if not callable(fn):
         raise ValueError(f"{'loss' if loss is not None else 'weight'} must be callable")
-
-
-def _torch_single_thread(fn):
-    """Run ``fn`` with torch intra-op threads set to 1, restored afterwards.
-
-    Every tensor here is small (one row per bandit); torch's thread pool only
-    adds overhead on such tensors, and a great deal of it (ms per operation)
-    when the CPU is shared with other processes.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        n = torch.get_num_threads()
-        if n == 1:
-            return fn(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(n)
-
-    return wrapper
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
@@ -451,7 +429,7 @@ def _checkpoints(t_max: float) -> np.ndarray:
     return grid
 
 
-@_torch_single_thread
+@torch_single_thread()
 def logit_flow(
     mu,
     adv,
@@ -864,7 +842,7 @@ MIN_GRAD = 1e-6
 MIN_CURVATURE = 1e-8
 
 
-@_torch_single_thread
+@torch_single_thread()
 def multistart_minimize(
     loss: LossFn,
     mu,

@@ -48,7 +48,7 @@ import scipy.optimize
 import torch
 
 from ._checks import as_float_array, broadcast_arms, check_distribution
-from .flow import _torch_single_thread
+from .runtime import torch_single_thread
 
 __all__ = [
     "InducedTarget",
@@ -380,7 +380,7 @@ def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
     return set_valued, pi_min, pi_max
 
 
-@_torch_single_thread
+@torch_single_thread()
 def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int = 20):
     r"""Solve the boundary-aware fixed-point system of the module docstring.
 
@@ -545,7 +545,7 @@ def _flow(obj, mu, adv, flow_kwargs):
     return res
 
 
-@_torch_single_thread
+@torch_single_thread()
 def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol: float = 1e-8):
     r"""Explicit Euler on the logit flow, for fields with plateaus (PPO-type clipping).
 
@@ -633,7 +633,7 @@ def induced_target(obj, mu, r, *, method: str = "auto", flow_kwargs=None) -> Ind
         return obj.weight(u, a, mu_t if u.shape == mu_t.shape else None)
 
     if method == "auto":
-        if obj.target_kind in ("lambert", "gibbs", "linear", "vertex") and obj._closed_form is not None:
+        if obj.target_kind in ("lambert", "gibbs", "linear", "vertex") and obj.spec.closed_form is not None:
             method = "closed-form"
         elif obj.target_kind == "kkt":
             method = "kkt"

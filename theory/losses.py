@@ -51,6 +51,9 @@ __all__ = [
     "kl_reinforce_loss",
     "weighted_ce_loss",
     "regression_loss",
+    "ppo_clip_kl_loss",
+    "sample_weighted_ce_loss",
+    "anchored_regression_loss",
 ]
 
 #: Named aggregation modes (verl's ``loss_agg_mode`` names where verl has one).
@@ -461,3 +464,53 @@ def regression_loss(logp, logp_anchor, adv, mask=None, *, beta=1e-3, level="sequ
     if level == "token":
         return (beta * s - adv) ** 2
     return (beta * s.sum(-1) - adv[..., 0]) ** 2
+
+
+# ---------------------------------------------------------------------------
+# the objective contract: loss(logp, logp_mu, adv, mask=None, *, <parameters>)
+# ---------------------------------------------------------------------------
+
+
+def ppo_clip_kl_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2, eps_high=None, dual_clip=None, kl_beta=0.0,
+                     logp_ref=None):
+    r"""PPO-clip plus an optional k3 penalty to a reference policy (GRPO's KL term).
+
+    .. math:: \ell_t = \ell^{\mathrm{clip}}_t + \beta_{KL}\,k_3(\log\pi_{ref}(y_t) - \log\pi(y_t))
+
+    with :math:`\ell^{\mathrm{clip}}` of :func:`ppo_clip_loss` and :math:`k_3(x) = e^x - 1 - x`.
+    ``logp_ref`` (same shape as ``logp``) is needed only when ``kl_beta > 0``.
+    Weight (reference = behaviour on a bandit): PPO's plus :math:`\beta_{KL}(1/u - 1)`.
+    """
+    out = ppo_clip_loss(logp, logp_mu, adv, mask, eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip)
+    if kl_beta > 0:
+        if logp_ref is None:
+            raise ValueError("ppo_clip_kl_loss with kl_beta > 0 needs logp_ref (reference log-probabilities)")
+        out = out + kl_beta * kl_estimate(torch.as_tensor(logp_ref, dtype=logp.dtype) - logp, "k3")
+    return out
+
+
+def sample_weighted_ce_loss(logp, logp_mu, weights, mask=None):
+    r""":func:`weighted_ce_loss` in the objective contract: ``logp_mu`` is not used.
+
+    .. math:: \ell_t = -\mathrm{sg}(w)\log\pi_t
+
+    The weights are the objective's signal (AWR's :math:`\min(e^{A/\beta}, w_{max})`,
+    TPO's :math:`G\,\mathrm{softmax}(A/\beta)`); the weight on :math:`\nabla\log\pi` is :math:`w`.
+    """
+    return weighted_ce_loss(logp, weights, mask)
+
+
+def anchored_regression_loss(logp, logp_mu, adv, mask=None, *, beta=1e-3, anchor="behaviour", logp_ref=None):
+    r"""The sequence-level regression of :func:`regression_loss`, anchored at the behaviour or a reference policy.
+
+    .. math:: \ell = \big(\beta \log\frac{\pi(y)}{\pi_{anchor}(y)} - A\big)^2
+
+    ``anchor='behaviour'`` (OAPL, OPMD) uses ``logp_mu``; ``anchor='reference'``
+    (A*-PO) uses ``logp_ref``. Returns one loss per sequence.
+    """
+    if anchor not in ("behaviour", "reference"):
+        raise ValueError(f"anchor must be 'behaviour' or 'reference', got {anchor!r}")
+    if anchor == "reference" and logp_ref is None:
+        raise ValueError("anchor='reference' needs logp_ref (reference log-probabilities)")
+    return regression_loss(logp, logp_mu if anchor == "behaviour" else logp_ref, adv, mask, beta=beta,
+                           level="sequence")

@@ -89,6 +89,7 @@ _CHARACTER = {
     "linear": "linear tilt",
     "kkt": "thresholded linear tilt (KKT)",
     "numerical": "numerical (flow)",
+    "flow": "numerical (integrated flow)",
 }
 
 
@@ -295,7 +296,7 @@ def _entry(obj, b: Bandit) -> dict:
             return ok, "" if ok else f"face is not the box of arm ranges (max |J - J*| = {np.abs(J - value).max():.1e})"
 
         return _face_entry(obj, b, adv, lo, hi, "LP face", certify)
-    if kind in ("lp", "numerical"):
+    if kind in ("lp", "numerical", "flow"):
         return _flow_entry(obj, b, adv)
     method = "closed-form" if kind in ("lambert", "gibbs", "linear", "vertex") else "kkt"
     it = obj.induced_target(mu[None], r[None], method=method)
@@ -319,7 +320,9 @@ def _entry(obj, b: Bandit) -> dict:
     return e
 
 
-def _measures(obj, b: Bandit) -> dict:
+def target_measures(obj, b: Bandit) -> dict:
+    """The table's entry for ``obj`` on bandit ``b``: its induced target (or target set), how it was found and
+    certified, its reward, entropy and KL, eta and the regime, and the nominal target's measures."""
     t0 = time.perf_counter()
     e = _entry(obj, b)
     adv = obj.population_advantage(b.mu, b.r)
@@ -401,7 +404,7 @@ def zoo_rows(bandits=None, objectives=None, *, progress: bool = False) -> list[d
     for name in bar:
         bar.set_postfix_str(name)
         obj = make_objective(name)
-        entries = {bn: _measures(obj, b) for bn, b in bandits.items()}
+        entries = {bn: target_measures(obj, b) for bn, b in bandits.items()}
         rows.append({
             "objective": name,
             "family": obj.family,

@@ -245,12 +245,8 @@ class ZooGRPOTrainer(GRPOTrainer):
         log_ratio = logp - old
         metrics["zoo/ratio_mean"].append(self._global_mean(torch.exp(log_ratio.clamp(max=20.0)), m))
         p = obj.params
-        if "eps_high" in p:
-            if obj.name == "gspo":
-                log_ratio = ((log_ratio * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp_min(1.0))
-            u = torch.exp(log_ratio.clamp(max=20.0)).expand_as(m)
-            low = 0.0 if p.get("eps_low") is None else 1.0 - p["eps_low"]
-            clipped = ((u < low) | (u > 1.0 + p["eps_high"])).to(m.dtype)
+        if obj.clips:  # tokens whose gradient the loss clips, truncates or masks (Objective.clipped)
+            clipped = obj.clipped(logp, old, adv, m).to(m.dtype)
             metrics["zoo/clip_ratio"].append(self._global_mean(clipped, m))
         if obj.family != "regression":
             return

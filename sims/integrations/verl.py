@@ -50,7 +50,8 @@ import torch  # noqa: E402
 from verl.trainer.ppo import core_algos as _core  # noqa: E402
 
 from theory import losses as L  # noqa: E402
-from theory.objectives import OBJECTIVES, Objective, make_objective  # noqa: E402
+from theory.objectives import OBJECTIVES, Objective, make_objective, objective_spec, on_register  # noqa: E402
+from theory.objectives import listeners as _objective_listeners  # noqa: E402
 
 from .eta import fitted_eta, lambert_eta  # noqa: E402
 
@@ -65,15 +66,18 @@ __all__ = [
     "aggregate",
     "make_policy_loss",
     "register_objective",
+    "runs_as_zoo_loss",
     "group_apply",
 ]
 
 #: verl's ``loss_agg_mode`` values, all supported.
 AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
-#: Zoo objectives registered at import as ``zoo_<name>`` (verl ships none of them).
-REGISTERED = ("pg", "topr", "m2po", "reinforce_k1", "reinforce_k3",
-              "oapl", "opmd", "opmd_loo", "opmd_lme", "shifted_regression", "opmd_above")
+#: Built-in zoo objectives registered at import as ``zoo_<name>`` (verl ships none of them): every objective
+#: of the registry that verl does not ship (:data:`BUILTIN`) and that its policy-loss interface can run (no
+#: reference or proximal log-probabilities, the advantage as the signal). Objectives registered later, by a
+#: user's ``theory.objectives.register_objective``, are registered with verl as they come.
+REGISTERED: tuple[str, ...] = ()
 
 _UNSUPPORTED = {
     "astar_po": "A*-PO regresses on log(pi/pi_ref), and verl's policy-loss interface does not pass the "
@@ -322,12 +326,9 @@ def make_policy_loss(objective: Objective | str, **params) -> Callable:
             s = ((log_prob.detach() - old_log_prob) * m).sum(-1)  # (B,) sequence log-ratios log pi/mu
             n = n_tok.sum().clamp_min(1.0)
             metrics = {"actor/ppo_kl": float(-s.sum() / n)}
-            if o.name == "topr":
-                trunc = (advantages < 0) & (log_prob > old_log_prob)
-                metrics["actor/pg_clipfrac"] = float((trunc.to(m.dtype) * m).sum() / n)
-            elif o.name == "m2po":
-                dropped = (loss == 0) & (advantages != 0)
-                metrics["actor/pg_clipfrac"] = float((dropped.to(m.dtype) * m).sum() / n)
+            if o.clips:  # tokens whose gradient the loss clips, truncates or masks (Objective.clipped)
+                clipped = o.clipped(log_prob, old_log_prob, advantages, m)
+                metrics["actor/pg_clipfrac"] = float((clipped.to(m.dtype) * m).sum() / n)
             if o.family == "regression":
                 group = config.get("rollout_n", None) if config is not None else None
                 metrics.update(_eta_metrics(o, s, adv, n_tok, group, lambert))
@@ -561,6 +562,15 @@ def _registered_recipe(obj: Objective) -> VerlRecipe:
     return VerlRecipe(f"zoo_{obj.name}", adv, actor, algo, other)
 
 
+def runs_as_zoo_loss(name: str) -> bool:
+    """Whether the objective ``name`` runs as a registered ``zoo_<name>`` verl policy loss."""
+    if name in BUILTIN or name not in OBJECTIVES:
+        return False
+    spec = objective_spec(name)
+    obj = make_objective(name)
+    return not obj.needs and spec.signal == "adv"
+
+
 def recipe(name: str) -> VerlRecipe:
     """The verl settings that run the zoo objective ``name`` with its published parameters.
 
@@ -572,8 +582,8 @@ def recipe(name: str) -> VerlRecipe:
         return BUILTIN[name]
     if name in _UNSUPPORTED:
         raise ValueError(f"objective {name!r} cannot run in verl: {_UNSUPPORTED[name]}")
-    if name not in REGISTERED:
-        valid = sorted(set(BUILTIN) | set(REGISTERED))
+    if not runs_as_zoo_loss(name):
+        valid = sorted(set(BUILTIN) | {n for n in OBJECTIVES if runs_as_zoo_loss(n)})
         raise ValueError(f"unknown objective {name!r}; objectives that run in verl: {', '.join(valid)} "
                          f"(the zoo: {', '.join(OBJECTIVES)})")
     return _registered_recipe(make_objective(name))
@@ -583,8 +593,19 @@ def recipe(name: str) -> VerlRecipe:
 # registration at import
 # ---------------------------------------------------------------------------
 
+REGISTERED = tuple(n for n in OBJECTIVES if runs_as_zoo_loss(n))
 for _name in REGISTERED:
     register_objective(_name)
+
+
+def _register_new(spec) -> None:
+    """Listener of ``theory.objectives``: a user's objective registered after this import becomes ``zoo_<name>``."""
+    if runs_as_zoo_loss(spec.name):
+        register_objective(spec.name)
+
+
+if not any(getattr(f, "__module__", None) == __name__ for f in _objective_listeners()):
+    on_register(_register_new)
 
 for _name, _spec in _ADV_SPECS.items():
     _fn = _make_adv_estimator(_name, _spec)

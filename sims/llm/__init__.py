@@ -9,3 +9,5 @@
 
 Every logged metric is defined in docs/llm_metrics.md.
 """
+
+__all__ = []  # the package holds modules only; each declares its own __all__

@@ -148,3 +148,25 @@ def require_config(cfg, cls, func: str, presets: str | None = None) -> None:
 def note(text: str) -> None:
     """One line of information on stderr (not part of the command's output)."""
     print(text, file=sys.stderr, flush=True)
+
+
+def import_user_modules(argv, prog: str) -> list[str]:
+    """Import the modules named by ``--import MODULE`` in ``argv`` (repeatable); return the names.
+
+    A user's module registers its own objectives (``theory.objectives.register_objective``)
+    before the command checks ``--objective``. A module that cannot be imported is a
+    one-line usage error naming it.
+    """
+    import importlib
+
+    pre = Parser(prog=prog, add_help=False)
+    pre.add_argument("--import", dest="imports", action="append", default=[])
+    names = pre.parse_known_args(argv)[0].imports
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 (any failure of the user's module is reported as such)
+            pre.error(f"--import {name}: cannot import it ({type(e).__name__}: {e}); the module must be on "
+                      "sys.path (run from its folder, or set PYTHONPATH)")
+    return names
+

@@ -30,6 +30,15 @@ import torch
 
 from theory.outputs import UsageError, atomic_write
 
+__all__ = [
+    "FORMAT",
+    "save_checkpoint",
+    "read_checkpoint",
+    "restore_checkpoint",
+    "load_checkpoint",
+    "config_differences",
+]
+
 FORMAT = 1
 
 

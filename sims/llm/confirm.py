@@ -44,6 +44,21 @@ from .evaluate import paired_difference
 from .rl import RL_PRESETS, train_rl
 from .sft import OUTPUT_NAMES, RUN_FILES, SFT_PRESETS, check_sft_arg, warm_start
 
+__all__ = [
+    "METRICS",
+    "ConfirmSweep",
+    "resolve",
+    "GRID",
+    "GRID_FILES",
+    "SFT_FILES",
+    "write_tables",
+    "run",
+    "score",
+    "ORDER",
+    "LABELS",
+    "report",
+]
+
 METRICS = ("eta_fit", "eta_pred", "kl", "kl_after", "entropy", "reward", "pass_rate", "clip_frac", "ess", "ratio_max")
 
 

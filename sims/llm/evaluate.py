@@ -18,6 +18,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+__all__ = [
+    "pass_at_k",
+    "mean_and_se",
+    "paired_difference",
+    "pass_at_k_summary",
+    "evaluate",
+]
+
 
 def pass_at_k(n, c, k: int) -> np.ndarray:
     """Unbiased pass@k for each problem.

@@ -32,6 +32,17 @@ import torch.nn.functional as F
 
 from .tokenizer import BOS, EOS, PAD
 
+__all__ = [
+    "GPTConfig",
+    "PRESETS",
+    "KVCache",
+    "CausalSelfAttention",
+    "MLP",
+    "Block",
+    "Rollout",
+    "GPT",
+]
+
 
 @dataclass(frozen=True)
 class GPTConfig:

@@ -81,6 +81,27 @@ from .evaluate import paired_difference
 from .rl import parse_objective_params
 from .sft import OUTPUT_NAMES, RUN_FILES, SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, warm_start
 
+__all__ = [
+    "DEFAULT_OBJECTIVES",
+    "parse_spec",
+    "ProbeConfig",
+    "reward_classes",
+    "predict",
+    "realized",
+    "select_prompts",
+    "probe_cell",
+    "SUMMARY_METRICS",
+    "GAPS",
+    "GRID",
+    "read_rows",
+    "summarize",
+    "report",
+    "PROBE_FILES",
+    "SFT_FILES",
+    "earlier_cells",
+    "run",
+]
+
 DEFAULT_OBJECTIVES = ("opmd_above", "opmd_lme", "opmd_lme:beta1=1", "opmd", "shifted_regression")
 
 

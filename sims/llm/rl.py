@@ -48,6 +48,7 @@ extra ``tensorboard``).
 from __future__ import annotations
 
 import argparse
+import sys
 import copy
 import dataclasses
 import json
@@ -64,7 +65,16 @@ from sims.integrations.eta import fitted_eta, lambert_eta
 from theory.objectives import Objective, make_objective, objective_names
 from theory.outputs import UsageError, atomic_write_text, cli_main
 
-from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, note, require_config, usage_error
+from ._cli import (
+    Parser,
+    add_dataclass_arguments,
+    dataclass_from_args,
+    flag_message,
+    import_user_modules,
+    note,
+    require_config,
+    usage_error,
+)
 from .checkpoint import restore_checkpoint, save_checkpoint
 from .evaluate import evaluate
 from .model import GPT
@@ -84,6 +94,21 @@ from .sft import (
 )
 from .tasks import Task
 from .tblog import ScalarLog, require_tensorboard
+
+__all__ = [
+    "RLConfig",
+    "RL_PRESETS",
+    "RLResult",
+    "load_warm_start",
+    "snapshot",
+    "clip_fraction",
+    "SFT_FILES",
+    "RESUME_IGNORES",
+    "check_run",
+    "train_rl",
+    "summary",
+    "parse_objective_params",
+]
 
 
 @dataclass(frozen=True)
@@ -287,38 +312,32 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def clip_fraction(obj: Objective, logp, logp_mu, mask, logp_prox=None) -> float | None:
-    r"""Fraction of sampled tokens whose ratio lies outside the objective's clip range.
+def clip_fraction(obj: Objective, logp, logp_mu, adv, mask, logp_prox=None) -> float | None:
+    r"""Fraction of sampled tokens whose gradient the objective clips, truncates or masks (``Objective.clipped``).
 
-    The ratio is :math:`u = \pi/\mu` per token (:math:`\pi/\pi_{prox}` for the
-    decoupled objectives, which clip against the proximal policy; GSPO: the
-    length-normalized sequence ratio, counted per sequence), outside
-    :math:`[1-\epsilon_l, 1+\epsilon_h]` (no lower end when :math:`\epsilon_l` is None).
-    None for objectives that do not clip.
+    PPO-type clips: the ratio :math:`u = \pi/\mu` per token (:math:`\pi/\pi_{prox}` for the
+    decoupled objectives, which clip against the proximal policy) outside
+    :math:`[1-\epsilon_l, 1+\epsilon_h]` (no lower end when :math:`\epsilon_l` is None);
+    sequence-ratio objectives (GSPO) are counted per sequence. TOPR: negative-advantage
+    tokens with :math:`u > 1`; M2PO: tokens its mask drops. None for objectives that clip nothing.
 
     Parameters
     ----------
     logp, logp_mu, mask : (N, T)
         Current and behaviour log-probabilities (nats) and the token mask.
+    adv : (N,) or (N, T)
+        The signal the loss received.
     logp_prox : (N, T), optional
         Proximal log-probabilities (required by objectives that need ``prox``).
     """
-    p = obj.params
-    if "eps_high" not in p and "eps_low" not in p:
+    if not obj.clips:
         return None
-    hi = p.get("eps_high") or p.get("eps_low")
-    lo = p.get("eps_low")
-    m = mask.bool()
     anchor = logp_prox if "prox" in obj.needs else logp_mu
-    s = (logp.detach() - anchor).double()  # (N, T)
-    if obj.name == "gspo":
-        s = torch.where(m, s, 0.0).sum(1) / m.sum(1).clamp(min=1)  # (N,)
-        m = m.any(1)
-    u = s.exp()
-    out = u > 1 + hi
-    if lo is not None:
-        out = out | (u < 1 - lo)
-    return float((out & m).sum() / m.sum().clamp(min=1))
+    out = obj.clipped(logp, anchor, adv, mask)  # (N, T)
+    m = mask.bool()
+    if obj.sequence_ratio:
+        return float(out.any(-1).sum() / m.any(-1).sum().clamp(min=1))
+    return float(out.sum() / m.sum().clamp(min=1))
 
 
 def _csv_columns(cfg: RLConfig) -> list[str]:
@@ -541,7 +560,7 @@ def train_rl(
             optimizer.step()
             losses.append(loss.item())
             grad_norms.append(gn.item())
-            clips.append(clip_fraction(obj, logp, logp_mu, mask, logp_prox))
+            clips.append(clip_fraction(obj, logp, logp_mu, signal, mask, logp_prox))
         diag = (step + 1) % cfg.diag_every == 0 or step + 1 == cfg.steps
         if diag:
             with torch.no_grad():
@@ -674,6 +693,7 @@ def parse_objective_params(text: str) -> dict:
 @cli_main
 def main(argv=None) -> dict:
     """``python -m sims.llm.rl``: one RL run; prints its summary as JSON."""
+    import_user_modules(argv if argv is not None else sys.argv[1:], "python -m sims.llm.rl")
     pre = Parser(prog="python -m sims.llm.rl", add_help=False)
     pre.add_argument("--preset", choices=sorted(RL_PRESETS), default="default")
     base = RL_PRESETS[pre.parse_known_args(argv)[0].preset]
@@ -688,6 +708,9 @@ def main(argv=None) -> dict:
                    help="remove the run already in OUT_DIR (metrics.csv, ckpt.pt, summary.json, sft/, TensorBoard "
                    "events) and start over (default: off; without it such a folder is refused)")
     p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would (default: none)")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import this module first (repeatable): a file of yours that registers objectives with "
+                   "theory.objectives.register_objective, so that --objective can name them (default: none)")
     add_dataclass_arguments(
         p,
         RLConfig,

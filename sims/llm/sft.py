@@ -53,6 +53,34 @@ from .tasks import SPECS, Task, make_task
 from .tblog import ScalarLog, require_tensorboard
 from .tokenizer import PAD, pad_right
 
+__all__ = [
+    "SFTConfig",
+    "SFT_PRESETS",
+    "SFTResult",
+    "build_task",
+    "build_model",
+    "make_optimizer",
+    "lr_at",
+    "SFTData",
+    "sft_loss",
+    "RUN_FILES",
+    "OUTPUT_NAMES",
+    "write_metrics",
+    "append_metrics",
+    "prepare_out_dir",
+    "clear_run",
+    "read_resume_checkpoint",
+    "check_resume_config",
+    "check_run",
+    "train_sft",
+    "summary",
+    "SFT_FIX",
+    "read_sft_checkpoint",
+    "load_sft",
+    "warm_start",
+    "check_sft_arg",
+]
+
 
 @dataclass(frozen=True)
 class SFTConfig:

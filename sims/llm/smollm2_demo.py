@@ -28,6 +28,11 @@ import torch
 from theory.objectives import make_objective, objective_names
 from theory.outputs import CommandParser, UsageError, cli_main
 
+__all__ = [
+    "HARD",
+    "EASY",
+]
+
 HARD = [(12, 7, 3), (25, 10, 4), (8, 9, 5), (40, 2, 11)]
 EASY = [(2, 2), (3, 4), (5, 1), (1, 1)]
 

@@ -38,6 +38,21 @@ from typing import Any
 
 from .tokenizer import CharTokenizer
 
+__all__ = [
+    "SPAN",
+    "ANSWER_MARK",
+    "Problem",
+    "CountdownSolution",
+    "solve_countdown",
+    "SPECS",
+    "Task",
+    "ProblemStream",
+    "STREAM_BASE",
+    "STREAM_TASK_SPAN",
+    "STREAM_SPAN",
+    "make_task",
+]
+
 SPAN = 10**8
 ANSWER_MARK = "#"
 

@@ -15,6 +15,13 @@ from collections.abc import Sequence
 
 import torch
 
+__all__ = [
+    "SPECIALS",
+    "CharTokenizer",
+    "pad_left",
+    "pad_right",
+]
+
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 
