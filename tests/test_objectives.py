@@ -389,3 +389,19 @@ def test_kkt_solver_leaves_float64_underflow_alone():
     assert it.converged.all()
     np.testing.assert_allclose(it.pi, cf, atol=1e-11)
 
+
+def test_cispo_scalerl_is_cispo_with_the_one_sided_cap_of_5():
+    """The ScaleRL / TRL setting: truncate the ratio weight at 5, no lower clip; otherwise CISPO."""
+    obj = make_objective("cispo_scalerl")
+    assert obj.params["eps_low"] is None and 1.0 + obj.params["eps_high"] == 5.0
+    ref = make_objective("cispo", eps_high=4.0)
+    g = torch.Generator().manual_seed(0)
+    logp = torch.randn(6, 4, generator=g, dtype=torch.float64) - 1.0
+    logp_mu = logp + 2.0 * torch.randn(6, 4, generator=g, dtype=torch.float64)  # ratios far outside [0.2, 5]
+    adv = torch.randn(6, generator=g, dtype=torch.float64)[:, None].expand(6, 4)
+    torch.testing.assert_close(obj.loss(logp, logp_mu, adv), ref.loss(logp, logp_mu, adv), rtol=0, atol=0)
+    u = torch.exp(logp - logp_mu)
+    clipped = obj.clipped(logp, logp_mu, adv, None)
+    assert torch.equal(clipped, u > 5.0)  # only the upper end clips
+    mu, r = _bandit(6, 1)
+    np.testing.assert_array_equal(obj.induced_target(mu, r).pi, ref.induced_target(mu, r).pi)

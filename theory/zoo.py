@@ -468,6 +468,28 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         ),
         source="MiniMax 2025 (MiniMax-M1); verl 'cispo'",
     ),
+    # the one-sided bound recommended at scale: the ratio weight truncated at 5, no lower end
+    ObjectiveSpec(
+        name='cispo_scalerl',
+        loss=L.cispo_loss,
+        advantage='grpo',
+        params=dict(eps_low=None, eps_high=4.0, eps=1e-06),
+        advantage_params=('eps',),
+        aggregation='token-mean',
+        family='ratio',
+        weight=_h_cispo,
+        face_point=_t_fill_cispo,
+        target_kind='kkt',
+        clip=_clip_range,
+        equation='-sg(min(u, 1+e_h)) A log pi, 1 + e_h = 5 (no lower clip)',
+        nominal='greedy (truncated IS policy gradient)',
+        induced=(
+            'u = (1+e_h) A / kappa on arms with A > kappa; tied arms at A = kappa: a face of fixed points '
+            '(reported as a set), the flow fills them to u = 1+e_h in decreasing mu'
+        ),
+        source="Khatri et al. 2025 (ScaleRL, arXiv 2510.13786): CISPO with a one-sided truncation; "
+        "TRL loss_type='cispo' with epsilon_high = 5",
+    ),
     ObjectiveSpec(
         name='tis',
         loss=L.decoupled_ppo_loss,
