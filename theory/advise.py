@@ -1767,10 +1767,10 @@ def plot_advice(adv: Advice, path) -> Path:
 
     path = Path(path)
     n = len(adv.objectives)
-    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 2.9), squeeze=False)
+    # the layout is chosen here, whatever rcParams another module set (figures' style turns on constrained layout)
+    fig, axes = plt.subplots(1, n, figsize=(3.0 * n, 2.9), squeeze=False, layout="tight")
     for o, ax in zip(adv.objectives, axes[0]):
         plot_objective(o, ax=ax)
-    fig.tight_layout()
     buf = io.BytesIO()
     fmt = path.suffix.lstrip(".").lower() or "png"
     try:
