@@ -18,6 +18,7 @@ Adding a built-in objective: its loss in ``theory.losses``, its spec here, its t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -332,6 +333,42 @@ def _minus_beta(p):
 _LP = ("LP on the simplex: set-valued on the clip plateaus; reported: the set (per-arm ranges) and the point of its "
        "optimal face reached by explicit Euler with decaying steps (a point of the face, not the exact flow's limit)")
 
+def _ppo_spec(name, **fields):
+    """A PPO-clip objective (optional dual clip and k3 penalty): its target is the clip LP's optimal face."""
+    return ObjectiveSpec(name=name, loss=L.ppo_clip_kl_loss, family="ratio", weight=_h_ppo, target_kind="lp",
+                         clip=_clip_range, nominal="greedy within a trust region", induced=_LP, **fields)
+
+
+def _regression_spec(name, **fields):
+    """A sequence-level regression on beta log(pi/anchor) (OAPL, A*-PO, OPMD): its target is Lambert's."""
+    return ObjectiveSpec(name=name, loss=L.anchored_regression_loss, aggregation="sequence", level="sequence",
+                         family="regression", weight=_h_regression, closed_form=_t_lambert, target_kind="lambert",
+                         **fields)
+
+
+
+_CISPO = ObjectiveSpec(
+    name='cispo',
+    loss=L.cispo_loss,
+    advantage='grpo',
+    params=dict(eps_low=None, eps_high=0.28, eps=1e-06),
+    advantage_params=('eps',),
+    aggregation='token-mean',
+    family='ratio',
+    weight=_h_cispo,
+    face_point=_t_fill_cispo,
+    target_kind='kkt',
+    clip=_clip_range,
+    equation='-sg(clip(u, 1-e_l, 1+e_h)) A log pi',
+    nominal='greedy (clipped IS policy gradient)',
+    induced=(
+        'u = (1+e_h) A / kappa on arms with A > kappa; tied arms at A = kappa: a face of fixed points '
+        '(reported as a set), the flow fills them to u = 1+e_h in decreasing mu'
+    ),
+    source="MiniMax 2025 (MiniMax-M1); verl 'cispo'",
+)
+
+
 #: The built-in objectives, in the order of the comparison table.
 BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
     ObjectiveSpec(
@@ -352,83 +389,48 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         ),
         source='Williams 1992; exact importance ratio pi/mu',
     ),
-    ObjectiveSpec(
+    _ppo_spec(
         name='ppo',
-        loss=L.ppo_clip_kl_loss,
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='token-mean',
-        family='ratio',
-        weight=_h_ppo,
-        target_kind='lp',
-        clip=_clip_range,
         equation='max(-uA, -clip(u, 1-e_l, 1+e_h) A); dual clip: min(., -cA) for A<0',
-        nominal='greedy within a trust region',
-        induced=_LP,
         source="Schulman et al. 2017 (PPO); Ye et al. 2020 (dual clip); verl 'vanilla'",
     ),
-    ObjectiveSpec(
+    _ppo_spec(
         name='ppo_dual_clip',
-        loss=L.ppo_clip_kl_loss,
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=3.0, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='token-mean',
-        family='ratio',
-        weight=_h_ppo,
-        target_kind='lp',
-        clip=_clip_range,
         equation='PPO-clip, then min(loss, -cA) for A<0 (c = 3)',
-        nominal='greedy within a trust region',
-        induced=_LP,
         source="Ye et al. 2020; verl 'vanilla' with clip_ratio_c = 3",
     ),
-    ObjectiveSpec(
+    _ppo_spec(
         name='grpo',
-        loss=L.ppo_clip_kl_loss,
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='seq-mean-token-mean',
-        family='ratio',
-        weight=_h_ppo,
-        target_kind='lp',
-        clip=_clip_range,
         equation='PPO-clip on (r - mean)/(std + eps); optional k3 KL to a reference (kl_beta)',
-        nominal='greedy within a trust region',
-        induced=_LP,
         source="Shao et al. 2024 (DeepSeekMath); verl 'grpo' advantage",
     ),
-    ObjectiveSpec(
+    _ppo_spec(
         name='dr_grpo',
-        loss=L.ppo_clip_kl_loss,
         advantage='mean',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, norm_constant=None),
         aggregation='seq-mean-token-sum-norm',
-        family='ratio',
-        weight=_h_ppo,
-        target_kind='lp',
-        clip=_clip_range,
         equation='PPO-clip on r - mean; token sum / constant',
-        nominal='greedy within a trust region',
-        induced=_LP,
         source='Liu et al. 2025 (Dr. GRPO)',
     ),
-    ObjectiveSpec(
+    _ppo_spec(
         name='dapo',
-        loss=L.ppo_clip_kl_loss,
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.28, dual_clip=None, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='token-mean',
-        family='ratio',
-        weight=_h_ppo,
-        target_kind='lp',
-        clip=_clip_range,
         equation='PPO-clip with clip-higher (0.2, 0.28), token-mean',
-        nominal='greedy within a trust region',
-        induced=_LP,
         source='Yu et al. 2025 (DAPO)',
     ),
     ObjectiveSpec(
@@ -448,45 +450,14 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         induced=_LP,
         source="Zheng et al. 2025 (GSPO); verl 'gspo'",
     ),
-    ObjectiveSpec(
-        name='cispo',
-        loss=L.cispo_loss,
-        advantage='grpo',
-        params=dict(eps_low=None, eps_high=0.28, eps=1e-06),
-        advantage_params=('eps',),
-        aggregation='token-mean',
-        family='ratio',
-        weight=_h_cispo,
-        face_point=_t_fill_cispo,
-        target_kind='kkt',
-        clip=_clip_range,
-        equation='-sg(clip(u, 1-e_l, 1+e_h)) A log pi',
-        nominal='greedy (clipped IS policy gradient)',
-        induced=(
-            'u = (1+e_h) A / kappa on arms with A > kappa; tied arms at A = kappa: a face of fixed points '
-            '(reported as a set), the flow fills them to u = 1+e_h in decreasing mu'
-        ),
-        source="MiniMax 2025 (MiniMax-M1); verl 'cispo'",
-    ),
-    # the one-sided bound recommended at scale: the ratio weight truncated at 5, no lower end
-    ObjectiveSpec(
+    _CISPO,
+    # the one-sided bound recommended at scale: CISPO's ratio weight truncated at 5, no lower end
+    dataclasses.replace(
+        _CISPO,
         name='cispo_scalerl',
-        loss=L.cispo_loss,
-        advantage='grpo',
         params=dict(eps_low=None, eps_high=4.0, eps=1e-06),
-        advantage_params=('eps',),
-        aggregation='token-mean',
-        family='ratio',
-        weight=_h_cispo,
-        face_point=_t_fill_cispo,
-        target_kind='kkt',
-        clip=_clip_range,
         equation='-sg(min(u, 1+e_h)) A log pi, 1 + e_h = 5 (no lower clip)',
         nominal='greedy (truncated IS policy gradient)',
-        induced=(
-            'u = (1+e_h) A / kappa on arms with A > kappa; tied arms at A = kappa: a face of fixed points '
-            '(reported as a set), the flow fills them to u = 1+e_h in decreasing mu'
-        ),
         source="Khatri et al. 2025 (ScaleRL, arXiv 2510.13786): CISPO with a one-sided truncation; "
         "TRL loss_type='cispo' with epsilon_high = 5",
     ),
@@ -677,127 +648,80 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         induced='Gibbs in the z-scored advantage (exact)',
         source='TPO (arXiv 2604.06159)',
     ),
-    ObjectiveSpec(
+    _regression_spec(
         name='astar_po',
-        loss=L.anchored_regression_loss,
         advantage='soft_value',
         params=dict(beta=0.001, beta1=0.5, anchor='reference'),
         advantage_params=('beta1',),
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         needs=('ref',),
         equation='(beta2 log(pi/pi_ref) - (r - V*_beta1))^2',
         nominal='Gibbs at beta2 (near-greedy)',
         induced=_induced_soft_value,
         source='Brantley et al. 2025 (A*-PO); pi_ref = mu on the bandit',
     ),
-    ObjectiveSpec(
+    _regression_spec(
         name='oapl',
-        loss=L.anchored_regression_loss,
         advantage='soft_value',
         params=dict(beta=0.001, beta1=1.0, anchor='behaviour'),
         advantage_params=('beta1',),
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         equation='(beta2 log(pi/mu) - (r - V_beta1))^2, V from the group soft value',
         nominal='Gibbs at beta2 (near-greedy)',
         induced=_induced_soft_value,
         source='OAPL: group soft value at beta1 = 1, beta2 = 1e-3',
     ),
-    ObjectiveSpec(
+    _regression_spec(
         name='opmd',
-        loss=L.anchored_regression_loss,
         advantage='mean',
         params=dict(beta=0.1, anchor='behaviour'),
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         equation='(tau log(pi/mu) - (r - mean r))^2',
         nominal='Gibbs at tau',
         induced='Lambert with eta = KL(mu||pi) >= 0 (pessimistic)',
         source='Kimi k1.5 (2025) OPMD / PMD-mean',
     ),
-    ObjectiveSpec(
+    _regression_spec(
         name='opmd_loo',
-        loss=L.anchored_regression_loss,
         advantage='loo',
         params=dict(beta=0.1, anchor='behaviour'),
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         equation='(tau log(pi/mu) - (r - mean_{-i} r))^2',
         nominal='Gibbs at tau',
         induced='Lambert with eta = KL(mu||pi) (population)',
         source='Kimi k1.5 OPMD, leave-one-out mean',
     ),
-    ObjectiveSpec(
+    _regression_spec(
         name='opmd_lme',
-        loss=L.anchored_regression_loss,
         advantage='soft_value',
         params=dict(beta=0.1, beta1=0.1, anchor='behaviour'),
         advantage_params=('beta1',),
         ties={'beta1': 'beta'},
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         equation='(tau log(pi/mu) - (r - tau log mean exp(r/tau)))^2 (tau = beta; beta1 = beta unless given)',
         nominal='Gibbs at tau',
         induced=_induced_soft_value,
         source='Kimi k1.5 OPMD, log-mean-exp baseline',
     ),
-    ObjectiveSpec(
+    _regression_spec(
         name='shifted_regression',
-        loss=L.anchored_regression_loss,
         advantage='shifted_mean',
         params=dict(beta=0.1, delta=1.0, anchor='behaviour'),
         advantage_params=('beta', 'delta'),
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         equation='(beta log(pi/mu) - (r - mean r + delta beta))^2',
         nominal='Gibbs at beta',
         induced='Lambert with eta = delta + KL(mu||pi) >= delta (positive by construction)',
         source='arXiv 2605.28150 (beta-shifted-mean advantage)',
     ),
-    ObjectiveSpec(
+    # The optimistic control. delta = 0.5, not 1: on a group of equal rewards (the commonest group
+    # under binary rewards) eta = -delta and eta e^{A/beta} = -delta e^{-delta}, which reaches the W0
+    # branch point -1/e at delta = 1; at 0.5 the principal-branch solution still exists there.
+    _regression_spec(
         name='opmd_above',
-        loss=L.anchored_regression_loss,
         advantage='soft_value',
         params=dict(beta=0.1, beta1=0.1, delta=0.5, anchor='behaviour'),
         advantage_params=('beta1', 'beta', 'delta'),
         ties={'beta1': 'beta'},
-        aggregation='sequence',
-        level='sequence',
-        family='regression',
-        weight=_h_regression,
-        closed_form=_t_lambert,
-        target_kind='lambert',
         equation='(beta log(pi/mu) - (r - V_beta1 - delta beta))^2, V_beta1 the group soft value',
         nominal='Gibbs at beta',
         induced=_induced_soft_value,
         source='arXiv 2605.28150 (control: V above the soft value)',
     ),
-
 )
 
 for _spec in BUILTIN_SPECS:
