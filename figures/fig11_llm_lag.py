@@ -227,6 +227,7 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
     plot_curve(cells, steps, lags[0], colors=colors, ax=axes[0, 0])
     plot_curve(cells, steps, lags[-1], colors=colors, ax=axes[0, 1])
     axes[0, 1].sharey(axes[0, 0])
+    axes[0, 0].set_ylim(bottom=0.0)  # runs that fall to 0 under lag stay in view
     plot_lag_metric(cells, "pass1_final", "final held-out pass@1", "final pass@1", colors=colors,
                     start_line=True, ax=axes[0, 2])
     plot_lag_metric(cells, "entropy_final", "token entropy [nats]", "entropy (last 10 steps)", colors=colors,
