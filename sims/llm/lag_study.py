@@ -326,7 +326,7 @@ def _write(study: LagStudy, out_dir: Path, cells: list[dict], steps: list[dict])
     atomic_write_text(out_dir / "cells.csv", _csv_text(cells, CELL_COLUMNS))
     raw = _csv_text(steps, ("arm", "lag", "seed", "step", *STEP_COLUMNS)).encode()
     atomic_write_bytes(out_dir / "steps.csv.gz", gzip.compress(raw, compresslevel=9, mtime=0))
-    write_tables(study, out_dir, cells)
+    write_tables(study, out_dir, read_cells(out_dir))  # from the file, as --tables-only does: the same digits
 
 
 def write_tables(study: LagStudy, out_dir: Path, cells: list[dict]) -> None:
