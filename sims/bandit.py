@@ -248,7 +248,7 @@ class BanditSimConfig:
                     f"objective {self.objective!r} with group_size={self.group_size}: {err}; "
                     "set group_size >= 2 or population=True"
                 ) from err
-        if make_objective(self.objective, **dict(self.objective_params)).couples_batch and self.num_seeds > 1:
+        if obj.couples_batch and self.num_seeds > 1:
             raise ValueError(
                 f"{self.objective}'s loss couples the rows of a batch (m2po: its mask is computed over the whole "
                 f"batch), which would couple seeds simulated as one batch; set num_seeds=1 (and loop over seeds "

@@ -82,7 +82,6 @@ __all__ = [
     "make_objective",
     "objective_names",
     "on_register",
-    "listeners",
 ]
 
 #: How an induced target is computed: closed forms (``lambert``, ``gibbs``, ``linear``, ``vertex``), the
@@ -278,20 +277,9 @@ class ObjectiveSpec:
         _check_spec(self)
         object.__setattr__(self, "params", MappingProxyType({k: _as_param(k, v) for k, v in self.params.items()}))
         object.__setattr__(self, "ties", MappingProxyType(dict(self.ties)))
-        object.__setattr__(self, "_keywords", self.loss_keywords)
-        object.__setattr__(self, "_logps", self.loss_logps)
-
-    @property
-    def loss_keywords(self) -> tuple[str, ...]:
-        """The parameters (of ``params``) that the loss takes as keywords."""
-        sig = inspect.signature(self.loss).parameters
-        return tuple(k for k in self.params if k in sig)
-
-    @property
-    def loss_logps(self) -> tuple[str, ...]:
-        """Which of ``logp_ref`` / ``logp_prox`` the loss declares."""
-        sig = inspect.signature(self.loss).parameters
-        return tuple(k for k in ("logp_ref", "logp_prox") if k in sig)
+        sig = inspect.signature(self.loss).parameters  # the loss's keywords, read once: parameters and logps
+        object.__setattr__(self, "_keywords", tuple(k for k in self.params if k in sig))
+        object.__setattr__(self, "_logps", tuple(k for k in ("logp_ref", "logp_prox") if k in sig))
 
 
 def _check_spec(spec: ObjectiveSpec) -> None:
@@ -582,13 +570,12 @@ def objective_names() -> tuple[str, ...]:
 
 
 def on_register(listener: Callable[[ObjectiveSpec], None]) -> None:
-    """Call ``listener(spec)`` for every objective registered from now on (the verl adapter registers its loss)."""
-    _LISTENERS.append(listener)
+    """Call ``listener(spec)`` for every objective registered from now on (the verl adapter registers its loss).
 
-
-def listeners() -> tuple[Callable[[ObjectiveSpec], None], ...]:
-    """The functions :func:`on_register` holds."""
-    return tuple(_LISTENERS)
+    A listener with the same module and name as one already held (its module imported again) replaces it.
+    """
+    key = (listener.__module__, listener.__qualname__)
+    _LISTENERS[:] = [f for f in _LISTENERS if (f.__module__, f.__qualname__) != key] + [listener]
 
 
 def register_objective(name: str | ObjectiveSpec, *, loss: Callable | None = None, replace: bool = False,

@@ -339,6 +339,13 @@ def _ppo_spec(name, **fields):
                          clip=_clip_range, nominal="greedy within a trust region", induced=_LP, **fields)
 
 
+def _kl_spec(name, **fields):
+    """REINFORCE with a KL penalty to the behaviour policy (k1, k2, k3): nominally Gibbs at beta."""
+    return ObjectiveSpec(name=name, loss=L.kl_reinforce_loss, advantage="mean", aggregation="token-mean",
+                         family="ratio-free", weight=_h_kl, closed_form=_t_kl,
+                         nominal="Gibbs pi ∝ mu exp(A/beta)", **fields)
+
+
 def _regression_spec(name, **fields):
     """A sequence-level regression on beta log(pi/anchor) (OAPL, A*-PO, OPMD): its target is Lambert's."""
     return ObjectiveSpec(name=name, loss=L.anchored_regression_loss, aggregation="sequence", level="sequence",
@@ -569,49 +576,28 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         induced='pi = (mu A - c)_+ / E_mu[A] (E_mu[A] > 0); one arm otherwise',
         source='Arnal et al. 2025 (asymmetric REINFORCE)',
     ),
-    ObjectiveSpec(
+    _kl_spec(
         name='reinforce_k1',
-        loss=L.kl_reinforce_loss,
-        advantage='mean',
         params=dict(beta=0.1, kind='k1'),
-        aggregation='token-mean',
-        family='ratio-free',
-        weight=_h_kl,
-        closed_form=_t_kl,
         target_kind='linear',
         equation='-A log pi + beta k1(s),  k1 = -s',
-        nominal='Gibbs pi ∝ mu exp(A/beta)',
         induced='pi = (mu (A + beta) - c)_+ / E_mu[A + beta]',
         source='Schulman 2020 (KL estimators); penalty to the behaviour policy',
     ),
-    ObjectiveSpec(
+    _kl_spec(
         name='reinforce_k2',
-        loss=L.kl_reinforce_loss,
-        advantage='mean',
         params=dict(beta=0.1, kind='k2'),
-        aggregation='token-mean',
-        family='ratio-free',
-        weight=_h_kl,
-        closed_form=_t_kl,
         target_kind='lambert',
         equation='-A log pi + beta s^2/2',
-        nominal='Gibbs pi ∝ mu exp(A/beta)',
         induced='Lambert: u = W0(eta e^{A/beta})/eta',
         source='Schulman 2020 (k2)',
     ),
-    ObjectiveSpec(
+    _kl_spec(
         name='reinforce_k3',
-        loss=L.kl_reinforce_loss,
-        advantage='mean',
         params=dict(beta=0.1, kind='k3'),
-        aggregation='token-mean',
-        family='ratio-free',
-        weight=_h_kl,
-        closed_form=_t_kl,
         target_kind='linear',
         kappa_min=_minus_beta,
         equation='-A log pi + beta (e^s - 1 - s)',
-        nominal='Gibbs pi ∝ mu exp(A/beta)',
         induced='pi = (mu (A + beta) - c)_+ / E_mu[A + beta] (same as k1)',
         source='Schulman 2020 (k3)',
     ),

@@ -51,7 +51,6 @@ from verl.trainer.ppo import core_algos as _core  # noqa: E402
 
 from theory import losses as L  # noqa: E402
 from theory.objectives import OBJECTIVES, Objective, make_objective, objective_spec, on_register  # noqa: E402
-from theory.objectives import listeners as _objective_listeners  # noqa: E402
 
 from .eta import fitted_eta, lambert_eta  # noqa: E402
 
@@ -604,8 +603,7 @@ def _register_new(spec) -> None:
         register_objective(spec.name)
 
 
-if not any(getattr(f, "__module__", None) == __name__ for f in _objective_listeners()):
-    on_register(_register_new)
+on_register(_register_new)
 
 for _name, _spec in _ADV_SPECS.items():
     _fn = _make_adv_estimator(_name, _spec)
