@@ -69,6 +69,7 @@ import torch
 
 from . import losses as L
 from .advantages import ADVANTAGES, group_advantage, population_advantage
+from .recipes import TrlRecipe, VerlRecipe
 
 __all__ = [
     "Param",
@@ -242,8 +243,13 @@ class ObjectiveSpec:
         fraction of every trainer); None: the loss clips nothing.
     equation, nominal, induced, source : str
         Documentation; ``induced`` may be ``params -> str``.
-    verl, trl : Mapping or None
-        The trainers' own settings that compute this objective (``sims.integrations``).
+    verl : VerlRecipe or None
+        verl's built-in loss and settings that compute this objective, where verl ships it
+        (``theory.recipes``); None: it runs as ``zoo_<name>`` where verl's interface allows.
+    verl_note : str
+        Why the objective cannot run in verl at all (empty if it can).
+    trl : TrlRecipe or None
+        TRL's ``loss_type`` and settings that compute it, where TRL ships it.
     """
 
     name: str
@@ -270,8 +276,9 @@ class ObjectiveSpec:
     nominal: str = ""
     induced: str | Callable = ""
     source: str = ""
-    verl: Mapping | None = None
-    trl: Mapping | None = None
+    verl: VerlRecipe | None = None
+    verl_note: str = ""
+    trl: TrlRecipe | None = None
 
     def __post_init__(self):
         _check_spec(self)
@@ -310,6 +317,12 @@ def _check_spec(spec: ObjectiveSpec) -> None:
     for k in (*spec.advantage_params, *spec.ties, *spec.ties.values()):
         if k not in spec.params:
             raise ValueError(f"{where}: {k!r} is named in advantage_params or ties but is not a parameter")
+    if spec.verl is not None and not isinstance(spec.verl, VerlRecipe):
+        raise TypeError(f"{where}: verl must be a theory.recipes.VerlRecipe or None, got {type(spec.verl).__name__}")
+    if spec.trl is not None and not isinstance(spec.trl, TrlRecipe):
+        raise TypeError(f"{where}: trl must be a theory.recipes.TrlRecipe or None, got {type(spec.trl).__name__}")
+    if spec.verl is not None and spec.verl_note:
+        raise ValueError(f"{where}: give a verl recipe or a verl_note (why verl cannot run it), not both")
 
 
 # ---------------------------------------------------------------------------

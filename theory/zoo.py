@@ -26,6 +26,7 @@ import torch
 
 from . import losses as L
 from .objectives import ObjectiveSpec, register_objective
+from .recipes import TrlRecipe, VerlRecipe
 
 __all__ = ["BUILTIN_SPECS", "TRANSITION_RTOL"]
 
@@ -330,6 +331,12 @@ def _minus_beta(p):
     return -p["beta"]
 
 
+# verl settings shared by the recipes: PPO's clip at 0.2 without dual clip; verl's grpo estimator without the
+# std (r - mean); token-level rollout importance sampling (the truncated-IS family)
+_VERL_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=math.inf, loss_agg_mode="token-mean")
+_VERL_MEAN = dict(norm_adv_by_std_in_grpo=False)
+_VERL_IS = {"rollout_correction.rollout_is": "token", "rollout_correction.bypass_mode": False}
+
 _LP = ("LP on the simplex: set-valued on the clip plateaus; reported: the set (per-arm ranges) and the point of its "
        "optimal face reached by explicit Euler with decaying steps (a point of the face, not the exact flow's limit)")
 
@@ -372,6 +379,9 @@ _CISPO = ObjectiveSpec(
         'u = (1+e_h) A / kappa on arms with A > kappa; tied arms at A = kappa: a face of fixed points '
         '(reported as a set), the flow fills them to u = 1+e_h in decreasing mu'
     ),
+    verl=VerlRecipe("cispo", "grpo", dict(clip_ratio_low=1.0, clip_ratio_high=0.28, loss_agg_mode="token-mean")),
+    # TRL caps the ratio at epsilon_high itself, the zoo at 1 + eps_high
+    trl=TrlRecipe({"loss_type": "cispo", "epsilon_high": 1.28}, {"eps": 1e-4}),
     source="MiniMax 2025 (MiniMax-M1); verl 'cispo'",
 )
 
@@ -403,6 +413,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=('eps',),
         aggregation='token-mean',
         equation='max(-uA, -clip(u, 1-e_l, 1+e_h) A); dual clip: min(., -cA) for A<0',
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO)),
+        trl=TrlRecipe({"loss_type": "bnpo", "epsilon": 0.2, "epsilon_high": 0.2}, {"eps": 1e-4}),
         source="Schulman et al. 2017 (PPO); Ye et al. 2020 (dual clip); verl 'vanilla'",
     ),
     _ppo_spec(
@@ -412,6 +424,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=('eps',),
         aggregation='token-mean',
         equation='PPO-clip, then min(loss, -cA) for A<0 (c = 3)',
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, clip_ratio_c=3.0)),
         source="Ye et al. 2020; verl 'vanilla' with clip_ratio_c = 3",
     ),
     _ppo_spec(
@@ -421,6 +434,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=('eps',),
         aggregation='seq-mean-token-mean',
         equation='PPO-clip on (r - mean)/(std + eps); optional k3 KL to a reference (kl_beta)',
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, loss_agg_mode="seq-mean-token-mean")),
+        trl=TrlRecipe({"loss_type": "grpo", "epsilon": 0.2, "epsilon_high": 0.2}, {"eps": 1e-4}),
         source="Shao et al. 2024 (DeepSeekMath); verl 'grpo' advantage",
     ),
     _ppo_spec(
@@ -429,6 +444,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, norm_constant=None),
         aggregation='seq-mean-token-sum-norm',
         equation='PPO-clip on r - mean; token sum / constant',
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, loss_agg_mode="seq-mean-token-sum-norm"), dict(_VERL_MEAN)),
+        trl=TrlRecipe({"loss_type": "dr_grpo", "epsilon": 0.2, "epsilon_high": 0.2, "scale_rewards": "none"}),
         source='Liu et al. 2025 (Dr. GRPO)',
     ),
     _ppo_spec(
@@ -438,6 +455,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=('eps',),
         aggregation='token-mean',
         equation='PPO-clip with clip-higher (0.2, 0.28), token-mean',
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, clip_ratio_high=0.28)),
+        trl=TrlRecipe({"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28}, {"eps": 1e-4}),
         source='Yu et al. 2025 (DAPO)',
     ),
     ObjectiveSpec(
@@ -455,6 +474,9 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='PPO-clip on the length-normalized sequence ratio exp(mean_t s_t)',
         nominal='greedy within a sequence trust region',
         induced=_LP,
+        verl=VerlRecipe("gspo", "grpo", dict(clip_ratio_low=3e-4, clip_ratio_high=4e-4, loss_agg_mode="seq-mean-token-mean")),
+        trl=TrlRecipe({"loss_type": "grpo", "importance_sampling_level": "sequence", "epsilon": 3e-4,
+                       "epsilon_high": 4e-4}, {"eps": 1e-4}),
         source="Zheng et al. 2025 (GSPO); verl 'gspo'",
     ),
     _CISPO,
@@ -462,6 +484,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
     dataclasses.replace(
         _CISPO,
         name='cispo_scalerl',
+        verl=None,  # runs as zoo_cispo_scalerl
+        trl=TrlRecipe({"loss_type": "cispo", "epsilon_high": 5.0}, {"eps": 1e-4}),
         params=dict(eps_low=None, eps_high=4.0, eps=1e-06),
         equation='-sg(min(u, 1+e_h)) A log pi, 1 + e_h = 5 (no lower clip)',
         nominal='greedy (truncated IS policy gradient)',
@@ -488,6 +512,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
             'kappa; tied arms at A = kappa: a face (reported as a set), the flow fills them to u = C in '
             'decreasing mu'
         ),
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO), dict(_VERL_IS, **{"rollout_correction.rollout_is_threshold": 2.0})),
         source='Yao et al. 2025 (truncated importance sampling); verl rollout correction',
     ),
     ObjectiveSpec(
@@ -507,6 +532,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='(pi_prox/mu) * PPO-clip(pi/pi_prox)',
         nominal='greedy within a trust region',
         induced='with pi_prox = pi: weight u A, vertex at argmax A',
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+                         dict(_VERL_IS, **{"rollout_correction.rollout_is_threshold": math.inf})),
         source='Fu et al. 2025 (AReaL decoupled PPO)',
     ),
     ObjectiveSpec(
@@ -522,6 +549,10 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='-(4/tau) sigmoid(tau (u - 1)) A, tau = tau_pos (A > 0) or tau_neg',
         nominal='greedy within a soft trust region',
         induced='numerical (explicit Euler on the flow)',
+        # the zoo's tau_pos / tau_neg are actor.tau_pos / actor.tau_neg (TRL: sapo_temperature_pos / _neg); verl's
+        # sapo ignores loss_agg_mode and always reduces with seq-mean-token-mean (the zoo's), set so the logs say so
+        verl=VerlRecipe("sapo", "grpo", dict(tau_pos=1.0, tau_neg=1.05, loss_agg_mode="seq-mean-token-mean")),
+        trl=TrlRecipe({"loss_type": "sapo", "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05}, {"eps": 1e-4}),
         source="SAPO (soft adaptive policy optimization); verl 'sapo', TRL 'sapo'",
     ),
     ObjectiveSpec(
@@ -574,6 +605,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='-(r - V) log pi, V = mean - offset',
         nominal='greedy (policy gradient)',
         induced='pi = (mu A - c)_+ / E_mu[A] (E_mu[A] > 0); one arm otherwise',
+        verl=VerlRecipe("gpg", "zoo_mean", dict(loss_agg_mode="token-mean"), {"zoo.offset": 0.1}),
         source='Arnal et al. 2025 (asymmetric REINFORCE)',
     ),
     _kl_spec(
@@ -590,6 +622,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         target_kind='lambert',
         equation='-A log pi + beta s^2/2',
         induced='Lambert: u = W0(eta e^{A/beta})/eta',
+        verl=VerlRecipe("dro", "grpo", {"policy_loss.dro_beta": 0.1, "loss_agg_mode": "token-mean"}, dict(_VERL_MEAN)),
         source='Schulman 2020 (k2)',
     ),
     _kl_spec(
@@ -615,6 +648,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='-exp(A/beta) log pi',
         nominal='Gibbs pi ∝ mu exp(A/beta)',
         induced='Gibbs (exact, independent of V)',
+        verl=VerlRecipe("gpg", "zoo_awr", dict(loss_agg_mode="token-mean"), {"zoo.beta": 1.0}),
         source='Peng et al. 2019 (AWR)',
     ),
     ObjectiveSpec(
@@ -632,6 +666,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='-G softmax_group(z/beta) log pi, z = z-scored reward',
         nominal='q ∝ p_old exp(z/beta)',
         induced='Gibbs in the z-scored advantage (exact)',
+        verl=VerlRecipe("gpg", "zoo_tpo", dict(loss_agg_mode="token-mean"), {"zoo.beta": 1.0}),
         source='TPO (arXiv 2604.06159)',
     ),
     _regression_spec(
@@ -643,6 +678,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='(beta2 log(pi/pi_ref) - (r - V*_beta1))^2',
         nominal='Gibbs at beta2 (near-greedy)',
         induced=_induced_soft_value,
+        verl_note=("A*-PO regresses on log(pi/pi_ref), and verl's policy-loss interface does not pass the reference "
+                   "log-probabilities; use 'oapl' (the same regression anchored at the behaviour policy)"),
         source='Brantley et al. 2025 (A*-PO); pi_ref = mu on the bandit',
     ),
     _regression_spec(

@@ -29,7 +29,6 @@ Logged metrics: docs/integrations.md.
 from __future__ import annotations
 
 import math
-from types import MappingProxyType
 from typing import Any, Mapping
 
 from . import require
@@ -41,25 +40,17 @@ from trl import GRPOTrainer  # noqa: E402
 
 from theory import losses as L  # noqa: E402
 from theory.objectives import Objective, make_objective  # noqa: E402
+from theory.recipes import TRL_LOSS_TYPES  # noqa: E402  (re-exported)
 
 from .eta import lambert_eta  # noqa: E402
 
 __all__ = ["TRL_VERSION", "TRL_LOSS_TYPES", "ZooGRPOTrainer"]
 
-#: Zoo objective -> (TRL GRPOConfig settings, zoo parameters) under which TRL's loss is the zoo's.
-#: TRL's group advantage divides by ``std + 1e-4`` (the zoo's ``eps``); TRL's CISPO caps the
-#: ratio at ``epsilon_high`` itself (the zoo caps at ``1 + eps_high``); TRL's SAPO temperatures
-#: ``sapo_temperature_pos`` / ``sapo_temperature_neg`` are the zoo's ``tau_pos`` / ``tau_neg``.
-TRL_LOSS_TYPES: Mapping[str, tuple[Mapping[str, Any], Mapping[str, Any]]] = MappingProxyType({
-    "grpo": ({"loss_type": "grpo", "epsilon": 0.2, "epsilon_high": 0.2}, {"eps": 1e-4}),
-    "dapo": ({"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28}, {"eps": 1e-4}),
-    "ppo": ({"loss_type": "bnpo", "epsilon": 0.2, "epsilon_high": 0.2}, {"eps": 1e-4}),
-    "dr_grpo": ({"loss_type": "dr_grpo", "epsilon": 0.2, "epsilon_high": 0.2, "scale_rewards": "none"}, {}),
-    "cispo": ({"loss_type": "cispo", "epsilon_high": 5.0}, {"eps_high": 4.0, "eps": 1e-4}),
-    "gspo": ({"loss_type": "grpo", "importance_sampling_level": "sequence", "epsilon": 3e-4, "epsilon_high": 4e-4},
-             {"eps": 1e-4}),
-    "sapo": ({"loss_type": "sapo", "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05}, {"eps": 1e-4}),
-})
+# TRL_LOSS_TYPES (from theory.recipes, a live view of the specs' ``trl`` recipes): zoo objective -> (TRL
+# GRPOConfig settings, zoo parameters) under which TRL's loss is the zoo's. TRL's group advantage divides by
+# ``std + 1e-4`` (the zoo's ``eps``); TRL's CISPO caps the ratio at ``epsilon_high`` itself (the zoo caps at
+# ``1 + eps_high``); TRL's SAPO temperatures ``sapo_temperature_pos`` / ``sapo_temperature_neg`` are the zoo's
+# ``tau_pos`` / ``tau_neg``.
 
 _MM_KEYS = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
             "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")

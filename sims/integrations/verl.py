@@ -19,7 +19,8 @@ import it in every Ray worker; see docs/integrations.md) registers, through verl
 
 The zoo objectives verl already ships (PPO, dual clip, GRPO, Dr. GRPO, DAPO, GSPO,
 CISPO, SAPO, TIS, AReaL, and the REINFORCE-type losses through ``gpg`` and ``dro``) run
-with verl's built-in loss under the settings of :data:`BUILTIN`; the tests check that
+with verl's built-in loss under the settings of :data:`BUILTIN` (the specs' ``verl`` recipes,
+``theory.recipes``); the tests check that
 verl's loss and the zoo's agree to 1e-6 (verl's ``sapo`` always aggregates with
 ``seq-mean-token-mean``, whatever ``loss_agg_mode`` says: the zoo's SAPO aggregation).
 ``recipe(name).overrides()`` gives the Hydra lines for any of them. A*-PO is not
@@ -51,6 +52,9 @@ from verl.trainer.ppo import core_algos as _core  # noqa: E402
 
 from theory import losses as L  # noqa: E402
 from theory.objectives import OBJECTIVES, Objective, make_objective, objective_spec, on_register  # noqa: E402
+from theory.recipes import VERL_BUILTIN as BUILTIN  # noqa: E402
+from theory.recipes import VerlRecipe, runs_as_zoo_loss  # noqa: E402
+from theory.recipes import verl_recipe as recipe  # noqa: E402
 
 from .eta import fitted_eta, lambert_eta  # noqa: E402
 
@@ -78,10 +82,6 @@ AGG_MODES = ("token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-me
 #: user's ``theory.objectives.register_objective``, are registered with verl as they come.
 REGISTERED: tuple[str, ...] = ()
 
-_UNSUPPORTED = {
-    "astar_po": "A*-PO regresses on log(pi/pi_ref), and verl's policy-loss interface does not pass the "
-    "reference log-probabilities; use 'oapl' (the same regression anchored at the behaviour policy)",
-}
 
 
 # ---------------------------------------------------------------------------
@@ -162,8 +162,8 @@ def aggregate(loss, mask, loss_agg_mode="token-mean", *, dp_size=1, batch_num_to
 
 
 def _check_usable(obj: Objective) -> None:
-    if obj.name in _UNSUPPORTED and "ref" in obj.needs:
-        raise ValueError(f"objective {obj.name!r} cannot run in verl: {_UNSUPPORTED[obj.name]}")
+    if obj.spec.verl_note and "ref" in obj.needs:
+        raise ValueError(f"objective {obj.name!r} cannot run in verl: {obj.spec.verl_note}")
     if "ref" in obj.needs:
         raise ValueError(f"objective {obj.name!r} needs reference log-probabilities, which verl's policy loss "
                          "does not receive; use verl's actor.use_kl_loss for a KL to the reference")
@@ -349,8 +349,8 @@ def register_objective(objective: Objective | str, *, loss_mode: str | None = No
     Raises :class:`ValueError` for an unknown objective (listing the valid ones) and
     for objectives verl cannot run (A*-PO: no reference log-probabilities).
     """
-    if isinstance(objective, str) and objective in _UNSUPPORTED:
-        raise ValueError(f"objective {objective!r} cannot run in verl: {_UNSUPPORTED[objective]}")
+    if isinstance(objective, str) and objective in OBJECTIVES and objective_spec(objective).verl_note:
+        raise ValueError(f"objective {objective!r} cannot run in verl: {objective_spec(objective).verl_note}")
     fn = make_policy_loss(objective, **params)
     name = loss_mode or f"zoo_{fn.objective.name}"
     _core.register_policy_loss(name)(fn)
@@ -441,151 +441,6 @@ def _make_adv_estimator(name: str, spec: _AdvSpec) -> Callable:
     estimator.__name__ = estimator.__qualname__ = name
     estimator.__doc__ = f"verl advantage estimator {name}: {spec.doc} (zoo: {spec.objective!r}'s estimator)."
     return estimator
-
-
-# ---------------------------------------------------------------------------
-# recipes: the verl settings that run each zoo objective
-# ---------------------------------------------------------------------------
-
-
-def _fmt(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    return str(v)
-
-
-@dataclass(frozen=True)
-class VerlRecipe:
-    """The verl settings that run one zoo objective.
-
-    Attributes
-    ----------
-    loss_mode : str
-        ``actor_rollout_ref.actor.policy_loss.loss_mode``.
-    adv_estimator : str
-        ``algorithm.adv_estimator``.
-    actor : Mapping
-        ``actor_rollout_ref.actor.<key>`` settings (``policy_loss.<key>`` for the nested ones).
-    algorithm : Mapping
-        ``algorithm.<key>`` settings; ``zoo.<key>`` ones are new keys (Hydra ``+``).
-    other : Mapping
-        Other settings, by full key (trainer, rollout).
-    """
-
-    loss_mode: str
-    adv_estimator: str
-    actor: Mapping = field(default_factory=dict)
-    algorithm: Mapping = field(default_factory=dict)
-    other: Mapping = field(default_factory=dict)
-
-    def overrides(self) -> list[str]:
-        """Hydra override lines, to append to a stock verl GRPO command (quote the ``${...}`` ones in a shell)."""
-        lines = [f"actor_rollout_ref.actor.policy_loss.loss_mode={self.loss_mode}",
-                 f"algorithm.adv_estimator={self.adv_estimator}"]
-        lines += [f"actor_rollout_ref.actor.{k}={_fmt(v)}" for k, v in self.actor.items()]
-        lines += [f"{'+' if k.startswith('zoo.') else ''}algorithm.{k}={_fmt(v)}" for k, v in self.algorithm.items()]
-        lines += [f"{k}={_fmt(v)}" for k, v in self.other.items()]
-        return lines
-
-
-_INF = math.inf
-_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=_INF, loss_agg_mode="token-mean")
-_MEAN = dict(norm_adv_by_std_in_grpo=False)  # verl's grpo without the std: r - mean
-_IS = {"rollout_correction.rollout_is": "token", "rollout_correction.bypass_mode": False}
-
-#: Zoo objectives that verl ships: the built-in loss_mode and the settings under which it is the zoo's.
-BUILTIN: Mapping[str, VerlRecipe] = MappingProxyType({
-    "ppo": VerlRecipe("vanilla", "grpo", dict(_PPO)),
-    "ppo_dual_clip": VerlRecipe("vanilla", "grpo", dict(_PPO, clip_ratio_c=3.0)),
-    "grpo": VerlRecipe("vanilla", "grpo", dict(_PPO, loss_agg_mode="seq-mean-token-mean")),
-    "dr_grpo": VerlRecipe("vanilla", "grpo", dict(_PPO, loss_agg_mode="seq-mean-token-sum-norm"), dict(_MEAN)),
-    "dapo": VerlRecipe("vanilla", "grpo", dict(_PPO, clip_ratio_high=0.28)),
-    "gspo": VerlRecipe("gspo", "grpo", dict(clip_ratio_low=3e-4, clip_ratio_high=4e-4,
-                                             loss_agg_mode="seq-mean-token-mean")),
-    "cispo": VerlRecipe("cispo", "grpo", dict(clip_ratio_low=1.0, clip_ratio_high=0.28, loss_agg_mode="token-mean")),
-    # the zoo's tau_pos / tau_neg are actor.tau_pos / actor.tau_neg; verl's sapo ignores loss_agg_mode and
-    # always reduces with seq-mean-token-mean (the zoo's SAPO aggregation), set here so the logs say so
-    "sapo": VerlRecipe("sapo", "grpo", dict(tau_pos=1.0, tau_neg=1.05, loss_agg_mode="seq-mean-token-mean")),
-    "tis": VerlRecipe("vanilla", "grpo", dict(_PPO), dict(_IS, **{"rollout_correction.rollout_is_threshold": 2.0})),
-    "areal": VerlRecipe("vanilla", "grpo", dict(_PPO), dict(_IS, **{"rollout_correction.rollout_is_threshold": _INF})),
-    "asymre": VerlRecipe("gpg", "zoo_mean", dict(loss_agg_mode="token-mean"), {"zoo.offset": 0.1}),
-    "awr": VerlRecipe("gpg", "zoo_awr", dict(loss_agg_mode="token-mean"), {"zoo.beta": 1.0}),
-    "tpo": VerlRecipe("gpg", "zoo_tpo", dict(loss_agg_mode="token-mean"), {"zoo.beta": 1.0}),
-    "reinforce_k2": VerlRecipe("dro", "grpo", {"policy_loss.dro_beta": 0.1, "loss_agg_mode": "token-mean"},
-                               dict(_MEAN)),
-})
-
-# the regression family anchors its log-ratio at the behaviour policy: verl's bypass mode (v1 trainer) makes
-# old_log_prob the rollout's log-probs; fixed-size micro-batches keep each prompt's completions together for
-# the Lambert-predicted eta; the regression is its own regularizer (no KL loss, no entropy bonus)
-_REGRESSION_OTHER = {
-    "trainer.use_v1": True,
-    "algorithm.rollout_correction.bypass_mode": True,
-    "actor_rollout_ref.rollout.calculate_log_probs": True,
-    "actor_rollout_ref.actor.use_dynamic_bsz": False,
-    "actor_rollout_ref.actor.use_kl_loss": False,
-    "actor_rollout_ref.actor.entropy_coeff": 0,
-}
-
-_ZOO_ADV = {"raw": "zoo_raw", "loo": "rloo", "grpo": "grpo", "shifted_mean": "zoo_shifted_mean"}
-#: the advantage's beta is the loss's beta: a Hydra interpolation keeps the two equal
-_LOSS_BETA = "${actor_rollout_ref.actor.policy_loss.dro_beta}"
-
-
-def _registered_recipe(obj: Objective) -> VerlRecipe:
-    p = obj.params
-    actor: dict = {}
-    algo: dict = {}
-    if "beta" in p:
-        actor["policy_loss.dro_beta"] = p["beta"]
-    actor["loss_agg_mode"] = "seq-mean-token-mean" if obj.aggregation == "sequence" else obj.aggregation
-    if obj.advantage == "mean":
-        adv = "grpo"
-        algo.update(_MEAN)
-        if p.get("offset", 0.0):
-            adv, algo = "zoo_mean", {"zoo.offset": p["offset"]}
-    elif obj.advantage == "soft_value" and p.get("delta", 0.0):
-        adv, algo = "zoo_soft_value_above", {"zoo.beta": _LOSS_BETA, "zoo.delta": p["delta"]}  # beta1 = beta
-    elif obj.advantage == "soft_value":
-        if p.get("beta1") == p.get("beta"):
-            adv, algo = "zoo_soft_value", {"zoo.beta": _LOSS_BETA}
-        else:
-            adv, algo = "zoo_decoupled_soft_value", {"zoo.beta1": p["beta1"]}
-    else:
-        adv = _ZOO_ADV[obj.advantage]
-        if obj.advantage == "shifted_mean":
-            algo = {"zoo.beta": _LOSS_BETA, "zoo.delta": p["delta"]}
-    other = dict(_REGRESSION_OTHER) if obj.family == "regression" else {}
-    return VerlRecipe(f"zoo_{obj.name}", adv, actor, algo, other)
-
-
-def runs_as_zoo_loss(name: str) -> bool:
-    """Whether the objective ``name`` runs as a registered ``zoo_<name>`` verl policy loss."""
-    if name in BUILTIN or name not in OBJECTIVES:
-        return False
-    spec = objective_spec(name)
-    obj = make_objective(name)
-    return not obj.needs and spec.signal == "adv"
-
-
-def recipe(name: str) -> VerlRecipe:
-    """The verl settings that run the zoo objective ``name`` with its published parameters.
-
-    ``recipe("oapl").overrides()`` is the list of Hydra override lines. Raises
-    :class:`ValueError` for an unknown name (listing the valid ones) or an objective
-    verl cannot run.
-    """
-    if name in BUILTIN:
-        return BUILTIN[name]
-    if name in _UNSUPPORTED:
-        raise ValueError(f"objective {name!r} cannot run in verl: {_UNSUPPORTED[name]}")
-    if not runs_as_zoo_loss(name):
-        valid = sorted(set(BUILTIN) | {n for n in OBJECTIVES if runs_as_zoo_loss(n)})
-        raise ValueError(f"unknown objective {name!r}; objectives that run in verl: {', '.join(valid)} "
-                         f"(the zoo: {', '.join(OBJECTIVES)})")
-    return _registered_recipe(make_objective(name))
 
 
 # ---------------------------------------------------------------------------
