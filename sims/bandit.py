@@ -5,7 +5,8 @@ docs/theory.md section 7 (c): the stochastic delayed iteration. ``B`` contexts
 policy, tabular (logits ``(S, B, K)``) or linear over fixed random arm
 features; ``S`` seeds simulated as a leading axis of one torch computation.
 At step ``t`` the data come from the lagged policy :math:`\mu_t = \pi_{t-L}`
-(:math:`\pi_0` while ``t < L``), kept in a ring buffer of past logits:
+(:math:`\pi_0` while ``t < L``), kept in a ring buffer of past logits (the loop
+of :func:`sims.lagged.run_lagged`, shared with :mod:`sims.token_train`):
 
 .. math::
 
@@ -77,8 +78,11 @@ import numpy as np
 import torch
 
 import theory
+from sims.lagged import OPTIMIZERS, Optimizer, UniformStream, loss_kwargs, population_signal, run_lagged
+from sims.lagged import as_count, check_batch, check_bool, check_training, checked_objective
+from sims.lagged import normalized, policy_metrics, tv
 from theory.bandits import STANDARD_BANDITS
-from theory.objectives import OBJECTIVES, make_objective
+from theory.objectives import make_objective
 from theory.runtime import torch_single_thread
 from theory.outputs import atomic_savez, atomic_write_bytes
 
@@ -96,11 +100,6 @@ __all__ = [
     "torch_single_thread",
 ]
 
-#: Optimizers: ``sgd`` (theta -= lr g), ``normalized`` (theta -= lr g/||g|| per
-#: parameter block: one context of one seed, or one seed when weights are
-#: shared), ``adam`` (Kingma & Ba 2015, betas 0.9/0.999, eps 1e-8, bias-corrected,
-#: state kept across steps).
-OPTIMIZERS = ("sgd", "normalized", "adam")
 #: Policies: ``tabular`` logits (S, B, K); ``linear`` logits log pi_0 + W phi^T.
 POLICIES = ("tabular", "linear")
 
@@ -120,35 +119,10 @@ METRIC_AXES = {
     "grad_var": ("step",),
 }
 
-_ADAM_BETAS = (0.9, 0.999)
-_ADAM_EPS = 1e-8
-_RNG_CHUNK = 64  # steps of uniforms drawn per seed at a time (bounds memory; does not change the numbers)
 _DTYPE = torch.float64
 
 
 # ----------------------------------------------------------------------------- config
-
-
-def check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def freeze_params(params) -> tuple:
-    """Objective overrides as a sorted tuple of (name, value) pairs (hashable, JSON-able)."""
-    if params is None:
-        return ()
-    items = params.items() if isinstance(params, dict) else params
-    try:
-        pairs = tuple(sorted((str(k), v) for k, v in items))
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"objective_params must be a dict or (name, value) pairs, got {params!r}"
-        ) from err
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -206,54 +180,24 @@ class BanditSimConfig:
     """Keep pi_t (T + 1, S, B, K) and mu_t (T, S, B, K) in the result."""
 
     def __post_init__(self):
-        object.__setattr__(self, "objective_params", freeze_params(self.objective_params))
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
-        obj = make_objective(self.objective, **dict(self.objective_params))  # raises for bad parameters
+        params, obj = checked_objective(self.objective, self.objective_params)  # raises for bad parameters
+        object.__setattr__(self, "objective_params", params)
         if self.bandit != "random" and self.bandit not in STANDARD_BANDITS:
             raise ValueError(
                 f"unknown bandit {self.bandit!r}; use 'random' or one of {', '.join(STANDARD_BANDITS)}"
             )
-        check_int("num_contexts", self.num_contexts, 1)
-        check_int("num_arms", self.num_arms, 2)
-        check_int("reward_seed", self.reward_seed, 0)
-        if isinstance(self.lag, (int, np.integer)) and not isinstance(self.lag, bool) and self.lag < 0:
-            raise ValueError(f"lag must be >= 0 (0 = on-policy data), got {self.lag}")
-        check_int("lag", self.lag, 0)
-        check_int("group_size", self.group_size, 1)
-        if not isinstance(self.population, bool):
-            raise ValueError(f"population must be True or False, got {self.population!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-        if not (lr_ok and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        check_int("inner_steps", self.inner_steps, 1)
-        check_int("steps", self.steps, 1)
-        check_int("num_seeds", self.num_seeds, 1)
-        check_int("seed", self.seed, 0)
+        for name, minimum in (("num_contexts", 1), ("num_arms", 2), ("reward_seed", 0)):
+            as_count(getattr(self, name), name, minimum)
+        check_training(self)
+        for name, minimum in (("num_seeds", 1), ("seed", 0)):
+            as_count(getattr(self, name), name, minimum)
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; valid: {', '.join(POLICIES)}")
-        check_int("feature_dim", self.feature_dim, 1)
-        check_int("feature_seed", self.feature_seed, 0)
-        check_int("target_every", self.target_every, 1)
+        for name, minimum in (("feature_dim", 1), ("feature_seed", 0), ("target_every", 1)):
+            as_count(getattr(self, name), name, minimum)
         for name in ("shared_weights", "track_target", "record_policies"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if not self.population:
-            try:  # the zoo's own check: std / leave-one-out estimators need G >= 2
-                obj.advantages(torch.zeros(1, self.group_size, dtype=_DTYPE))
-            except ValueError as err:
-                raise ValueError(
-                    f"objective {self.objective!r} with group_size={self.group_size}: {err}; "
-                    "set group_size >= 2 or population=True"
-                ) from err
-        if obj.couples_batch and self.num_seeds > 1:
-            raise ValueError(
-                f"{self.objective}'s loss couples the rows of a batch (m2po: its mask is computed over the whole "
-                f"batch), which would couple seeds simulated as one batch; set num_seeds=1 (and loop over seeds "
-                f"outside) for {self.objective}"
-            )
+            check_bool(name, getattr(self, name))
+        check_batch(obj, self.objective, self.group_size, self.population, self.num_seeds, "set num_seeds=1")
 
     # -- presets and helpers ----------------------------------------------------
     @classmethod
@@ -435,53 +379,166 @@ def load_results(path) -> tuple[dict, dict]:
 
 def _distributions(x: torch.Tensor) -> np.ndarray:
     """Writable float64 numpy copy of a probability tensor (rows renormalized against rounding)."""
-    p = x.detach().numpy().astype(np.float64, copy=True)
-    return p / p.sum(-1, keepdims=True)
+    return normalized(x.detach().numpy())
 
 
-def _tv(p, q):
-    return 0.5 * np.abs(p - q).sum(-1)
+class _Policy:
+    r"""Softmax policy: logits :math:`\log\pi_0 + \theta` (tabular, ``(S, B, K)``) or :math:`\log\pi_0 + W\phi^\top`.
+
+    ``param0`` is the zero initial parameter, ``nblock`` the number of its
+    trailing axes that form one block of the normalized optimizer (one context
+    of one seed, or one seed when the linear weights are shared).
+    """
+
+    def __init__(self, cfg: BanditSimConfig, log_pi0: torch.Tensor, K: int):
+        S, B = cfg.num_seeds, cfg.num_contexts
+        self.log_pi0 = log_pi0  # (B, K)
+        if cfg.policy == "tabular":
+            self.phi = None
+            self.param0 = torch.zeros(S, B, K, dtype=_DTYPE)
+            self.nblock = 1
+        else:
+            self.phi = torch.as_tensor(arm_features(K, cfg.feature_dim, cfg.feature_seed), dtype=_DTYPE)  # (K, d)
+            self.param0 = torch.zeros(S, 1 if cfg.shared_weights else B, cfg.feature_dim, dtype=_DTYPE)
+            self.nblock = 2 if cfg.shared_weights else 1
+
+    def logits(self, p: torch.Tensor) -> torch.Tensor:
+        """Logits (S, B, K) of parameters ``p``."""
+        if self.phi is None:
+            return self.log_pi0 + p  # (S, B, K)
+        return self.log_pi0 + p @ self.phi.T  # (S, B|1, K) -> (S, B, K)
 
 
-class Optimizer:
-    """SGD, normalized step or Adam on one parameter tensor; blocks for the norm are its last ``nblock`` axes."""
+@dataclass
+class _Batch:
+    """Step t's data from mu_t: G samples (``actions``) or every arm weighted by mu (``w_mu``)."""
 
-    def __init__(self, kind, lr, param, nblock):
-        self.kind, self.lr, self.nblock = kind, lr, nblock
-        if kind == "adam":
-            self.m = torch.zeros_like(param)
-            self.v = torch.zeros_like(param)
-            self.t = 0
+    mu_np: np.ndarray  # (S, B, K)
+    signal: torch.Tensor  # (S, B, G|K): the advantage, or the population signal
+    adv_pop: np.ndarray | None  # (S, B, K) population advantage (sampled batches: only with a beta)
+    logp_mu: torch.Tensor  # (S, B, G|K, 1)
+    actions: torch.Tensor | None = None  # (S, B, G) sampled arms
+    w_mu: torch.Tensor | None = None  # (S, B, K) behaviour probabilities (population)
 
-    def step(self, param, grad):
-        if self.kind == "sgd":
-            return param - self.lr * grad
-        if self.kind == "normalized":
-            dims = tuple(range(grad.ndim - self.nblock, grad.ndim))
-            norm = torch.linalg.vector_norm(grad, dim=dims, keepdim=True)
-            return param - self.lr * torch.where(norm > 0, grad / norm.clamp_min(1e-300), torch.zeros_like(grad))
-        b1, b2 = _ADAM_BETAS
-        self.t += 1
-        self.m = b1 * self.m + (1 - b1) * grad
-        self.v = b2 * self.v + (1 - b2) * grad * grad
-        mhat = self.m / (1 - b1**self.t)
-        vhat = self.v / (1 - b2**self.t)
-        return param - self.lr * mhat / (vhat.sqrt() + _ADAM_EPS)
+    def logp(self, lp_all: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the batch's samples as one-token sequences, (S, B, G|K, 1)."""
+        if self.actions is None:
+            return lp_all.unsqueeze(-1)  # (S, B, K, 1)
+        return lp_all.gather(-1, self.actions).unsqueeze(-1)  # (S, B, G, 1)
 
 
-def population_signal(obj, mu_np, r_np):
-    """The per-arm signal the loss expects, in expectation: the advantage, or the CE weight h."""
-    adv = obj.population_advantage(mu_np, r_np)
-    return obj.population_signal(adv, mu_np), adv
+class _BanditRun:
+    """The bandit's side of :func:`sims.lagged.run_lagged`: batches, loss and metrics (module docstring)."""
 
+    def __init__(self, cfg: BanditSimConfig):
+        self.cfg, obj = cfg, cfg.make_objective()
+        self.obj = obj
+        S, B, T = cfg.num_seeds, cfg.num_contexts, cfg.steps
+        self.pi0_np, self.r_np = bandit_tables(cfg)
+        K = self.r_np.shape[-1]
+        self.S, self.B, self.K = S, B, K
+        self.G = K if cfg.population else cfg.group_size
+        self.beta = obj.params.get("beta")
+        self.r_sbk = np.broadcast_to(self.r_np, (S, B, K)).copy()
+        self.r_t = torch.as_tensor(self.r_np, dtype=_DTYPE)
+        self.policy = _Policy(cfg, torch.log(torch.as_tensor(self.pi0_np, dtype=_DTYPE)), K)
+        self.agg_scale = float(obj.aggregate(torch.ones((1, 1) if obj.level == "token" else (1,), dtype=_DTYPE)))
+        # one generator per seed (seed + s): the numbers of seed s do not depend on S
+        self.uniforms = UniformStream([cfg.seed + s for s in range(S)], (B, self.G), T)
+        self.pi0_sbk = _distributions(torch.softmax(self.policy.logits(self.policy.param0).detach(), -1))
+        nan = np.full((T, S, B), np.nan)
+        self.m = {name: nan.copy() for name in METRIC_AXES if name != "grad_var"}
+        self.m["grad_var"] = np.full(T, np.nan)
+        self.pols = np.empty((T + 1, S, B, K)) if cfg.record_policies else None
+        self.behs = np.empty((T, S, B, K)) if cfg.record_policies else None
 
-def loss_kwargs(obj, logp, logp_mu):
-    kw = {}
-    if "ref" in obj.needs:
-        kw["logp_ref"] = logp_mu
-    if "prox" in obj.needs:
-        kw["logp_prox"] = logp.detach()
-    return kw
+    def logits(self, param):
+        return self.policy.logits(param)
+
+    def batch(self, t, logits_t, logits_mu) -> _Batch:
+        """Record the metrics of pi_t and mu_t; the batch: G samples from mu (or every arm, weighted by mu)."""
+        log_mu = torch.log_softmax(logits_mu, -1)  # (S, B, K)
+        log_pi = torch.log_softmax(logits_t, -1)
+        pi_np, mu_np = _distributions(log_pi.exp()), _distributions(log_mu.exp())
+        if self.pols is not None:
+            self.pols[t], self.behs[t] = pi_np, mu_np
+        for name, value in policy_metrics(pi_np, mu_np, self.pi0_sbk, self.r_sbk).items():
+            self.m[name][t] = value
+        if self.cfg.population:
+            return self._population_batch(t, log_pi, log_mu, mu_np)
+        return self._sampled_batch(t, log_pi, log_mu, mu_np)
+
+    def _population_batch(self, t, log_pi, log_mu, mu_np) -> _Batch:
+        r"""Every arm, weighted by :math:`\mu`; ``ess`` :math:`1/E_\mu[u^2]`."""
+        signal, adv_pop = population_signal(self.obj, mu_np, self.r_sbk)  # (S, B, K)
+        u = torch.exp(log_pi - log_mu)
+        self.m["ess"][t] = (1.0 / (log_mu.exp() * u * u).sum(-1)).numpy()
+        return _Batch(mu_np, signal, adv_pop, log_mu.unsqueeze(-1), w_mu=log_mu.exp())
+
+    def _sampled_batch(self, t, log_pi, log_mu, mu_np) -> _Batch:
+        r"""G inverse-CDF samples from :math:`\mu`; ``ess`` :math:`(\sum u)^2/(G\sum u^2)`."""
+        S, B, K, G, obj = self.S, self.B, self.K, self.G, self.obj
+        u01 = self.uniforms.at(t)  # (S, B, G)
+        cdf = torch.cumsum(log_mu.exp(), -1)
+        actions = torch.searchsorted(cdf, u01, right=True).clamp_max(K - 1)  # (S, B, G)
+        rewards = self.r_t.expand(S, B, K).gather(-1, actions)
+        signal = obj.advantages(rewards)  # (S, B, G)
+        adv_pop = obj.population_advantage(mu_np, self.r_sbk) if self.beta is not None else None
+        uu = torch.exp(log_pi.gather(-1, actions) - log_mu.gather(-1, actions))
+        self.m["ess"][t] = (uu.sum(-1) ** 2 / (G * (uu * uu).sum(-1))).numpy()
+        return _Batch(mu_np, signal, adv_pop, log_mu.gather(-1, actions).unsqueeze(-1), actions=actions)
+
+    def loss(self, t, p, b: _Batch):
+        """Sum over seeds and contexts of the objective's aggregate (population: the mu-weighted sum)."""
+        obj = self.obj
+        logp = b.logp(torch.log_softmax(self.policy.logits(p), -1))
+        loss = obj.loss(logp, b.logp_mu, b.signal, None, **loss_kwargs(obj, logp, b.logp_mu))
+        if self.cfg.population:
+            per_arm = loss.reshape(self.S, self.B, self.K)
+            return self.agg_scale * (b.w_mu * per_arm).sum()
+        return obj.aggregate(loss) * (self.S * self.B)  # sum over seeds and contexts of per-context means
+
+    def on_grad(self, t, i, grad):
+        if i == 0 and self.S > 1:
+            self.m["grad_var"][t] = float(grad.var(0).mean())
+
+    def after_update(self, t, param, b: _Batch):
+        """The update against its data: eta and distances to the targets of mu_t."""
+        obj, beta, m, cfg = self.obj, self.beta, self.m, self.cfg
+        log_new = torch.log_softmax(self.policy.logits(param).detach(), -1)
+        new_np = _distributions(log_new.exp())
+        if beta is not None:
+            if obj.target_kind == "lambert":  # the signal is the advantage; eta = KL(mu||pi) + E_mu[A]/beta
+                s_new = b.logp(log_new)[..., 0] - b.logp_mu[..., 0]  # (S, B, G|K)
+                if cfg.population:
+                    m["eta_hat"][t] = ((b.w_mu * (-s_new)).sum(-1) + (b.w_mu * b.signal).sum(-1) / beta).numpy()
+                else:
+                    m["eta_hat"][t] = ((-s_new).mean(-1) + b.signal.mean(-1) / beta).numpy()
+            nominal = theory.gibbs_target(b.mu_np, b.adv_pop, beta)
+            m["tv_nominal"][t] = tv(new_np, nominal)
+            m["kl_nominal"][t] = theory.kl(nominal, new_np)
+        if cfg.track_target and t % cfg.target_every == 0:
+            tgt = obj.induced_target(b.mu_np, self.r_sbk).pi
+            m["tv_target"][t] = tv(new_np, tgt)
+            m["kl_target"][t] = theory.kl(tgt, new_np)
+            if obj.target_kind == "lambert":
+                m["eta_pred"][t] = theory.lambert_target(b.mu_np, b.adv_pop, beta)[1]
+
+    def result(self, param) -> BanditSimResult:
+        """The run's :class:`BanditSimResult`, ``param`` being pi_T's."""
+        final = _distributions(torch.softmax(self.policy.logits(param).detach(), -1))
+        if self.pols is not None:
+            self.pols[self.cfg.steps] = final
+        return BanditSimResult(
+            config=self.cfg,
+            metrics=self.m,
+            behaviour_step=np.maximum(np.arange(self.cfg.steps) - self.cfg.lag, 0),
+            final_policy=final,
+            rewards=self.r_np,
+            pi0=self.pi0_np,
+            policies=self.pols,
+            behaviours=self.behs,
+        )
 
 
 def simulate(config: BanditSimConfig, *, progress=None) -> BanditSimResult:
@@ -502,143 +559,9 @@ def simulate(config: BanditSimConfig, *, progress=None) -> BanditSimResult:
 
 
 def _simulate(cfg: BanditSimConfig, progress) -> BanditSimResult:
-    obj = cfg.make_objective()
-    S, B, L, T, k = cfg.num_seeds, cfg.num_contexts, cfg.lag, cfg.steps, cfg.inner_steps
-    pi0_np, r_np = bandit_tables(cfg)
-    K = r_np.shape[-1]
-    G = K if cfg.population else cfg.group_size
-    beta = obj.params.get("beta")
-    r_sbk = np.broadcast_to(r_np, (S, B, K)).copy()
-    r_t = torch.as_tensor(r_np, dtype=_DTYPE)
-    log_pi0 = torch.log(torch.as_tensor(pi0_np, dtype=_DTYPE))  # (B, K)
-
-    # policy parameters: tabular (S, B, K); linear (S, B, d) or (S, 1, d) shared
-    if cfg.policy == "tabular":
-        param = torch.zeros(S, B, K, dtype=_DTYPE)
-        nblock = 1
-
-        def logits_of(p):
-            return log_pi0 + p  # (S, B, K)
-
-    else:
-        phi = torch.as_tensor(arm_features(K, cfg.feature_dim, cfg.feature_seed), dtype=_DTYPE)  # (K, d)
-        param = torch.zeros(S, 1 if cfg.shared_weights else B, cfg.feature_dim, dtype=_DTYPE)
-        nblock = 2 if cfg.shared_weights else 1
-
-        def logits_of(p):
-            return log_pi0 + p @ phi.T  # (S, B|1, K) -> (S, B, K)
-
-    opt = Optimizer(cfg.optimizer, float(cfg.lr), param, nblock)
-    agg_scale = float(obj.aggregate(torch.ones((1, 1) if obj.level == "token" else (1,), dtype=_DTYPE)))
-
-    # one generator per seed (seed + s): the numbers of seed s do not depend on S
-    gens = [torch.Generator().manual_seed(cfg.seed + s) for s in range(S)]
-    uniforms = None
-
-    # ring buffer of the last L + 1 logits; slot (t - L) mod (L + 1) holds pi_{t-L} (pi_0 before step L)
-    logits0 = logits_of(param).detach()
-    ring = logits0.unsqueeze(0).repeat(L + 1, 1, 1, 1)  # (L+1, S, B, K)
-    pi0_sbk = _distributions(torch.softmax(logits0, -1))
-
-    nan = np.full((T, S, B), np.nan)
-    m = {name: nan.copy() for name in METRIC_AXES if name != "grad_var"}
-    m["grad_var"] = np.full(T, np.nan)
-    pols = np.empty((T + 1, S, B, K)) if cfg.record_policies else None
-    behs = np.empty((T, S, B, K)) if cfg.record_policies else None
-
-    for t in range(T):
-        logits_t = logits_of(param).detach()
-        ring[t % (L + 1)] = logits_t
-        logits_mu = ring[(t + 1) % (L + 1)]  # = logits of pi_{max(t-L, 0)}
-        log_mu = torch.log_softmax(logits_mu, -1)  # (S, B, K)
-        log_pi = torch.log_softmax(logits_t, -1)
-        pi_np, mu_np = _distributions(log_pi.exp()), _distributions(log_mu.exp())
-        if pols is not None:
-            pols[t], behs[t] = pi_np, mu_np
-
-        m["reward"][t] = theory.expected_reward(pi_np, r_sbk)
-        m["entropy"][t] = theory.entropy(pi_np)
-        m["kl_mu_pi"][t] = theory.kl(mu_np, pi_np)
-        m["kl_init"][t] = theory.kl(pi_np, pi0_sbk)
-
-        # the batch: G samples from mu (or every arm, weighted by mu)
-        if cfg.population:
-            signal, adv_pop = population_signal(obj, mu_np, r_sbk)  # (S, B, K)
-            u = torch.exp(log_pi - log_mu)
-            m["ess"][t] = (1.0 / (log_mu.exp() * u * u).sum(-1)).numpy()
-            w_mu = log_mu.exp()
-
-            def batch_logp(lp_all):
-                return lp_all.unsqueeze(-1)  # (S, B, K, 1)
-
-            logp_mu = log_mu.unsqueeze(-1)
-        else:
-            if t % _RNG_CHUNK == 0:
-                n = min(_RNG_CHUNK, T - t)
-                uniforms = torch.stack(
-                    [torch.rand(n, B, G, dtype=_DTYPE, generator=g) for g in gens], 1
-                )  # (n, S, B, G)
-            u01 = uniforms[t % _RNG_CHUNK]  # (S, B, G)
-            cdf = torch.cumsum(log_mu.exp(), -1)
-            actions = torch.searchsorted(cdf, u01, right=True).clamp_max(K - 1)  # (S, B, G)
-            rewards = r_t.expand(S, B, K).gather(-1, actions)
-            signal = obj.advantages(rewards)  # (S, B, G)
-            adv_pop = obj.population_advantage(mu_np, r_sbk) if beta is not None else None
-            uu = torch.exp(log_pi.gather(-1, actions) - log_mu.gather(-1, actions))
-            m["ess"][t] = (uu.sum(-1) ** 2 / (G * (uu * uu).sum(-1))).numpy()
-
-            def batch_logp(lp_all, actions=actions):
-                return lp_all.gather(-1, actions).unsqueeze(-1)  # (S, B, G, 1)
-
-            logp_mu = batch_logp(log_mu)
-
-        # k optimizer steps on the batch
-        for i in range(k):
-            p = param.detach().requires_grad_(True)
-            logp = batch_logp(torch.log_softmax(logits_of(p), -1))
-            loss = obj.loss(logp, logp_mu, signal, None, **loss_kwargs(obj, logp, logp_mu))
-            if cfg.population:
-                per_arm = loss.reshape(S, B, K)
-                total = agg_scale * (w_mu * per_arm).sum()
-            else:
-                total = obj.aggregate(loss) * (S * B)  # sum over seeds and contexts of per-context means
-            (grad,) = torch.autograd.grad(total, p)
-            if i == 0 and S > 1:
-                m["grad_var"][t] = float(grad.var(0).mean())
-            param = opt.step(param.detach(), grad)
-
-        # the update against its data: eta and distances to the targets of mu_t
-        log_new = torch.log_softmax(logits_of(param).detach(), -1)
-        new_np = _distributions(log_new.exp())
-        if beta is not None:
-            if obj.target_kind == "lambert":  # the signal is the advantage; eta = KL(mu||pi) + E_mu[A]/beta
-                s_new = batch_logp(log_new)[..., 0] - logp_mu[..., 0]  # (S, B, G|K)
-                if cfg.population:
-                    m["eta_hat"][t] = ((w_mu * (-s_new)).sum(-1) + (w_mu * signal).sum(-1) / beta).numpy()
-                else:
-                    m["eta_hat"][t] = ((-s_new).mean(-1) + signal.mean(-1) / beta).numpy()
-            nominal = theory.gibbs_target(mu_np, adv_pop, beta)
-            m["tv_nominal"][t] = _tv(new_np, nominal)
-            m["kl_nominal"][t] = theory.kl(nominal, new_np)
-        if cfg.track_target and t % cfg.target_every == 0:
-            tgt = obj.induced_target(mu_np, r_sbk).pi
-            m["tv_target"][t] = _tv(new_np, tgt)
-            m["kl_target"][t] = theory.kl(tgt, new_np)
-            if obj.target_kind == "lambert":
-                m["eta_pred"][t] = theory.lambert_target(mu_np, adv_pop, beta)[1]
-        if progress is not None:
-            progress(1)
-
-    final = _distributions(torch.softmax(logits_of(param).detach(), -1))
-    if pols is not None:
-        pols[T] = final
-    return BanditSimResult(
-        config=cfg,
-        metrics=m,
-        behaviour_step=np.maximum(np.arange(T) - L, 0),
-        final_policy=final,
-        rewards=r_np,
-        pi0=pi0_np,
-        policies=pols,
-        behaviours=behs,
-    )
+    """The lagged loop of :mod:`sims.lagged` on the bandit (:class:`_BanditRun`)."""
+    run = _BanditRun(cfg)
+    param = run.policy.param0
+    opt = Optimizer(cfg.optimizer, float(cfg.lr), param, run.policy.nblock)
+    param = run_lagged(run, param, opt, lag=cfg.lag, steps=cfg.steps, inner_steps=cfg.inner_steps, progress=progress)
+    return run.result(param)

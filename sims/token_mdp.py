@@ -49,7 +49,6 @@ with a flag saying where they differ.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +59,8 @@ from theory.flow import logit_flow
 from theory.losses import regression_loss
 from theory.objectives import make_objective
 from theory._checks import as_float_array, check_distribution, check_positive
+from theory._numerics import logsumexp
+from sims.lagged import as_count
 
 __all__ = [
     "MAX_LEAVES",
@@ -96,14 +97,6 @@ MAX_LEAVES = 1 << 24
 # ----------------------------------------------------------------------------- the tree
 
 
-def check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 @dataclass(frozen=True)
 class TokenTree:
     """Complete prefix tree of depth ``T`` over a vocabulary of ``V`` tokens.
@@ -120,8 +113,8 @@ class TokenTree:
     T: int
 
     def __post_init__(self):
-        V = check_int("V", self.V, 2)
-        T = check_int("T", self.T, 1)
+        V = as_count(self.V, "V", 2)
+        T = as_count(self.T, "T", 1)
         if V**T > MAX_LEAVES:
             raise ValueError(f"V**T = {V}**{T} = {V**T} leaves exceeds MAX_LEAVES = {MAX_LEAVES}")
         object.__setattr__(self, "V", V)
@@ -134,7 +127,7 @@ class TokenTree:
 
     def num_states(self, t: int) -> int:
         """Number of prefixes of length ``t`` (``0 <= t <= T``), ``V**t``."""
-        t = check_int("t", t, 0)
+        t = as_count(t, "t", 0)
         if t > self.T:
             raise ValueError(f"t must be <= T = {self.T}, got {t}")
         return self.V**t
@@ -393,9 +386,7 @@ def soft_conditional_advantage(cond_mu, adv_leaves, tree, beta) -> list[np.ndarr
         supp = mu > 0
         with np.errstate(divide="ignore"):
             z = np.where(supp, np.log(np.where(supp, mu, 1.0)) + Q[t + 1] / beta, -np.inf)
-        zmax = z.max(-1, keepdims=True)
-        lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(-1))
-        Q[t] = (beta * lse).reshape(-1, tree.V)
+        Q[t] = (beta * logsumexp(z)).reshape(-1, tree.V)
     return Q
 
 

@@ -14,7 +14,8 @@ indexing of :mod:`sims.token_mdp`) is row ``state_offsets(V, T)[t] + s``, so
 
 **Lag.** At step ``t`` the data come from the behaviour policy
 :math:`\mu_t = \pi_{t-L}` (:math:`\pi_0` while ``t < L``), kept in a ring of
-``L + 1`` logit snapshots. ``G`` completions per seed are sampled token by token
+``L + 1`` logit snapshots (the loop of :func:`sims.lagged.run_lagged`, shared with
+:mod:`sims.bandit`). ``G`` completions per seed are sampled token by token
 from :math:`\mu_t` (inverse CDF on uniforms from one ``torch.Generator`` per
 seed, seeded with the seed's value), and their behaviour log-probabilities are
 recorded at sampling time. With ``population=True`` every leaf is a sample,
@@ -120,13 +121,17 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 import theory
 from sims import bandit as _bandit
-from sims.bandit import OPTIMIZERS, Optimizer, loss_kwargs, population_signal, torch_single_thread
+from sims.lagged import OPTIMIZERS, Optimizer, UniformStream, loss_kwargs, population_signal, run_lagged
+from sims.lagged import as_count, check_batch, check_bool, check_training, checked_objective
+from sims.lagged import normalized, policy_metrics, tv
+from theory.runtime import torch_single_thread
 from sims.token_mdp import (
     TokenTree,
     conditional_advantage,
@@ -139,7 +144,8 @@ from sims.token_mdp import (
     soft_conditional_advantage,
     sparse_reward,
 )
-from theory.objectives import OBJECTIVES, Objective, make_objective
+from theory._numerics import softmax
+from theory.objectives import Objective, make_objective
 
 __all__ = [
     "LEVELS",
@@ -272,13 +278,31 @@ def supports_target(objective, reward_range: float = _REWARD_RANGE) -> bool:
 # ----------------------------------------------------------------------------- config
 
 
-def check_int(name, value, minimum):
-    return _bandit.check_int(name, value, minimum)
+def _checked_correct(correct, V: int, T: int) -> tuple:
+    """The correct sequence as a tuple of T ints in [0, V)."""
+    if isinstance(correct, (str, bytes)) or not hasattr(correct, "__len__"):
+        raise ValueError(f"correct must be None or a sequence of T = {T} tokens, got {correct!r}")
+    corr = tuple(correct)
+    if len(corr) != T:
+        raise ValueError(f"correct must have T = {T} tokens, got {len(corr)}")
+    for tok in corr:
+        if isinstance(tok, bool) or not isinstance(tok, (int, np.integer)) or not 0 <= tok < V:
+            raise ValueError(f"correct tokens must be integers in [0, {V - 1}], got {corr!r}")
+    return tuple(int(t) for t in corr)
 
 
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
+def _checked_seeds(seeds) -> tuple:
+    """The seeds as a non-empty tuple of distinct ints >= 0."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds must be a tuple of distinct integers >= 0, got {seeds!r}")
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
+    for s in seeds:
+        as_count(s, "every seed", 0)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct (a repeated seed repeats its run), got {seeds}")
+    return tuple(int(s) for s in seeds)
 
 
 @dataclass(frozen=True)
@@ -311,7 +335,7 @@ class TokenSimConfig:
     population: bool = False
     """Exact expectations over all leaves weighted by mu (needs V**T <= POPULATION_MAX_LEAVES)."""
     optimizer: str = "adam"
-    """One of ``OPTIMIZERS`` (``sims.bandit``'s; ``normalized``: one block per seed, all its logits)."""
+    """One of ``OPTIMIZERS`` (``sims.lagged``'s; ``normalized``: one block per seed, all its logits)."""
     lr: float = 0.05
     """Step size (> 0)."""
     inner_steps: int = 1
@@ -340,8 +364,30 @@ class TokenSimConfig:
     """Keep the leaf distributions pi_t (steps + 1, S, V**T) and mu_t (steps, S, V**T)."""
 
     def __post_init__(self):
-        V = check_int("V", self.V, 2)
-        T = check_int("T", self.T, 1)
+        V, T = self._check_tree()
+        params, obj = checked_objective(self.objective, self.obj_params)  # raises for bad parameters
+        object.__setattr__(self, "obj_params", params)
+        if self.level not in LEVELS:
+            raise ValueError(f"unknown level {self.level!r}; valid levels: {', '.join(LEVELS)}")
+        if obj.sequence_ratio and self.level == "sequence":
+            raise ValueError(
+                f"{obj.name} at level='sequence': its ratio is the length-normalized mean of the token log-ratios "
+                "(GSPO's), which one summed log-probability per completion cannot express; use level='token'"
+            )
+        check_training(self)
+        if self.population and V**T > POPULATION_MAX_LEAVES:
+            raise ValueError(
+                f"population=True sums over all V**T = {V**T} leaves, more than POPULATION_MAX_LEAVES = "
+                f"{POPULATION_MAX_LEAVES}; use population=False (sampled groups) or a smaller tree"
+            )
+        object.__setattr__(self, "seeds", _checked_seeds(self.seeds))
+        self._check_init_and_tracking(obj)
+        check_batch(obj, self.objective, self.group_size, self.population, len(self.seeds), "give one seed")
+
+    def _check_tree(self) -> tuple[int, int]:
+        """Check V, T, the tree's size, the reward and the correct sequence (stored as a tuple); return (V, T)."""
+        V = as_count(self.V, "V", 2)
+        T = as_count(self.T, "T", 1)
         if V**T > SIM_MAX_LEAVES:
             raise ValueError(
                 f"V**T = {V}**{T} = {V**T} leaves exceeds SIM_MAX_LEAVES = {SIM_MAX_LEAVES} "
@@ -350,83 +396,27 @@ class TokenSimConfig:
         if self.reward not in REWARDS:
             raise ValueError(f"unknown reward {self.reward!r}; valid rewards: {', '.join(REWARDS)}")
         if self.correct is not None:
-            if isinstance(self.correct, (str, bytes)) or not hasattr(self.correct, "__len__"):
-                raise ValueError(f"correct must be None or a sequence of T = {T} tokens, got {self.correct!r}")
-            corr = tuple(self.correct)
-            if len(corr) != T:
-                raise ValueError(f"correct must have T = {T} tokens, got {len(corr)}")
-            for tok in corr:
-                if isinstance(tok, bool) or not isinstance(tok, (int, np.integer)) or not 0 <= tok < V:
-                    raise ValueError(f"correct tokens must be integers in [0, {V - 1}], got {corr!r}")
-            object.__setattr__(self, "correct", tuple(int(t) for t in corr))
-        object.__setattr__(self, "obj_params", _bandit.freeze_params(self.obj_params))
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
-        obj = make_objective(self.objective, **dict(self.obj_params))  # raises for bad parameters
-        if self.level not in LEVELS:
-            raise ValueError(f"unknown level {self.level!r}; valid levels: {', '.join(LEVELS)}")
-        if obj.sequence_ratio and self.level == "sequence":
-            raise ValueError(
-                f"{obj.name} at level='sequence': its ratio is the length-normalized mean of the token log-ratios "
-                "(GSPO's), which one summed log-probability per completion cannot express; use level='token'"
-            )
-        if isinstance(self.lag, (int, np.integer)) and not isinstance(self.lag, bool) and self.lag < 0:
-            raise ValueError(f"lag must be >= 0 (0 = on-policy data), got {self.lag}")
-        check_int("lag", self.lag, 0)
-        check_int("group_size", self.group_size, 1)
-        _check_bool("population", self.population)
-        if self.population and V**T > POPULATION_MAX_LEAVES:
-            raise ValueError(
-                f"population=True sums over all V**T = {V**T} leaves, more than POPULATION_MAX_LEAVES = "
-                f"{POPULATION_MAX_LEAVES}; use population=False (sampled groups) or a smaller tree"
-            )
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
-        lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-        if not (lr_ok and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        check_int("inner_steps", self.inner_steps, 1)
-        check_int("steps", self.steps, 1)
-        if isinstance(self.seeds, (str, bytes)) or not hasattr(self.seeds, "__iter__"):
-            raise ValueError(f"seeds must be a tuple of distinct integers >= 0, got {self.seeds!r}")
-        seeds = tuple(self.seeds)
-        if not seeds:
-            raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
-        for s in seeds:
-            check_int("every seed", s, 0)
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct (a repeated seed repeats its run), got {seeds}")
-        object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
+            object.__setattr__(self, "correct", _checked_correct(self.correct, V, T))
+        return V, T
+
+    def _check_init_and_tracking(self, obj: Objective) -> None:
+        """Check the initial policy's fields and the target-tracking switches (a supported target when forced on)."""
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
-        check_int("init_seed", self.init_seed, 0)
+        as_count(self.init_seed, "init_seed", 0)
         c = self.init_concentration
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not (math.isfinite(c) and c > 0):
             raise ValueError(f"init_concentration must be a finite number > 0, got {c!r}")
         if self.track_targets is not None:
-            _check_bool("track_targets", self.track_targets)
-        check_int("target_every", self.target_every, 1)
-        _check_bool("track_gap", self.track_gap)
-        _check_bool("record_policies", self.record_policies)
+            check_bool("track_targets", self.track_targets)
+        as_count(self.target_every, "target_every", 1)
+        check_bool("track_gap", self.track_gap)
+        check_bool("record_policies", self.record_policies)
         if self.track_targets:
             try:
                 _target_route(obj)
             except _NoTarget as err:
                 raise ValueError(f"track_targets=True: {err}; or set track_targets=False") from err
-        if not self.population:
-            try:  # the zoo's own check: std / leave-one-out estimators need G >= 2
-                obj.advantages(torch.zeros(1, self.group_size, dtype=_DTYPE))
-            except ValueError as err:
-                raise ValueError(
-                    f"objective {self.objective!r} with group_size={self.group_size}: {err}; "
-                    "set group_size >= 2 or population=True"
-                ) from err
-        if obj.couples_batch and len(seeds) > 1:
-            raise ValueError(
-                f"{obj.name}'s loss couples the rows of a batch (m2po: its mask is computed over the whole batch), "
-                f"which would couple seeds simulated as one batch; give one seed (and loop over seeds outside) "
-                f"for {obj.name}"
-            )
 
     # -- presets and helpers ----------------------------------------------------
     @classmethod
@@ -575,9 +565,7 @@ def load_results(path) -> TokenSimResult:
 
 def _conditionals(logits_nv: np.ndarray, V: int, T: int) -> list[np.ndarray]:
     """Flat logits (N, V) -> T arrays (V**t, V) of softmax rows."""
-    z = logits_nv - logits_nv.max(-1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(-1, keepdims=True)
+    p = softmax(logits_nv)
     off = state_offsets(V, T)
     return [p[off[t] : off[t + 1]].copy() for t in range(T)]
 
@@ -586,13 +574,7 @@ def _leaf_probs_np(logits: np.ndarray, V: int, T: int) -> np.ndarray:
     """Flat logits (..., N, V) -> leaf distributions (..., V**T)."""
     lt = torch.log_softmax(torch.as_tensor(logits, dtype=_DTYPE), -1)
     lp = lt.reshape(*lt.shape[:-2], -1)[..., torch.as_tensor(leaf_entries(V, T))].sum(-1)
-    return _normalized(lp.exp().numpy())
-
-
-def _normalized(p: np.ndarray) -> np.ndarray:
-    """Writable float64 copy of distributions over the last axis, renormalized against rounding."""
-    p = np.array(p, dtype=np.float64, copy=True)
-    return p / p.sum(-1, keepdims=True)
+    return normalized(lp.exp().numpy())
 
 
 def _aggregate_weight(obj: Objective, level: str, T: int) -> float:
@@ -707,7 +689,7 @@ def _targets(route, obj, cfg, mu_logits, r_leaves, leaf_idx, off, need):
             rows[:, off[t] : off[t + 1]] = pi.reshape(S, -1, V)
         with np.errstate(divide="ignore"):
             lp = np.log(rows).reshape(S, -1)[:, leaf_idx].sum(-1)
-        out["token"] = _normalized(np.exp(lp))
+        out["token"] = normalized(np.exp(lp))
     return out
 
 
@@ -715,11 +697,7 @@ def _checked(pi, shape, what):
     pi = np.asarray(pi, dtype=np.float64)
     if pi.shape != shape or not np.isfinite(pi).all() or (pi < 0).any():
         raise ValueError(f"{what} is not a finite distribution of shape {shape} (the state target failed)")
-    return _normalized(pi)
-
-
-def _tv(p, q):
-    return 0.5 * np.abs(p - q).sum(-1)
+    return normalized(pi)
 
 
 # ----------------------------------------------------------------------------- simulation
@@ -757,118 +735,136 @@ def simulate(config: TokenSimConfig, progress=None) -> TokenSimResult:
             bar.close()
 
 
-def _simulate(cfg: TokenSimConfig, progress) -> TokenSimResult:
-    obj = cfg.make_objective()
-    V, T, L, k, steps = cfg.V, cfg.T, cfg.lag, cfg.inner_steps, cfg.steps
-    S, Y = cfg.num_seeds, V**T
-    off = state_offsets(V, T)
-    N = int(off[T])
-    leaf_idx_np = leaf_entries(V, T)  # (Y, T)
-    leaf_idx = torch.as_tensor(leaf_idx_np)
-    r_np = cfg.rewards()  # (Y,)
-    r_t = torch.as_tensor(r_np, dtype=_DTYPE)
-    r_sy = np.broadcast_to(r_np, (S, Y)).copy()
-    G = cfg.group_size
-    c_elem = _aggregate_weight(obj, cfg.level, T)
+class _TokenBatch(NamedTuple):
+    """Step t's data from mu_t: G sampled completions, or every leaf weighted by mu."""
 
-    track = cfg.tracks_targets
-    route = _target_route(obj) if track else None
-    other = "token" if cfg.level == "sequence" else "sequence"
-    need = (cfg.level, other) if (track and cfg.track_gap) else (cfg.level,)
-    target_steps = np.arange(0, steps, cfg.target_every) if track else np.zeros(0, dtype=np.int64)
+    logits_mu: torch.Tensor  # (S, N, V) behaviour logits
+    idx: torch.Tensor  # (S, n, T) entries of the samples' tokens in the flat (N V) logits
+    lp_mu_tok: torch.Tensor  # (S, n, T) behaviour token log-probabilities
+    signal: torch.Tensor  # (S, n) one value per completion
+    w: object  # weight of one loss element: c/G, or (S, Y, 1) c mu(y) for the population
 
-    # policy: flat logits (S, N, V), pi_0 the same for every seed
-    init_np = np.log(np.concatenate(cfg.initial_conditionals(), 0))  # (N, V)
-    param = torch.as_tensor(init_np, dtype=_DTYPE).expand(S, N, V).clone()
-    opt = Optimizer(cfg.optimizer, float(cfg.lr), param, 2)  # normalized: one block per seed
 
-    # one generator per seed, seeded with its value: a seed's numbers do not depend on the others
-    gens = [torch.Generator().manual_seed(s) for s in cfg.seeds]
-    uniforms = None
+class _TokenRun:
+    """The token MDP's side of :func:`sims.lagged.run_lagged`: batches, loss and metrics (module docstring)."""
 
-    # ring of the last L + 1 logits; slot (t - L) mod (L + 1) holds pi_{t-L} (pi_0 before step L)
-    ring = param.detach().unsqueeze(0).repeat(L + 1, 1, 1, 1)  # (L+1, S, N, V)
-    pi0_leaf = _leaf_probs_np(param.numpy(), V, T)
+    def __init__(self, cfg: TokenSimConfig):
+        self.cfg, self.obj = cfg, cfg.make_objective()
+        V, T, steps = cfg.V, cfg.T, cfg.steps
+        S, Y = cfg.num_seeds, V**T
+        self.S, self.Y = S, Y
+        self.off = state_offsets(V, T)
+        self.N = N = int(self.off[T])
+        self.leaf_idx_np = leaf_entries(V, T)  # (Y, T)
+        self.leaf_idx = torch.as_tensor(self.leaf_idx_np)
+        self.r_np = cfg.rewards()  # (Y,)
+        self.r_t = torch.as_tensor(self.r_np, dtype=_DTYPE)
+        self.r_sy = np.broadcast_to(self.r_np, (S, Y)).copy()
+        self.c_elem = _aggregate_weight(self.obj, cfg.level, T)
+        self._init_targets()
+        # policy: flat logits (S, N, V), pi_0 the same for every seed
+        self.init_np = np.log(np.concatenate(cfg.initial_conditionals(), 0))  # (N, V)
+        self.param0 = torch.as_tensor(self.init_np, dtype=_DTYPE).expand(S, N, V).clone()
+        # one generator per seed, seeded with its value: a seed's numbers do not depend on the others
+        self.uniforms = UniformStream(cfg.seeds, (cfg.group_size, T), steps)
+        self.pi0_leaf = _leaf_probs_np(self.param0.numpy(), V, T)
+        self.m = {name: np.empty((S, steps)) for name in ("reward", "entropy", "kl_mu_pi", "kl_init")}
+        if self.track:
+            nt = len(self.target_steps)
+            self.m["kl_target"], self.m["tv_target"] = np.empty((S, nt)), np.empty((S, nt))
+            if cfg.track_gap:
+                self.m["kl_seq_tok"] = np.empty((S, nt))
+        self.pols = np.empty((steps + 1, S, Y)) if cfg.record_policies else None
+        self.behs = np.empty((steps, S, Y)) if cfg.record_policies else None
 
-    m = {name: np.empty((S, steps)) for name in ("reward", "entropy", "kl_mu_pi", "kl_init")}
-    if track:
-        nt = len(target_steps)
-        m["kl_target"], m["tv_target"] = np.empty((S, nt)), np.empty((S, nt))
-        if cfg.track_gap:
-            m["kl_seq_tok"] = np.empty((S, nt))
-    pols = np.empty((steps + 1, S, Y)) if cfg.record_policies else None
-    behs = np.empty((steps, S, Y)) if cfg.record_policies else None
-    ti = 0
+    def _init_targets(self):
+        """Whether targets are tracked, their route, the levels needed and the steps (``ti`` the next one)."""
+        cfg = self.cfg
+        self.track = track = cfg.tracks_targets
+        self.route = _target_route(self.obj) if track else None
+        other = "token" if cfg.level == "sequence" else "sequence"
+        self.need = (cfg.level, other) if (track and cfg.track_gap) else (cfg.level,)
+        self.target_steps = np.arange(0, cfg.steps, cfg.target_every) if track else np.zeros(0, dtype=np.int64)
+        self.ti = 0
 
-    for t in range(steps):
-        logits_t = param.detach()
-        ring[t % (L + 1)] = logits_t
-        logits_mu = ring[(t + 1) % (L + 1)].clone()  # = logits of pi_{max(t-L, 0)}
+    def logits(self, param):
+        return param
+
+    def batch(self, t, logits_t, logits_mu) -> _TokenBatch:
+        """Record the metrics of pi_t and mu_t; the batch: G completions from mu (or every leaf, weighted by mu)."""
+        cfg, obj, S, Y, N, V, T = self.cfg, self.obj, self.S, self.Y, self.N, self.cfg.V, self.cfg.T
         lsm_pi = torch.log_softmax(logits_t, -1).reshape(S, N * V)
         lsm_mu = torch.log_softmax(logits_mu, -1).reshape(S, N * V)
-        lp_pi_leaf = lsm_pi[:, leaf_idx].sum(-1)  # (S, Y)
-        lp_mu_leaf = lsm_mu[:, leaf_idx].sum(-1)
-        pi_np, mu_np = _normalized(lp_pi_leaf.exp().numpy()), _normalized(lp_mu_leaf.exp().numpy())
-        if pols is not None:
-            pols[t], behs[t] = pi_np, mu_np
-
-        m["reward"][:, t] = theory.expected_reward(pi_np, r_sy)
-        m["entropy"][:, t] = theory.entropy(pi_np)
-        m["kl_mu_pi"][:, t] = theory.kl(mu_np, pi_np)
-        m["kl_init"][:, t] = theory.kl(pi_np, pi0_leaf)
-
-        # the batch: G completions from mu (or every leaf, weighted by mu)
+        lp_pi_leaf = lsm_pi[:, self.leaf_idx].sum(-1)  # (S, Y)
+        lp_mu_leaf = lsm_mu[:, self.leaf_idx].sum(-1)
+        pi_np, mu_np = normalized(lp_pi_leaf.exp().numpy()), normalized(lp_mu_leaf.exp().numpy())
+        if self.pols is not None:
+            self.pols[t], self.behs[t] = pi_np, mu_np
+        for name, value in policy_metrics(pi_np, mu_np, self.pi0_leaf, self.r_sy).items():
+            self.m[name][:, t] = value
         if cfg.population:
-            signal, _ = population_signal(obj, mu_np, r_sy)  # (S, Y)
-            idx = leaf_idx.expand(S, Y, T)
-            lp_mu_tok = lsm_mu.gather(1, idx.reshape(S, Y * T)).reshape(S, Y, T)
-            w = c_elem * torch.as_tensor(mu_np).unsqueeze(-1)  # (S, Y, 1)
+            signal, _ = population_signal(obj, mu_np, self.r_sy)  # (S, Y)
+            idx = self.leaf_idx.expand(S, Y, T)
+            lp_mu_tok = _gather_tokens(lsm_mu, idx)
+            w = self.c_elem * torch.as_tensor(mu_np).unsqueeze(-1)  # (S, Y, 1)
         else:
-            if t % _RNG_CHUNK == 0:
-                n = min(_RNG_CHUNK, steps - t)
-                uniforms = torch.stack([torch.rand(n, G, T, dtype=_DTYPE, generator=g) for g in gens], 1)
-            leaves, idx, lp_mu_tok = _sample(logits_mu, uniforms[t % _RNG_CHUNK], off, V)
-            signal = obj.advantages(r_t[leaves])  # (S, G)
-            w = c_elem / G
+            leaves, idx, lp_mu_tok = _sample(logits_mu, self.uniforms.at(t), self.off, V)
+            signal = obj.advantages(self.r_t[leaves])  # (S, G)
+            w = self.c_elem / cfg.group_size
+        return _TokenBatch(logits_mu, idx, lp_mu_tok, signal, w)
 
-        # k optimizer steps on the batch; each seed's loss is its own weighted sum (seeds stay independent)
-        for _ in range(k):
-            p = param.detach().requires_grad_(True)
-            lsm = torch.log_softmax(p, -1)
-            if not torch.isfinite(lsm).all():
-                raise ValueError(
-                    f"the policy diverged (a log-probability is not finite) at step {t}; "
-                    f"lower lr (now {cfg.lr}) or use optimizer='adam'"
-                )
-            lp_tok = _gather_tokens(lsm.reshape(S, N * V), idx)
-            loss = _objective_loss(obj, cfg.level, lp_tok, lp_mu_tok, signal)  # (S, n, T_eff)
-            (grad,) = torch.autograd.grad((w * loss).sum(), p)
-            param = opt.step(param.detach(), grad)
+    def loss(self, t, p, b: _TokenBatch):
+        """Each seed's loss is its own weighted sum (seeds stay independent); their sum."""
+        lsm = torch.log_softmax(p, -1)
+        if not torch.isfinite(lsm).all():
+            raise ValueError(
+                f"the policy diverged (a log-probability is not finite) at step {t}; "
+                f"lower lr (now {self.cfg.lr}) or use optimizer='adam'"
+            )
+        lp_tok = _gather_tokens(lsm.reshape(self.S, self.N * self.cfg.V), b.idx)
+        loss = _objective_loss(self.obj, self.cfg.level, lp_tok, b.lp_mu_tok, b.signal)  # (S, n, T_eff)
+        return (b.w * loss).sum()
 
-        # the update against the exact induced target of its data
-        if track and ti < len(target_steps) and target_steps[ti] == t:
-            tg = _targets(route, obj, cfg, logits_mu, r_np, leaf_idx_np, off, need)
-            new_np = _leaf_probs_np(param.detach().numpy(), V, T)
-            p_star = tg[cfg.level]
-            m["kl_target"][:, ti] = theory.kl(p_star, new_np)
-            m["tv_target"][:, ti] = _tv(p_star, new_np)
-            if cfg.track_gap:
-                m["kl_seq_tok"][:, ti] = theory.kl(tg["sequence"], tg["token"])
-            ti += 1
-        if progress is not None:
-            progress(1)
+    def on_grad(self, t, i, grad):
+        pass
 
-    final = param.detach().numpy().copy()
-    if pols is not None:
-        pols[steps] = _leaf_probs_np(final, V, T)
-    return TokenSimResult(
-        config=cfg,
-        metrics=m,
-        target_steps=target_steps.astype(np.int64),
-        behaviour_step=np.maximum(np.arange(steps) - L, 0),
-        final_logits=final,
-        init_logits=init_np,
-        rewards=r_np,
-        policies=pols,
-        behaviours=behs,
-    )
+    def after_update(self, t, param, b: _TokenBatch):
+        """On a target step: the update against the exact induced target of its data."""
+        if not (self.track and self.ti < len(self.target_steps) and self.target_steps[self.ti] == t):
+            return
+        cfg, m, ti = self.cfg, self.m, self.ti
+        tg = _targets(self.route, self.obj, cfg, b.logits_mu, self.r_np, self.leaf_idx_np, self.off, self.need)
+        new_np = _leaf_probs_np(param.numpy(), cfg.V, cfg.T)
+        p_star = tg[cfg.level]
+        m["kl_target"][:, ti] = theory.kl(p_star, new_np)
+        m["tv_target"][:, ti] = tv(p_star, new_np)
+        if cfg.track_gap:
+            m["kl_seq_tok"][:, ti] = theory.kl(tg["sequence"], tg["token"])
+        self.ti += 1
+
+    def result(self, param) -> TokenSimResult:
+        """The run's :class:`TokenSimResult`, ``param`` being pi_steps's logits."""
+        cfg = self.cfg
+        final = param.detach().numpy().copy()
+        if self.pols is not None:
+            self.pols[cfg.steps] = _leaf_probs_np(final, cfg.V, cfg.T)
+        return TokenSimResult(
+            config=cfg,
+            metrics=self.m,
+            target_steps=self.target_steps.astype(np.int64),
+            behaviour_step=np.maximum(np.arange(cfg.steps) - cfg.lag, 0),
+            final_logits=final,
+            init_logits=self.init_np,
+            rewards=self.r_np,
+            policies=self.pols,
+            behaviours=self.behs,
+        )
+
+
+def _simulate(cfg: TokenSimConfig, progress) -> TokenSimResult:
+    """The lagged loop of :mod:`sims.lagged` on the token MDP (:class:`_TokenRun`)."""
+    run = _TokenRun(cfg)
+    param = run.param0
+    opt = Optimizer(cfg.optimizer, float(cfg.lr), param, 2)  # normalized: one block per seed
+    param = run_lagged(run, param, opt, lag=cfg.lag, steps=cfg.steps, inner_steps=cfg.inner_steps, progress=progress)
+    return run.result(param)

@@ -32,11 +32,10 @@ runs all seeds of all three methods at once, looping only over steps.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from theory._checks import as_float_array, check_distribution
+from theory._checks import as_float_array, as_int, check_distribution
+from theory._numerics import softmax
 
 __all__ = [
     "CORRECT_ARM",
@@ -95,10 +94,7 @@ def _tpo(pi, actions, rewards):
     s = s - s.mean(-1, keepdims=True)
     sd = np.sqrt((s * s).mean(-1, keepdims=True))
     u = np.where(sd > _TPO_STD_FLOOR, s / np.where(sd > _TPO_STD_FLOOR, sd, 1.0), s)
-    z = np.log(pi + _TPO_LOG_EPS) + u
-    z -= z.max(-1, keepdims=True)
-    q = np.exp(z)
-    q /= q.sum(-1, keepdims=True)
+    q = softmax(np.log(pi + _TPO_LOG_EPS) + u)
     return q - pi
 
 
@@ -233,21 +229,6 @@ def sample_actions(pi, u):
 # ----------------------------------------------------------------------------- the experiment
 
 
-def check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _softmax(theta):
-    z = theta - theta.max(-1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(-1, keepdims=True)
-    return p
-
-
 def _simulate(u, K, alpha):
     """Run every method on its uniforms u (M, S, steps, B); returns errors (M, S, steps)."""
     M, S, steps, B = u.shape
@@ -257,7 +238,7 @@ def _simulate(u, K, alpha):
     err = np.empty((M, S, steps))
     d = np.empty_like(theta)
     for t in range(steps):
-        pi = _softmax(theta)  # (M, S, K)
+        pi = softmax(theta)  # (M, S, K)
         err[:, :, t] = 1.0 - pi[:, :, CORRECT_ARM]
         actions = _sample(pi.reshape(M * S, K), u[:, :, t].reshape(M * S, B)).reshape(M, S, B)
         r = rewards_of_arm[actions]  # (M, S, B)
@@ -303,11 +284,11 @@ def replicate_tpo_single(num_seeds=100, seed=0, *, num_arms=100, batch=100, step
         ``{"pg", "grpo", "tpo"}`` -> float64 arrays of shape (S, steps): the
         error before each update (``[:, 0] == 1 - 1/K``).
     """
-    num_seeds = check_int("num_seeds", num_seeds, 1)
-    seed = check_int("seed", seed, 0)
-    K = check_int("num_arms", num_arms, 2)
-    B = check_int("batch", batch, 1)
-    steps = check_int("steps", steps, 1)
+    num_seeds = as_int(num_seeds, "num_seeds", 1)
+    seed = as_int(seed, "seed", 0)
+    K = as_int(num_arms, "num_arms", 2)
+    B = as_int(batch, "batch", 1)
+    steps = as_int(steps, "steps", 1)
     alpha = as_float_array(alpha, "alpha")
     if alpha.ndim != 0:
         raise ValueError(f"alpha must be a scalar, got shape {alpha.shape}")
