@@ -33,6 +33,7 @@ import torch
 
 import sims.integrations.verl as zv
 from theory.objectives import make_objective
+from theory.outputs import atomic_write_text
 from verl.trainer.ppo import core_algos
 from verl.workers.config import ActorConfig, PolicyLossConfig
 
@@ -107,8 +108,7 @@ def main(argv=None):
     print(f"worst ratio {worst:.2f} (goal <= 1.1); {args.batch} x {args.length} tokens, {args.threads} thread(s), "
           f"torch {torch.__version__}, verl {zv.VERL_VERSION}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(config=vars(args), rows=rows, worst_ratio=worst), f, indent=1)
+        atomic_write_text(args.json, json.dumps(dict(config=vars(args), rows=rows, worst_ratio=worst), indent=1))
     return rows
 
 

@@ -79,7 +79,8 @@ import torch
 
 import theory
 from sims.lagged import OPTIMIZERS, Optimizer, UniformStream, loss_kwargs, population_signal, run_lagged
-from sims.lagged import as_count, check_batch, check_bool, check_training, checked_objective
+from theory._checks import as_int
+from sims.lagged import check_batch, check_bool, check_training, checked_objective
 from sims.lagged import normalized, policy_metrics, tv
 from theory.bandits import STANDARD_BANDITS
 from theory.objectives import make_objective
@@ -187,14 +188,14 @@ class BanditSimConfig:
                 f"unknown bandit {self.bandit!r}; use 'random' or one of {', '.join(STANDARD_BANDITS)}"
             )
         for name, minimum in (("num_contexts", 1), ("num_arms", 2), ("reward_seed", 0)):
-            as_count(getattr(self, name), name, minimum)
+            as_int(getattr(self, name), name, minimum)
         check_training(self)
         for name, minimum in (("num_seeds", 1), ("seed", 0)):
-            as_count(getattr(self, name), name, minimum)
+            as_int(getattr(self, name), name, minimum)
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; valid: {', '.join(POLICIES)}")
         for name, minimum in (("feature_dim", 1), ("feature_seed", 0), ("target_every", 1)):
-            as_count(getattr(self, name), name, minimum)
+            as_int(getattr(self, name), name, minimum)
         for name in ("shared_weights", "track_target", "record_policies"):
             check_bool(name, getattr(self, name))
         check_batch(obj, self.objective, self.group_size, self.population, self.num_seeds, "set num_seeds=1")

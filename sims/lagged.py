@@ -47,7 +47,6 @@ __all__ = [
     "policy_metrics",
     "normalized",
     "tv",
-    "as_count",
     "check_bool",
     "check_training",
     "check_batch",
@@ -217,14 +216,6 @@ def tv(p, q):
 # ----------------------------------------------------------------------------- config checks
 
 
-def as_count(value, name: str, minimum: int) -> int:
-    """An integer >= ``minimum`` as a Python int (``theory._checks.as_int``; the message names the bound)."""
-    v = as_int(value, name)
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
-
-
 def check_bool(name: str, value) -> None:
     """Refuse anything but ``True`` or ``False``."""
     if not isinstance(value, bool):
@@ -237,7 +228,7 @@ def check_training(cfg) -> None:
     lag = as_int(cfg.lag, "lag")
     if lag < 0:
         raise ValueError(f"lag must be >= 0 (0 = on-policy data), got {lag}")
-    as_count(cfg.group_size, "group_size", 1)
+    as_int(cfg.group_size, "group_size", 1)
     check_bool("population", cfg.population)
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
@@ -245,8 +236,8 @@ def check_training(cfg) -> None:
     lr_ok = isinstance(lr, (int, float)) and not isinstance(lr, bool)
     if not (lr_ok and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    as_count(cfg.inner_steps, "inner_steps", 1)
-    as_count(cfg.steps, "steps", 1)
+    as_int(cfg.inner_steps, "inner_steps", 1)
+    as_int(cfg.steps, "steps", 1)
 
 
 def check_batch(obj, objective: str, group_size, population: bool, num_seeds: int, fix: str) -> None:

@@ -58,9 +58,8 @@ import theory
 from theory.flow import logit_flow
 from theory.losses import regression_loss
 from theory.objectives import make_objective
-from theory._checks import as_float_array, check_distribution, check_positive
+from theory._checks import as_float_array, as_int, check_distribution, check_positive
 from theory._numerics import logsumexp
-from sims.lagged import as_count
 
 __all__ = [
     "MAX_LEAVES",
@@ -113,8 +112,8 @@ class TokenTree:
     T: int
 
     def __post_init__(self):
-        V = as_count(self.V, "V", 2)
-        T = as_count(self.T, "T", 1)
+        V = as_int(self.V, "V", 2)
+        T = as_int(self.T, "T", 1)
         if V**T > MAX_LEAVES:
             raise ValueError(f"V**T = {V}**{T} = {V**T} leaves exceeds MAX_LEAVES = {MAX_LEAVES}")
         object.__setattr__(self, "V", V)
@@ -127,7 +126,7 @@ class TokenTree:
 
     def num_states(self, t: int) -> int:
         """Number of prefixes of length ``t`` (``0 <= t <= T``), ``V**t``."""
-        t = as_count(t, "t", 0)
+        t = as_int(t, "t", 0)
         if t > self.T:
             raise ValueError(f"t must be <= T = {self.T}, got {t}")
         return self.V**t

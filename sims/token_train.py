@@ -129,7 +129,8 @@ import torch
 import theory
 from sims import bandit as _bandit
 from sims.lagged import OPTIMIZERS, Optimizer, UniformStream, loss_kwargs, population_signal, run_lagged
-from sims.lagged import as_count, check_batch, check_bool, check_training, checked_objective
+from theory._checks import as_int
+from sims.lagged import check_batch, check_bool, check_training, checked_objective
 from sims.lagged import normalized, policy_metrics, tv
 from theory.runtime import torch_single_thread
 from sims.token_mdp import (
@@ -299,7 +300,7 @@ def _checked_seeds(seeds) -> tuple:
     if not seeds:
         raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
     for s in seeds:
-        as_count(s, "every seed", 0)
+        as_int(s, "every seed", 0)
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct (a repeated seed repeats its run), got {seeds}")
     return tuple(int(s) for s in seeds)
@@ -386,8 +387,8 @@ class TokenSimConfig:
 
     def _check_tree(self) -> tuple[int, int]:
         """Check V, T, the tree's size, the reward and the correct sequence (stored as a tuple); return (V, T)."""
-        V = as_count(self.V, "V", 2)
-        T = as_count(self.T, "T", 1)
+        V = as_int(self.V, "V", 2)
+        T = as_int(self.T, "T", 1)
         if V**T > SIM_MAX_LEAVES:
             raise ValueError(
                 f"V**T = {V}**{T} = {V**T} leaves exceeds SIM_MAX_LEAVES = {SIM_MAX_LEAVES} "
@@ -403,13 +404,13 @@ class TokenSimConfig:
         """Check the initial policy's fields and the target-tracking switches (a supported target when forced on)."""
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
-        as_count(self.init_seed, "init_seed", 0)
+        as_int(self.init_seed, "init_seed", 0)
         c = self.init_concentration
         if isinstance(c, bool) or not isinstance(c, (int, float)) or not (math.isfinite(c) and c > 0):
             raise ValueError(f"init_concentration must be a finite number > 0, got {c!r}")
         if self.track_targets is not None:
             check_bool("track_targets", self.track_targets)
-        as_count(self.target_every, "target_every", 1)
+        as_int(self.target_every, "target_every", 1)
         check_bool("track_gap", self.track_gap)
         check_bool("record_policies", self.record_policies)
         if self.track_targets:

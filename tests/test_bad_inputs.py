@@ -262,14 +262,14 @@ ADVANTAGE_REFUSALS = [
     ("single-sample-grpo", lambda: group_advantage("grpo", [[1.0]]), "needs groups of G >= 2"),
     ("mean-overflow-mean", lambda: group_advantage("mean", torch.tensor([[3e38, 3e38]])), "overflows torch.float32"),
     ("overflow-population-shifted_mean", lambda: population_advantage("shifted_mean", MU, R, beta=1e308, delta=1e10), "advantage 'shifted_mean' overflows float64"),
-    ("G-zero", lambda: conditional_group_advantage("mean", MU, R, 0), "G must be an integer >= 1, got 0"),
+    ("G-zero", lambda: conditional_group_advantage("mean", MU, R, 0), "G must be >= 1, got 0"),
     ("G-float", lambda: conditional_group_advantage("mean", MU, R, 2.0), "G must be an integer, got 2.0"),
     ("G-numpy-float", lambda: conditional_group_advantage("mean", MU, R, np.float64(3.0)), "G must be an integer"),
     ("G-bool", lambda: conditional_group_advantage("mean", MU, R, True), "G must be an integer, got True"),
     ("G-string", lambda: conditional_group_advantage("mean", MU, R, "3"), "G must be an integer"),
     ("G-none", lambda: conditional_group_advantage("mean", MU, R, None), "G must be an integer, got None"),
     ("G-1-loo", lambda: conditional_group_advantage("loo", MU, R, 1), "needs groups of G >= 2"),
-    ("max_outcomes-zero", lambda: conditional_group_advantage("mean", MU, R, 3, max_outcomes=0), "max_outcomes must be an integer >= 1"),
+    ("max_outcomes-zero", lambda: conditional_group_advantage("mean", MU, R, 3, max_outcomes=0), "max_outcomes must be >= 1"),
     ("batched-mu-conditional", lambda: conditional_group_advantage("mean", [MU, MU], [R, R], 3), "mu and r must be 1-d"),
 ]
 

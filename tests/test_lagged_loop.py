@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from sims import bandit, lagged, token_train
-from sims.lagged import Optimizer, UniformStream, as_count, check_batch, check_training, run_lagged
+from theory._checks import as_int
+from sims.lagged import Optimizer, UniformStream, check_batch, check_training, run_lagged
 from theory.objectives import make_objective
 
 
@@ -88,12 +89,12 @@ def test_optimizers_hand_worked():
 
 
 def test_counts_name_the_argument_and_the_bound():
-    assert as_count(np.int64(3), "V", 2) == 3 and isinstance(as_count(np.int64(3), "V", 2), int)
+    assert as_int(np.int64(3), "V", 2) == 3 and isinstance(as_int(np.int64(3), "V", 2), int)
     with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
-        as_count(0, "steps", 1)
+        as_int(0, "steps", 1)
     for bad in (2.0, True, "3", None):
         with pytest.raises(ValueError, match="V must be an integer"):
-            as_count(bad, "V", 2)
+            as_int(bad, "V", 2)
 
 
 _OK = dict(lag=0, group_size=4, population=False, optimizer="adam", lr=0.1, inner_steps=1, steps=3)

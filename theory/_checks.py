@@ -163,7 +163,7 @@ def as_int(x, name: str, minimum: int | None = None) -> int:
     except TypeError as err:
         raise ValueError(f"{name} must be an integer, got {x!r} ({type(x).__name__})") from err
     if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {v}")
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
     return int(v)
 
 
