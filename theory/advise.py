@@ -85,6 +85,7 @@ import torch
 
 from .advantages import conditional_group_advantage
 from .bandits import Bandit
+from .cli import add_dataclass_arguments, dataclass_from_args, option
 from .induced import certify, solve_kkt
 from .lambert import lambert_target, regime_of
 from .measures import REGIME_NAMES, beta_eff_kl, beta_eff_reward, kl
@@ -112,6 +113,8 @@ __all__ = [
     "LAG_RULES",
     "VERL_KEYS",
     "TRL_KEYS",
+    "AdviseOptions",
+    "parser",
     "main",
 ]
 
@@ -509,9 +512,6 @@ _VERL_ADV = {
 #: zoo_mean's offset default in sims.integrations.verl differs from asymre's own (0.1): 0.
 _VERL_ADV_DEFAULTS = {"zoo_mean": {"offset": 0.0}}
 
-#: verl built-in loss modes the advisor maps, besides ``zoo_<name>``.
-_VERL_LOSS_MODES = ("vanilla", "gspo", "cispo", "sapo", "gpg", "dro")
-
 
 def _verl_root() -> Path:
     spec = importlib.util.find_spec("verl")
@@ -587,32 +587,75 @@ def read_verl(path=None, overrides: Sequence[str] = ()) -> ConfigReading:
     advantage estimator that does not match the loss) is an error naming the key and what is accepted.
     """
     _verl_root()  # verl installed, or a one-line error saying how to install it
+    OmegaConf, _ = _omegaconf()
+    defaults, fully_async, version, base = _verl_defaults()
+    known = defaults if fully_async is None else OmegaConf.merge(defaults, fully_async)
+    tree = OmegaConf.to_container(known, resolve=False)
+    layers, given, sources = _verl_layers(path, overrides)
+    for key in given:
+        _check_verl_key(key, tree, version, base)
+    # a fully-async run (any async_training.* key) starts from that trainer's defaults, which override some of
+    # ppo_trainer's (e.g. bypass_mode=true)
+    if fully_async is not None and any(k.startswith("async_training.") for k in given):
+        layers.insert(0, fully_async)
+        sources.insert(0, "verl fully-async defaults")
+    get = _VerlGetter(OmegaConf.merge(defaults, *layers) if layers else defaults)
+    name, params, notes = _verl_objective(get)
+    G = _as_int_key("actor_rollout_ref.rollout.n", get("actor_rollout_ref.rollout.n"), 1)
+    lr = _as_float_key(A_ + "optim.lr", get(A_ + "optim.lr"))
+    lag, lag_notes = _verl_lag(get, given)
+    keys = tuple((k, _text(v)) for k, v in get.read.items() if not k.startswith(("trainer.", "async_training."))
+                 and not (k.startswith(ALG + "zoo.") and v is None))
+    return _reading("verl config", name, params, source=" + ".join(sources) if sources else "verl defaults",
+                    group_size=G, lr=lr, lag=lag, keys=keys, notes=tuple(notes + lag_notes))
+
+
+def _omegaconf():
+    """(``OmegaConf``, ``OmegaConfBaseException``), or a one-line error saying how to get them."""
     try:
         from omegaconf import OmegaConf
         from omegaconf.errors import OmegaConfBaseException
     except ImportError:
         raise UsageError("--verl-config / --verl-override: omegaconf (a dependency of verl) is not importable; "
                          "reinstall verl with `pip install torch==2.13.0 -e \".[verl]\"`") from None
-    defaults, fully_async, version, base = _verl_defaults()
-    known = defaults if fully_async is None else OmegaConf.merge(defaults, fully_async)
-    tree = OmegaConf.to_container(known, resolve=False)
+    return OmegaConf, OmegaConfBaseException
+
+
+def _verl_layers(path, overrides: Sequence[str]) -> tuple[list, list[str], list[str]]:
+    """(configs to merge over verl's defaults, every key they set, where they come from): the file, then the lines."""
     layers, given, sources = [], [], []
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise UsageError(f"--verl-config {p}: no such file; pass a verl YAML config")
-        try:
-            user = OmegaConf.load(p)
-        except (OmegaConfBaseException, ValueError, OSError) as e:
-            raise UsageError(f"--verl-config {p}: not a YAML mapping ({' '.join(str(e).split())[:200]})") from None
-        if not isinstance(OmegaConf.to_container(user, resolve=False), dict):
-            raise UsageError(f"--verl-config {p}: the file must hold a mapping of verl settings")
-        user = OmegaConf.masked_copy(user, [k for k in user if k not in ("defaults", "hydra")])
-        plain = OmegaConf.to_container(user, resolve=False)
-        given += list(_leaf_paths(plain))
+        user = _verl_file(p)
+        given += list(_leaf_paths(_omegaconf()[0].to_container(user, resolve=False)))
         layers.append(user)
         sources.append(str(p))
-    dotlist = []
+    lines, keys = _verl_override_layer(overrides)
+    given += keys
+    if lines is not None:
+        layers.append(lines)
+        sources.append("override lines")
+    return layers, given, sources
+
+
+def _verl_file(p: Path):
+    """The settings of a verl YAML file (its ``defaults`` and ``hydra`` sections left out)."""
+    OmegaConf, OmegaConfBaseException = _omegaconf()
+    if not p.is_file():
+        raise UsageError(f"--verl-config {p}: no such file; pass a verl YAML config")
+    try:
+        user = OmegaConf.load(p)
+    except (OmegaConfBaseException, ValueError, OSError) as e:
+        raise UsageError(f"--verl-config {p}: not a YAML mapping ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(OmegaConf.to_container(user, resolve=False), dict):
+        raise UsageError(f"--verl-config {p}: the file must hold a mapping of verl settings")
+    return OmegaConf.masked_copy(user, [k for k in user if k not in ("defaults", "hydra")])
+
+
+def _verl_override_layer(overrides: Sequence[str]):
+    """(the config of Hydra override lines ``key=value`` / ``+key=value``, or None if there are none; their keys)."""
+    OmegaConf, OmegaConfBaseException = _omegaconf()
+    given, dotlist = [], []
     for line in overrides:
         line = line.strip()
         if line.startswith("~"):
@@ -622,53 +665,44 @@ def read_verl(path=None, overrides: Sequence[str] = ()) -> ConfigReading:
             raise UsageError(f"--verl-override {line!r}: not key=value (e.g. actor_rollout_ref.actor.ppo_epochs=2)")
         given.append(key.strip())
         dotlist.append(f"{key.strip()}={value}")
-    if dotlist:
-        try:
-            layers.append(OmegaConf.from_dotlist(dotlist))
-        except (OmegaConfBaseException, ValueError) as e:
-            raise UsageError(f"--verl-override: {' '.join(str(e).split())[:200]}") from None
-        sources.append("override lines")
-    for key in given:
-        _check_verl_key(key, tree, version, base)
-    # a fully-async run (any async_training.* key) starts from that trainer's defaults, which override some of
-    # ppo_trainer's (e.g. bypass_mode=true)
-    if fully_async is not None and any(k.startswith("async_training.") for k in given):
-        layers.insert(0, fully_async)
-        sources.insert(0, "verl fully-async defaults")
-    cfg = OmegaConf.merge(defaults, *layers) if layers else defaults
-    read: dict[str, Any] = {}
+    if not dotlist:
+        return None, given
+    try:
+        return OmegaConf.from_dotlist(dotlist), given
+    except (OmegaConfBaseException, ValueError) as e:
+        raise UsageError(f"--verl-override: {' '.join(str(e).split())[:200]}") from None
 
-    def get(key, default=None):
+
+class _VerlGetter:
+    """``get(key, default=None)``: a key's value in a merged verl config (containers as plain types).
+
+    Every key read is recorded, in the order first read, with its value in ``read``: the reading lists them.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.read: dict[str, Any] = {}
+
+    def __call__(self, key, default=None):
+        OmegaConf, OmegaConfBaseException = _omegaconf()
         try:
-            v = OmegaConf.select(cfg, key, default=default, throw_on_missing=False)
+            v = OmegaConf.select(self.cfg, key, default=default, throw_on_missing=False)
         except OmegaConfBaseException as e:
             raise UsageError(f"{key}: cannot resolve its value ({' '.join(str(e).split())[:200]})") from None
         if OmegaConf.is_config(v):
             v = OmegaConf.to_container(v, resolve=True)
-        read[key] = v
+        self.read[key] = v
         return v
 
-    name, params, notes = _verl_objective(get)
-    G = _as_int_key("actor_rollout_ref.rollout.n", get("actor_rollout_ref.rollout.n"), 1)
-    lr = _as_float_key(A_ + "optim.lr", get(A_ + "optim.lr"))
-    lag, lag_notes = _verl_lag(get, given)
+
+def _reading(where: str, name: str, params: dict, *, lag: LagSpec, **fields) -> ConfigReading:
+    """The :class:`ConfigReading` of the zoo's ``name`` with ``params``; a UsageError from ``where`` if the zoo refuses."""
     try:
         obj = make_objective(name, **params)
     except ValueError as e:
-        raise UsageError(f"verl config: the settings give the zoo's {name!r} with {params}, which it refuses: "
+        raise UsageError(f"{where}: the settings give the zoo's {name!r} with {params}, which it refuses: "
                          f"{e}") from None
-    return ConfigReading(
-        source=" + ".join(sources) if sources else "verl defaults",
-        framework=lag.framework,
-        objective=name,
-        params=_params_tuple(obj),
-        group_size=G,
-        lr=lr,
-        lag=lag,
-        keys=tuple((k, _text(v)) for k, v in read.items() if not k.startswith(("trainer.", "async_training."))
-                   and not (k.startswith(ALG + "zoo.") and v is None)),
-        notes=tuple(notes + lag_notes),
-    )
+    return ConfigReading(framework=lag.framework, objective=name, params=_params_tuple(obj), lag=lag, **fields)
 
 
 def _text(v) -> str:
@@ -718,34 +752,41 @@ def _pick_name(candidates, params) -> str:
     return candidates[0]
 
 
-def _verl_objective(get):
-    """(zoo name, parameter overrides, notes) from the verl settings."""
-    notes: list[str] = []
-    mode = get(A_ + "policy_loss.loss_mode")
-    adv = get(ALG + "adv_estimator")
-    norm = _as_bool_key(ALG + "norm_adv_by_std_in_grpo", get(ALG + "norm_adv_by_std_in_grpo"))
-    if _as_bool_key(ALG + "use_kl_in_reward", get(ALG + "use_kl_in_reward")):
-        raise UsageError(f"{ALG}use_kl_in_reward=true: a KL penalty in the reward is not an objective of the zoo; the "
-                         "advisor accepts false (use actor_rollout_ref.actor.use_kl_loss with the PPO family)")
-    ent = _as_float_key(A_ + "entropy_coeff", get(A_ + "entropy_coeff", 0.0))
-    if ent != 0:
-        raise UsageError(f"{A_}entropy_coeff={ent:g}: an entropy bonus is not part of any zoo objective; the "
-                         "advisor accepts 0")
-    use_kl = _as_bool_key(A_ + "use_kl_loss", get(A_ + "use_kl_loss"))
-    rollout_is = get(ALG + "rollout_correction.rollout_is")
-    bypass = _as_bool_key(ALG + "rollout_correction.bypass_mode", get(ALG + "rollout_correction.bypass_mode"))
-    zoo = {k: get(ALG + "zoo." + k) for k in _ZOO_KEYS}
-    zoo = {k: v for k, v in zoo.items() if v is not None}
-    if adv == "grpo":
-        adv_name = "grpo" if norm else "mean"
-    elif adv in _VERL_ADV:
-        adv_name = _VERL_ADV[adv][0]
-    else:
-        raise UsageError(
-            f"{ALG}adv_estimator={adv}: not mapped to a zoo advantage (a critic's GAE, or an estimator the zoo does not "
-            f"have); the advisor accepts grpo (with {ALG}norm_adv_by_std_in_grpo), {', '.join(_VERL_ADV)}")
+@dataclass(frozen=True)
+class _VerlSettings:
+    """The verl settings that every loss mode checks, read in this order (the reading lists the keys in it)."""
 
-    def adv_params(est):
+    get: Any  #: ``get(key, default=None)`` (:class:`_VerlGetter`), for the settings of one loss mode
+    mode: Any  #: actor.policy_loss.loss_mode
+    adv: Any  #: algorithm.adv_estimator
+    norm: bool  #: algorithm.norm_adv_by_std_in_grpo
+    use_kl: bool  #: actor.use_kl_loss
+    rollout_is: Any  #: algorithm.rollout_correction.rollout_is
+    bypass: bool  #: algorithm.rollout_correction.bypass_mode
+    zoo: Mapping[str, Any]  #: the algorithm.zoo.* keys that are set
+    adv_name: str  #: the zoo's name of the advantage that verl's estimator computes
+
+    @classmethod
+    def read(cls, get) -> "_VerlSettings":
+        """Read the settings; UsageError for a KL in the reward or an entropy bonus (no zoo objective has them)."""
+        mode = get(A_ + "policy_loss.loss_mode")
+        adv = get(ALG + "adv_estimator")
+        norm = _as_bool_key(ALG + "norm_adv_by_std_in_grpo", get(ALG + "norm_adv_by_std_in_grpo"))
+        if _as_bool_key(ALG + "use_kl_in_reward", get(ALG + "use_kl_in_reward")):
+            raise UsageError(f"{ALG}use_kl_in_reward=true: a KL penalty in the reward is not an objective of the zoo; "
+                             "the advisor accepts false (use actor_rollout_ref.actor.use_kl_loss with the PPO family)")
+        ent = _as_float_key(A_ + "entropy_coeff", get(A_ + "entropy_coeff", 0.0))
+        if ent != 0:
+            raise UsageError(f"{A_}entropy_coeff={ent:g}: an entropy bonus is not part of any zoo objective; the "
+                             "advisor accepts 0")
+        use_kl = _as_bool_key(A_ + "use_kl_loss", get(A_ + "use_kl_loss"))
+        rollout_is = get(ALG + "rollout_correction.rollout_is")
+        bypass = _as_bool_key(ALG + "rollout_correction.bypass_mode", get(ALG + "rollout_correction.bypass_mode"))
+        zoo = {k: get(ALG + "zoo." + k) for k in _ZOO_KEYS}
+        zoo = {k: v for k, v in zoo.items() if v is not None}
+        return cls(get, mode, adv, norm, use_kl, rollout_is, bypass, zoo, _verl_adv_name(adv, norm))
+
+    def adv_params(self, est) -> dict:
         """Parameters the verl estimator ``est`` sets, from algorithm.zoo.* (else its objective's defaults)."""
         if est not in _VERL_ADV or _VERL_ADV[est][1] is None:
             return {}
@@ -755,150 +796,228 @@ def _verl_objective(get):
         out = {}
         for key, targets in keys.items():
             for t in targets:
-                out[t] = float(zoo[key]) if key in zoo else base[t]
+                out[t] = float(self.zoo[key]) if key in self.zoo else base[t]
         return out
 
-    def no_kl(what):
-        if use_kl:
-            raise UsageError(f"{A_}use_kl_loss=true with loss_mode {mode}: {what} has no KL-to-reference term in the "
-                             "zoo; the advisor accepts use_kl_loss=false (or loss_mode vanilla, whose kl_beta is the "
-                             "k3 KL)")
+    def no_kl(self, what: str) -> None:
+        """UsageError if actor.use_kl_loss is on: ``what`` has no KL-to-reference term in the zoo."""
+        if self.use_kl:
+            raise UsageError(f"{A_}use_kl_loss=true with loss_mode {self.mode}: {what} has no KL-to-reference term in "
+                             "the zoo; the advisor accepts use_kl_loss=false (or loss_mode vanilla, whose kl_beta is "
+                             "the k3 KL)")
 
-    def no_is():
-        if rollout_is:
-            raise UsageError(f"{ALG}rollout_correction.rollout_is={rollout_is} with loss_mode {mode}: the rollout "
-                             "correction weights are not part of this zoo objective; the advisor accepts them only with "
-                             "loss_mode vanilla (the zoo's tis / areal)")
+    def no_is(self) -> None:
+        """UsageError if rollout importance weights are on (only loss_mode vanilla maps them: tis / areal)."""
+        if self.rollout_is:
+            raise UsageError(f"{ALG}rollout_correction.rollout_is={self.rollout_is} with loss_mode {self.mode}: the "
+                             "rollout correction weights are not part of this zoo objective; the advisor accepts them "
+                             "only with loss_mode vanilla (the zoo's tis / areal)")
 
-    def clip_eps():
-        c = get(A_ + "clip_ratio")
-        lo = get(A_ + "clip_ratio_low")
-        hi = get(A_ + "clip_ratio_high")
+    def clip_eps(self) -> tuple[float, float]:
+        """(eps_low, eps_high): clip_ratio_low / clip_ratio_high, each clip_ratio when null."""
+        c = self.get(A_ + "clip_ratio")
+        lo = self.get(A_ + "clip_ratio_low")
+        hi = self.get(A_ + "clip_ratio_high")
         lo = _as_float_key(A_ + "clip_ratio_low", c if lo is None else lo)
         hi = _as_float_key(A_ + "clip_ratio_high", c if hi is None else hi)
         return lo, hi
 
-    if isinstance(mode, str) and mode.startswith("zoo_"):
-        name = mode[4:]
-        if name not in objective_names():
-            raise UsageError(f"{A_}policy_loss.loss_mode={mode}: no zoo objective {name!r}; valid: "
-                             + ", ".join("zoo_" + n for n in objective_names()))
-        obj0 = make_objective(name)
-        no_kl(f"the zoo's {name}")
-        no_is()
-        want = obj0.advantage
-        params: dict = {}
-        beta = get(A_ + "policy_loss.dro_beta")
-        if beta is not None and "beta" in obj0.params:
-            params["beta"] = _as_float_key(A_ + "policy_loss.dro_beta", beta)
-        if adv_name != want or (want == "mean" and adv == "grpo" and obj0.params.get("offset", 0.0)):
-            raise UsageError(
-                f"{ALG}adv_estimator={adv} (norm_adv_by_std_in_grpo={str(norm).lower()}) gives the {adv_name!r} "
-                f"advantage, but loss_mode {mode} is the zoo's {name} with the {want!r} advantage; use the settings of "
-                f"sims.integrations.verl.recipe({name!r})")
-        ap = adv_params(adv)
-        if want == "soft_value":
-            expected = ("zoo_soft_value_above" if "delta" in obj0.params else
-                        "zoo_soft_value" if obj0.params["beta1"] == obj0.params["beta"] else "zoo_decoupled_soft_value")
-            if adv != expected:
-                raise UsageError(f"{ALG}adv_estimator={adv} is not the baseline of loss_mode {mode} (the zoo's {name} "
-                                 f"regresses on {expected}'s advantage); use the settings of "
-                                 f"sims.integrations.verl.recipe({name!r})")
-            loss_beta = params.get("beta", obj0.params["beta"])
-            if adv == "zoo_soft_value_above" and ap["beta"] != loss_beta:
-                raise UsageError(
-                    f"{ALG}zoo.beta={ap['beta']:g} differs from the loss's beta {loss_beta:g} ({A_}policy_loss.dro_beta):"
-                    f" V sits delta x zoo.beta above the soft value, so the pair is not the zoo's {name}; set "
-                    f"+{ALG}zoo.beta=${{{A_}policy_loss.dro_beta}}")
-            params["beta1"] = ap["beta1"]
-            if "delta" in ap:
-                params["delta"] = ap["delta"]
-        elif want == "shifted_mean":
-            loss_beta = params.get("beta", obj0.params["beta"])
-            if ap["beta"] != loss_beta:
-                raise UsageError(
-                    f"{ALG}zoo.beta={ap['beta']:g} differs from the loss's beta {loss_beta:g} ({A_}policy_loss.dro_beta):"
-                    f" the shifted regression has one beta; set +{ALG}zoo.beta=${{{A_}policy_loss.dro_beta}}")
-            params["delta"] = ap["delta"]
-        elif want == "mean" and "offset" in obj0.params:
-            params["offset"] = ap.get("offset", 0.0)
-        if obj0.family == "regression" and not bypass:
-            notes.append(f"{ALG}rollout_correction.bypass_mode=false: verl recomputes old_log_prob with the weights at "
-                         "the start of each local update and the regression anchors there, not at the policy that "
-                         "generated the data; the advisor models the anchor as the data's policy (bypass_mode=true, "
-                         f"as recipe({name!r}) sets)")
-        return name, params, notes
-    if mode in ("vanilla", "gspo", "cispo", "sapo"):
-        if adv_name not in ("grpo", "mean"):
-            raise UsageError(f"{ALG}adv_estimator={adv} with loss_mode {mode}: the advisor maps verl's built-in "
-                             f"{mode} loss with the grpo advantage (norm_adv_by_std_in_grpo true or false)")
-        lo, hi = clip_eps()
-        if mode == "vanilla":
-            c = _as_float_key(A_ + "clip_ratio_c", get(A_ + "clip_ratio_c"), allow_none=True)
-            dual = None if c is None or math.isinf(c) else c
-            if rollout_is:
-                if rollout_is != "token" or bypass:
-                    raise UsageError(f"{ALG}rollout_correction.rollout_is={rollout_is} (bypass_mode="
-                                     f"{str(bypass).lower()}): the advisor maps token-level rollout importance weights "
-                                     "with bypass_mode=false (the zoo's tis / areal)")
-                if dual is not None:
-                    raise UsageError(f"{A_}clip_ratio_c={c:g} with rollout importance weights: the zoo's tis / areal "
-                                     f"have no dual clip; the advisor accepts {A_}clip_ratio_c=inf there")
-                no_kl("decoupled PPO (tis / areal)")
-                if adv_name != "grpo":
-                    raise UsageError(f"{ALG}norm_adv_by_std_in_grpo=false with rollout importance weights: the zoo's "
-                                     "tis / areal use the grpo advantage; the advisor accepts true")
-                thr = _as_float_key(ALG + "rollout_correction.rollout_is_threshold",
-                                    get(ALG + "rollout_correction.rollout_is_threshold"), allow_none=True)
-                if thr is None or math.isinf(thr):
-                    return "areal", {"eps_low": lo, "eps_high": hi}, notes
-                return "tis", {"eps_low": lo, "eps_high": hi, "is_cap": thr}, notes
-            kl_beta = 0.0
-            if use_kl:
-                kind = get(A_ + "kl_loss_type")
-                if kind not in ("low_var_kl", "k3"):
-                    raise UsageError(f"{A_}kl_loss_type={kind}: the zoo's PPO family has the k3 KL to the reference "
-                                     "(kl_beta); the advisor accepts low_var_kl or k3")
-                kl_beta = _as_float_key(A_ + "kl_loss_coef", get(A_ + "kl_loss_coef"))
-            params = {"eps_low": lo, "eps_high": hi, "dual_clip": dual, "kl_beta": kl_beta}
-            if adv_name == "mean":
-                return "dr_grpo", params, notes
-            agg = get(A_ + "loss_agg_mode")
-            cands = ["grpo", "ppo", "ppo_dual_clip", "dapo"] if agg == "seq-mean-token-mean" else [
-                "ppo", "ppo_dual_clip", "dapo", "grpo"]
-            return _pick_name(cands, params), params, notes
-        no_is()
-        if adv_name != "grpo":
-            raise UsageError(f"{ALG}norm_adv_by_std_in_grpo=false with loss_mode {mode}: the zoo's {mode} uses the grpo "
-                             "advantage; the advisor accepts true")
-        no_kl(f"the zoo's {mode}")
-        if mode == "gspo":
-            return "gspo", {"eps_low": lo, "eps_high": hi}, notes
-        if mode == "cispo":
-            return "cispo", {"eps_low": None if lo >= 1.0 else lo, "eps_high": hi}, notes
-        return "sapo", {"tau_pos": _as_float_key(A_ + "tau_pos", get(A_ + "tau_pos")),
-                        "tau_neg": _as_float_key(A_ + "tau_neg", get(A_ + "tau_neg"))}, notes
-    if mode == "gpg":
-        no_is()
-        no_kl("REINFORCE (gpg)")
-        owners = {"zoo_mean": "asymre", "zoo_awr": "awr", "zoo_tpo": "tpo"}
-        if adv not in owners:
-            raise UsageError(f"{ALG}adv_estimator={adv} with loss_mode gpg: the advisor maps gpg with zoo_mean "
-                             "(asymre), zoo_awr (awr) or zoo_tpo (tpo)")
-        return owners[adv], adv_params(adv), notes
-    if mode == "dro":
-        no_is()
-        no_kl("REINFORCE with the k2 penalty (dro)")
-        if adv_name != "mean":
-            raise UsageError(f"{ALG}adv_estimator={adv} (norm_adv_by_std_in_grpo={str(norm).lower()}) with loss_mode "
-                             "dro: the zoo's reinforce_k2 uses the mean baseline; the advisor accepts grpo with "
-                             "norm_adv_by_std_in_grpo=false")
-        beta = get(A_ + "policy_loss.dro_beta")
-        if beta is None:
-            raise UsageError(f"{A_}policy_loss.dro_beta is null with loss_mode dro: set it (it is reinforce_k2's beta)")
-        return "reinforce_k2", {"beta": _as_float_key(A_ + "policy_loss.dro_beta", beta)}, notes
-    raise UsageError(f"{A_}policy_loss.loss_mode={mode}: not mapped to a zoo objective; the advisor accepts "
-                     f"{', '.join(_VERL_LOSS_MODES)} and zoo_<name> (sims.integrations.verl)")
+
+def _verl_adv_name(adv, norm: bool) -> str:
+    """The zoo's advantage for verl's estimator ``adv`` (``grpo``: the std-normalized one if ``norm``, else ``mean``)."""
+    if adv == "grpo":
+        return "grpo" if norm else "mean"
+    if adv in _VERL_ADV:
+        return _VERL_ADV[adv][0]
+    raise UsageError(
+        f"{ALG}adv_estimator={adv}: not mapped to a zoo advantage (a critic's GAE, or an estimator the zoo does not "
+        f"have); the advisor accepts grpo (with {ALG}norm_adv_by_std_in_grpo), {', '.join(_VERL_ADV)}")
+
+
+def _verl_objective(get):
+    """(zoo name, parameter overrides, notes) from the verl settings; the loss mode picks the reader.
+
+    ``zoo_<name>`` is the zoo's own loss (:func:`_verl_zoo_loss`); verl's built-in loss modes are read by
+    the functions of :data:`_VERL_MODES`.
+    """
+    s = _VerlSettings.read(get)
+    if isinstance(s.mode, str) and s.mode.startswith("zoo_"):
+        return _verl_zoo_loss(s)
+    reader = _VERL_MODES.get(s.mode) if isinstance(s.mode, str) else None
+    if reader is None:
+        raise UsageError(f"{A_}policy_loss.loss_mode={s.mode}: not mapped to a zoo objective; the advisor accepts "
+                         f"{', '.join(_VERL_LOSS_MODES)} and zoo_<name> (sims.integrations.verl)")
+    return reader(s)
+
+
+def _verl_zoo_loss(s: _VerlSettings):
+    """loss_mode ``zoo_<name>``: the zoo's ``name``, its parameters from dro_beta and the estimator's algorithm.zoo.*."""
+    name = s.mode[4:]
+    if name not in objective_names():
+        raise UsageError(f"{A_}policy_loss.loss_mode={s.mode}: no zoo objective {name!r}; valid: "
+                         + ", ".join("zoo_" + n for n in objective_names()))
+    obj0 = make_objective(name)
+    s.no_kl(f"the zoo's {name}")
+    s.no_is()
+    want = obj0.advantage
+    params: dict = {}
+    beta = s.get(A_ + "policy_loss.dro_beta")
+    if beta is not None and "beta" in obj0.params:
+        params["beta"] = _as_float_key(A_ + "policy_loss.dro_beta", beta)
+    if s.adv_name != want or (want == "mean" and s.adv == "grpo" and obj0.params.get("offset", 0.0)):
+        raise UsageError(
+            f"{ALG}adv_estimator={s.adv} (norm_adv_by_std_in_grpo={str(s.norm).lower()}) gives the {s.adv_name!r} "
+            f"advantage, but loss_mode {s.mode} is the zoo's {name} with the {want!r} advantage; use the settings of "
+            f"sims.integrations.verl.recipe({name!r})")
+    ap = s.adv_params(s.adv)
+    baseline = _VERL_ZOO_BASELINES.get(want)
+    if baseline is not None:
+        params.update(baseline(s, obj0, params, ap))
+    notes: list[str] = []
+    if obj0.family == "regression" and not s.bypass:
+        notes.append(f"{ALG}rollout_correction.bypass_mode=false: verl recomputes old_log_prob with the weights at "
+                     "the start of each local update and the regression anchors there, not at the policy that "
+                     "generated the data; the advisor models the anchor as the data's policy (bypass_mode=true, "
+                     f"as recipe({name!r}) sets)")
+    return name, params, notes
+
+
+def _soft_value_params(s: _VerlSettings, obj0: Objective, params: dict, ap: dict) -> dict:
+    """The soft-value baseline's beta1 (and delta): the estimator must be this loss's, with the loss's beta."""
+    name = s.mode[4:]
+    expected = ("zoo_soft_value_above" if "delta" in obj0.params else
+                "zoo_soft_value" if obj0.params["beta1"] == obj0.params["beta"] else "zoo_decoupled_soft_value")
+    if s.adv != expected:
+        raise UsageError(f"{ALG}adv_estimator={s.adv} is not the baseline of loss_mode {s.mode} (the zoo's {name} "
+                         f"regresses on {expected}'s advantage); use the settings of "
+                         f"sims.integrations.verl.recipe({name!r})")
+    loss_beta = params.get("beta", obj0.params["beta"])
+    if s.adv == "zoo_soft_value_above" and ap["beta"] != loss_beta:
+        raise UsageError(
+            f"{ALG}zoo.beta={ap['beta']:g} differs from the loss's beta {loss_beta:g} ({A_}policy_loss.dro_beta):"
+            f" V sits delta x zoo.beta above the soft value, so the pair is not the zoo's {name}; set "
+            f"+{ALG}zoo.beta=${{{A_}policy_loss.dro_beta}}")
+    return {"beta1": ap["beta1"], **({"delta": ap["delta"]} if "delta" in ap else {})}
+
+
+def _shifted_mean_params(s: _VerlSettings, obj0: Objective, params: dict, ap: dict) -> dict:
+    """The shifted mean baseline's delta; its beta must be the loss's (the shifted regression has one beta)."""
+    loss_beta = params.get("beta", obj0.params["beta"])
+    if ap["beta"] != loss_beta:
+        raise UsageError(
+            f"{ALG}zoo.beta={ap['beta']:g} differs from the loss's beta {loss_beta:g} ({A_}policy_loss.dro_beta):"
+            f" the shifted regression has one beta; set +{ALG}zoo.beta=${{{A_}policy_loss.dro_beta}}")
+    return {"delta": ap["delta"]}
+
+
+def _mean_params(s: _VerlSettings, obj0: Objective, params: dict, ap: dict) -> dict:
+    """The mean baseline's offset, for an objective that has one (zoo_mean's default: 0)."""
+    return {"offset": ap.get("offset", 0.0)} if "offset" in obj0.params else {}
+
+
+#: The zoo's advantage of a ``zoo_<name>`` loss -> the parameters its verl estimator sets (checked against the loss).
+_VERL_ZOO_BASELINES = {"soft_value": _soft_value_params, "shifted_mean": _shifted_mean_params, "mean": _mean_params}
+
+
+def _verl_clip_range(s: _VerlSettings) -> tuple[float, float]:
+    """(eps_low, eps_high) of verl's built-in clipped losses, which the advisor maps with the grpo advantage only."""
+    if s.adv_name not in ("grpo", "mean"):
+        raise UsageError(f"{ALG}adv_estimator={s.adv} with loss_mode {s.mode}: the advisor maps verl's built-in "
+                         f"{s.mode} loss with the grpo advantage (norm_adv_by_std_in_grpo true or false)")
+    return s.clip_eps()
+
+
+def _verl_vanilla(s: _VerlSettings):
+    """loss_mode vanilla: the zoo's PPO family (dual clip = clip_ratio_c, kl_beta = the k3 KL's coefficient)."""
+    lo, hi = _verl_clip_range(s)
+    c = _as_float_key(A_ + "clip_ratio_c", s.get(A_ + "clip_ratio_c"), allow_none=True)
+    dual = None if c is None or math.isinf(c) else c
+    if s.rollout_is:
+        return _verl_decoupled(s, lo, hi, c, dual)
+    kl_beta = 0.0
+    if s.use_kl:
+        kind = s.get(A_ + "kl_loss_type")
+        if kind not in ("low_var_kl", "k3"):
+            raise UsageError(f"{A_}kl_loss_type={kind}: the zoo's PPO family has the k3 KL to the reference "
+                             "(kl_beta); the advisor accepts low_var_kl or k3")
+        kl_beta = _as_float_key(A_ + "kl_loss_coef", s.get(A_ + "kl_loss_coef"))
+    params = {"eps_low": lo, "eps_high": hi, "dual_clip": dual, "kl_beta": kl_beta}
+    if s.adv_name == "mean":
+        return "dr_grpo", params, []
+    agg = s.get(A_ + "loss_agg_mode")
+    cands = ["grpo", "ppo", "ppo_dual_clip", "dapo"] if agg == "seq-mean-token-mean" else [
+        "ppo", "ppo_dual_clip", "dapo", "grpo"]
+    return _pick_name(cands, params), params, []
+
+
+def _verl_decoupled(s: _VerlSettings, lo: float, hi: float, c, dual):
+    """loss_mode vanilla with token-level rollout importance weights: the zoo's tis (capped) or areal (uncapped)."""
+    if s.rollout_is != "token" or s.bypass:
+        raise UsageError(f"{ALG}rollout_correction.rollout_is={s.rollout_is} (bypass_mode="
+                         f"{str(s.bypass).lower()}): the advisor maps token-level rollout importance weights "
+                         "with bypass_mode=false (the zoo's tis / areal)")
+    if dual is not None:
+        raise UsageError(f"{A_}clip_ratio_c={c:g} with rollout importance weights: the zoo's tis / areal "
+                         f"have no dual clip; the advisor accepts {A_}clip_ratio_c=inf there")
+    s.no_kl("decoupled PPO (tis / areal)")
+    if s.adv_name != "grpo":
+        raise UsageError(f"{ALG}norm_adv_by_std_in_grpo=false with rollout importance weights: the zoo's "
+                         "tis / areal use the grpo advantage; the advisor accepts true")
+    thr = _as_float_key(ALG + "rollout_correction.rollout_is_threshold",
+                        s.get(ALG + "rollout_correction.rollout_is_threshold"), allow_none=True)
+    if thr is None or math.isinf(thr):
+        return "areal", {"eps_low": lo, "eps_high": hi}, []
+    return "tis", {"eps_low": lo, "eps_high": hi, "is_cap": thr}, []
+
+
+def _verl_ratio_loss(s: _VerlSettings):
+    """loss_mode gspo, cispo or sapo: the zoo's objective of that name, with the grpo advantage."""
+    lo, hi = _verl_clip_range(s)
+    s.no_is()
+    if s.adv_name != "grpo":
+        raise UsageError(f"{ALG}norm_adv_by_std_in_grpo=false with loss_mode {s.mode}: the zoo's {s.mode} uses the "
+                         "grpo advantage; the advisor accepts true")
+    s.no_kl(f"the zoo's {s.mode}")
+    if s.mode == "gspo":
+        return "gspo", {"eps_low": lo, "eps_high": hi}, []
+    if s.mode == "cispo":
+        return "cispo", {"eps_low": None if lo >= 1.0 else lo, "eps_high": hi}, []
+    return "sapo", {"tau_pos": _as_float_key(A_ + "tau_pos", s.get(A_ + "tau_pos")),
+                    "tau_neg": _as_float_key(A_ + "tau_neg", s.get(A_ + "tau_neg"))}, []
+
+
+#: loss_mode gpg: verl's estimator -> the zoo's REINFORCE-type objective it makes.
+_VERL_GPG_OWNERS = {"zoo_mean": "asymre", "zoo_awr": "awr", "zoo_tpo": "tpo"}
+
+
+def _verl_gpg(s: _VerlSettings):
+    """loss_mode gpg (plain REINFORCE): the objective whose estimator verl runs (:data:`_VERL_GPG_OWNERS`)."""
+    s.no_is()
+    s.no_kl("REINFORCE (gpg)")
+    if s.adv not in _VERL_GPG_OWNERS:
+        raise UsageError(f"{ALG}adv_estimator={s.adv} with loss_mode gpg: the advisor maps gpg with zoo_mean "
+                         "(asymre), zoo_awr (awr) or zoo_tpo (tpo)")
+    return _VERL_GPG_OWNERS[s.adv], s.adv_params(s.adv), []
+
+
+def _verl_dro(s: _VerlSettings):
+    """loss_mode dro: the zoo's reinforce_k2 (the mean baseline, beta = dro_beta)."""
+    s.no_is()
+    s.no_kl("REINFORCE with the k2 penalty (dro)")
+    if s.adv_name != "mean":
+        raise UsageError(f"{ALG}adv_estimator={s.adv} (norm_adv_by_std_in_grpo={str(s.norm).lower()}) with loss_mode "
+                         "dro: the zoo's reinforce_k2 uses the mean baseline; the advisor accepts grpo with "
+                         "norm_adv_by_std_in_grpo=false")
+    beta = s.get(A_ + "policy_loss.dro_beta")
+    if beta is None:
+        raise UsageError(f"{A_}policy_loss.dro_beta is null with loss_mode dro: set it (it is reinforce_k2's beta)")
+    return "reinforce_k2", {"beta": _as_float_key(A_ + "policy_loss.dro_beta", beta)}, []
+
+
+#: verl's built-in loss modes -> the function that maps each to the zoo (besides ``zoo_<name>``).
+_VERL_MODES = {"vanilla": _verl_vanilla, "gspo": _verl_ratio_loss, "cispo": _verl_ratio_loss,
+               "sapo": _verl_ratio_loss, "gpg": _verl_gpg, "dro": _verl_dro}
+_VERL_LOSS_MODES = tuple(_VERL_MODES)
 
 
 def _verl_lag(get, given) -> tuple[LagSpec, list[str]]:
@@ -1118,14 +1237,8 @@ def read_trl(path, *, num_processes: int = 1) -> ConfigReading:
         lag = LagSpec("trl", 0, n - 1, 0, n, how, tuple(
             (k, str(v)) for k, v in [("steps_per_generation", spg), ("num_iterations", mu_it),
                                      ("gradient_accumulation_steps", GA)]))
-    try:
-        obj = make_objective(name, **params)
-    except ValueError as e:
-        raise UsageError(f"--trl-config {path}: the settings give the zoo's {name!r} with {params}, which it refuses: "
-                         f"{e}") from None
-    return ConfigReading(
-        source=f"{path} ({cls_name})", framework=lag.framework, objective=name, params=_params_tuple(obj),
-        group_size=G, lr=lr, lag=lag, keys=tuple((k, _text(v)) for k, v in read.items()), notes=tuple(notes))
+    return _reading(f"--trl-config {path}", name, params, source=f"{path} ({cls_name})", group_size=G, lr=lr,
+                    lag=lag, keys=tuple((k, _text(v)) for k, v in read.items()), notes=tuple(notes))
 
 
 def _trl_objective(get, eps, eh):
@@ -1785,100 +1898,122 @@ def plot_advice(adv: Advice, path) -> Path:
 # ----------------------------------------------------------------------------- the command
 
 
+@dataclass(frozen=True)
+class AdviseOptions:
+    """The options of ``python -m theory.advise``, one flag per field (:func:`parser`, built by :mod:`theory.cli`).
+
+    ``None`` (or an empty tuple) is "not given": the value then comes from the framework config read, else
+    from the defaults (``DEFAULT_*``).
+    """
+
+    objective: tuple[str, ...] = option((), metavar="NAME[:k=v,...]", action="append",
+                                        shown=f"{DEFAULT_OBJECTIVE} when no config is given")
+    """zoo objective with optional parameters, e.g. opmd or shifted_regression:beta=0.05,delta=2; repeat to compare
+    (added to a config's objective)"""
+    group_size: int | None = option(metavar="G", shown=f"the config's, else {DEFAULT_GROUP_SIZE}")
+    """completions per prompt; overrides a config's"""
+    lr: float | None = option(shown=f"the config's, else {DEFAULT_LR:g}")
+    """learning rate = step size of the delayed gradient iteration; overrides a config's"""
+    pass_rates: tuple[float, ...] = option(DEFAULT_PASS_RATES, metavar="P",
+                                           shown=" ".join(map(str, DEFAULT_PASS_RATES)))
+    """pass rate of each prompt class, in [0, 1]"""
+    weights: tuple[float, ...] | None = option(metavar="W", shown="equal")
+    """share of the prompts in each class (a pass-rate histogram), one per pass rate"""
+    lag: int | None = option(metavar="L", shown="the config's, else 0")
+    """largest lag in optimizer steps; overrides a config's"""
+    max_lag: int = option(DEFAULT_MAX_LAG, note=f"at most {MAX_LAG_CAP}")
+    """search the largest stable lag over 0..MAX_LAG"""
+    verl_config: str | None = option(metavar="YAML", shown="none")
+    """verl config file (Hydra YAML) read over the installed verl's defaults"""
+    verl_override: tuple[str, ...] = option((), metavar="KEY=VALUE", action="extend", shown="none")
+    """verl Hydra override lines, applied after --verl-config"""
+    trl_config: str | None = option(metavar="FILE", shown="none")
+    """TRL GRPOConfig or AsyncGRPOConfig settings: a JSON object, or a .py file calling GRPOConfig(...) with literal
+    values (read, not run)"""
+    trl_num_processes: int = option(1, metavar="N")
+    """processes of the TRL run, to turn generation_batch_size into steps"""
+    areal_max_head_offpolicyness: int | None = option(metavar="N", shown="none")
+    """AReaL rollout.max_head_offpolicyness: the lag comes from it"""
+    areal_ppo_n_minibatches: int = option(4, metavar="M", shown="4, AReaL's")
+    """AReaL actor.ppo_n_minibatches, optimizer steps per version"""
+    json: bool = option(False, action="store_true", shown="off")
+    """print every number as JSON instead of the table"""
+    figure: str | None = option(metavar="PATH", shown="none")
+    """also write a figure, one panel per objective (.png, .pdf or .svg)"""
+
+
 def parser() -> argparse.ArgumentParser:
+    """The command's parser: a flag per field of :class:`AdviseOptions`, its docstring as the help."""
     p = CommandParser(
         prog="python -m theory.advise",
         description="Before launch: the regime, eta, pessimism, finite-group bias and largest stable lag of one zoo "
                     "objective or several side by side, on prompt classes of binary reward (docs/advise.md).",
     )
-    p.add_argument("--objective", action="append", default=None, metavar="NAME[:k=v,...]",
-                   help=f"zoo objective with optional parameters, e.g. opmd or shifted_regression:beta=0.05,delta=2; "
-                        f"repeat to compare (added to a config's objective); one of: {', '.join(objective_names())} "
-                        f"(default: {DEFAULT_OBJECTIVE} when no config is given)")
-    p.add_argument("--group-size", type=int, default=None, metavar="G",
-                   help=f"completions per prompt; overrides a config's (default: the config's, else "
-                        f"{DEFAULT_GROUP_SIZE})")
-    p.add_argument("--lr", type=float, default=None,
-                   help=f"learning rate = step size of the delayed gradient iteration; overrides a config's (default: "
-                        f"the config's, else {DEFAULT_LR:g})")
-    p.add_argument("--pass-rates", type=float, nargs="+", default=None, metavar="P",
-                   help=f"pass rate of each prompt class, in [0, 1] (default: "
-                        f"{' '.join(map(str, DEFAULT_PASS_RATES))})")
-    p.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
-                   help="share of the prompts in each class (a pass-rate histogram), one per pass rate (default: equal)")
-    p.add_argument("--lag", type=int, default=None, metavar="L",
-                   help="largest lag in optimizer steps; overrides a config's (default: the config's, else 0)")
-    p.add_argument("--max-lag", type=int, default=DEFAULT_MAX_LAG,
-                   help=f"search the largest stable lag over 0..MAX_LAG (at most {MAX_LAG_CAP}; default: "
-                        f"{DEFAULT_MAX_LAG})")
-    p.add_argument("--verl-config", default=None, metavar="YAML",
-                   help="verl config file (Hydra YAML) read over the installed verl's defaults (default: none)")
-    p.add_argument("--verl-override", nargs="+", action="extend", default=None, metavar="KEY=VALUE",
-                   help="verl Hydra override lines, applied after --verl-config (default: none)")
-    p.add_argument("--trl-config", default=None, metavar="FILE",
-                   help="TRL GRPOConfig or AsyncGRPOConfig settings: a JSON object, or a .py file calling GRPOConfig(...) "
-                        "with literal values (read, not run) (default: none)")
-    p.add_argument("--trl-num-processes", type=int, default=1, metavar="N",
-                   help="processes of the TRL run, to turn generation_batch_size into steps (default: 1)")
-    p.add_argument("--areal-max-head-offpolicyness", type=int, default=None, metavar="N",
-                   help="AReaL rollout.max_head_offpolicyness: the lag comes from it (default: none)")
-    p.add_argument("--areal-ppo-n-minibatches", type=int, default=4, metavar="M",
-                   help="AReaL actor.ppo_n_minibatches, optimizer steps per version (default: 4, AReaL's)")
-    p.add_argument("--json", action="store_true", help="print every number as JSON instead of the table (default: off)")
-    p.add_argument("--figure", default=None, metavar="PATH",
-                   help="also write a figure, one panel per objective (.png, .pdf or .svg) (default: none)")
+    add_dataclass_arguments(p, AdviseOptions, AdviseOptions(), listed={"objective": objective_names()})
     return p
 
 
 @cli_main
 def main(argv=None) -> Advice:
-    args = parser().parse_args(argv)
-    if args.verl_config is not None or args.verl_override:
-        if args.trl_config is not None:
-            raise UsageError("--trl-config with --verl-config/--verl-override: give one framework's config")
-        reading = read_verl(args.verl_config, args.verl_override or ())
-    elif args.trl_config is not None:
-        reading = read_trl(args.trl_config, num_processes=args.trl_num_processes)
+    opts = dataclass_from_args(AdviseOptions, parser().parse_args(argv), AdviseOptions())
+    adv = _advise_options(opts)
+    if opts.figure is not None:
+        plot_advice(adv, opts.figure)
+    if opts.json:
+        print(adv.to_json())
     else:
-        reading = None
+        print(render_table(adv), end="")
+    return adv
+
+
+def _read_config(opts: AdviseOptions) -> ConfigReading | None:
+    """The framework config the options name (verl or TRL, not both), or None."""
+    if opts.verl_config is not None or opts.verl_override:
+        if opts.trl_config is not None:
+            raise UsageError("--trl-config with --verl-config/--verl-override: give one framework's config")
+        return read_verl(opts.verl_config, opts.verl_override)
+    if opts.trl_config is not None:
+        return read_trl(opts.trl_config, num_processes=opts.trl_num_processes)
+    return None
+
+
+def _options_lag(opts: AdviseOptions, reading: ConfigReading | None, notes: list[str]) -> LagSpec | None:
+    """The lag from AReaL's settings, ``--lag`` (which replaces a config's; noted) or the config; None: not given."""
+    if opts.areal_max_head_offpolicyness is not None:
+        if opts.lag is not None or reading is not None:
+            raise UsageError("--areal-max-head-offpolicyness with --lag or a config: give the lag one way")
+        return lag_from_areal(opts.areal_max_head_offpolicyness, opts.areal_ppo_n_minibatches)
+    if opts.lag is not None:
+        if reading is not None:
+            notes.append(f"--lag {opts.lag} replaces the config's lag ({reading.lag.how})")
+        return _lag_from_flag(opts.lag)
+    return reading.lag if reading is not None else None
+
+
+def _advise_options(opts: AdviseOptions) -> Advice:
+    """:func:`advise` on the options: a config's objective, G, lr and lag, which the flags add to or replace."""
+    reading = _read_config(opts)
     objectives = []
     notes: list[str] = []
     if reading is not None:
         objectives.append((reading.objective, dict(reading.params)))
         notes += [f"{reading.framework} config: objective {reading.objective}, G and lr from "
                   + ", ".join(f"{k}={v}" for k, v in reading.keys)] + list(reading.notes)
-    objectives += [parse_objective(s) for s in (args.objective or [])]
+    objectives += [parse_objective(s) for s in opts.objective]
     if not objectives:
         objectives = [(DEFAULT_OBJECTIVE, {})]
-    if args.areal_max_head_offpolicyness is not None:
-        if args.lag is not None or reading is not None:
-            raise UsageError("--areal-max-head-offpolicyness with --lag or a config: give the lag one way")
-        lag = lag_from_areal(args.areal_max_head_offpolicyness, args.areal_ppo_n_minibatches)
-    elif args.lag is not None:
-        lag = _lag_from_flag(args.lag)
-        if reading is not None:
-            notes.append(f"--lag {args.lag} replaces the config's lag ({reading.lag.how})")
-    else:
-        lag = reading.lag if reading is not None else None
-    G = args.group_size if args.group_size is not None else (reading.group_size if reading else DEFAULT_GROUP_SIZE)
-    lr = args.lr if args.lr is not None else (reading.lr if reading else DEFAULT_LR)
-    if reading is not None and args.group_size is not None and args.group_size != reading.group_size:
-        notes.append(f"--group-size {args.group_size} replaces the config's {reading.group_size}")
-    if reading is not None and args.lr is not None and args.lr != reading.lr:
-        notes.append(f"--lr {args.lr:g} replaces the config's {reading.lr:g}")
+    lag = _options_lag(opts, reading, notes)
+    G = opts.group_size if opts.group_size is not None else (reading.group_size if reading else DEFAULT_GROUP_SIZE)
+    lr = opts.lr if opts.lr is not None else (reading.lr if reading else DEFAULT_LR)
+    if reading is not None and opts.group_size is not None and opts.group_size != reading.group_size:
+        notes.append(f"--group-size {opts.group_size} replaces the config's {reading.group_size}")
+    if reading is not None and opts.lr is not None and opts.lr != reading.lr:
+        notes.append(f"--lr {opts.lr:g} replaces the config's {reading.lr:g}")
     try:
-        adv = advise(objectives, group_size=G, lr=lr, pass_rates=args.pass_rates or DEFAULT_PASS_RATES,
-                     weights=args.weights, lag=lag, max_lag=args.max_lag,
-                     source=reading.source if reading else "flags", notes=notes)
+        return advise(objectives, group_size=G, lr=lr, pass_rates=opts.pass_rates, weights=opts.weights, lag=lag,
+                      max_lag=opts.max_lag, source=reading.source if reading else "flags", notes=notes)
     except UsageError as e:
         raise UsageError(_flagged(str(e))) from None
-    if args.figure is not None:
-        plot_advice(adv, args.figure)
-    if args.json:
-        print(adv.to_json())
-    else:
-        print(render_table(adv), end="")
-    return adv
 
 
 def _flagged(msg: str) -> str:

@@ -675,7 +675,8 @@ def lagrangian_hessian_s(K: int = 2) -> sp.Matrix:
     Parameters
     ----------
     K : int
-        Number of arms (``K >= 1``).
+        Number of arms (``K >= 1``); the Hessian is taken in ``s1..sK`` and
+        written with :math:`u_y = e^{s_y}`.
 
     Returns
     -------
@@ -883,70 +884,85 @@ def latex_report() -> str:
     -------
     str
     """
+    items = [*_stationarity_items(), *_lambert_items(), *_eta_items(), *_second_order_items()]
+    lines = ["% Symbolic derivations for the ratio-free regression objective (theory.symbolic)"]
+    lines.append("\\begin{itemize}")
+    for sentence, formula in items:
+        lines.append(f"  \\item {sentence}\n  \\[ {formula} \\]")
+    lines.append("\\end{itemize}")
+    return "\n".join(lines) + "\n"
+
+
+def _stationarity_items() -> list[tuple[str, str]]:
+    """(sentence, LaTeX formula) of the report's section 1: the Lagrangian, its derivative, stationarity."""
     L = sp.latex
-    items: list[tuple[str, str]] = []
-    items.append(("The Lagrangian of the ratio-free objective for $K$ arms is", L(lagrangian())))
-    items.append(
+    return [
+        ("The Lagrangian of the ratio-free objective for $K$ arms is", L(lagrangian())),
         (
             "Its derivative with respect to a generic arm $\\pi_j$ is",
             L(sp.Eq(sp.Symbol(r"\partial \mathcal{L} / \partial \pi_j"), lagrangian_derivative(), evaluate=False)),
-        )
-    )
-    items.append(
+        ),
         (
             "Substituting $\\pi_j=\\mu_j u$, $\\lambda = 2\\beta^2\\eta$ and setting it to zero gives the stationarity condition",
             L(stationarity_condition()),
+        ),
+    ]
+
+
+def _lambert_items() -> list[tuple[str, str]]:
+    """Section 2: the Lambert solution on each real branch, its Gibbs limit and the curvature factor."""
+    L = sp.latex
+    items = [
+        (
+            f"Solving $\\log u + \\eta u = A/\\beta$ gives, on branch $k={k}$ "
+            f"(residual check {'passed' if check_lambert_solution(k) else 'FAILED'}),",
+            L(sp.Eq(u, lambert_solution(k), evaluate=False)),
         )
-    )
-    for k in _REAL_BRANCHES:
-        items.append(
-            (
-                f"Solving $\\log u + \\eta u = A/\\beta$ gives, on branch $k={k}$ "
-                f"(residual check {'passed' if check_lambert_solution(k) else 'FAILED'}),",
-                L(sp.Eq(u, lambert_solution(k), evaluate=False)),
-            )
-        )
+        for k in _REAL_BRANCHES
+    ]
     items.append(
         (
             "The limit $\\eta\\to 0$ of the principal solution is the Gibbs ratio",
             L(sp.Eq(sp.Limit(lambert_solution(0), eta, 0), gibbs_limit(), evaluate=False)),
         )
     )
-    for k in _REAL_BRANCHES:
-        items.append(
-            (
-                f"On branch $k={k}$ the curvature factor is "
-                + ("nonnegative since $W_0\\ge -1$:" if k == 0 else "nonpositive since $W_{-1}\\le -1$:"),
-                L(sp.Eq(1 + eta * u, curvature_factor(k), evaluate=False)),
-            )
+    items += [
+        (
+            f"On branch $k={k}$ the curvature factor is "
+            + ("nonnegative since $W_0\\ge -1$:" if k == 0 else "nonpositive since $W_{-1}\\le -1$:"),
+            L(sp.Eq(1 + eta * u, curvature_factor(k), evaluate=False)),
         )
+        for k in _REAL_BRANCHES
+    ]
+    return items
+
+
+def _eta_items() -> list[tuple[str, str]]:
+    """Sections 3 and 4: the eta identity, the ratio derivative and the constraint's derivative."""
+    L = sp.latex
     kl = sp.Symbol(r"\mathrm{KL}(\mu\|\pi)")
     ea = sp.Symbol(r"\mathbb{E}_\mu[A]")
-    items.append(
+    return [
         (
             "Taking the $\\mu$-expectation of the stationarity condition and using $\\sum_y \\mu_y u_y = 1$ gives "
             f"(verified for $K=3$: {'passed' if check_eta_identity(3) else 'FAILED'}, and for symbolic $K$)",
             L(sp.Eq(eta, kl + ea / beta, evaluate=False)),
-        )
-    )
-    items.append(
+        ),
         (
             "Implicit differentiation of the stationarity condition gives",
             L(sp.Eq(sp.Derivative(sp.Function("u")(eta), eta), ratio_derivative(), evaluate=False)),
-        )
-    )
-    items.append(
+        ),
         (
             "Hence along the stationary curve (shown for $K=3$) the constraint moves as",
             L(sp.Eq(sp.Symbol(r"\frac{d}{d\eta}\sum_y \mu_y u_y"), constraint_derivative(3), evaluate=False)),
-        )
-    )
-    items.append(
-        (
-            "In the log-ratios $s_y$ the Hessian of the Lagrangian (shown for $K=2$) is",
-            L(lagrangian_hessian_s(2)),
-        )
-    )
+        ),
+    ]
+
+
+def _second_order_items() -> list[tuple[str, str]]:
+    """Section 5: the Hessian in the log-ratios and the second-order condition for K = 2 and 3."""
+    L = sp.latex
+    items = [("In the log-ratios $s_y$ the Hessian of the Lagrangian (shown for $K=2$) is", L(lagrangian_hessian_s(2)))]
     soc2 = second_order_condition_two_arms()
     items.append(
         (
@@ -965,12 +981,7 @@ def latex_report() -> str:
             L(soc3.determinant_identity),
         )
     )
-    lines = ["% Symbolic derivations for the ratio-free regression objective (theory.symbolic)"]
-    lines.append("\\begin{itemize}")
-    for sentence, formula in items:
-        lines.append(f"  \\item {sentence}\n  \\[ {formula} \\]")
-    lines.append("\\end{itemize}")
-    return "\n".join(lines) + "\n"
+    return items
 
 
 def main(argv=None) -> str:

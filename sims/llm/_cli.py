@@ -1,6 +1,8 @@
-"""Command-line flags from a frozen dataclass: one flag per field, its docstring as the help.
+"""What every command of ``sims.llm`` shares on the command line.
 
-Also what every command of ``sims.llm`` shares: :class:`Parser`
+The flags from a frozen dataclass (one flag per field, its docstring as the help) come from
+:mod:`theory.cli`, the builder of every command: :func:`add_dataclass_arguments`,
+:func:`dataclass_from_args` and :func:`field_docs`, re-exported here. Also :class:`Parser`
 (:class:`theory.outputs.CommandParser`: errors in one line, no usage block),
 :func:`flag_message`, which turns a config error ``field: ...`` into
 ``--field: ...``, and :func:`require_config`, the type check of a trainer's
@@ -9,102 +11,25 @@ config argument.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
-import inspect
 import re
 import sys
-import textwrap
-import types as _types
-import typing
 
+from theory.cli import add_dataclass_arguments, dataclass_from_args, field_docs
 from theory.outputs import CommandParser as Parser
 from theory.outputs import UsageError
 
-
-def field_docs(cls) -> dict[str, str]:
-    """The string literal that follows each annotated field in the class body."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def _base_type(tp):
-    """(scalar type, is_tuple) for int, float, str, bool, X | None and tuple[X, ...]."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, _types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _base_type(args[0])
-    if origin is tuple:
-        return typing.get_args(tp)[0], True
-    return tp, False
-
-
-def add_dataclass_arguments(
-    parser: argparse.ArgumentParser,
-    cls,
-    defaults,
-    *,
-    types: dict | None = None,
-    choices: dict | None = None,
-    skip: tuple[str, ...] = (),
-) -> None:
-    """Add ``--field-name`` for each field of ``cls``; shown defaults come from ``defaults``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-    cls : dataclass type
-    defaults : instance of ``cls``
-        The values ``--help`` shows (a preset).
-    types : dict, optional
-        Field name -> the callable that parses the flag's text, for fields whose
-        annotation is not int, float, str, bool or a tuple of them (e.g. a mapping).
-    choices : dict, optional
-        Field name -> the valid values (``--help`` lists them; anything else is
-        refused by the parser, in one line).
-    skip : tuple of str
-        Fields that get no flag (the command sets them otherwise).
-    """
-    types, choices = types or {}, choices or {}
-    docs, hints = field_docs(cls), typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        tp, is_tuple = _base_type(hints[f.name])
-        tp = types.get(f.name, tp)
-        flag = "--" + f.name.replace("_", "-")
-        kw = {"dest": f.name, "default": None}
-        listed = ""
-        if f.name in choices:
-            kw["choices"] = list(choices[f.name])
-            kw["metavar"] = f.name.upper()
-            listed = f"; choices: {', '.join(map(str, choices[f.name]))}"
-        help_ = f"{docs.get(f.name, '')} (default: {getattr(defaults, f.name)!r}{listed})"
-        if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_, **kw)
-        elif is_tuple:
-            parser.add_argument(flag, type=tp, nargs="+", help=help_, **kw)
-        else:
-            parser.add_argument(flag, type=tp, help=help_, **kw)
-
-
-def dataclass_from_args(cls, args: argparse.Namespace, base):
-    """``base`` with every field given on the command line replaced."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
-    return dataclasses.replace(base, **given)
+__all__ = [
+    "Parser",
+    "field_docs",
+    "add_dataclass_arguments",
+    "dataclass_from_args",
+    "flag_message",
+    "usage_error",
+    "require_config",
+    "note",
+    "import_user_modules",
+]
 
 
 def flag_message(message, fields=()) -> str:
