@@ -68,7 +68,7 @@ from .induced import population_surrogate, ppo_clip_target_set
 from .lambert import lambert_target, regime_of
 from .measures import REGIME_NAMES, beta_eff_kl, entropy, expected_reward, kl
 from .objectives import OBJECTIVES, make_objective
-from .outputs import UsageError, atomic_write_text, cli_main, guard_outputs
+from .outputs import CommandParser, UsageError, atomic_write_text, cli_main, guard_outputs
 from .values import gibbs_target
 
 __all__ = ["zoo_rows", "render_markdown", "nominal_temperature", "polytope_ranges", "main"]
@@ -550,7 +550,7 @@ def render_markdown(rows, bandits=None) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="python -m theory.zoo_table",
         description="Write the objective zoo's comparison table (markdown). The same code gives the same bytes; "
                     "an existing file with other text is replaced only with --overwrite.",
