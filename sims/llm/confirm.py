@@ -23,7 +23,6 @@ when it is a terminal) counts the cells.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import io
@@ -39,10 +38,11 @@ from tqdm.auto import tqdm
 from theory.objectives import make_objective, objective_names
 from theory.outputs import UsageError, atomic_write_text, cli_main, grid_to_grow, remove_outputs, require_folder
 
-from ._cli import Parser, flag_message, require_config, usage_error
+from ._cli import Parser, require_config, usage_error
 from .evaluate import paired_difference
-from .rl import RL_PRESETS, train_rl
-from .sft import OUTPUT_NAMES, RUN_FILES, SFT_PRESETS, check_sft_arg, warm_start
+from .rl import RL_PRESETS, column_mean, train_rl
+from .rundir import OUTPUT_NAMES, SFT_FILES, add_grid_arguments, config_from_args, grid_axes
+from .sft import SFT_PRESETS, check_sft_arg, warm_start
 
 __all__ = [
     "METRICS",
@@ -88,10 +88,7 @@ class ConfirmSweep:
     """torch intra-op threads."""
 
     def __post_init__(self):
-        for name in ("objectives", "lags", "seeds"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-            if not getattr(self, name):
-                raise ValueError(f"{name}: need at least one")
+        grid_axes(self, ("objectives", "lags", "seeds"))
         for o in self.objectives:
             try:
                 make_objective(o)
@@ -140,7 +137,6 @@ def _parse_row(row: dict) -> dict:
 
 GRID_FILES = ("sweep.json", "results.csv", "summary.csv", "tables.md")
 """The files the grid writes into its ``out_dir`` (besides its SFT warm start in ``sft/``)."""
-SFT_FILES = tuple(f"sft/{n}" for n in RUN_FILES)
 
 
 def _existing_rows(sweep: ConfirmSweep, out_dir: Path, overwrite: bool = False) -> list[dict]:
@@ -244,8 +240,7 @@ def run(
         tail = res.history[-sweep.tail :]
         row = {"objective": obj, "lag": lag, "seed": seed}
         for k in METRICS:
-            vals = [r[k] for r in tail if r.get(k) is not None]
-            row[k] = float(np.mean(vals)) if vals else None
+            row[k] = column_mean(tail, k)
         row["eval_pass@1"] = res.final_eval["pass@1"]
         row["eval_pass@1_se"] = res.final_eval["pass@1_se"]
         rows.append(row)
@@ -351,14 +346,7 @@ def main(argv=None) -> list[dict]:
     """``python -m sims.llm.confirm``: the grid into ``--out-dir``, then ``summary.csv`` and ``tables.md``."""
     d = ConfirmSweep()
     p = Parser(prog="python -m sims.llm.confirm", description=__doc__.splitlines()[0])
-    p.add_argument("--out-dir", type=Path, required=True,
-                   help="write results.csv, summary.csv, tables.md, sweep.json here; the cells of an earlier grid "
-                   "with the same settings are kept (required)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="remove the grid already in OUT_DIR (its files and sft/) and start over (default: off; "
-                   "without it a grid with other settings, or another command's results, is refused)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar over the cells on stderr (default: when stderr is a terminal)")
+    add_grid_arguments(p, "results.csv, summary.csv, tables.md, sweep.json", "grid")
     p.add_argument("--steps", type=int, default=d.steps, help=f"RL steps per cell (default: {d.steps})")
     p.add_argument("--seeds", type=int, nargs="+", default=list(d.seeds), help=f"RL seeds (default: {list(d.seeds)})")
     p.add_argument("--lags", type=int, nargs="+", default=list(d.lags), help=f"lags L (default: {list(d.lags)})")
@@ -374,23 +362,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default: the RL preset's)")
     p.add_argument("--tail", type=int, default=d.tail, help=f"average the metrics over the last this many steps (default: {d.tail})")
     p.add_argument("--num-threads", type=int, default=d.num_threads, help=f"torch intra-op threads (default: {d.num_threads})")
-    args = p.parse_args(argv)
-    fields = [f.name for f in dataclasses.fields(ConfirmSweep)]
-    try:
-        sweep = ConfirmSweep(
-            objectives=tuple(args.objectives),
-            lags=tuple(args.lags),
-            seeds=tuple(args.seeds),
-            sft=args.sft,
-            rl_preset=args.rl_preset,
-            steps=args.steps,
-            inner_steps=args.inner_steps,
-            lr=args.lr,
-            tail=args.tail,
-            num_threads=args.num_threads,
-        )
-    except ValueError as e:
-        p.error(flag_message(e, fields))
+    args, sweep = config_from_args(p, argv, ConfirmSweep, d)
     try:
         rows = run(sweep, args.out_dir, overwrite=args.overwrite, progress=args.progress)
     except UsageError as e:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import gzip
 import io
 import json
@@ -54,31 +55,20 @@ from tqdm.auto import tqdm
 from theory.objectives import make_objective
 from theory.outputs import UsageError, atomic_write_bytes, atomic_write_text, cli_main, grid_to_grow, require_folder
 
-from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, usage_error
+from ._cli import Parser, add_dataclass_arguments, usage_error
 from .evaluate import evaluate
-from .rl import RL_PRESETS, RLConfig, parse_objective_params, train_rl
+from .rl import RL_PRESETS, STEP_METRICS, RLConfig, column_mean, parse_objective_params, train_rl
+from .rundir import config_from_args, grid_axes
 from .sft import OUTPUT_NAMES, SFT_PRESETS, load_sft, warm_start
 from .stats import MIN_SEEDS, bootstrap_ci, iqm, paired
 
 __all__ = ["Arm", "LagStudy", "STUDY_PRESETS", "run", "score", "claims", "read_cells", "read_steps", "collapse_step"]
 
-STEP_COLUMNS = (
-    "reward",
-    "pass_rate",
-    "len",
-    "entropy",
-    "kl",
-    "kl_after",
-    "ratio_max",
-    "ess",
-    "clip_frac",
-    "grad_norm",
-    "eta_fit",
-    "eta_pred",
-    "eval/pass@1",
-    "eval/greedy_acc",
-)
-"""Per-step columns kept in ``steps.csv.gz`` (docs/llm_metrics.md defines each)."""
+STEP_COLUMNS = tuple(
+    c for c in STEP_METRICS if c not in ("step", "loss", "score", "ratio_mean", "tokens", "tok_per_s", "time_s")
+) + ("eval/pass@1", "eval/greedy_acc")
+"""Per-step columns kept in ``steps.csv.gz``: those of the RL metrics.csv (docs/llm_metrics.md defines each)
+but the step, the loss, the score, the mean ratio and the token counts and timings, then two of the evaluation."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +121,7 @@ class LagStudy:
     """A cell collapses when an evaluation's pass@1 is this far below the best evaluation before it."""
 
     def __post_init__(self):
-        for name in ("arms", "lags", "seeds"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-            if not getattr(self, name):
-                raise ValueError(f"{name}: need at least one")
+        grid_axes(self, ("arms", "lags", "seeds"))
         try:
             labels = [Arm.parse(a).label for a in self.arms]
         except ValueError as e:
@@ -214,12 +201,7 @@ def _train_cell(job: tuple) -> tuple[dict, list[dict]]:
     wall = time.perf_counter() - t0
     steps = [{"arm": arm.label, "lag": lag, "seed": seed, "step": r["step"], **{k: r.get(k) for k in STEP_COLUMNS}} for r in res.history]
     evals = [(r["step"], r["eval/pass@1"]) for r in res.history if r.get("eval/pass@1") is not None]
-    tail = res.history[-10:]
-
-    def mean(key, rows=res.history):
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        return float(np.mean(vals)) if vals else None
-
+    tail, h = res.history[-10:], res.history
     cstep = collapse_step(evals, start, study.collapse_drop)
     row = {
         "arm": arm.label,
@@ -232,14 +214,14 @@ def _train_cell(job: tuple) -> tuple[dict, list[dict]]:
         "greedy_final": res.final_eval["greedy_acc"],
         "collapsed": int(cstep is not None),
         "collapse_step": cstep,
-        "reward_last10": mean("reward", tail),
-        "entropy_final": mean("entropy", tail),
-        "kl_mean": mean("kl"),
-        "ess_mean": mean("ess"),
-        "clip_frac_mean": mean("clip_frac"),
-        "grad_norm_mean": mean("grad_norm"),
-        "eta_pred": mean("eta_pred"),
-        "eta_fit": mean("eta_fit"),
+        "reward_last10": column_mean(tail, "reward"),
+        "entropy_final": column_mean(tail, "entropy"),
+        "kl_mean": column_mean(h, "kl"),
+        "ess_mean": column_mean(h, "ess"),
+        "clip_frac_mean": column_mean(h, "clip_frac"),
+        "grad_norm_mean": column_mean(h, "grad_norm"),
+        "eta_pred": column_mean(h, "eta_pred"),
+        "eta_fit": column_mean(h, "eta_fit"),
         "steps": res.step,
         "wall_s": wall,
     }
@@ -446,11 +428,7 @@ def score(cells: list[dict]) -> list[dict]:
         m, lo, hi = bootstrap_ci(final)
         qm, qlo, qhi = bootstrap_ci(final, iqm)
         g, glo, ghi = bootstrap_ci(gain)
-
-        def mean(k):
-            vals = [r[k] for r in rows if r.get(k) is not None]
-            return float(np.mean(vals)) if vals else None
-
+        mean = functools.partial(column_mean, rows)
         out.append(
             {
                 "objective": arm,
@@ -501,6 +479,102 @@ def _fmt(p) -> str:
     return f"{p.mean:+.3f} [{p.low:+.3f}, {p.high:+.3f}], n = {p.n}, {verdict}"
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown section: ``## title``, then the table."""
+    return (
+        [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        + ["| " + " | ".join(r) + " |" for r in rows]
+        + [""]
+    )
+
+
+def _claims_header(cells: list[dict], study: LagStudy) -> list[str]:
+    return [
+        "# Lag study: the paper's practical claims, tested",
+        "",
+        "Generated by `python -m sims.llm.lag_study` from `cells.csv` (do not edit by hand). Every difference is",
+        "paired by seed (the two cells share the SFT start, the problem stream and the evaluation draws): mean",
+        "[95% bootstrap interval], number of seeds; where the interval covers 0, the seeds a difference of this",
+        "size and spread would need (two-sided 5% test, power 0.8).",
+        "",
+        f"Collapse: an evaluation's pass@1 at least {study.collapse_drop:g} below the best before it (SFT start included).",
+        "",
+        f"Compute: {len(cells)} cells, {sum(float(c['wall_s']) for c in cells) / 3600:.1f} h of cell wall time in all "
+        "(the sum of `wall_s`; the cells run two at a time, one thread each, so about half that on 2 cores).",
+        "",
+    ]
+
+
+def _learning_table(cells: list[dict], arms: list[str]) -> list[str]:
+    """Claim 4: each arm's gain over the SFT start at lag 0."""
+    rows = []
+    for a in arms:
+        start, fin = _seedwise(cells, a, 0, "pass1_start"), _seedwise(cells, a, 0)
+        if len(fin) >= 2:
+            rows.append([a, f"{np.mean(list(start.values())):.3f}", f"{np.mean(list(fin.values())):.3f}", _fmt(paired(start, fin))])
+    return _table("Learning at lag 0: final held-out pass@1 minus the SFT start", ["arm", "start", "final", "gain"], rows)
+
+
+def _degradation_table(cells: list[dict], arms: list[str], L: int) -> list[str]:
+    """Claim 1: each arm's pass@1 at the largest lag ``L`` minus at lag 0, and its collapse fraction at ``L``."""
+    rows = []
+    for a in arms:
+        d0, dL = _seedwise(cells, a, 0), _seedwise(cells, a, L)
+        coll = [r["collapsed"] for r in cells if r["arm"] == a and r["lag"] == L]
+        if len(d0) >= 2 and len(dL) >= 2:
+            kind = "ratio" if a in RATIO_ARMS else "ratio-free"
+            rows.append([a, kind, _fmt(paired(d0, dL)), f"{np.mean(coll):.2f}" if coll else ""])
+    return _table(f"Claim 1: pass@1 at lag {L} minus lag 0, and collapse fraction at lag {L}", ["arm", "kind", "change", "collapsed"], rows)
+
+
+def _below_start_table(cells: list[dict], arms: list[str], lags: list[int]) -> list[str]:
+    """Descriptive: the fraction of each arm's runs that end below the SFT start, by lag."""
+    rows = []
+    for a in arms:
+        row = [a]
+        for lag in lags:
+            g = [r["pass1_final"] - r["pass1_start"] for r in cells if r["arm"] == a and r["lag"] == lag]
+            row.append(f"{np.mean(np.array(g) < 0):.2f} of {len(g)}" if g else "")
+        rows.append(row)
+    return _table("Descriptive (not pre-registered): fraction of runs that end below the SFT start", ["arm"] + [f"lag {x}" for x in lags], rows)
+
+
+def _ratio_vs_free_table(cells: list[dict], arms: list[str], L: int) -> list[str]:
+    """Claim 1: each ratio-free arm's change (lag ``L`` vs 0) minus each ratio arm's, paired by seed."""
+    rows = []
+    for a in [a for a in arms if a in RATIO_ARMS]:
+        for b in [b for b in arms if b not in RATIO_ARMS]:
+            da = {s: _seedwise(cells, a, L)[s] - v for s, v in _seedwise(cells, a, 0).items() if s in _seedwise(cells, a, L)}
+            db = {s: _seedwise(cells, b, L)[s] - v for s, v in _seedwise(cells, b, 0).items() if s in _seedwise(cells, b, L)}
+            if len(set(da) & set(db)) >= 2:
+                rows.append([f"{b} - {a}", _fmt(paired(da, db))])
+    return _table(f"Claim 1: ratio-free arm's change minus ratio arm's change (lag {L} vs 0)", ["difference", "value"], rows)
+
+
+def _ratio_free_table(cells: list[dict], arms: list[str], lags: list[int]) -> list[str]:
+    """Claim 2: each ratio-free arm's final pass@1 minus grpo's, at every lag."""
+    rows = []
+    for b in [b for b in arms if b not in RATIO_ARMS]:
+        cells_row = [b]
+        for lag in lags:
+            a_, b_ = _seedwise(cells, "grpo", lag), _seedwise(cells, b, lag)
+            cells_row.append(_fmt(paired(a_, b_)) if len(set(a_) & set(b_)) >= 2 else "")
+        rows.append(cells_row)
+    return _table("Claim 2: final pass@1, ratio-free arm minus grpo", ["arm"] + [f"lag {x}" for x in lags], rows)
+
+
+def _beta_shift_table(cells: list[dict], lags: list[int]) -> list[str]:
+    """Claim 3: shifted_regression minus opmd (the mean baseline it shifts) at every lag, and their collapse fractions."""
+    rows = []
+    for lag in lags:
+        a_, b_ = _seedwise(cells, "opmd", lag), _seedwise(cells, "shifted_regression", lag)
+        ca = np.mean([r["collapsed"] for r in cells if r["arm"] == "opmd" and r["lag"] == lag] or [math.nan])
+        cb = np.mean([r["collapsed"] for r in cells if r["arm"] == "shifted_regression" and r["lag"] == lag] or [math.nan])
+        if len(set(a_) & set(b_)) >= 2:
+            rows.append([str(lag), _fmt(paired(a_, b_)), f"{cb:.2f} vs {ca:.2f}"])
+    return _table("Claim 3: final pass@1, shifted_regression minus opmd", ["lag", "difference", "collapsed (shifted vs opmd)"], rows)
+
+
 def claims(cells: list[dict], study: LagStudy) -> str:
     """``claims.md``: each practical claim of the paper tested by per-seed paired differences.
 
@@ -522,86 +596,17 @@ def claims(cells: list[dict], study: LagStudy) -> str:
     """
     arms = list(dict.fromkeys(r["arm"] for r in cells))
     lags = sorted({r["lag"] for r in cells})
-    ratio = [a for a in arms if a in RATIO_ARMS]
-    free = [a for a in arms if a not in RATIO_ARMS]
-    L = max(lags)
-    lines = [
-        "# Lag study: the paper's practical claims, tested",
-        "",
-        "Generated by `python -m sims.llm.lag_study` from `cells.csv` (do not edit by hand). Every difference is",
-        "paired by seed (the two cells share the SFT start, the problem stream and the evaluation draws): mean",
-        "[95% bootstrap interval], number of seeds; where the interval covers 0, the seeds a difference of this",
-        "size and spread would need (two-sided 5% test, power 0.8).",
-        "",
-        f"Collapse: an evaluation's pass@1 at least {study.collapse_drop:g} below the best before it (SFT start included).",
-        "",
-        f"Compute: {len(cells)} cells, {sum(float(c['wall_s']) for c in cells) / 3600:.1f} h of cell wall time in all "
-        "(the sum of `wall_s`; the cells run two at a time, one thread each, so about half that on 2 cores).",
-        "",
-    ]
-
-    def table(title, header, rows):
-        lines.extend([f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)])
-        lines.extend("| " + " | ".join(r) + " |" for r in rows)
-        lines.append("")
-
-    # 4. learning at lag 0
+    lines = _claims_header(cells, study)
     if 0 in lags:
-        rows = []
-        for a in arms:
-            start, fin = _seedwise(cells, a, 0, "pass1_start"), _seedwise(cells, a, 0)
-            if len(fin) >= 2:
-                rows.append([a, f"{np.mean(list(start.values())):.3f}", f"{np.mean(list(fin.values())):.3f}", _fmt(paired(start, fin))])
-        table("Learning at lag 0: final held-out pass@1 minus the SFT start", ["arm", "start", "final", "gain"], rows)
-
-    # 1. degradation under lag
+        lines += _learning_table(cells, arms)
     if len(lags) > 1:
-        rows = []
-        for a in arms:
-            d0, dL = _seedwise(cells, a, 0), _seedwise(cells, a, L)
-            coll = [r["collapsed"] for r in cells if r["arm"] == a and r["lag"] == L]
-            if len(d0) >= 2 and len(dL) >= 2:
-                kind = "ratio" if a in RATIO_ARMS else "ratio-free"
-                rows.append([a, kind, _fmt(paired(d0, dL)), f"{np.mean(coll):.2f}" if coll else ""])
-        table(f"Claim 1: pass@1 at lag {L} minus lag 0, and collapse fraction at lag {L}", ["arm", "kind", "change", "collapsed"], rows)
-        rows = []
-        for a in arms:
-            row = [a]
-            for lag in lags:
-                g = [r["pass1_final"] - r["pass1_start"] for r in cells if r["arm"] == a and r["lag"] == lag]
-                row.append(f"{np.mean(np.array(g) < 0):.2f} of {len(g)}" if g else "")
-            rows.append(row)
-        table("Descriptive (not pre-registered): fraction of runs that end below the SFT start", ["arm"] + [f"lag {x}" for x in lags], rows)
-        rows = []
-        for a in ratio:
-            for b in free:
-                da = {s: _seedwise(cells, a, L)[s] - v for s, v in _seedwise(cells, a, 0).items() if s in _seedwise(cells, a, L)}
-                db = {s: _seedwise(cells, b, L)[s] - v for s, v in _seedwise(cells, b, 0).items() if s in _seedwise(cells, b, L)}
-                if len(set(da) & set(db)) >= 2:
-                    rows.append([f"{b} - {a}", _fmt(paired(da, db))])
-        table(f"Claim 1: ratio-free arm's change minus ratio arm's change (lag {L} vs 0)", ["difference", "value"], rows)
-
-    # 2. ratio-free vs grpo at every lag
+        L = max(lags)
+        lines += _degradation_table(cells, arms, L) + _below_start_table(cells, arms, lags)
+        lines += _ratio_vs_free_table(cells, arms, L)
     if "grpo" in arms:
-        rows = []
-        for b in free:
-            cells_row = [b]
-            for lag in lags:
-                a_, b_ = _seedwise(cells, "grpo", lag), _seedwise(cells, b, lag)
-                cells_row.append(_fmt(paired(a_, b_)) if len(set(a_) & set(b_)) >= 2 else "")
-            rows.append(cells_row)
-        table("Claim 2: final pass@1, ratio-free arm minus grpo", ["arm"] + [f"lag {x}" for x in lags], rows)
-
-    # 3. beta-shift vs mean baseline
+        lines += _ratio_free_table(cells, arms, lags)
     if "shifted_regression" in arms and "opmd" in arms:
-        rows = []
-        for lag in lags:
-            a_, b_ = _seedwise(cells, "opmd", lag), _seedwise(cells, "shifted_regression", lag)
-            ca = np.mean([r["collapsed"] for r in cells if r["arm"] == "opmd" and r["lag"] == lag] or [math.nan])
-            cb = np.mean([r["collapsed"] for r in cells if r["arm"] == "shifted_regression" and r["lag"] == lag] or [math.nan])
-            if len(set(a_) & set(b_)) >= 2:
-                rows.append([str(lag), _fmt(paired(a_, b_)), f"{cb:.2f} vs {ca:.2f}"])
-        table("Claim 3: final pass@1, shifted_regression minus opmd", ["lag", "difference", "collapsed (shifted vs opmd)"], rows)
+        lines += _beta_shift_table(cells, lags)
     return "\n".join(lines)
 
 
@@ -621,11 +626,7 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--jobs", type=int, default=2, help="cells trained side by side, one process and one thread each (default: 2)")
     p.add_argument("--tables-only", action="store_true", help="train nothing; rewrite summary.csv and claims.md from cells.csv")
     add_dataclass_arguments(p, LagStudy, base)
-    args = p.parse_args(argv)
-    try:
-        study = dataclass_from_args(LagStudy, args, base)
-    except ValueError as e:
-        p.error(flag_message(e, [f.name for f in dataclasses.fields(LagStudy)]))
+    args, study = config_from_args(p, argv, LagStudy, base)
     try:
         if args.tables_only:
             cells = read_cells(args.out_dir)

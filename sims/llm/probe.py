@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -76,10 +77,11 @@ from theory.lambert import lambert_stationary_points, relaxed_lambert_target
 from theory.objectives import make_objective, objective_names
 from theory.outputs import UsageError, atomic_write_bytes, cli_main, grid_to_grow, remove_outputs, require_folder
 
-from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, require_config, usage_error
+from ._cli import Parser, add_dataclass_arguments, require_config, usage_error
 from .evaluate import paired_difference
 from .rl import parse_objective_params
-from .sft import OUTPUT_NAMES, RUN_FILES, SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, warm_start
+from .rundir import OUTPUT_NAMES, SFT_FILES, add_grid_arguments, config_from_args
+from .sft import SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, optimizer_step, warm_start
 
 __all__ = [
     "DEFAULT_OBJECTIVES",
@@ -295,55 +297,38 @@ def select_prompts(mu_model, task, cfg: ProbeConfig, seed: int, gen: torch.Gener
     )
 
 
-def probe_cell(cfg: ProbeConfig, spec: str, seed: int, mu_model, task) -> tuple[list[dict], list[dict]]:
-    """Train one (objective, seed) cell; return its per-prompt rows and its trajectory rows."""
-    torch.set_num_threads(cfg.num_threads)
-    name, params = parse_spec(spec)
-    obj = make_objective(name, **params)
-    beta = obj.params["beta"]
-    tok, G = task.tokenizer, cfg.group_size
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    mu_model = mu_model.eval().requires_grad_(False)
-    problems = select_prompts(mu_model, task, cfg, seed, gen)
-    P = len(problems)
-
-    # mu-samples for the prediction and the realized quantities
-    lmu_eval, sc_eval, rolls_eval = _sample(mu_model, tok, task, problems, cfg.eval_samples, gen)
+def _class_predictions(obj, scores: torch.Tensor, G: int) -> tuple[list[dict], list[tuple]]:
+    """Per prompt (rows of ``scores``, (P, n)): :func:`predict` on its reward classes, and ``(r_c, cls, mu_c)``."""
     preds, classes = [], []
-    for b in range(P):
-        r_c, cls = reward_classes(sc_eval[b].numpy())
+    for b in range(len(scores)):
+        r_c, cls = reward_classes(scores[b].numpy())
         mu_c = np.bincount(cls, minlength=len(r_c)) / len(cls)
         preds.append(predict(obj, mu_c, r_c, G))
         classes.append((r_c, cls, mu_c))
+    return preds, classes
 
-    model = _copy(mu_model).train().requires_grad_(True)
+
+def _measure(model, rolls, lmu: torch.Tensor, classes: list[tuple], preds: list[dict], beta: float) -> list[dict]:
+    """:func:`realized` per prompt for ``model`` on the fixed mu-samples ``rolls`` (sequence log-probs ``lmu``, (P, n))."""
+    P = len(classes)
+    s_all = (_seq_logprobs(model, rolls) - lmu.reshape(-1)).view(P, -1).numpy()
+    out = []
+    for b in range(P):
+        r_c, cls, _ = classes[b]
+        out.append(realized(s_all[b], cls, preds[b]["adv"], beta))
+    return out
+
+
+def _fit(cfg: ProbeConfig, obj, model, mu_model, task, problems: list, gen, measure) -> tuple[list[tuple], float]:
+    """``cfg.steps`` steps of ``obj``'s loss on fresh groups of mu (cosine learning rate to 0).
+
+    Returns ``(step, measure(model))`` at the start and every ``log_every`` steps
+    (the last step included), and the training seconds.
+    """
+    tok, G, P = task.tokenizer, cfg.group_size, len(problems)
     opt = make_optimizer(model, cfg.lr, 0.0)
     prompts = tok.encode_prompts([p.prompt for p in problems])
-    traj = []
-
-    def measure(step):
-        s_all = (_seq_logprobs(model, rolls_eval) - lmu_eval.reshape(-1)).view(P, -1).numpy()
-        out = []
-        for b in range(P):
-            r_c, cls, _ = classes[b]
-            out.append(realized(s_all[b], cls, preds[b]["adv"], beta))
-        traj.append(
-            {
-                "objective": spec,
-                "seed": seed,
-                "step": step,
-                "eta": float(np.mean([o["eta"] for o in out])),
-                "kl": float(np.mean([o["kl"] for o in out])),
-                "log_u_fail": float(np.nanmean([o["log_u"][0] for o in out])),
-                "eta_pred": float(np.mean([p["eta"] for p in preds])),
-                "kl_pred": float(np.mean([p["kl"] for p in preds])),
-                "log_u_fail_pred": float(np.mean([p["log_u"][0] for p in preds])),
-            }
-        )
-        return out
-
-    measure(0)
+    measured = [(0, measure(model))]
     t0 = time.perf_counter()
     for step in range(cfg.steps):
         for group in opt.param_groups:
@@ -355,21 +340,49 @@ def probe_cell(cfg: ProbeConfig, spec: str, seed: int, mu_model, task) -> tuple[
         signal = obj.advantages(rewards.view(P, G)).reshape(-1).float()
         logp = model.completion_logprobs(roll)
         loss = obj.aggregate(obj.loss(logp, roll.logp, signal, roll.mask), roll.mask)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-        opt.step()
+        optimizer_step(model, opt, loss, cfg.grad_clip)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            final = measure(step + 1)
-    train_s = time.perf_counter() - t0
+            measured.append((step + 1, measure(model)))
+    return measured, time.perf_counter() - t0
 
+
+def probe_cell(cfg: ProbeConfig, spec: str, seed: int, mu_model, task) -> tuple[list[dict], list[dict]]:
+    """Train one (objective, seed) cell; return its per-prompt rows and its trajectory rows."""
+    torch.set_num_threads(cfg.num_threads)
+    name, params = parse_spec(spec)
+    obj = make_objective(name, **params)
+    tok = task.tokenizer
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    mu_model = mu_model.eval().requires_grad_(False)
+    problems = select_prompts(mu_model, task, cfg, seed, gen)
+    # mu-samples for the prediction and the realized quantities
+    lmu_eval, sc_eval, rolls_eval = _sample(mu_model, tok, task, problems, cfg.eval_samples, gen)
+    preds, classes = _class_predictions(obj, sc_eval, cfg.group_size)
+    model = _copy(mu_model).train().requires_grad_(True)
+    measure = functools.partial(
+        _measure, rolls=rolls_eval, lmu=lmu_eval, classes=classes, preds=preds, beta=obj.params["beta"]
+    )
+    measured, train_s = _fit(cfg, obj, model, mu_model, task, problems, gen, measure)
+    traj = [
+        {
+            "objective": spec,
+            "seed": seed,
+            "step": step,
+            "eta": float(np.mean([o["eta"] for o in out])),
+            "kl": float(np.mean([o["kl"] for o in out])),
+            "log_u_fail": float(np.nanmean([o["log_u"][0] for o in out])),
+            "eta_pred": float(np.mean([p["eta"] for p in preds])),
+            "kl_pred": float(np.mean([p["kl"] for p in preds])),
+            "log_u_fail_pred": float(np.mean([p["log_u"][0] for p in preds])),
+        }
+        for step, out in measured
+    ]
     # a second route to the correct class's mass: sample from pi
     model.eval()
     _, sc_pi, _ = _sample(model, tok, task, problems, cfg.eval_samples, gen)
     rows = []
-    for b in range(P):
-        r_c, cls, mu_c = classes[b]
-        pr, re = preds[b], final[b]
+    for b, ((r_c, cls, mu_c), pr, re) in enumerate(zip(classes, preds, measured[-1][1])):
         top = int(np.argmax(r_c))
         nearest = min(pr["stationary"], key=lambda c: float(np.nanmax(np.abs(c[0] - re["log_u"]))))
         rows.append(
@@ -559,7 +572,6 @@ def report(summary: list[dict], rows: list[dict] | None = None) -> str:
 
 PROBE_FILES = ("probe.json", "probe.csv", "trajectory.csv", "summary.csv", "tables.md")
 """The files the probe writes into its ``out_dir`` (besides its SFT warm start in ``sft/``)."""
-SFT_FILES = tuple(f"sft/{n}" for n in RUN_FILES)
 
 
 def earlier_cells(cfg: ProbeConfig, out_dir: Path, overwrite: bool = False) -> tuple[list[dict], list[dict]]:
@@ -644,22 +656,10 @@ def main(argv=None) -> list[dict]:
         epilog="Objectives the probe accepts (sequence-level regressions on the behaviour policy): "
         + ", ".join(regressions) + ".",
     )
-    p.add_argument("--out-dir", type=Path, required=True,
-                   help="write probe.csv, trajectory.csv, summary.csv, tables.md, probe.json here; the cells of an "
-                   "earlier probe with the same settings are kept (required)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="remove the probe already in OUT_DIR (its files and sft/) and start over (default: off; "
-                   "without it a probe with other settings, or another command's results, is refused)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar over the cells on stderr (default: when stderr is a terminal)")
+    add_grid_arguments(p, "probe.csv, trajectory.csv, summary.csv, tables.md, probe.json", "probe")
     base = ProbeConfig()
     add_dataclass_arguments(p, ProbeConfig, base)
-    args = p.parse_args(argv)
-    fields = [f.name for f in dataclasses.fields(ProbeConfig)]
-    try:
-        cfg = dataclass_from_args(ProbeConfig, args, base)
-    except ValueError as e:
-        p.error(flag_message(e, fields))
+    args, cfg = config_from_args(p, argv, ProbeConfig, base)
     try:
         rows = run(cfg, args.out_dir, overwrite=args.overwrite, progress=args.progress)
     except UsageError as e:

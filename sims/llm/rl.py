@@ -18,6 +18,11 @@ One RL step, for a batch of ``B`` training prompts:
    of the batch where it has ``prox``), ``obj.aggregate``, one AdamW step each.
 4. **Push** the new weights into the ring.
 
+:func:`rl_step` is one such step (:func:`sample_batch` does 1 and 2,
+:func:`update_policy` 3, :func:`step_row` the row of ``metrics.csv``);
+:func:`train_rl` loops over them and records through a
+:class:`sims.llm.rundir.RunDir`.
+
 The trainer defines no objective of its own: everything objective-specific
 comes from ``theory.objectives.make_objective``. The regression family's eta
 diagnostics come from ``sims.integrations.eta`` (fitted from the realized
@@ -52,7 +57,6 @@ import sys
 import copy
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,37 +67,15 @@ from tqdm.auto import tqdm
 
 from sims.integrations.eta import fitted_eta, lambert_eta
 from theory.objectives import Objective, make_objective, objective_names
-from theory.outputs import UsageError, atomic_write_text, cli_main
+from theory.outputs import UsageError, cli_main
 
-from ._cli import (
-    Parser,
-    add_dataclass_arguments,
-    dataclass_from_args,
-    flag_message,
-    import_user_modules,
-    note,
-    require_config,
-    usage_error,
-)
-from .checkpoint import restore_checkpoint, save_checkpoint
+from ._cli import Parser, add_dataclass_arguments, import_user_modules, note, require_config, usage_error
+from .checkpoint import restore_checkpoint
 from .evaluate import evaluate
-from .model import GPT
-from .sft import (
-    RUN_FILES,
-    SFT_PRESETS,
-    append_metrics,
-    check_resume_config,
-    check_sft_arg,
-    clear_run,
-    load_sft,
-    make_optimizer,
-    prepare_out_dir,
-    read_resume_checkpoint,
-    train_sft,
-    write_metrics,
-)
+from .model import GPT, Rollout
+from .rundir import SFT_FILES, Progress, RunDir, add_run_arguments, config_from_args
+from .sft import SFT_PRESETS, check_sft_arg, load_sft, make_optimizer, optimizer_step, train_sft
 from .tasks import Task
-from .tblog import ScalarLog, require_tensorboard
 
 __all__ = [
     "RLConfig",
@@ -102,6 +84,16 @@ __all__ = [
     "load_warm_start",
     "snapshot",
     "clip_fraction",
+    "STEP_METRICS",
+    "column_mean",
+    "RLState",
+    "Batch",
+    "draw_problems",
+    "score_completions",
+    "sample_batch",
+    "update_policy",
+    "step_row",
+    "rl_step",
     "SFT_FILES",
     "RESUME_IGNORES",
     "check_run",
@@ -340,43 +332,265 @@ def clip_fraction(obj: Objective, logp, logp_mu, adv, mask, logp_prox=None) -> f
     return float(out.sum() / m.sum().clamp(min=1))
 
 
+STEP_METRICS = (
+    "step",
+    "loss",
+    "reward",
+    "score",
+    "pass_rate",
+    "len",
+    "entropy",
+    "kl",
+    "kl_after",
+    "ratio_mean",
+    "ratio_max",
+    "ess",
+    "clip_frac",
+    "grad_norm",
+    "eta_fit",
+    "eta_pred",
+    "tokens",
+    "tok_per_s",
+    "time_s",
+)
+"""The per-step columns of an RL run's metrics.csv, in order (docs/llm_metrics.md defines each); the
+evaluation's columns follow them."""
+
+
 def _csv_columns(cfg: RLConfig) -> list[str]:
     ev = [f"eval/pass@{k}{s}" for k in cfg.eval_ks for s in ("", "_se")]
     ev += ["eval/score", "eval/score_se", "eval/len", "eval/finished", "eval/greedy_acc", "eval/greedy_acc_se"]
-    return [
-        "step",
-        "loss",
-        "reward",
-        "score",
-        "pass_rate",
-        "len",
-        "entropy",
-        "kl",
-        "kl_after",
-        "ratio_mean",
-        "ratio_max",
-        "ess",
-        "clip_frac",
-        "grad_norm",
-        "eta_fit",
-        "eta_pred",
-        "tokens",
-        "tok_per_s",
-        "time_s",
-    ] + ev
+    return list(STEP_METRICS) + ev
+
+
+def column_mean(rows: list[dict], key: str) -> float | None:
+    """Mean of ``key`` over the rows where it is present and not None; None when there is none."""
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
 
 
 def _seq_sum(x, mask) -> torch.Tensor:
     return torch.where(mask, x, 0.0).sum(1)  # (N,)
 
 
+# ----------------------------------------------------------------------------- one step
+
+
+@dataclass(kw_only=True)
+class RLState(Progress):
+    """What an RL run carries from step to step (:class:`sims.llm.rundir.Progress` and the states below);
+    ``ckpt.pt`` holds all of it."""
+
+    model: GPT
+    """The policy being trained."""
+    behaviour: GPT
+    """Sampler, loaded with ``ring[0]`` at each step."""
+    reference: GPT | None
+    """Frozen SFT model, for objectives that need ``ref``."""
+    optimizer: torch.optim.Optimizer
+    generators: dict
+    """``rl`` (prompts; samples on the CPU) and, on a GPU, ``rl_sample`` (samples there)."""
+    ring: list
+    """Weight snapshots, oldest first; ``ring[-1]`` = the current weights."""
+
+    @classmethod
+    def start(cls, cfg: RLConfig, obj: Objective, sft_model: GPT, ckpt: dict | None = None) -> "RLState":
+        """Fresh copies of the SFT model (policy, behaviour, reference) and generators; restored from ``ckpt``."""
+        dev = torch.device(cfg.device)
+        model = copy.deepcopy(sft_model).to(dev)
+        model.train()
+        behaviour = copy.deepcopy(model).requires_grad_(False).eval()
+        reference = copy.deepcopy(model).requires_grad_(False).eval() if "ref" in obj.needs else None
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        generators = {"rl": torch.Generator().manual_seed(cfg.seed)}  # prompts (and, on the CPU, samples)
+        if dev.type != "cpu":  # sampling on the device draws from a generator there
+            generators["rl_sample"] = torch.Generator(dev).manual_seed(cfg.seed)
+        state = cls(model=model, behaviour=behaviour, reference=reference, optimizer=optimizer, generators=generators,
+                    ring=[snapshot(model)])
+        if ckpt is not None:
+            restore_checkpoint(ckpt, model=model, optimizer=optimizer, generators=generators)
+            state.resume(ckpt)
+            state.ring = ckpt["ring"]
+        return state
+
+
+@dataclass
+class Batch:
+    """One step's sampled batch: ``N = B * G`` completions, grouped by prompt."""
+
+    problems: list
+    """The ``B`` problems."""
+    roll: Rollout
+    """Completions, behaviour log-probabilities (``roll.logp``) and mask, (N, Tc)."""
+    scores: torch.Tensor
+    """(N,) float64: the task's score (or 1 for correct, 0 otherwise)."""
+    rewards: torch.Tensor
+    """(N,) float64: scores mixed with the format score."""
+    signal: torch.Tensor
+    """(N,) float32: the objective's advantages of the rewards."""
+    logp_ref: torch.Tensor | None
+    """(N, Tc) reference log-probabilities (objectives that need ``ref``)."""
+
+
+def draw_problems(task: Task, B: int, gen: torch.Generator, stream=None) -> list:
+    """``B`` training problems: drawn with replacement from ``task.train`` with ``gen``, or the next of ``stream``."""
+    if stream is None:
+        idx = torch.randint(len(task.train), (B,), generator=gen).tolist()
+        return [task.train[i] for i in idx]
+    return stream.take(B)
+
+
+def score_completions(cfg: RLConfig, task: Task, problems: list, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and rewards, (N,) float64 each, of completions ``texts`` grouped ``G`` by ``G`` per problem.
+
+    ``reward = (1 - w) * score + w * format_score`` with ``w = cfg.format_weight``;
+    ``score`` is 1 or 0 for ``cfg.reward = 'correct'``.
+    """
+    G = cfg.group_size
+    scored = {}  # (prompt, completion) -> score: a sharp policy repeats its completions
+    for j, t in enumerate(texts):
+        if (j // G, t) not in scored:
+            scored[j // G, t] = task.score(t, problems[j // G])
+    scores = torch.tensor([scored[j // G, t] for j, t in enumerate(texts)], dtype=torch.float64)
+    if cfg.reward == "correct":
+        scores = (scores == 1.0).double()
+    if cfg.format_weight > 0:
+        fmt = torch.tensor([task.format_score(t) for t in texts], dtype=torch.float64)
+        rewards = (1 - cfg.format_weight) * scores + cfg.format_weight * fmt
+    else:
+        rewards = scores
+    return scores, rewards
+
+
+def sample_batch(cfg: RLConfig, obj: Objective, task: Task, state: RLState, stream=None) -> Batch:
+    """Steps 1 and 2: ``G`` completions per prompt from the lagged weights ``ring[0]``, scored, the signal."""
+    dev, tok, B, G, tau = torch.device(cfg.device), task.tokenizer, cfg.prompts_per_step, cfg.group_size, cfg.temperature
+    # 1. sample with the lagged weights: mu = pi_{max(0, step - L)}
+    state.behaviour.load_state_dict(state.ring[0])
+    problems = draw_problems(task, B, state.generators["rl"], stream)
+    prompts = tok.encode_prompts([p.prompt for p in problems]).to(dev)  # (B, Tp)
+    sample_gen = state.generators.get("rl_sample", state.generators["rl"])
+    roll = state.behaviour.sample(prompts, G, task.max_new_tokens, tau, sample_gen)  # N = B * G rows
+    # 2. rewards and the objective's signal
+    scores, rewards = score_completions(cfg, task, problems, tok.decode_batch(roll.tokens))
+    signal = obj.advantages(rewards.view(B, G)).reshape(-1).float().to(dev)  # (N,)
+    logp_ref = None
+    if state.reference is not None:
+        with torch.no_grad():
+            logp_ref = state.reference.completion_logprobs(roll, tau)  # (N, Tc)
+    return Batch(problems, roll, scores, rewards, signal, logp_ref)
+
+
+def update_policy(cfg: RLConfig, obj: Objective, state: RLState, batch: Batch) -> dict:
+    """Step 3: ``k = inner_steps`` optimizer steps of ``obj`` on ``batch``.
+
+    Returns ``logp_start`` (the policy's log-probabilities before the first,
+    detached, (N, Tc)) and the per-inner-step ``losses``, ``grad_norms`` and
+    ``clips`` (:func:`clip_fraction`).
+    """
+    roll, tau, signal = batch.roll, cfg.temperature, batch.signal
+    mask, logp_mu = roll.mask, roll.logp  # (N, Tc)
+    logp_prox, losses, grad_norms, clips = None, [], [], []
+    for inner in range(cfg.inner_steps):
+        logp = state.model.completion_logprobs(roll, tau)  # (N, Tc)
+        if inner == 0:
+            logp_start = logp.detach()
+            if "prox" in obj.needs:
+                logp_prox = logp_start
+        loss = obj.aggregate(
+            obj.loss(logp, logp_mu, signal, mask, logp_ref=batch.logp_ref, logp_prox=logp_prox), mask
+        )
+        gn = optimizer_step(state.model, state.optimizer, loss, cfg.grad_clip)
+        losses.append(loss.item())
+        grad_norms.append(gn.item())
+        clips.append(clip_fraction(obj, logp, logp_mu, signal, mask, logp_prox))
+    return {"logp_start": logp_start, "losses": losses, "grad_norms": grad_norms, "clips": clips}
+
+
+def step_row(cfg: RLConfig, obj: Objective, step: int, batch: Batch, upd: dict, logp_after=None) -> dict:
+    r"""Row ``step + 1`` of metrics.csv (docs/llm_metrics.md) without ``tok_per_s``, ``time_s`` and the evaluation.
+
+    ``upd`` is :func:`update_policy`'s result; ``logp_after`` (N, Tc), the policy's
+    log-probabilities after it, gives ``kl_after`` and ``eta_fit`` (blank without).
+    With :math:`s = \sum_t (\log\pi_t - \log\mu)` per sequence: ``kl`` is
+    :math:`-\bar s`, ``ess`` the effective sample size fraction of :math:`e^s`.
+    """
+    roll, scores, mask, logp_mu = batch.roll, batch.scores, batch.roll.mask, batch.roll.logp
+    s_before = _seq_sum(upd["logp_start"] - logp_mu, mask).double()  # (N,) log pi_t / mu
+    w = torch.exp(s_before - s_before.max())
+    n_tok = int(mask.sum())
+    row = {
+        "step": step + 1,
+        "loss": float(np.mean(upd["losses"])),
+        "reward": batch.rewards.mean().item(),
+        "score": scores.mean().item(),
+        "pass_rate": (scores == 1.0).double().mean().item(),
+        "len": roll.lengths.double().mean().item(),
+        "entropy": (-_seq_sum(upd["logp_start"], mask).sum() / n_tok).item(),
+        "kl": (-s_before).mean().item(),
+        "kl_after": None,
+        "ratio_mean": s_before.exp().mean().item(),
+        "ratio_max": s_before.exp().max().item(),
+        "ess": (w.sum() ** 2 / (len(w) * (w**2).sum())).item(),
+        "clip_frac": None if upd["clips"][0] is None else float(np.mean(upd["clips"])),
+        "grad_norm": float(np.mean(upd["grad_norms"])),
+        "eta_fit": None,
+        "eta_pred": None,
+        "tokens": n_tok,
+    }
+    s_after = None
+    if logp_after is not None:
+        s_after = _seq_sum(logp_after - logp_mu, mask).double()  # (N,) log pi_{t+1} / mu
+        row["kl_after"] = (-s_after).mean().item()
+    if obj.family == "regression":
+        row.update(_eta_columns(cfg, obj.params["beta"], batch, logp_after, s_after))
+    return row
+
+
+def _eta_columns(cfg: RLConfig, beta: float, batch: Batch, logp_after, s_after) -> dict:
+    """``eta_pred`` (Lambert, from the signal) and, with ``logp_after``, ``eta_fit`` (from the realized log-ratios)."""
+    adv = batch.signal.double().view(cfg.prompts_per_step, cfg.group_size)
+    out = {"eta_pred": float(lambert_eta(adv, beta).mean())}
+    if logp_after is not None:
+        s_anchor = s_after if batch.logp_ref is None else _seq_sum(logp_after - batch.logp_ref, batch.roll.mask).double()
+        out["eta_fit"] = float(fitted_eta(s_anchor.view(cfg.prompts_per_step, cfg.group_size), adv, beta).mean())
+    return out
+
+
+def rl_step(cfg: RLConfig, obj: Objective, task: Task, state: RLState, stream=None) -> tuple[Batch, dict]:
+    """One RL step (the module docstring's 1 to 4) from ``state``, which it advances except for ``step``.
+
+    Returns the batch and its row of metrics.csv, without ``time_s`` and the evaluation.
+    """
+    t0 = time.perf_counter()
+    batch = sample_batch(cfg, obj, task, state, stream)
+    upd = update_policy(cfg, obj, state, batch)
+    logp_after = None
+    if (state.step + 1) % cfg.diag_every == 0 or state.step + 1 == cfg.steps:
+        with torch.no_grad():
+            logp_after = state.model.completion_logprobs(batch.roll, cfg.temperature)  # (N, Tc)
+    # 4. push the new weights; keep L + 1 snapshots
+    state.ring.append(snapshot(state.model))
+    if len(state.ring) > cfg.lag + 1:
+        state.ring.pop(0)
+    row = step_row(cfg, obj, state.step, batch, upd, logp_after)
+    row["tok_per_s"] = row["tokens"] * cfg.inner_steps / (time.perf_counter() - t0)
+    return batch, row
+
+
 # ----------------------------------------------------------------------------- the run
 
 
-SFT_FILES = tuple(f"sft/{n}" for n in RUN_FILES)
-"""The files of an RL run's SFT warm start (an SFT preset trains into ``out_dir/sft``)."""
 RESUME_IGNORES = {"progress", "out_dir", "tensorboard_dir", "steps", "ckpt_every"}
 """Fields of :class:`RLConfig` that may change on resume: they change neither the trajectory nor its record."""
+
+
+def _run_dir(cfg: RLConfig, resume: bool, overwrite: bool, stop_after) -> RunDir:
+    """:func:`check_run`'s checks; the run's folder."""
+    require_config(cfg, RLConfig, "train_rl", "RL_PRESETS")
+    run = RunDir(cfg.out_dir, cfg.tensorboard_dir, extra_files=SFT_FILES, extra_folders=("sft",))
+    run.check(resume=resume, overwrite=overwrite, stop_after=stop_after, device=cfg.device)
+    return run
 
 
 def check_run(cfg: RLConfig, *, resume=False, overwrite=False, stop_after=None) -> Path | None:
@@ -386,22 +600,27 @@ def check_run(cfg: RLConfig, *, resume=False, overwrite=False, stop_after=None) 
     CUDA requested but absent; ImportError (naming the extra) for a
     ``tensorboard_dir`` without TensorBoard installed.
     """
-    require_config(cfg, RLConfig, "train_rl", "RL_PRESETS")
-    if stop_after is not None and stop_after < 1:
-        raise UsageError(f"stop_after: must be >= 1, got {stop_after}")
-    out_dir = prepare_out_dir(
-        cfg.out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        tensorboard_dir=cfg.tensorboard_dir,
-        extra_files=SFT_FILES,
-        extra_folders=("sft",),
-    )
-    if cfg.tensorboard_dir is not None:
-        require_tensorboard()  # fail before any training
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device: {cfg.device} requested but CUDA is not available; pass --device cpu")
-    return out_dir
+    return _run_dir(cfg, resume, overwrite, stop_after).out_dir
+
+
+def _resume_checkpoint(run: RunDir, cfg: RLConfig) -> dict | None:
+    """The run's checkpoint to continue: same config outside ``RESUME_IGNORES``, no more steps done than ``cfg.steps``."""
+    ckpt = run.resume_checkpoint(cfg, "sims.llm.rl", RESUME_IGNORES)
+    if ckpt is not None and cfg.steps < ckpt["step"]:
+        raise UsageError(
+            f"steps: the run in {run.out_dir} has done {ckpt['step']} steps, more than {cfg.steps}; pass "
+            f"--steps {ckpt['step']} or more to continue it"
+        )
+    return ckpt
+
+
+def _evaluate(cfg: RLConfig, task: Task, state: RLState, row: dict) -> None:
+    """pass@k on the held-out problems (sampling seed ``seed + 1``) into ``row`` and ``state.final_eval``."""
+    state.model.eval()
+    state.final_eval = evaluate(state.model, task, n_samples=cfg.eval_samples, ks=cfg.eval_ks, temperature=1.0,
+                                seed=cfg.seed + 1)
+    state.model.train()
+    row.update({f"eval/{k}": v for k, v in state.final_eval.items()})
 
 
 def train_rl(
@@ -451,187 +670,47 @@ def train_rl(
         already done, a ``cfg.sft`` file that is not an SFT checkpoint, CUDA
         requested but absent.
     """
-    out_dir = check_run(cfg, resume=resume, overwrite=overwrite, stop_after=stop_after)
-    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
-    ckpt = read_resume_checkpoint(ckpt_path, RLConfig, "sims.llm.rl") if resume else None
-    if ckpt is not None:
-        check_resume_config(ckpt, cfg, RESUME_IGNORES, ckpt_path)
-        if cfg.steps < ckpt["step"]:
-            raise UsageError(
-                f"steps: the run in {out_dir} has done {ckpt['step']} steps, more than {cfg.steps}; pass "
-                f"--steps {ckpt['step']} or more to continue it"
-            )
+    run = _run_dir(cfg, resume, overwrite, stop_after)
+    ckpt = _resume_checkpoint(run, cfg) if resume else None
     if warm_start is None and cfg.sft not in SFT_PRESETS:
         warm_start = load_warm_start(cfg)  # a bad file is refused before anything is removed
     if overwrite:
-        clear_run(out_dir, cfg.tensorboard_dir, SFT_FILES, ("sft",))
+        run.clear()
     torch.set_num_threads(cfg.num_threads)
     obj = cfg.make_objective()
-    dev = torch.device(cfg.device)
-    sft_model, task = warm_start if warm_start is not None else load_warm_start(cfg, out_dir)
-    model = copy.deepcopy(sft_model).to(dev)
-    model.train()
-    behaviour = copy.deepcopy(model).requires_grad_(False).eval()
-    reference = copy.deepcopy(model).requires_grad_(False).eval() if "ref" in obj.needs else None
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)  # prompts (and, on the CPU, samples)
-    generators = {"rl": gen}
-    if dev.type != "cpu":  # sampling on the device draws from a generator there
-        generators["rl_sample"] = torch.Generator(dev).manual_seed(cfg.seed)
-    sample_gen = generators.get("rl_sample", gen)
-    ring = [snapshot(model)]  # oldest first; ring[-1] = the current weights
-    step, history, elapsed, final_eval = 0, [], 0.0, None
-
-    cfg_data = dataclasses.asdict(cfg)
-    if ckpt is not None:
-        restore_checkpoint(ckpt, model=model, optimizer=optimizer, generators=generators)
-        step, ring = ckpt["step"], ckpt["ring"]
-        history, elapsed, final_eval = list(ckpt["extra"]["history"]), ckpt["extra"]["elapsed_s"], ckpt["extra"]["final_eval"]
+    sft_model, task = warm_start if warm_start is not None else load_warm_start(cfg, run.out_dir)
+    state = RLState.start(cfg, obj, sft_model, ckpt)
     stream = task.stream(cfg.seed) if cfg.problems == "fresh" else None
-    if stream is not None and step:
-        stream.skip(step * cfg.prompts_per_step)  # the problems the resumed run has trained on
-    columns = _csv_columns(cfg)
-    if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
-        write_metrics(out_dir / "metrics.csv", columns, history)
-    tb = ScalarLog(cfg.tensorboard_dir, first_step=step + 1)
-
-    def checkpoint():
-        save_checkpoint(
-            ckpt_path,
-            step=step,
-            model=model,
-            optimizer=optimizer,
-            generators=generators,
-            ring=ring,
-            config=cfg_data,
-            extra={"history": history, "elapsed_s": elapsed, "final_eval": final_eval},
-        )
-
-    tok, B, G, tau = task.tokenizer, cfg.prompts_per_step, cfg.group_size, cfg.temperature
-    beta = obj.params["beta"] if obj.family == "regression" else None
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"rl {cfg.objective} L={cfg.lag}", disable=not cfg.progress, leave=False)
-    while step < cfg.steps:
+    if stream is not None and state.step:
+        stream.skip(state.step * cfg.prompts_per_step)  # the problems the resumed run has trained on
+    cfg_data = dataclasses.asdict(cfg)
+    run.open(_csv_columns(cfg), state.history, first_step=state.step + 1)
+    status = "done"
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=f"rl {cfg.objective} L={cfg.lag}", disable=not cfg.progress,
+               leave=False)
+    while state.step < cfg.steps:
         t0 = time.perf_counter()
-        # 1. sample with the lagged weights: mu = pi_{max(0, step - L)}
-        behaviour.load_state_dict(ring[0])
-        if stream is None:
-            idx = torch.randint(len(task.train), (B,), generator=gen).tolist()
-            problems = [task.train[i] for i in idx]
-        else:
-            problems = stream.take(B)
-        prompts = tok.encode_prompts([p.prompt for p in problems]).to(dev)  # (B, Tp)
-        roll = behaviour.sample(prompts, G, task.max_new_tokens, tau, sample_gen)  # N = B * G rows
-        mask, logp_mu = roll.mask, roll.logp  # (N, Tc)
-
-        # 2. rewards and the objective's signal
-        texts = tok.decode_batch(roll.tokens)
-        scored = {}  # (prompt, completion) -> score: a sharp policy repeats its completions
-        for j, t in enumerate(texts):
-            if (j // G, t) not in scored:
-                scored[j // G, t] = task.score(t, problems[j // G])
-        scores = torch.tensor([scored[j // G, t] for j, t in enumerate(texts)], dtype=torch.float64)
-        if cfg.reward == "correct":
-            scores = (scores == 1.0).double()
-        if cfg.format_weight > 0:
-            fmt = torch.tensor([task.format_score(t) for t in texts], dtype=torch.float64)
-            rewards = (1 - cfg.format_weight) * scores + cfg.format_weight * fmt
-        else:
-            rewards = scores
-        signal = obj.advantages(rewards.view(B, G)).reshape(-1).float().to(dev)  # (N,)
-        logp_ref = None
-        if reference is not None:
-            with torch.no_grad():
-                logp_ref = reference.completion_logprobs(roll, tau)  # (N, Tc)
-
-        # 3. k inner steps
-        logp_prox, losses, grad_norms, clips = None, [], [], []
-        for inner in range(cfg.inner_steps):
-            logp = model.completion_logprobs(roll, tau)  # (N, Tc)
-            if inner == 0:
-                logp_start = logp.detach()
-                if "prox" in obj.needs:
-                    logp_prox = logp_start
-            loss = obj.aggregate(
-                obj.loss(logp, logp_mu, signal, mask, logp_ref=logp_ref, logp_prox=logp_prox), mask
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-            optimizer.step()
-            losses.append(loss.item())
-            grad_norms.append(gn.item())
-            clips.append(clip_fraction(obj, logp, logp_mu, signal, mask, logp_prox))
-        diag = (step + 1) % cfg.diag_every == 0 or step + 1 == cfg.steps
-        if diag:
-            with torch.no_grad():
-                logp_after = model.completion_logprobs(roll, tau)  # (N, Tc)
-
-        # 4. push the new weights; keep L + 1 snapshots
-        ring.append(snapshot(model))
-        if len(ring) > cfg.lag + 1:
-            ring.pop(0)
-
-        # diagnostics
-        s_before = _seq_sum(logp_start - logp_mu, mask).double()  # (N,) log pi_t / mu
-        w = torch.exp(s_before - s_before.max())
-        n_tok = int(mask.sum())
-        row = {
-            "step": step + 1,
-            "loss": float(np.mean(losses)),
-            "reward": rewards.mean().item(),
-            "score": scores.mean().item(),
-            "pass_rate": (scores == 1.0).double().mean().item(),
-            "len": roll.lengths.double().mean().item(),
-            "entropy": (-_seq_sum(logp_start, mask).sum() / n_tok).item(),
-            "kl": (-s_before).mean().item(),
-            "kl_after": None,
-            "ratio_mean": s_before.exp().mean().item(),
-            "ratio_max": s_before.exp().max().item(),
-            "ess": (w.sum() ** 2 / (len(w) * (w**2).sum())).item(),
-            "clip_frac": None if clips[0] is None else float(np.mean(clips)),
-            "grad_norm": float(np.mean(grad_norms)),
-            "eta_fit": None,
-            "eta_pred": None,
-            "tokens": n_tok,
-        }
-        if diag:
-            s_after = _seq_sum(logp_after - logp_mu, mask).double()  # (N,) log pi_{t+1} / mu
-            row["kl_after"] = (-s_after).mean().item()
-        if beta is not None:
-            adv = signal.double().view(B, G)
-            row["eta_pred"] = float(lambert_eta(adv, beta).mean())
-            if diag:
-                s_anchor = s_after if logp_ref is None else _seq_sum(logp_after - logp_ref, mask).double()
-                row["eta_fit"] = float(fitted_eta(s_anchor.view(B, G), adv, beta).mean())
-        row["tok_per_s"] = n_tok * cfg.inner_steps / (time.perf_counter() - t0)
-        step += 1
-
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            model.eval()
-            final_eval = evaluate(model, task, n_samples=cfg.eval_samples, ks=cfg.eval_ks, temperature=1.0, seed=cfg.seed + 1)
-            model.train()
-            row.update({f"eval/{k}": v for k, v in final_eval.items()})
-            bar.set_postfix(reward=f"{row['reward']:.3f}", pass1=f"{final_eval['pass@1']:.3f}")
-        elapsed += time.perf_counter() - t0
-        row["time_s"] = elapsed
-        history.append(row)
-        tb.write(row)
+        batch, row = rl_step(cfg, obj, task, state, stream)
+        state.step += 1
+        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+            _evaluate(cfg, task, state, row)
+            bar.set_postfix(reward=f"{row['reward']:.3f}", pass1=f"{state.final_eval['pass@1']:.3f}")
+        state.record(row, time.perf_counter() - t0)
+        run.log(row)
         bar.update(1)
         if on_step is not None:
-            on_step(step - 1, roll, behaviour.state_dict(), model)
-        if out_dir is not None:
-            append_metrics(out_dir / "metrics.csv", columns, row)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                checkpoint()
-        if stop_after is not None and step >= stop_after and step < cfg.steps:
-            bar.close()
-            tb.close()
-            return RLResult(model, task, cfg, step, "interrupted", final_eval, history, elapsed)
+            on_step(state.step - 1, batch.roll, state.behaviour.state_dict(), state.model)
+        if state.step % cfg.ckpt_every == 0 or state.step == cfg.steps:
+            run.save_checkpoint(step=state.step, model=state.model, optimizer=state.optimizer,
+                                generators=state.generators, ring=state.ring, config=cfg_data, extra=state.extra())
+        if stop_after is not None and state.step >= stop_after and state.step < cfg.steps:
+            status = "interrupted"
+            break
     bar.close()
-    tb.close()
-    result = RLResult(model, task, cfg, step, "done", final_eval, history, elapsed)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary(result), indent=2))
+    run.close()
+    result = RLResult(state.model, task, cfg, state.step, status, state.final_eval, state.history, state.elapsed)
+    if status == "done":
+        run.write_summary(summary(result))
     return result
 
 
@@ -639,10 +718,6 @@ def summary(result: RLResult) -> dict:
     """Plain-data account of a run: its last evaluation and the mean of each metric over the last 10 steps."""
     tail = result.history[-10:]
     keys = [k for k in _csv_columns(result.config) if not k.startswith("eval/") and k != "step"]
-    means = {}
-    for k in keys:
-        vals = [r[k] for r in tail if r.get(k) is not None]
-        means[k] = float(np.mean(vals)) if vals else None
     return {
         "objective": result.config.objective,
         "lag": result.config.lag,
@@ -650,7 +725,7 @@ def summary(result: RLResult) -> dict:
         "status": result.status,
         "elapsed_s": result.elapsed_s,
         "final_eval": result.final_eval,
-        "last10": means,
+        "last10": {k: column_mean(tail, k) for k in keys},
         "config": dataclasses.asdict(result.config),
     }
 
@@ -701,13 +776,8 @@ def main(argv=None) -> dict:
     p.add_argument("--preset", choices=sorted(RL_PRESETS), default="default",
                    help="base config; the flags below change single fields (default: 'default'; choices: "
                    + ", ".join(sorted(RL_PRESETS)) + ")")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in OUT_DIR from its ckpt.pt (the config must match, except --steps, which "
-                   "may grow to extend a finished run; default: off)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="remove the run already in OUT_DIR (metrics.csv, ckpt.pt, summary.json, sft/, TensorBoard "
-                   "events) and start over (default: off; without it such a folder is refused)")
-    p.add_argument("--stop-after", type=int, default=None, help="end after this many steps, as a kill would (default: none)")
+    add_run_arguments(p, ", except --steps, which may grow to extend a finished run",
+                      "metrics.csv, ckpt.pt, summary.json, sft/, TensorBoard events")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import this module first (repeatable): a file of yours that registers objectives with "
                    "theory.objectives.register_objective, so that --objective can name them (default: none)")
@@ -718,12 +788,7 @@ def main(argv=None) -> dict:
         types={"objective_params": parse_objective_params},  # a mapping flag: name=value pairs or JSON
         choices={"objective": objective_names()},
     )
-    args = p.parse_args(argv)
-    fields = [f.name for f in dataclasses.fields(RLConfig)]
-    try:
-        cfg = dataclass_from_args(RLConfig, args, base)
-    except ValueError as e:
-        p.error(flag_message(e, fields))
+    args, cfg = config_from_args(p, argv, RLConfig, base)
     try:
         try:
             check_run(cfg, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after)

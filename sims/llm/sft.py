@@ -23,7 +23,9 @@ A folder that already holds another run's files is refused unless ``--resume``
 ``max_steps`` cannot change on resume: it is also the horizon of the cosine
 learning-rate decay, so a longer run is a new run, not an extension.
 With ``tensorboard_dir`` the same columns also go to TensorBoard as scalars
-(``sims.llm.tblog``; the optional extra ``tensorboard``).
+(``sims.llm.tblog``; the optional extra ``tensorboard``). The folder, the
+checkpoint and the logs are a :class:`sims.llm.rundir.RunDir`, shared with
+``sims.llm.rl``.
 
     python -m sims.llm.sft --preset smoke --out-dir runs/sft_smoke
     python -m sims.llm.sft --preset default --out-dir runs/sft_default --resume
@@ -31,9 +33,7 @@ With ``tensorboard_dir`` the same columns also go to TensorBoard as scalars
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import time
@@ -43,14 +43,24 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from theory.outputs import UsageError, atomic_write_text, cli_main, guard_outputs, remove_outputs, require_folder
+from theory.outputs import UsageError, cli_main
 
-from ._cli import Parser, add_dataclass_arguments, dataclass_from_args, flag_message, note, require_config, usage_error
-from .checkpoint import config_differences, read_checkpoint, restore_checkpoint, save_checkpoint
+from ._cli import Parser, add_dataclass_arguments, note, require_config, usage_error
+from .checkpoint import read_checkpoint, restore_checkpoint
 from .evaluate import evaluate
 from .model import GPT, GPTConfig, PRESETS as MODEL_PRESETS
+from .rundir import Progress, RunDir, add_run_arguments, config_from_args
+from .rundir import (  # defined here first, so still importable from here
+    OUTPUT_NAMES,
+    RUN_FILES,
+    append_metrics,
+    check_resume_config,
+    clear_run,
+    prepare_out_dir,
+    read_resume_checkpoint,
+    write_metrics,
+)
 from .tasks import SPECS, Task, make_task
-from .tblog import ScalarLog, require_tensorboard
 from .tokenizer import PAD, pad_right
 
 __all__ = [
@@ -63,6 +73,8 @@ __all__ = [
     "lr_at",
     "SFTData",
     "sft_loss",
+    "optimizer_step",
+    "sft_step",
     "RUN_FILES",
     "OUTPUT_NAMES",
     "write_metrics",
@@ -71,7 +83,9 @@ __all__ = [
     "clear_run",
     "read_resume_checkpoint",
     "check_resume_config",
+    "RESUME_IGNORES",
     "check_run",
+    "SFTProgress",
     "train_sft",
     "summary",
     "SFT_FIX",
@@ -313,6 +327,45 @@ def sft_loss(model: GPT, x, y, mask) -> torch.Tensor:
     return -logp.sum() / mask.sum()
 
 
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float):
+    """Back-propagate ``loss``, clip the global gradient norm at ``grad_clip`` (0: no clipping), take one step.
+
+    Returns the gradient norm before clipping (a 0-d tensor). The SFT, RL and
+    probe trainers all step through here.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else math.inf)
+    optimizer.step()
+    return norm
+
+
+def sft_step(model: GPT, optimizer, data: SFTData, generator: torch.Generator, step: int, cfg: SFTConfig) -> dict:
+    """Optimizer step ``step + 1`` (counting from 1) on a batch drawn with ``generator``, at ``lr_at(step)``.
+
+    Returns its row of metrics.csv so far: ``step``, ``loss``, ``lr``,
+    ``grad_norm``, ``tokens`` (non-pad input tokens), ``tok_per_s``.
+    """
+    t0 = time.perf_counter()
+    lr = lr_at(step, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    x, y, mask = (t.to(cfg.device) for t in data.batch(cfg.batch_size, generator))  # (B, T) each
+    model.train()
+    loss = sft_loss(model, x, y, mask)
+    grad_norm = optimizer_step(model, optimizer, loss, cfg.grad_clip)
+    dt = time.perf_counter() - t0
+    tokens = int((x != PAD).sum())
+    return {
+        "step": step + 1,
+        "loss": loss.item(),
+        "lr": lr,
+        "grad_norm": grad_norm.item(),
+        "tokens": tokens,
+        "tok_per_s": tokens / dt,
+    }
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -328,95 +381,19 @@ def _csv_columns(cfg: SFTConfig) -> list[str]:
     return ["step", "loss", "lr", "grad_norm", "tokens", "tok_per_s", "time_s"] + ev
 
 
-RUN_FILES = ("metrics.csv", "ckpt.pt", "summary.json")
-"""The files a run writes into its ``out_dir`` (RL adds its SFT warm start in ``sft/``)."""
-OUTPUT_NAMES = RUN_FILES + ("probe.json", "probe.csv", "trajectory.csv", "sweep.json", "results.csv", "summary.csv",
-                           "tables.md")
-"""Names of the files the ``sims.llm`` commands write. A grid's folder that holds one of them without the grid's
-own record (``probe.json``, ``sweep.json``) holds another command's results; other files (a README) are left alone."""
+RESUME_IGNORES = {"progress", "tensorboard_dir", "checkpoint_every"}
+"""Fields of :class:`SFTConfig` that may change on resume (threads and device stay: they change floating-point
+results)."""
+_RESUME_HINTS = {"max_steps": "it is the horizon of the cosine learning-rate decay, so the run cannot be extended "
+                              "along the same schedule; start a new run (another --out-dir, or --overwrite)"}
 
 
-def write_metrics(path: Path, columns: list[str], rows: list[dict]) -> None:
-    """``metrics.csv`` with ``rows``, atomically (a resumed run rewrites it from the checkpoint's rows)."""
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, columns)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
-def append_metrics(path: Path, columns: list[str], row: dict) -> None:
-    """One more row of ``metrics.csv`` (a kill may tear it; ``--resume`` rewrites the file from the checkpoint)."""
-    with open(path, "a", newline="") as f:
-        csv.DictWriter(f, columns).writerow(row)
-
-
-def prepare_out_dir(
-    out_dir, *, resume: bool, overwrite: bool, tensorboard_dir=None, extra_files=(), extra_folders=()
-) -> Path | None:
-    """Check a run's output folder before anything is trained or written.
-
-    Refuses (:class:`theory.outputs.UsageError`) a folder that is a file, ``resume``
-    without ``out_dir``, ``resume`` with ``overwrite``, a folder holding another
-    run's files (``RUN_FILES``, ``extra_files``) and a ``tensorboard_dir`` holding
-    event files, unless ``resume`` or ``overwrite``. Returns ``out_dir``
-    as a Path (or None). Nothing is removed here: see :func:`clear_run`.
-    """
-    from .tblog import event_files
-
-    out_dir = require_folder(out_dir, "out_dir")
-    require_folder(tensorboard_dir, "tensorboard_dir")
-    if resume and overwrite:
-        raise UsageError("resume, overwrite: pass one of them (--resume continues the run in --out-dir, --overwrite replaces it)")
-    if out_dir is None and resume:
-        raise UsageError("resume: needs --out-dir, the folder of the run to continue")
-    if out_dir is None and tensorboard_dir is None and overwrite:
-        raise UsageError("overwrite: needs --out-dir, the folder of the run to replace")
-    if out_dir is not None:
-        files = [out_dir / n for n in (*RUN_FILES, *extra_files)] + [out_dir / d for d in extra_folders]
-        guard_outputs(files, overwrite=overwrite, resume=resume, arg="out_dir")
-    # events of an earlier run would mix with this run's in TensorBoard
-    guard_outputs(event_files(tensorboard_dir), overwrite=overwrite, resume=resume if out_dir is not None else None,
-                  arg="tensorboard_dir")
-    return out_dir
-
-
-def clear_run(out_dir: Path | None, tensorboard_dir=None, extra_files=(), extra_folders=()) -> None:
-    """``--overwrite``: remove the earlier run's files (and its TensorBoard events), nothing else."""
-    from .tblog import event_files
-
-    if out_dir is not None:
-        remove_outputs([out_dir / n for n in (*RUN_FILES, *extra_files)], [out_dir / d for d in extra_folders])
-    remove_outputs(event_files(tensorboard_dir))
-
-
-def read_resume_checkpoint(path: Path, cls, command: str) -> dict | None:
-    """The run's ``ckpt.pt`` to continue (None when there is none yet), checked to be one of ``command``'s."""
-    if not path.exists():
-        return None
-    fix = "move it away to start afresh, or pass --overwrite to replace the run"
-    ckpt = read_checkpoint(path, arg="resume", fix=fix)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    saved = ckpt.get("config") or {}
-    if not saved or set(saved) - fields:
-        other = "sims.llm.rl" if "objective" in saved else "sims.llm.sft" if "task" in saved else "another command"
-        raise UsageError(
-            f"resume: {path} is a checkpoint of {other}, not of {command}; pass the folder of a {command} run "
-            "as --out-dir, or another folder"
-        )
-    return ckpt
-
-
-def check_resume_config(ckpt: dict, cfg, ignore: set, path: Path, hints: dict | None = None) -> None:
-    """UsageError naming the first field of ``cfg`` that differs from the checkpoint's config."""
-    now = dataclasses.asdict(cfg)
-    defaults = dataclasses.asdict(type(cfg)())
-    diff = config_differences(ckpt["config"], now, ignore=ignore, defaults=defaults)
-    if diff:
-        k = diff[0]
-        saved = ckpt["config"].get(k, defaults.get(k))
-        why = (hints or {}).get(k, "pass the run's setting, or --overwrite to start over")
-        raise UsageError(f"{k}: differs from the checkpoint's config ({saved!r} vs {now[k]!r}) in {path}; {why}")
+def _run_dir(cfg: SFTConfig, out_dir, resume: bool, overwrite: bool, stop_after) -> RunDir:
+    """:func:`check_run`'s checks; the run's folder."""
+    require_config(cfg, SFTConfig, "train_sft", "SFT_PRESETS")
+    run = RunDir(out_dir, cfg.tensorboard_dir)
+    run.check(resume=resume, overwrite=overwrite, stop_after=stop_after, device=cfg.device)
+    return run
 
 
 def check_run(cfg: SFTConfig, *, out_dir=None, resume=False, overwrite=False, stop_after=None) -> Path | None:
@@ -426,15 +403,37 @@ def check_run(cfg: SFTConfig, *, out_dir=None, resume=False, overwrite=False, st
     requested but absent; ImportError (naming the extra) for a ``tensorboard_dir``
     without TensorBoard installed.
     """
-    require_config(cfg, SFTConfig, "train_sft", "SFT_PRESETS")
-    if stop_after is not None and stop_after < 1:
-        raise UsageError(f"stop_after: must be >= 1, got {stop_after}")
-    out_dir = prepare_out_dir(out_dir, resume=resume, overwrite=overwrite, tensorboard_dir=cfg.tensorboard_dir)
-    if cfg.tensorboard_dir is not None:
-        require_tensorboard()  # fail before any training
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device: {cfg.device} requested but CUDA is not available; pass --device cpu")
-    return out_dir
+    return _run_dir(cfg, out_dir, resume, overwrite, stop_after).out_dir
+
+
+@dataclass
+class SFTProgress(Progress):
+    """Where an SFT run stands (:class:`sims.llm.rundir.Progress`) and why it stopped."""
+
+    status: str = "max_steps"
+    """max_steps while training; in_band or overshot once an evaluation stopped the run."""
+
+    def resume(self, ckpt: dict) -> None:
+        """:meth:`Progress.resume`, and the status the checkpoint records."""
+        super().resume(ckpt)
+        self.status = ckpt["extra"]["status"]
+
+    def extra(self) -> dict:
+        """The checkpoint's ``extra``: :meth:`Progress.extra` and ``status``."""
+        return {**super().extra(), "status": self.status}
+
+
+def _evaluate(model: GPT, task: Task, cfg: SFTConfig, progress: SFTProgress, row: dict) -> bool:
+    """Evaluate on the held-out problems into ``row`` and ``progress``; whether pass@1 reached the band."""
+    model.eval()
+    progress.final_eval = evaluate(
+        model, task, n_samples=cfg.eval_samples, ks=cfg.eval_ks, temperature=cfg.eval_temperature, seed=cfg.seed + 1
+    )
+    row.update({f"eval/{k}": v for k, v in progress.final_eval.items()})
+    band = _check_band(progress.final_eval["pass@1"], cfg)
+    if band is not None:
+        progress.status = band
+    return band is not None
 
 
 def train_sft(
@@ -478,105 +477,46 @@ def train_sft(
         files there, an unreadable or foreign checkpoint on ``resume``, a config
         that differs from the checkpoint's, CUDA requested but absent.
     """
-    out_dir = check_run(cfg, out_dir=out_dir, resume=resume, overwrite=overwrite, stop_after=stop_after)
-    ckpt_path = out_dir / "ckpt.pt" if out_dir is not None else None
-    ckpt = read_resume_checkpoint(ckpt_path, SFTConfig, "sims.llm.sft") if resume else None
-    if ckpt is not None:
-        # threads and device stay: they change floating-point results
-        hints = {"max_steps": "it is the horizon of the cosine learning-rate decay, so the run cannot be extended "
-                              "along the same schedule; start a new run (another --out-dir, or --overwrite)"}
-        check_resume_config(ckpt, cfg, {"progress", "tensorboard_dir", "checkpoint_every"}, ckpt_path, hints)
+    run = _run_dir(cfg, out_dir, resume, overwrite, stop_after)
+    ckpt = run.resume_checkpoint(cfg, "sims.llm.sft", RESUME_IGNORES, _RESUME_HINTS) if resume else None
     if overwrite:
-        clear_run(out_dir, cfg.tensorboard_dir)
+        run.clear()
     torch.set_num_threads(cfg.num_threads)
     task = build_task(cfg) if task is None else task
     gen = torch.Generator().manual_seed(cfg.seed)
     model = build_model(cfg, task, gen).to(cfg.device)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     data = SFTData(task)
-    step, history, elapsed, status, final_eval = 0, [], 0.0, "max_steps", None
-
-    cfg_data = dataclasses.asdict(cfg)
+    p = SFTProgress()
     if ckpt is not None:
         restore_checkpoint(ckpt, model=model, optimizer=optimizer, generators={"train": gen})
-        step, history = ckpt["step"], list(ckpt["extra"]["history"])
-        elapsed, status, final_eval = ckpt["extra"]["elapsed_s"], ckpt["extra"]["status"], ckpt["extra"]["final_eval"]
-    columns = _csv_columns(cfg)
-    if out_dir is not None:  # rewrite: rows after the checkpoint (a killed run's tail) are dropped
-        write_metrics(out_dir / "metrics.csv", columns, history)
-    tb = ScalarLog(cfg.tensorboard_dir, first_step=step + 1)
-
-    def checkpoint():
-        extra = {"history": history, "elapsed_s": elapsed, "status": status, "final_eval": final_eval}
-        save_checkpoint(
-            ckpt_path,
-            step=step,
-            model=model,
-            optimizer=optimizer,
-            generators={"train": gen},
-            config=cfg_data,
-            extra=extra,
-        )
-
-    done = status != "max_steps"  # a resumed run that had already stopped
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"sft {cfg.task}", disable=not cfg.progress, leave=False)
-    while not done and step < cfg.max_steps:
+        p.resume(ckpt)
+    cfg_data = dataclasses.asdict(cfg)
+    run.open(_csv_columns(cfg), p.history, first_step=p.step + 1)
+    done, interrupted = p.status != "max_steps", False  # done: a resumed run that had already stopped
+    bar = tqdm(total=cfg.max_steps, initial=p.step, desc=f"sft {cfg.task}", disable=not cfg.progress, leave=False)
+    while not done and p.step < cfg.max_steps:
         t0 = time.perf_counter()
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y, mask = (t.to(cfg.device) for t in data.batch(cfg.batch_size, gen))  # (B, T) each
-        model.train()
-        loss = sft_loss(model, x, y, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-        optimizer.step()
-        step += 1
-        dt = time.perf_counter() - t0
-        tokens = int((x != PAD).sum())
-        row = {
-            "step": step,
-            "loss": loss.item(),
-            "lr": lr,
-            "grad_norm": grad_norm.item(),
-            "tokens": tokens,
-            "tok_per_s": tokens / dt,
-        }
-
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            model.eval()
-            final_eval = evaluate(
-                model,
-                task,
-                n_samples=cfg.eval_samples,
-                ks=cfg.eval_ks,
-                temperature=cfg.eval_temperature,
-                seed=cfg.seed + 1,
-            )
-            row.update({f"eval/{k}": v for k, v in final_eval.items()})
-            band = _check_band(final_eval["pass@1"], cfg)
-            if band is not None:
-                status, done = band, True
-            bar.set_postfix(loss=f"{row['loss']:.3f}", pass1=f"{final_eval['pass@1']:.3f}")
-        elapsed += time.perf_counter() - t0
-        row["time_s"] = elapsed
-        history.append(row)
-        tb.write(row)
+        row = sft_step(model, optimizer, data, gen, p.step, cfg)
+        p.step += 1
+        if p.step % cfg.eval_every == 0 or p.step == cfg.max_steps:
+            done = _evaluate(model, task, cfg, p, row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", pass1=f"{p.final_eval['pass@1']:.3f}")
+        p.record(row, time.perf_counter() - t0)
+        run.log(row)
         bar.update(1)
-        if out_dir is not None:
-            append_metrics(out_dir / "metrics.csv", columns, row)
-            if done or step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                checkpoint()
-        if not done and stop_after is not None and step >= stop_after and step < cfg.max_steps:
-            bar.close()
-            tb.close()
-            return SFTResult(model, task, cfg, step, "interrupted", final_eval, history, elapsed)
+        if done or p.step % cfg.checkpoint_every == 0 or p.step == cfg.max_steps:
+            run.save_checkpoint(step=p.step, model=model, optimizer=optimizer, generators={"train": gen},
+                                config=cfg_data, extra=p.extra())
+        if not done and stop_after is not None and p.step >= stop_after and p.step < cfg.max_steps:
+            interrupted = True
+            break
     bar.close()
-    tb.close()
-    result = SFTResult(model, task, cfg, step, status, final_eval, history, elapsed)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "summary.json", json.dumps(summary(result), indent=2))
+    run.close()
+    status = "interrupted" if interrupted else p.status
+    result = SFTResult(model, task, cfg, p.step, status, p.final_eval, p.history, p.elapsed)
+    if not interrupted:
+        run.write_summary(summary(result))
     return result
 
 
@@ -675,21 +615,11 @@ def main(argv=None) -> dict:
                    + ", ".join(sorted(SFT_PRESETS)) + ")")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="write metrics.csv, ckpt.pt, summary.json here (default: none; nothing is saved)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in OUT_DIR from its ckpt.pt (the config must match, --max-steps included: it "
-                   "is the horizon of the learning-rate decay; default: off)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="remove the run already in OUT_DIR (its metrics.csv, ckpt.pt, summary.json, TensorBoard "
-                   "events) and start over (default: off; without it such a folder is refused)")
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="end after this many steps, as a kill would (default: none)")
+    add_run_arguments(p, ", --max-steps included: it is the horizon of the learning-rate decay",
+                      "its metrics.csv, ckpt.pt, summary.json, TensorBoard events")
     add_dataclass_arguments(p, SFTConfig, base,
                             choices={"task": sorted(SPECS), "model": sorted(MODEL_PRESETS)})
-    args = p.parse_args(argv)
-    try:
-        cfg = dataclass_from_args(SFTConfig, args, base)
-    except ValueError as e:
-        p.error(flag_message(e, [f.name for f in dataclasses.fields(SFTConfig)]))
+    args, cfg = config_from_args(p, argv, SFTConfig, base)
     run = dict(out_dir=args.out_dir, resume=args.resume, overwrite=args.overwrite, stop_after=args.stop_after)
     try:
         try:

