@@ -5,6 +5,10 @@
 * :mod:`sims.llm.model` — :class:`GPT`, :class:`GPTConfig`, :class:`Rollout` (sampling with a KV cache);
 * :mod:`sims.llm.sft` — :class:`SFTConfig`, :func:`train_sft` (``python -m sims.llm.sft``);
 * :mod:`sims.llm.evaluate` — :func:`pass_at_k`, :func:`evaluate`;
+* :mod:`sims.llm.rl` — :class:`RLConfig`, :func:`train_rl` (``python -m sims.llm.rl``), the RL loop under lag;
+* :mod:`sims.llm.rundir` — :class:`RunDir`, the run folder both trainers share (metrics CSV, TensorBoard,
+  atomic checkpoint, resume check);
+* :mod:`sims.llm.lag_study`, :mod:`sims.llm.confirm`, :mod:`sims.llm.probe` — the experiments;
 * :mod:`sims.llm.checkpoint` — :func:`save_checkpoint`, :func:`load_checkpoint`.
 
 Every logged metric is defined in docs/llm_metrics.md.
