@@ -75,6 +75,7 @@ def induced_targets(bandit: str = BANDIT, beta: float = BETA) -> dict:
     return {"bandit": bandit, "beta": beta, "mu": b.mu, "r": b.r, "cases": cases}
 
 
+@_style.panel_doc
 def plot_tilt(curves: dict, *, legend: bool = True, ax=None):
     r"""Draw :math:`\log u` against the scaled advantage :math:`a` for each :math:`\eta`, beside the Gibbs tilt.
 
@@ -86,13 +87,7 @@ def plot_tilt(curves: dict, *, legend: bool = True, ax=None):
         branch dashed, the branch point a dot).
     legend : bool
         Whether to draw the legend of the eta values.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
     a = curves["a"]
@@ -114,6 +109,7 @@ def plot_tilt(curves: dict, *, legend: bool = True, ax=None):
     return ax
 
 
+@_style.panel_doc
 def plot_induced_targets(targets: dict, *, ax=None):
     """Draw the behaviour policy and the induced targets of each case as grouped bars, one group per arm.
 
@@ -123,13 +119,7 @@ def plot_induced_targets(targets: dict, *, ax=None):
         The output of :func:`induced_targets`: ``mu`` and ``r`` (K,), ``beta``,
         ``bandit`` and the ``cases`` (each with ``pi`` (K,), ``eta``,
         ``label`` and ``regime``, which sets its colour).
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
     mu, r = targets["mu"], targets["r"]
@@ -148,9 +138,8 @@ def plot_induced_targets(targets: dict, *, ax=None):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     a = np.linspace(-4.0, 6.0, 200 if smoke else 1200)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.0, 3.6), width_ratios=[1.15, 1])
+    fig, (ax, bx) = _style.subplots(1, 2, figsize=(9.0, 3.6), width_ratios=[1.15, 1])
     plot_tilt(tilt_curves(a), ax=ax)
     plot_induced_targets(induced_targets(), ax=bx)
     return _style.save(fig, out, "fig01_lambert_tilt", overwrite=overwrite)

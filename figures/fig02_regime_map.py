@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm, SymLogNorm
 
@@ -104,6 +103,15 @@ def _map(ax, data, Z, norm, cmap, title, ylabel):
     return ax
 
 
+#: the last parameters and the Returns section of both maps, filled into their docstrings (``_style.shared_doc``)
+_doc = _style.shared_doc(ylabel_ax="\n".join([
+    "ylabel : bool\n    Whether to label the temperature axis (off where a panel to the left shares it).",
+    "ax : matplotlib.axes.Axes, optional\n"
+    "    Axes to draw on; a new one-panel figure when None. A colorbar is added beside it.",
+    "", "Returns\n-------\nmatplotlib.axes.Axes\n    The axes drawn on."]))
+
+
+@_doc
 def plot_eta_map(data: dict, *, ylabel: bool = True, ax=None):
     r"""Draw :math:`\eta` over (baseline offset, temperature) on a symmetric log colour scale.
 
@@ -112,15 +120,7 @@ def plot_eta_map(data: dict, *, ylabel: bool = True, ax=None):
     data : dict
         The output of :func:`compute`: offsets ``x`` (nx,), temperatures
         ``beta`` (nb,), ``eta`` and ``w1`` (nb, nx), the baselines' ``curves``.
-    ylabel : bool
-        Whether to label the temperature axis (off where a panel to the left shares it).
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None. A colorbar is added beside it.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ylabel_ax}
     """
     ax = _style.panel_axes(ax)
     lim = np.abs(data["eta"]).max()
@@ -131,6 +131,7 @@ def plot_eta_map(data: dict, *, ylabel: bool = True, ax=None):
     return ax
 
 
+@_doc
 def plot_pessimism_map(data: dict, *, ylabel: bool = True, ax=None):
     r"""Draw the pessimism ratio :math:`\beta_{\rm eff}/\beta` (equal KL) over (baseline offset, temperature).
 
@@ -140,15 +141,7 @@ def plot_pessimism_map(data: dict, *, ylabel: bool = True, ax=None):
         The output of :func:`compute`: offsets ``x`` (nx,), temperatures
         ``beta`` (nb,), ``ratio`` and ``w1`` (nb, nx), the baselines' ``curves``.
         The ratio is drawn on a log scale clipped to [1e-2, 1e4]; NaN (greedy target) stays grey.
-    ylabel : bool
-        Whether to label the temperature axis (off where a panel to the left shares it).
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None. A colorbar is added beside it.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ylabel_ax}
     """
     ax = _style.panel_axes(ax)
     return _map(ax, data, np.clip(data["ratio"], 1e-2, 1e4), LogNorm(1e-2, 1e4), "viridis",
@@ -157,10 +150,9 @@ def plot_pessimism_map(data: dict, *, ylabel: bool = True, ax=None):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     nx, nb = (40, 24) if smoke else (160, 90)
     data = compute(nx, nb)
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.6), sharey=True)
+    fig, axes = _style.subplots(1, 2, figsize=(10.0, 4.6), sharey=True)
     plot_eta_map(data, ax=axes[0])
     plot_pessimism_map(data, ylabel=False, ax=axes[1])
     handles, labels = axes[0].get_legend_handles_labels()

@@ -76,6 +76,7 @@ def compute(bandit: str = BANDIT, objectives=None) -> dict:
     return {"bandit": bandit, "mu": b.mu, "r": b.r, "panels": panels}
 
 
+@_style.panel_doc
 def plot_zoo_target(panel: dict, mu, r, *, label_axes: bool = True, ax=None):
     """Draw one objective's induced target as bars over the arms, beside the behaviour policy and its nominal target.
 
@@ -90,13 +91,7 @@ def plot_zoo_target(panel: dict, mu, r, *, label_axes: bool = True, ax=None):
     label_axes : bool
         Whether to label the arms by their reward and name both axes (off in a
         grid of panels, which labels only its outer edge).
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
     e, nom = panel["target"], panel["nominal"]
@@ -143,12 +138,11 @@ def _legend(fig):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     data = compute(BANDIT)
     mu, r = data["mu"], data["r"]
     n = len(data["panels"])
     nrows = -(-n // NCOLS)
-    fig, axes = plt.subplots(nrows, NCOLS, figsize=(2.2 * NCOLS, 1.95 * nrows + 0.9), sharex=True, sharey=True)
+    fig, axes = _style.subplots(nrows, NCOLS, figsize=(2.2 * NCOLS, 1.95 * nrows + 0.9), sharex=True, sharey=True)
     axes = np.atleast_2d(axes)
     for ax, panel in zip(axes.flat, data["panels"]):
         plot_zoo_target(panel, mu, r, label_axes=False, ax=ax)

@@ -34,6 +34,12 @@ def load(smoke: bool = False, results_dir: Path | None = None) -> dict:
     return arrays
 
 
+def _lag_colors(n: int):
+    """One viridis colour per lag, (n, 4): dark (lag 0) to yellow."""
+    return plt.cm.viridis(np.linspace(0.0, 0.9, n))
+
+
+@_style.panel_doc
 def plot_lag_curves(step, values, lags, *, colors=None, ylabel: str | None = None, xlabel: bool = True, ax=None):
     """Draw one metric against the training step, one line per lag: the mean over seeds and a band of 2 s.e.
 
@@ -51,16 +57,10 @@ def plot_lag_curves(step, values, lags, *, colors=None, ylabel: str | None = Non
         Label of the y axis (none by default).
     xlabel : bool
         Whether to label the x axis ``step``.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(lags))) if colors is None else colors
+    colors = _lag_colors(len(lags)) if colors is None else colors
     for k, lag in enumerate(lags):
         v = values[k]  # (step, seed)
         m = np.nanmean(v, -1)
@@ -76,14 +76,13 @@ def plot_lag_curves(step, values, lags, *, colors=None, ylabel: str | None = Non
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     arrays = load(smoke, results_dir)
     objectives = [str(o) for o in arrays["objective"]]
     lags = arrays["lag"]
     g = len(arrays["group_size"]) - 1
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(lags)))
-    fig, axes = plt.subplots(len(ROWS), len(objectives), figsize=(2.6 * len(objectives), 7.2), sharex=True,
-                             squeeze=False)
+    colors = _lag_colors(len(lags))
+    fig, axes = _style.subplots(len(ROWS), len(objectives), figsize=(2.6 * len(objectives), 7.2), sharex=True,
+                                squeeze=False)
     for j, obj in enumerate(objectives):
         for i, (key, label) in enumerate(ROWS):
             plot_lag_curves(arrays["step"], arrays[key][j, g], lags, colors=colors, ylabel=label if j == 0 else None,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import TwoSlopeNorm
@@ -45,6 +44,7 @@ def radius_norm(radius_transverse) -> TwoSlopeNorm:
     return TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=max(2.0, float(np.nanmax(np.minimum(radius_transverse, CLIP)))))
 
 
+@_style.panel_doc
 def plot_stability(lags, lrs, radius, radius_transverse, *, title: str | None = None, norm=None,
                    label_y: bool = True, colorbar: bool = True, ax=None):
     """Draw one objective's spectral radius without the neutral root over (step size, lag) as a heat map.
@@ -65,13 +65,7 @@ def plot_stability(lags, lrs, radius, radius_transverse, *, title: str | None = 
         Whether to label the lags on the y axis (off where a panel to the left shares it).
     colorbar : bool
         Whether to add a colorbar beside the axes (off where one colorbar serves several panels).
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
     norm = radius_norm(radius_transverse) if norm is None else norm
@@ -105,12 +99,11 @@ def _lag_ticks(ax, lags):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     arrays = load(smoke, results_dir)
     objectives = [str(o) for o in arrays["objective"]]
     lags, lrs, rad = arrays["lag"], arrays["lr"], arrays["radius_transverse"]
     n = len(objectives)
-    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.6), sharey=True, squeeze=False)
+    fig, axes = _style.subplots(1, n, figsize=(2.6 * n, 3.6), sharey=True, squeeze=False)
     norm = radius_norm(rad)
     for j, obj in enumerate(objectives):
         plot_stability(lags, lrs, arrays["radius"][j], rad[j], title=obj, norm=norm, label_y=False, colorbar=False,

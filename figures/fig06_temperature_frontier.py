@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 import theory as T
@@ -129,6 +128,7 @@ def _published(ax, res, xf):
                     arrowprops=dict(arrowstyle="->", color="0.55", lw=0.8, ls=(0, (2, 2)), shrinkA=4, shrinkB=6))
 
 
+@_style.panel_doc
 def plot_frontier(res: dict, x: str = "kl", *, ax=None):
     r"""Draw expected reward against KL to the behaviour policy (or against entropy) for every family of targets.
 
@@ -141,13 +141,7 @@ def plot_frontier(res: dict, x: str = "kl", *, ax=None):
         ``"A*-PO"`` and ``"OAPL"`` single points.
     x : {"kl", "H"}
         The x axis: :math:`\mathrm{KL}(\pi\|\mu)` (from 0) or the entropy :math:`H(\pi)`.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
     _gibbs_and_mean(ax, res, x)
@@ -169,6 +163,7 @@ def plot_frontier(res: dict, x: str = "kl", *, ax=None):
     return ax
 
 
+@_style.panel_doc
 def plot_shift_eta(res: dict, *, ax=None):
     r"""Draw :math:`\eta` of the beta-shifted-mean targets against the shift :math:`\delta`, above :math:`\eta=\delta`.
 
@@ -178,13 +173,7 @@ def plot_shift_eta(res: dict, *, ax=None):
         The output of :func:`compute`; reads the curves ``("shift", beta)``
         for the temperatures of :data:`SHIFT_COLORS` (arrays ``delta`` and
         ``eta`` of equal length), squares at :math:`\delta = 1`.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
     ax = _style.panel_axes(ax)
     for beta, c in SHIFT_COLORS.items():
@@ -201,9 +190,8 @@ def plot_shift_eta(res: dict, *, ax=None):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     res = compute(SMOKE if smoke else FULL)
-    fig, axes = plt.subplots(1, 3, figsize=(13.0, 4.5), width_ratios=[1.1, 1.1, 0.8])
+    fig, axes = _style.subplots(1, 3, figsize=(13.0, 4.5), width_ratios=[1.1, 1.1, 0.8])
     plot_frontier(res, "kl", ax=axes[0])
     plot_frontier(res, "H", ax=axes[1])
     plot_shift_eta(res, ax=axes[2])

@@ -168,43 +168,63 @@ def compute(cfg: Config) -> dict:
     return out
 
 
+#: the parameters and Returns section of every panel, filled into their docstrings (``_style.shared_doc``)
+_doc = _style.shared_doc(params="\n".join([
+    "Parameters", "----------",
+    "res : dict\n    The output of :func:`compute`, keyed by (bandit, beta); each entry\n"
+    "    holds arrays over the group sizes ``G`` (nG,).",
+    "bandit : str\n    The bandit whose curves are drawn, one colour per temperature.",
+    "colors : dict, optional\n    Colour of each beta; viridis over the temperatures by default.",
+    _style.DOCS["ax"]]))
+
+
+def _beta_colors(betas) -> dict:
+    """One viridis colour per temperature, dark (smallest beta) to green."""
+    return dict(zip(betas, plt.cm.viridis(np.linspace(0.05, 0.85, len(betas)))))
+
+
 def _curves(res, bandit, colors):
     """(beta, its entry of ``res``, its colour) for every temperature of ``bandit``, in the order computed."""
     betas = [beta for b, beta in res if b == bandit]
     if colors is None:
-        colors = dict(zip(betas, plt.cm.viridis(np.linspace(0.05, 0.85, len(betas)))))
+        colors = _beta_colors(betas)
     return [(beta, res[(bandit, beta)], colors[beta]) for beta in betas]
+
+
+def _plain_ticks(axis, ticks):
+    """Ticks of a log ``axis`` (``ax.xaxis`` or ``ax.yaxis``) at ``ticks`` only, labelled as plain numbers."""
+    axis.set_ticks(ticks, labels=None)
+    axis.set_major_formatter(plt.ScalarFormatter())
+    axis.set_minor_formatter(plt.NullFormatter())
 
 
 def _group_axis(ax, G):
     """Group sizes on a log axis with plain numbers at a few powers of 2."""
-    ax.set_xticks([1, 4, 16, 64, 256] if max(G) > 64 else [1, 2, 4, 8, 16, 32], labels=None)
-    ax.xaxis.set_major_formatter(plt.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    _plain_ticks(ax.xaxis, [1, 4, 16, 64, 256] if max(G) > 64 else [1, 2, 4, 8, 16, 32])
 
 
+def _baselines(ax, res, bandit, colors, key):
+    """Draw ``key`` (``eta`` or ``ratio``) against G per beta for both baselines; return the group sizes.
+
+    Dashed: the baseline independent of the sample; solid with dots: the
+    sample's own group (from G = 2).
+    """
+    for _, d, c in _curves(res, bandit, colors):
+        G = d["G"]
+        g2 = G >= 2
+        ax.plot(G, d[f"{key}_indep"], "--", color=c, lw=1.4)
+        ax.plot(G[g2], d[f"{key}_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
+    return G
+
+
+@_doc
 def plot_group_bias(res: dict, bandit: str, *, colors=None, ax=None):
     r"""Draw the soft-value bias :math:`(V^*_\beta - E[\hat V_G])/\beta` against G, one colour per beta.
 
     Lines: exact (where enumerated); markers: Monte Carlo with 2 s.e. (hollow
     where within 2 s.e. of zero); dotted: the large-G asymptote. Log-log.
 
-    Parameters
-    ----------
-    res : dict
-        The output of :func:`compute`, keyed by (bandit, beta); each entry
-        holds arrays over the group sizes ``G`` (nG,).
-    bandit : str
-        The bandit whose curves are drawn, one colour per temperature.
-    colors : dict, optional
-        Colour of each beta; viridis over the temperatures by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     ax = _style.panel_axes(ax)
     for _, d, c in _curves(res, bandit, colors):
@@ -222,35 +242,17 @@ def plot_group_bias(res: dict, bandit: str, *, colors=None, ax=None):
     return ax
 
 
+@_doc
 def plot_group_eta(res: dict, bandit: str, *, colors=None, ax=None):
     r"""Draw :math:`\eta` of the regression's target against G, one colour per beta (symlog).
 
     Dashed: a baseline independent of the sample; solid with dots: the
     sample's own group (from G = 2).
 
-    Parameters
-    ----------
-    res : dict
-        The output of :func:`compute`, keyed by (bandit, beta); each entry
-        holds arrays over the group sizes ``G`` (nG,).
-    bandit : str
-        The bandit whose curves are drawn, one colour per temperature.
-    colors : dict, optional
-        Colour of each beta; viridis over the temperatures by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     ax = _style.panel_axes(ax)
-    for _, d, c in _curves(res, bandit, colors):
-        G = d["G"]
-        g2 = G >= 2
-        ax.plot(G, d["eta_indep"], "--", color=c, lw=1.4)
-        ax.plot(G[g2], d["eta_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
+    G = _baselines(ax, res, bandit, colors, "eta")
     ax.axhline(0.0, color="0.4", lw=0.8)
     ax.set_yscale("symlog", linthresh=1e-2, linscale=0.6)
     ax.set(xscale="log", xlabel="group size $G$", ylabel=r"$\eta$ of the target (symlog)",
@@ -259,41 +261,21 @@ def plot_group_eta(res: dict, bandit: str, *, colors=None, ax=None):
     return ax
 
 
+@_doc
 def plot_group_pessimism(res: dict, bandit: str, *, colors=None, ax=None):
     r"""Draw the pessimism ratio :math:`\beta_{\rm eff}/\beta` (equal KL) of the regression's target against G.
 
     Dashed: a baseline independent of the sample; solid with dots: the
     sample's own group (from G = 2); dotted: 1, the Gibbs target. Log-log.
 
-    Parameters
-    ----------
-    res : dict
-        The output of :func:`compute`, keyed by (bandit, beta); each entry
-        holds arrays over the group sizes ``G`` (nG,).
-    bandit : str
-        The bandit whose curves are drawn, one colour per temperature.
-    colors : dict, optional
-        Colour of each beta; viridis over the temperatures by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     ax = _style.panel_axes(ax)
-    for _, d, c in _curves(res, bandit, colors):
-        G = d["G"]
-        g2 = G >= 2
-        ax.plot(G, d["ratio_indep"], "--", color=c, lw=1.4)
-        ax.plot(G[g2], d["ratio_group"][g2], "-", color=c, lw=1.8, marker=".", ms=4)
+    G = _baselines(ax, res, bandit, colors, "ratio")
     ax.axhline(1.0, color="0.4", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", xlabel="group size $G$", ylabel=r"$\beta_{\rm eff}/\beta$ (equal KL)",
            title=f"implied pessimism, '{bandit}'")
-    ax.set_yticks([1, 1.5, 2, 3, 4, 5])
-    ax.yaxis.set_major_formatter(plt.ScalarFormatter())
-    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+    _plain_ticks(ax.yaxis, [1, 1.5, 2, 3, 4, 5])
     _group_axis(ax, G)
     return ax
 
@@ -316,11 +298,10 @@ def _legend(fig, colors, cfg):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     cfg = SMOKE if smoke else FULL
     res = compute(cfg)
-    colors = dict(zip(cfg.betas, plt.cm.viridis(np.linspace(0.05, 0.85, len(cfg.betas)))))
-    fig, axes = plt.subplots(len(cfg.bandits), 3, figsize=(12.5, 3.5 * len(cfg.bandits) + 0.6), squeeze=False)
+    colors = _beta_colors(cfg.betas)
+    fig, axes = _style.subplots(len(cfg.bandits), 3, figsize=(12.5, 3.5 * len(cfg.bandits) + 0.6), squeeze=False)
     for (ax, bx, cx), bname in zip(axes, cfg.bandits):
         plot_group_bias(res, bname, colors=colors, ax=ax)
         plot_group_eta(res, bname, colors=colors, ax=bx)

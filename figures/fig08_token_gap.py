@@ -65,81 +65,75 @@ def compute(smoke: bool, seed: int = 0) -> dict:
     return out
 
 
-def _colors(res, colors):
-    return plt.cm.plasma(np.linspace(0.1, 0.8, len(res["vocab"]))) if colors is None else colors
+#: the parameters the panels share, filled into their docstrings (``_style.shared_doc``); ``params`` opens
+#: the Parameters section with ``res``, ``colors`` holds ``colors``, ``ylabel`` and ``xlabel``
+_doc = _style.shared_doc(
+    params="Parameters\n----------\nres : dict\n    The output of :func:`compute`: arrays over (map, V, T) and the\n"
+           "    coordinates ``map`` (names), ``vocab`` (nV,) and ``depth`` (nT,).",
+    colors="colors : sequence, optional\n    One colour per vocabulary size; plasma by default.\n"
+           "ylabel, xlabel : bool\n    Whether to label the axes (off inside a grid that labels only its outer edge).",
+)
 
 
+def _vocab_colors(n: int):
+    """One plasma colour per vocabulary size, (n, 4)."""
+    return plt.cm.plasma(np.linspace(0.1, 0.8, n))
+
+
+def _start(res, target_map, colors, ax):
+    """``(ax, i, colors)``: the panel's axes, the index of ``target_map`` in ``res["map"]`` and its colours."""
+    colors = _vocab_colors(len(res["vocab"])) if colors is None else colors
+    return _style.panel_axes(ax), res["map"].index(target_map), colors
+
+
+def _label(ax, text: str, ylabel: bool, xlabel: bool):
+    """Label the y axis ``text`` (or nothing) and, with ``xlabel``, the x axis with the depth."""
+    ax.set_ylabel(text if ylabel else "")
+    if xlabel:
+        ax.set_xlabel("depth T (tokens)")
+
+
+@_doc
 def plot_token_kl(res: dict, target_map: str, *, colors=None, ylabel: bool = True, xlabel: bool = True,
                   legend: bool = True, ax=None):
     """Draw KL(token-level target || sequence-level target) against depth T, one line per vocabulary size V.
 
-    Parameters
-    ----------
-    res : dict
-        The output of :func:`compute`: arrays over (map, V, T) and the
-        coordinates ``map`` (names), ``vocab`` (nV,) and ``depth`` (nT,).
+    {params}
     target_map : str
         Which per-state target map to draw, one of ``res["map"]``; also the title.
-    colors : sequence, optional
-        One colour per vocabulary size; plasma by default.
-    ylabel, xlabel : bool
-        Whether to label the axes (off inside a grid that labels only its outer edge).
+    {colors}
     legend : bool
         Whether to draw the legend of the vocabulary sizes.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    i, colors = res["map"].index(target_map), _colors(res, colors)
+    ax, i, colors = _start(res, target_map, colors, ax)
     for j, V in enumerate(res["vocab"]):
         ax.plot(res["depth"], res["kl_tok_seq"][i, j], "o-", color=colors[j], label=f"V = {V}")
     ax.set_title(target_map)
-    ax.set_ylabel(r"KL(token-level $\|$ sequence-level) [nats]" if ylabel else "")
-    if xlabel:
-        ax.set_xlabel("depth T (tokens)")
+    _label(ax, r"KL(token-level $\|$ sequence-level) [nats]", ylabel, xlabel)
     if legend:
         ax.legend(frameon=False)
     return ax
 
 
+@_doc
 def plot_token_reward(res: dict, target_map: str, *, colors=None, ylabel: bool = True, xlabel: bool = True,
                       legend: bool = True, ax=None):
     """Draw the expected reward of the sequence-level (solid) and token-level (dashed) targets against depth T.
 
-    Parameters
-    ----------
-    res : dict
-        The output of :func:`compute`: arrays over (map, V, T) and the
-        coordinates ``map`` (names), ``vocab`` (nV,) and ``depth`` (nT,).
+    {params}
     target_map : str
         Which per-state target map to draw, one of ``res["map"]``.
-    colors : sequence, optional
-        One colour per vocabulary size; plasma by default.
-    ylabel, xlabel : bool
-        Whether to label the axes (off inside a grid that labels only its outer edge).
+    {colors}
     legend : bool
         Whether to draw the legend of the two line styles.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    i, colors = res["map"].index(target_map), _colors(res, colors)
+    ax, i, colors = _start(res, target_map, colors, ax)
     for j, V in enumerate(res["vocab"]):
         ax.plot(res["depth"], res["reward_seq"][i, j], "o-", color=colors[j])
         ax.plot(res["depth"], res["reward_tok"][i, j], "s--", color=colors[j], mfc="white")
-    if xlabel:
-        ax.set_xlabel("depth T (tokens)")
-    ax.set_ylabel(r"$E[r]$ of the target" if ylabel else "")
+    _label(ax, r"$E[r]$ of the target", ylabel, xlabel)
     if legend:
         ax.plot([], [], "ko-", label="sequence level")
         ax.plot([], [], "ks--", mfc="white", label="token level")
@@ -149,10 +143,9 @@ def plot_token_reward(res: dict, target_map: str, *, colors=None, ylabel: bool =
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     res = compute(smoke)
-    colors = plt.cm.plasma(np.linspace(0.1, 0.8, len(res["vocab"])))
-    fig, axes = plt.subplots(2, len(MAPS), figsize=(4.2 * len(MAPS), 6.4), sharex=True, squeeze=False)
+    colors = _vocab_colors(len(res["vocab"]))
+    fig, axes = _style.subplots(2, len(MAPS), figsize=(4.2 * len(MAPS), 6.4), sharex=True, squeeze=False)
     for i, name in enumerate(res["map"]):
         plot_token_kl(res, name, colors=colors, ylabel=i == 0, xlabel=False, legend=i == 0, ax=axes[0, i])
         plot_token_reward(res, name, colors=colors, ylabel=i == 0, legend=i == 0, ax=axes[1, i])

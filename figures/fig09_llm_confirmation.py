@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from . import _style
@@ -58,6 +57,15 @@ SMOKE_GRID = ["--objectives", "opmd", "shifted_regression", "grpo", "--lags", "0
               "--steps", "8"]
 #: two rows of three panels at a two-column paper's full text width (inches)
 FIGSIZE = (7.0, 6.4)
+#: the parameters the panels share, filled into their docstrings (``_style.shared_doc``); ``params`` opens
+#: the Parameters section with ``rows``
+_doc = _style.shared_doc(
+    params="Parameters\n----------\nrows : list of dict\n"
+           "    Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with\n"
+           "    the means over seeds and their standard errors (``<column>_se``).",
+    colors="colors : dict, optional\n"
+           "    Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.",
+)
 
 
 def load(smoke: bool, path: Path | None = None, results_dir: Path | None = None) -> list[dict]:
@@ -106,60 +114,49 @@ def objectives(rows) -> list[str]:
 
 def palette(rows) -> dict:
     """One tab10 colour per objective of ``rows``, in the order of :func:`objectives` (shared by every panel)."""
-    objs = objectives(rows)
-    return dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
+    return _style.tab10(objectives(rows))
 
 
 def _lag_axis(ax, rows):
-    lags = sorted({r["lag"] for r in rows})
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(lags, [str(int(x)) for x in lags])
-    ax.set_xlabel("lag L")
+    _style.lag_axis(ax, sorted({r["lag"] for r in rows}), "lag L")
 
 
+def _eta_point(ax, r, color, **hollow):
+    """Draw one row's fitted against predicted eta with both standard errors; the marker grows with the lag."""
+    ax.errorbar(r["eta_pred"], r["eta_fit"], xerr=r["eta_pred_se"] or 0, yerr=r["eta_fit_se"] or 0,
+                fmt="o", color=color, ms=4 + r["lag"] / 4, **hollow)
+
+
+@_doc
 def plot_eta(rows, k8_rows=None, *, colors=None, legend=True, ax=None):
     """Draw the fitted against the Lambert-predicted eta per (objective, lag), symlog; marker size grows with lag.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
-        the means over seeds and their standard errors (``<column>_se``).
+    {params}
     k8_rows : list of dict, optional
         Rows of ``results/llm_confirm_k8/summary.csv`` (8 inner steps per
         batch), drawn hollow when given.
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
+    {colors}
     legend : bool
         With False the panel's legend keeps only its own entries (hollow
         markers, diagonal) and leaves the objective colours to a legend shared
         by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(rows) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, rows)
     own = []
     lim = 0.0
     for obj in colors:
         for r in rows:
             if r["objective"] != obj or r["eta_fit"] is None or r["eta_pred"] is None:
                 continue
-            ax.errorbar(r["eta_pred"], r["eta_fit"], xerr=r["eta_pred_se"] or 0, yerr=r["eta_fit_se"] or 0,
-                        fmt="o", color=colors[obj], ms=4 + r["lag"] / 4)
+            _eta_point(ax, r, colors[obj])
             lim = max(lim, r["eta_pred"], r["eta_fit"])
         ax.plot([], [], "o", color=colors[obj], label=obj)
     if k8_rows is not None:
         for r in k8_rows:
             if r["eta_fit"] is None or r["eta_pred"] is None or r["objective"] not in colors:
                 continue
-            ax.errorbar(r["eta_pred"], r["eta_fit"], xerr=r["eta_pred_se"] or 0, yerr=r["eta_fit_se"] or 0,
-                        fmt="o", mfc="white", color=colors[r["objective"]], ms=4 + r["lag"] / 4)
+            _eta_point(ax, r, colors[r["objective"]], mfc="white")
             lim = max(lim, r["eta_pred"], abs(r["eta_fit"]))
         own += ax.plot([], [], "o", mfc="white", color="0.3", label="8 inner steps\nper batch")
     own += ax.plot([-lim * 1.05, lim * 1.05], [-lim * 1.05, lim * 1.05], "k:", lw=1, label="fitted = predicted")
@@ -176,27 +173,16 @@ def plot_eta(rows, k8_rows=None, *, colors=None, legend=True, ax=None):
     return ax
 
 
+@_doc
 def plot_ordering(rows, *, colors=None, ax=None):
     """Draw the fitted (filled) and predicted (hollow) eta of the beta = 0.1 baselines, in predicted order, per lag.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
-        the means over seeds and their standard errors (``<column>_se``).
+    {params}
         Only the objectives of :data:`ORDER` are drawn, one marker per lag.
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {colors}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(rows) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, rows)
     base = [o for o in ORDER if any(r["objective"] == o for r in rows)]
     lags = sorted({r["lag"] for r in rows})
     markers = dict(zip(lags, "os^Dv<>"))
@@ -232,28 +218,17 @@ LAG_PANELS = {
 }
 
 
+@_doc
 def plot_lag_metric(rows, key, *, colors=None, ax=None):
     """Draw the mean ± s.e. of one summary.csv column against lag, one line per objective.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
-        the means over seeds and their standard errors (``<column>_se``).
+    {params}
     key : str
         The column, e.g. one of :data:`LAG_PANELS` (whose value is then the title).
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {colors}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(rows) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, rows)
     for obj in colors:
         lag, m, se = _series(rows, obj, key)
         ax.errorbar(lag, m, yerr=se, marker="o", color=colors[obj], capsize=2, label=obj)
@@ -262,27 +237,16 @@ def plot_lag_metric(rows, key, *, colors=None, ax=None):
     return ax
 
 
+@_doc
 def plot_ratio(rows, *, colors=None, ax=None):
     """Draw the clip fraction (solid) and 1 - ratio ESS (dashed) against lag, for the objectives that clip a ratio.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``summary.csv`` (:func:`load`): one per (objective, lag), with
-        the means over seeds and their standard errors (``<column>_se``).
+    {params}
         Objectives without a ``clip_frac`` are left out.
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {colors}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(rows) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, rows)
     for obj in colors:
         lag, clip, se = _series(rows, obj, "clip_frac")
         if np.isfinite(clip).any():
@@ -298,12 +262,11 @@ def plot_ratio(rows, *, colors=None, ax=None):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     rows = load(smoke, results_dir=results_dir)
     colors = palette(rows)
     k8 = RESULTS_K8 / "summary.csv"
     k8_rows = load(smoke, k8) if k8.exists() else None
-    fig, axes = plt.subplots(2, 3, figsize=FIGSIZE)
+    fig, axes = _style.subplots(2, 3, figsize=FIGSIZE)
     plot_eta(rows, k8_rows, colors=colors, legend=False, ax=axes[0, 0])
     plot_ordering(rows, colors=colors, ax=axes[0, 1])
     for ax, key in zip([axes[0, 2], axes[1, 0], axes[1, 1]], LAG_PANELS):

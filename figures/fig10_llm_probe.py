@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from . import _style
@@ -53,6 +52,14 @@ LABEL = {
 }
 #: two rows of three panels at a two-column paper's full text width (inches); one cell holds the shared legend
 FIGSIZE = (7.0, 6.2)
+#: the parameters the panels share, filled into their docstrings (``_style.shared_doc``); ``params``: all of
+#: a panel of (seed, prompt) points, with its Returns section
+_ROWS = "rows : list of dict\n    Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt)."
+_COLORS = ("colors : dict, optional\n"
+           "    Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.")
+_LEGEND = "legend : bool\n    With False the colours and markers are left to a legend shared by the figure."
+_doc = _style.shared_doc(rows=_ROWS, colors=_COLORS, legend=_LEGEND, params="\n".join(
+    ["Parameters", "----------", _ROWS, _COLORS, _LEGEND, _style.DOCS["ax"]]))
 
 
 def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
@@ -83,22 +90,21 @@ def objectives(rows) -> list[str]:
 
 def palette(rows) -> dict:
     """One tab10 colour per objective of ``rows``, in the order of :func:`objectives` (shared by every panel)."""
-    objs = objectives(rows)
-    return dict(zip(objs, plt.cm.tab10(np.arange(len(objs)))))
+    return _style.tab10(objectives(rows))
 
 
 def _label(o) -> str:
     return LABEL.get(o, o).replace("\n", " ")
 
 
+@_doc
 def plot_scatter(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title="", colors=None, legend=True,
                  ax=None):
     """Draw a realized column against a predicted one, one point per (seed, prompt), with the diagonal dotted.
 
     Parameters
     ----------
-    rows : list of dict
-        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
+    {rows}
     real, pred : str
         Columns of the realized (y) and the predicted (x, the Lambert target's) value.
     relaxed : str, optional
@@ -107,20 +113,11 @@ def plot_scatter(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title=
         hollow at it.
     xlabel, ylabel, title : str
         Labels of the panel.
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    legend : bool
-        With False the colours and markers are left to a legend shared by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {colors}
+    {legend}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(rows) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, rows)
     lo, hi = np.inf, -np.inf
     for o in colors:
         cell = [r for r in rows if r["objective"] == o]
@@ -146,27 +143,14 @@ def plot_scatter(rows, real, pred, relaxed=None, *, xlabel="", ylabel="", title=
     return ax
 
 
+@_doc
 def plot_fail(rows, *, colors=None, legend=True, ax=None):
     """Draw the failing class's log-ratio, realized (importance estimate) against the Lambert target.
 
     The nominal Gibbs target's mean value is dashed; its legend entry stays in
     the panel under ``legend=False``.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    legend : bool
-        With False the colours and markers are left to a legend shared by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     ax = plot_scatter(rows, "log_u_fail", "log_u_fail_pred", None,
                       xlabel=r"predicted $\log\,\pi(\mathrm{fail})/\mu(\mathrm{fail})$",
@@ -180,24 +164,11 @@ def plot_fail(rows, *, colors=None, legend=True, ax=None):
     return ax
 
 
+@_doc
 def plot_eta(rows, *, colors=None, legend=True, ax=None):
     """Draw eta realized (KL + E[A]/beta) against the Lambert target's (filled) and the relaxed target's (hollow).
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    legend : bool
-        With False the colours and markers are left to a legend shared by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     ax = plot_scatter(rows, "eta", "eta_pred", "eta_relaxed", xlabel=r"predicted $\eta$",
                       ylabel=r"realized $\eta = \mathrm{KL}(\mu\|\pi) + E_\mu[\bar A]/\beta$",
@@ -206,24 +177,11 @@ def plot_eta(rows, *, colors=None, legend=True, ax=None):
     return ax
 
 
+@_doc
 def plot_pass(rows, *, colors=None, legend=True, ax=None):
     """Draw the pass rate of pi (sampled from pi) against the Lambert (filled) and relaxed (hollow) targets'.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    legend : bool
-        With False the colours and markers are left to a legend shared by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     return plot_scatter(rows, "pass_pi", "pass_pred", "pass_relaxed", xlabel="predicted mass\non reward 1",
                         ylabel=r"pass rate of $\pi$ (sampled from $\pi$)",
@@ -232,24 +190,11 @@ def plot_pass(rows, *, colors=None, legend=True, ax=None):
                         colors=colors, legend=legend, ax=ax)
 
 
+@_doc
 def plot_leak(rows, *, colors=None, legend=True, ax=None):
     """Draw the mass pi moves off mu's support (1 - mean of e^{s_i} over mu's samples) against the relaxed target's.
 
-    Parameters
-    ----------
-    rows : list of dict
-        Rows of ``probe.csv`` (:func:`load`): one per (objective, seed, prompt).
-    colors : dict, optional
-        Colour of each objective, in drawing order; :func:`palette` of ``rows`` by default.
-    legend : bool
-        With False the colours and markers are left to a legend shared by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
     """
     return plot_scatter(rows, "leak", "leak_relaxed", None,
                         xlabel=r"relaxed target's mass" + "\n" + r"off $\mu$'s support",
@@ -259,6 +204,7 @@ def plot_leak(rows, *, colors=None, legend=True, ax=None):
                         colors=colors, legend=legend, ax=ax)
 
 
+@_doc
 def plot_trajectory(traj, *, colors=None, legend=True, ax=None):
     """Draw the failing class's log-ratio over training, mean over (seed, prompt); the Lambert target dashed.
 
@@ -268,18 +214,10 @@ def plot_trajectory(traj, *, colors=None, legend=True, ax=None):
         Rows of ``trajectory.csv`` (:func:`load`): one per (objective, seed, prompt, step).
     colors : dict, optional
         Colour of each objective, in drawing order; :func:`palette` of ``traj`` by default.
-    legend : bool
-        With False the colours and markers are left to a legend shared by the figure.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {legend}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(traj) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, traj)
     for o in colors:
         cell = [t for t in traj if t["objective"] == o]
         steps = sorted({t["step"] for t in cell})
@@ -296,10 +234,9 @@ def plot_trajectory(traj, *, colors=None, legend=True, ax=None):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None, folder: Path | None = None) -> list[Path]:
-    _style.apply()
     rows, traj = load(smoke, folder, results_dir)
     colors = palette(rows)
-    fig, axes = plt.subplots(2, 3, figsize=FIGSIZE, width_ratios=[0.92, 1.0, 1.08])
+    fig, axes = _style.subplots(2, 3, figsize=FIGSIZE, width_ratios=[0.92, 1.0, 1.08])
     plot_fail(rows, colors=colors, legend=False, ax=axes[0, 0])
     plot_eta(rows, colors=colors, legend=False, ax=axes[0, 1])
     plot_pass(rows, colors=colors, legend=False, ax=axes[0, 2])

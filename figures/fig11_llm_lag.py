@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from sims.llm.lag_study import RATIO_ARMS, read_cells, read_steps
@@ -40,6 +39,14 @@ __all__ = ["load", "arms", "palette", "plot_curve", "plot_lag_metric", "plot_the
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "llm_lag"
 FIGSIZE = (7.0, 5.6)
+#: the parameters the panels share, filled into their docstrings (``_style.shared_doc``); ``params`` opens
+#: the Parameters section with ``cells``
+_doc = _style.shared_doc(
+    params="Parameters\n----------\ncells : list of dict\n"
+           "    Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.",
+    colors="colors : dict, optional\n"
+           "    Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.",
+)
 
 
 def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
@@ -69,39 +76,22 @@ def arms(cells) -> list[str]:
 
 def palette(cells) -> dict:
     """One colour per arm (tab10), shared by every panel: ratio arms in browns and reds, the rest in the others."""
-    names = arms(cells)
-    return dict(zip(names, plt.cm.tab10(np.arange(len(names)))))
+    return _style.tab10(arms(cells))
 
 
-def _lag_axis(ax, lags):
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xticks(lags, [str(int(x)) for x in lags])
-    ax.set_xlabel("lag L (RL steps)")
-
-
+@_doc
 def plot_curve(cells, steps, lag, *, colors=None, ax=None):
     """Draw held-out pass@1 against RL step at one lag: mean over seeds, 95% bootstrap band; dotted: the SFT start.
 
-    Parameters
-    ----------
-    cells : list of dict
-        Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.
+    {params}
     steps : list of dict
         Rows of ``steps.csv.gz`` (:func:`load`): one per (arm, lag, seed, step), with ``eval/pass@1`` where evaluated.
     lag : int
         The lag whose runs are drawn.
-    colors : dict, optional
-        Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {colors}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(cells) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, cells)
     for arm in colors:
         rows = [r for r in steps if r["arm"] == arm and r["lag"] == lag and r.get("eval/pass@1") is not None]
         if not rows:
@@ -132,31 +122,21 @@ def _by_lag(cells, arm, key):
     return np.array(out, dtype=float).reshape(-1, 4)
 
 
+@_doc
 def plot_lag_metric(cells, key, ylabel, title, *, colors=None, start_line=False, ax=None):
     """Draw a per-cell metric against lag: mean over seeds with 95% bootstrap intervals, arms slightly offset.
 
-    Parameters
-    ----------
-    cells : list of dict
-        Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.
+    {params}
     key : str
         The column of ``cells`` drawn (e.g. ``pass1_final``, ``entropy_final``, ``collapsed``).
     ylabel, title : str
         Labels of the panel.
     start_line : bool
         Whether to draw the SFT start's mean pass@1 dotted.
-    colors : dict, optional
-        Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {colors}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(cells) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, cells)
     n = len(colors)
     for i, arm in enumerate(colors):
         t = _by_lag(cells, arm, key)
@@ -167,34 +147,24 @@ def plot_lag_metric(cells, key, ylabel, title, *, colors=None, start_line=False,
                     lw=1.2, capsize=2, label=arm)
     if start_line:
         ax.axhline(np.mean([r["pass1_start"] for r in cells]), color="k", ls=":", lw=1, label="SFT start")
-    _lag_axis(ax, sorted({r["lag"] for r in cells}))
+    _style.lag_axis(ax, sorted({r["lag"] for r in cells}), "lag L (RL steps)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return ax
 
 
+@_doc
 def plot_theory(cells, *, colors=None, ax=None):
     """Draw predicted eta at lag 0 against the change of final pass@1 from lag 0 to the largest lag (paired, 95% CI).
 
     Arms without eta (ratio-based) are drawn as squares at the left edge;
     arms with fewer than two seeds at both lags are left out.
 
-    Parameters
-    ----------
-    cells : list of dict
-        Rows of ``cells.csv`` (:func:`load`): one per (arm, lag, seed) run.
-    colors : dict, optional
-        Colour of each arm, in drawing order; :func:`palette` of ``cells`` by default.
-    ax : matplotlib.axes.Axes, optional
-        Axes to draw on; a new one-panel figure when None.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        The axes drawn on.
+    {params}
+    {colors}
+    {ax}
     """
-    ax = _style.panel_axes(ax)
-    colors = palette(cells) if colors is None else colors
+    ax, colors = _style.panel_colors(ax, colors, palette, cells)
     L = max(r["lag"] for r in cells)
     etas = [r["eta_pred"] for r in cells if r["lag"] == 0 and r.get("eta_pred") is not None]
     left = min(etas) - 1 if etas else -1
@@ -219,11 +189,10 @@ def plot_theory(cells, *, colors=None, ax=None):
 
 def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = False,
          results_dir: Path | None = None) -> list[Path]:
-    _style.apply()
     cells, steps = load(smoke, results_dir=results_dir)
     colors = palette(cells)
     lags = sorted({r["lag"] for r in cells})
-    fig, axes = plt.subplots(2, 3, figsize=FIGSIZE)
+    fig, axes = _style.subplots(2, 3, figsize=FIGSIZE)
     plot_curve(cells, steps, lags[0], colors=colors, ax=axes[0, 0])
     plot_curve(cells, steps, lags[-1], colors=colors, ax=axes[0, 1])
     axes[0, 1].sharey(axes[0, 0])

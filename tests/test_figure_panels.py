@@ -181,3 +181,35 @@ def test_panel_axes_returns_the_given_axes_or_a_new_one():
     assert _style.panel_axes(ax) is ax
     new = _style.panel_axes()
     assert isinstance(new, Axes) and new is not ax and new.figure is not ax.figure
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_panel_docstrings_are_filled_and_document_ax(name):
+    """``_style.shared_doc`` leaves no ``{placeholder}`` line, and every panel documents ``ax`` and what it returns."""
+    m = _mod(name)
+    for fn in _public_plot_functions(name):
+        doc = getattr(m, fn).__doc__
+        assert not [line for line in doc.split("\n") if line.strip().startswith("{") and line.strip().endswith("}")]
+        assert "    ax : matplotlib.axes.Axes, optional\n" in doc, fn
+        assert doc.rstrip().endswith("Returns\n    -------\n    matplotlib.axes.Axes\n        The axes drawn on."), fn
+
+
+def test_fill_doc_indents_the_shared_text_and_leaves_other_braces():
+    doc = 'Draw it.\n\n    Parameters\n    ----------\n    {x}\n    y : float\n        In :math:`\\beta_{\\rm eff}`.\n    {ax}\n    '
+    got = _style.fill_doc(doc, {**_style.DOCS, "x": "x : int\n    The count."})
+    assert got == ("Draw it.\n\n    Parameters\n    ----------\n    x : int\n        The count.\n    y : float\n"
+                   "        In :math:`\\beta_{\\rm eff}`.\n    ax : matplotlib.axes.Axes, optional\n"
+                   "        Axes to draw on; a new one-panel figure when None.\n\n    Returns\n    -------\n"
+                   "    matplotlib.axes.Axes\n        The axes drawn on.\n    ")
+    with pytest.raises(KeyError):
+        _style.fill_doc("    {missing}", _style.DOCS)
+
+
+def test_tab10_and_lag_axis():
+    colors = _style.tab10(["b", "a", "c"])
+    assert list(colors) == ["b", "a", "c"]
+    np.testing.assert_array_equal(colors["a"], plt.cm.tab10(1))
+    _, ax = plt.subplots()
+    _style.lag_axis(ax, [0, 4, 16], "lag L")
+    assert ax.get_xscale() == "symlog" and ax.get_xlabel() == "lag L"
+    assert list(ax.get_xticks()) == [0, 4, 16] and [t.get_text() for t in ax.get_xticklabels()] == ["0", "4", "16"]
