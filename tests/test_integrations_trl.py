@@ -24,7 +24,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 import sims.integrations as integ  # noqa: E402
+from sims.integrations.diagnostics import offpolicy_readings, reading_names, temperature  # noqa: E402
 from sims.integrations.trl import TRL_LOSS_TYPES, ZooGRPOTrainer  # noqa: E402
+from theory.zoo import BUILTIN_SPECS  # noqa: E402
 from theory.objectives import make_objective  # noqa: E402
 
 TOL = 1e-6
@@ -202,6 +204,50 @@ def test_zoo_objective_trains_end_to_end(model_dir, tmp_path):
     assert all(math.isfinite(h["zoo/eta_lambert_mu"]) for h in logs if "zoo/eta_lambert_mu" in h)
     delta = make_objective("shifted_regression").params["delta"]
     assert all(h["zoo/adv_over_beta"] == pytest.approx(delta, rel=1e-5) for h in logs)  # mean A = delta beta
+    assert all(h["zoo/regime"] == 1.0 for h in logs if "zoo/regime" in h)  # eta >= delta > 0: positive regime
+    # num_iterations = 2, steps_per_generation = gradient_accumulation_steps: mu is 0, then 1 optimizer step old
+    assert [h["zoo/staleness"] for h in logs] == [0.0, 1.0, 0.0]
+    assert all(h["zoo/k3_kl"] >= 0 and 0 < h["zoo/ess"] <= 1 + 1e-12 for h in logs)
+    fresh = [h for h in logs if h["zoo/staleness"] == 0]  # pi = mu on a generation batch's first pass
+    assert all(abs(h["zoo/kl"]) < 1e-6 and abs(h["zoo/chi2_token"]) < 1e-5 for h in fresh)
+
+
+def loss_readings(trainer, model, inputs) -> dict[str, float]:
+    """The metrics one _compute_loss call logs."""
+    trainer._metrics["train"].clear()
+    trainer._compute_loss(model, inputs)
+    return {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+
+def test_every_objective_reports_the_documented_readings(model_dir, tmp_path):
+    """docs/diagnostics.md's TRL keys for every zoo objective, equal to sims.integrations.diagnostics."""
+    model = LlamaForCausalLM.from_pretrained(model_dir)
+    plain = make_trainer(ZooGRPOTrainer, model, model_dir, tmp_path / "plain", objective="pg")
+    with_ref = make_trainer(ZooGRPOTrainer, model, model_dir, tmp_path / "ref", beta=0.04, objective="astar_po")
+    for name in sorted(s.name for s in BUILTIN_SPECS):
+        obj = make_objective(name)
+        trainer = with_ref if "ref" in obj.needs else plain
+        trainer.zoo_objective = obj
+        inputs = make_inputs(trainer, 0, beta=trainer.beta)
+        if obj.spec.signal != "adv":  # AWR, TPO: the signal is a nonnegative weight
+            inputs["advantages"] = inputs["advantages"].abs()
+        trainer.state.global_step = 3
+        inputs["zoo_version"] = torch.ones(8, dtype=torch.long)  # generated 2 optimizer steps ago
+        got = loss_readings(trainer, model, inputs)
+        per_step = [n for n in reading_names(obj) if n not in ("eta_lambert", "regime")]  # those: per generation
+        expect = {"entropy", "zoo/ratio_mean", "zoo/staleness"} | {f"zoo/{n}" for n in per_step}
+        expect |= {"zoo/clip_ratio"} if obj.clips else set()
+        expect |= {"kl"} if trainer.beta and "ref" not in obj.needs else set()
+        assert set(got) == expect, name
+        assert got["zoo/staleness"] == 2.0
+        m = inputs["completion_mask"]
+        with torch.no_grad():
+            ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)
+            am = torch.cat([inputs["prompt_mask"], m], 1)
+            logp, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, am, m.shape[1])
+        want = offpolicy_readings(logp, inputs["old_per_token_logps"], m, inputs["advantages"], temperature(obj),
+                                  obj.level)
+        assert {k: got[f"zoo/{k}"] for k in want} == pytest.approx(want, rel=1e-5, abs=1e-6), name
 
 
 # ---------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from verl.workers.config import ActorConfig, PolicyLossConfig  # noqa: E402
 import sims.integrations as integ  # noqa: E402
 import sims.integrations.verl as zv  # noqa: E402
 from theory.zoo import BUILTIN_SPECS  # noqa: E402
-from sims.integrations.eta import fitted_eta, lambert_eta  # noqa: E402
+from sims.integrations.diagnostics import offpolicy_readings, predicts_eta, reading_names, temperature  # noqa: E402
+from sims.integrations.eta import fitted_eta, group_regime, lambert_eta  # noqa: E402
 from theory.objectives import OBJECTIVES, make_objective  # noqa: E402
 
 TOL = 1e-6
@@ -221,9 +222,39 @@ def test_registered_loss_is_the_zoo_loss(name, mode):
     z = zv.aggregate(obj.loss(b["lp"], b["old"], adv, m), m, mode, **GLOBAL)
     assert_close(value_and_grad(v, b["lp"]), value_and_grad(z, b["lp"]), f"zoo_{name}, {mode}")
     assert all(isinstance(x, float) for x in metrics.values())
-    assert "actor/ppo_kl" in metrics
-    if obj.family == "regression":
-        assert {"actor/zoo_eta_fit", "actor/zoo_eta_lambert", "actor/zoo_eta_groups"} <= set(metrics)
+    assert set(metrics) == documented_keys(obj)
+
+
+def documented_keys(obj) -> set[str]:
+    """The keys docs/diagnostics.md lists for a registered verl loss, with the former names of the eta readings."""
+    keys = {"actor/ppo_kl"} | {zv.PREFIX + n for n in reading_names(obj)}
+    if obj.clips:
+        keys.add("actor/pg_clipfrac")
+    if predicts_eta(obj):
+        keys |= {zv.PREFIX + "eta_groups"} | set(zv.LEGACY_NAMES.values())
+    return keys
+
+
+@pytest.mark.parametrize("name", zv.REGISTERED)
+def test_every_registered_loss_reports_the_documented_readings(name):
+    """Whole groups in the micro-batch: every documented key, finite, equal to sims.integrations.diagnostics."""
+    obj = make_objective(name)
+    b = grouped_batch(6, name if obj.family == "regression" else "opmd")
+    lp = b["lp"].detach().requires_grad_()
+    _, met = core_algos.get_policy_loss_fn(f"zoo_{name}")(
+        old_log_prob=b["old"], log_prob=lp, advantages=b["adv"], response_mask=b["mask"],
+        loss_agg_mode="seq-mean-token-mean", config=actor_config(rollout_n=4))
+    assert set(met) == documented_keys(obj)
+    assert all(math.isfinite(v) for v in met.values()), met
+    expect = offpolicy_readings(lp, b["old"], b["mask"], b["adv"], temperature(obj), obj.level)
+    assert {k: met[zv.PREFIX + k] for k in expect} == pytest.approx(expect, rel=1e-12)
+    assert met["actor/zoo/kl"] == pytest.approx(met["actor/ppo_kl"], rel=1e-12, abs=1e-15)
+    if predicts_eta(obj):
+        beta = obj.params["beta"]
+        blocks = b["adv_seq"].reshape(4, 4)
+        assert met["actor/zoo/eta_lambert"] == pytest.approx(lambert_eta(blocks, beta).mean(), rel=1e-9)
+        assert met["actor/zoo/regime"] == pytest.approx(group_regime(blocks, beta).mean())
+        assert all(met[old] == met[zv.PREFIX + new] for new, old in zv.LEGACY_NAMES.items())
 
 
 @pytest.mark.parametrize("name", ["oapl", "shifted_regression", "reinforce_k3"])
@@ -262,11 +293,14 @@ def test_eta_metrics_are_the_eta_estimators():
         loss_agg_mode="seq-mean-token-mean", config=cfg)
     m = b["mask"].double()
     s = ((b["lp"].detach() - b["old"]) * m).sum(-1)
-    assert met["actor/zoo_eta_fit"] == pytest.approx(float(fitted_eta(s, b["adv_seq"], 0.1)), abs=1e-9)
+    assert met["actor/zoo/eta_fit"] == pytest.approx(float(fitted_eta(s, b["adv_seq"], 0.1)), abs=1e-9)
     expect = lambert_eta(b["adv_seq"].reshape(4, 4), 0.1).mean()
-    assert met["actor/zoo_eta_lambert"] == pytest.approx(expect, rel=1e-9)
-    assert met["actor/zoo_eta_groups"] == 1.0
-    assert met["actor/zoo_eta_lambert"] >= 1.0 - 1e-9  # the shifted regression: eta >= delta = 1
+    assert met["actor/zoo/eta_lambert"] == pytest.approx(expect, rel=1e-9)
+    assert met["actor/zoo/eta_groups"] == 1.0
+    assert met["actor/zoo/eta_lambert"] >= 1.0 - 1e-9  # the shifted regression: eta >= delta = 1
+    assert met["actor/zoo/regime"] == 1.0
+    assert met["actor/zoo_eta_fit"] == met["actor/zoo/eta_fit"]  # the former names still report
+    assert met["actor/zoo_eta_lambert"] == met["actor/zoo/eta_lambert"]
 
 
 def test_eta_lambert_finds_whole_groups_behind_a_partial_one():
@@ -277,9 +311,9 @@ def test_eta_lambert_finds_whole_groups_behind_a_partial_one():
     _, met = core_algos.get_policy_loss_fn("zoo_shifted_regression")(
         old_log_prob=b["old"], log_prob=lp, advantages=b["adv"], response_mask=b["mask"],
         loss_agg_mode="seq-mean-token-mean", config=actor_config(rollout_n=4))
-    assert met["actor/zoo_eta_groups"] == pytest.approx(12 / 14)
+    assert met["actor/zoo/eta_groups"] == pytest.approx(12 / 14)
     expect = lambert_eta(b["adv_seq"][2:].reshape(3, 4), 0.1).mean()
-    assert met["actor/zoo_eta_lambert"] == pytest.approx(expect, rel=1e-9)
+    assert met["actor/zoo/eta_lambert"] == pytest.approx(expect, rel=1e-9)
 
 
 def test_eta_lambert_needs_contiguous_groups():
@@ -287,8 +321,8 @@ def test_eta_lambert_needs_contiguous_groups():
     _, met = core_algos.get_policy_loss_fn("zoo_shifted_regression")(
         old_log_prob=b["old"], log_prob=b["lp"], advantages=b["adv"], response_mask=b["mask"],
         loss_agg_mode="seq-mean-token-mean", config=actor_config(rollout_n=4))
-    assert met["actor/zoo_eta_groups"] < 1.0  # mixed blocks fail the estimator's group identity
-    assert math.isfinite(met["actor/zoo_eta_fit"])
+    assert met["actor/zoo/eta_groups"] < 1.0  # mixed blocks fail the estimator's group identity
+    assert math.isfinite(met["actor/zoo/eta_fit"])
 
 
 # ---------------------------------------------------------------------------
@@ -471,7 +505,8 @@ def test_recipe_overrides_compose_and_run_through_ppo_loss(compose, name):
                        batch_num_tokens=int(m.sum()), global_batch_size=m.shape[0])
     assert abs(loss.item() - zoo.item()) <= 1e-5  # float32 end to end
     if obj.family == "regression":
-        assert metrics["actor/zoo_eta_groups"] == 1.0 and math.isfinite(metrics["actor/zoo_eta_lambert"])
+        assert metrics["actor/zoo/eta_groups"] == 1.0 and math.isfinite(metrics["actor/zoo/eta_lambert"])
+        assert math.isfinite(metrics["actor/zoo/regime"]) and math.isfinite(metrics["actor/zoo/k3_kl"])
 
 
 def test_every_recipe_names_existing_keys(compose):

@@ -41,6 +41,12 @@ value (the shifted regression's prediction can fall below :math:`\delta`), it ig
 completions that were not sampled, and it counts a duplicated completion twice. The
 two agree when the sampled completions are equally likely.
 
+**Regime.** The sign of the predicted eta is the regime of docs/theory.md section 3:
+:math:`\operatorname{sign}\eta = \operatorname{sign}\log E_\mu[e^{A/\beta}]`, here
+:math:`\log\frac1G\sum_i e^{A_i/\beta}` (:func:`group_regime`, ``theory.lambert.regime_of`` on the
+same plug-in bandit, computed without solving): +1 positive (pessimistic), 0 the boundary
+(the Gibbs target), -1 negative (optimistic).
+
 Shapes: ``(..., G)`` in, ``(...)`` out (one value per group). Inputs may be torch
 tensors or arrays; outputs are float64 numpy arrays (diagnostics, no gradient).
 """
@@ -49,9 +55,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.lambert import lambert_target
+from theory.lambert import lambert_target, regime_of
 
-__all__ = ["sequence_log_ratio", "behaviour_weights", "fitted_eta", "lambert_eta"]
+__all__ = ["sequence_log_ratio", "behaviour_weights", "fitted_eta", "lambert_eta", "group_regime"]
 
 
 def _np(x) -> np.ndarray:
@@ -65,6 +71,13 @@ def _check_beta(beta) -> float:
     if not (np.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     return beta
+
+
+def _check_groups(adv) -> np.ndarray:
+    a = _np(adv)
+    if a.ndim == 0 or a.shape[-1] == 0:
+        raise ValueError("adv must have a last axis of G >= 1 completions")
+    return a
 
 
 def sequence_log_ratio(logp, logp_mu, mask=None) -> np.ndarray:
@@ -129,9 +142,7 @@ def lambert_eta(adv, beta, *, logp_mu_seq=None) -> np.ndarray:
     -------
     ndarray, shape (...)
     """
-    a, beta = _np(adv), _check_beta(beta)
-    if a.ndim == 0 or a.shape[-1] == 0:
-        raise ValueError("adv must have a last axis of G >= 1 completions")
+    a, beta = _check_groups(adv), _check_beta(beta)
     if logp_mu_seq is None:
         mu = np.full_like(a, 1.0 / a.shape[-1])
     else:
@@ -139,3 +150,14 @@ def lambert_eta(adv, beta, *, logp_mu_seq=None) -> np.ndarray:
         if mu.shape != a.shape:
             raise ValueError(f"logp_mu_seq {mu.shape} and adv {a.shape} must have the same shape (..., G)")
     return lambert_target(mu, a, beta)[1]
+
+
+def group_regime(adv, beta) -> np.ndarray:
+    r"""Regime of each group's predicted eta: +1, 0 or -1, the sign of :math:`\log\frac1G\sum_i e^{A_i/\beta}`.
+
+    ``theory.lambert.regime_of`` on the bandit of :func:`lambert_eta` (mass :math:`1/G` on each
+    sampled completion): the sign of ``lambert_eta(adv, beta)``, 0 within rounding of the boundary.
+    ``adv`` ``(..., G)`` and ``beta`` as in :func:`lambert_eta`; returns an int array of shape ``(...)``.
+    """
+    a, beta = _check_groups(adv), _check_beta(beta)
+    return regime_of(np.full_like(a, 1.0 / a.shape[-1]), a, beta)

@@ -23,7 +23,7 @@ bonus, ``top_entropy_quantile < 1``, ``off_policy_mask_threshold``.
 
 :data:`TRL_LOSS_TYPES` lists the zoo objectives that TRL ships as loss types and the
 ``GRPOConfig`` settings under which TRL's loss is the zoo's (tested to 1e-6).
-Logged metrics: docs/integrations.md.
+Logged metrics: docs/integrations.md; the off-policy readings and the eta (``zoo/*``): docs/diagnostics.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from theory import losses as L  # noqa: E402
 from theory.objectives import Objective, make_objective  # noqa: E402
 from theory.recipes import TRL_LOSS_TYPES  # noqa: E402  (re-exported)
 
-from .eta import lambert_eta  # noqa: E402
+from .diagnostics import batch_sums, predicts_eta, readings, temperature  # noqa: E402
+from .eta import group_regime, lambert_eta  # noqa: E402
 
 __all__ = ["TRL_VERSION", "TRL_LOSS_TYPES", "ZooGRPOTrainer"]
 
@@ -136,11 +137,12 @@ class ZooGRPOTrainer(GRPOTrainer):
         """The zoo objective's advantages for this process's rows, shape (B,); logs the predicted eta."""
         adv, unscorable = self._zoo_group_advantages(mode)
         obj = self.zoo_objective
-        if obj.family == "regression":  # predicted eta of every scorable group (sims.integrations.eta)
+        if predicts_eta(obj):  # predicted eta and regime of every scorable group (sims.integrations.eta)
             keep = ~unscorable.any(-1)
             if keep.any():
-                eta = lambert_eta(adv[keep].cpu(), obj.params["beta"])
-                self._metrics[mode]["zoo/eta_lambert"].append(float(eta.mean()))
+                beta = temperature(obj)
+                self._metrics[mode]["zoo/eta_lambert"].append(float(lambert_eta(adv[keep].cpu(), beta).mean()))
+                self._metrics[mode]["zoo/regime"].append(float(group_regime(adv[keep].cpu(), beta).mean()))
         B = output["advantages"].shape[0]
         start = self.accelerator.process_index * B
         return adv.reshape(-1)[start:start + B].to(output["advantages"].dtype)
@@ -154,7 +156,8 @@ class ZooGRPOTrainer(GRPOTrainer):
         G = self.num_generations if mode == "train" else self.num_generations_eval
         start = self.accelerator.process_index * B
         output["zoo_row"] = torch.arange(B, device=adv.device)
-        if self.zoo_objective.family == "regression" and B % G == 0 and start % G == 0:
+        output["zoo_version"] = torch.full((B,), self.state.global_step, device=adv.device)  # the policy mu's step
+        if predicts_eta(self.zoo_objective) and B % G == 0 and start % G == 0:
             self._zoo_pending[mode] = {"lmu": torch.full((B,), math.nan, dtype=torch.float64),
                                        "adv": adv.detach().to("cpu", torch.float64), "G": G}
         else:
@@ -233,30 +236,30 @@ class ZooGRPOTrainer(GRPOTrainer):
         metrics["entropy"].append(self._global_mean(entropies, m))
         if kl is not None:
             metrics["kl"].append(self._global_mean(kl.expand_as(m), m))
-        log_ratio = logp - old
-        metrics["zoo/ratio_mean"].append(self._global_mean(torch.exp(log_ratio.clamp(max=20.0)), m))
-        p = obj.params
+        metrics["zoo/ratio_mean"].append(self._global_mean(torch.exp((logp - old).clamp(max=20.0)), m))
         if obj.clips:  # tokens whose gradient the loss clips, truncates or masks (Objective.clipped)
             clipped = obj.clipped(logp, old, adv, m).to(m.dtype)
             metrics["zoo/clip_ratio"].append(self._global_mean(clipped, m))
-        if obj.family != "regression":
-            return
-        beta = p["beta"]
-        valid = (m.sum(-1) > 0).to(m.dtype)
-        s = (log_ratio * m).sum(-1)  # sequence log-ratios log pi/mu
-        kl_mu_pi = self._global_mean(-s, valid)
-        adv_mean = self._global_mean(adv.to(m.dtype), valid)
-        metrics["zoo/kl_mu_pi"].append(kl_mu_pi)
-        metrics["zoo/adv_over_beta"].append(adv_mean / beta)
-        metrics["zoo/eta_fit"].append(kl_mu_pi + adv_mean / beta)  # sims.integrations.eta.fitted_eta, pooled
+        if "zoo_version" in inputs:  # optimizer steps since the policy that generated the rows
+            stale = (self.state.global_step - inputs["zoo_version"]).to(m.dtype)
+            metrics["zoo/staleness"].append(self._global_mean(stale, torch.ones_like(stale)))
+        sums = self.accelerator.reduce(batch_sums(logp, old, m, adv), reduction="sum")  # every process's rows
+        for name, value in readings(sums, temperature(obj), obj.level).items():  # sims.integrations.diagnostics
+            metrics[f"zoo/{name}"].append(value)
+        if predicts_eta(obj):
+            self._log_behaviour_weighted_eta(mode, inputs, old, m)
+
+    def _log_behaviour_weighted_eta(self, mode, inputs, old, m):
+        """``zoo/eta_lambert_mu`` once every row of this process's generation batch has passed through the loss."""
         pending = self._zoo_pending.get(mode)
         if pending is None or "zoo_row" not in inputs:
             return
         pending["lmu"][inputs["zoo_row"].cpu()] = (old * m).sum(-1).to("cpu", torch.float64)
         if torch.isnan(pending["lmu"]).any():
             return
-        G = pending["G"]  # every row of this process's generation batch seen: behaviour-weighted prediction
-        eta = lambert_eta(pending["adv"].view(-1, G), beta, logp_mu_seq=pending["lmu"].view(-1, G))
+        G = pending["G"]
+        eta = lambert_eta(pending["adv"].view(-1, G), temperature(self.zoo_objective),
+                          logp_mu_seq=pending["lmu"].view(-1, G))
         eta = self.accelerator.gather_for_metrics(torch.as_tensor(eta, device=m.device))
-        metrics["zoo/eta_lambert_mu"].append(eta.mean().item())
+        self._metrics[mode]["zoo/eta_lambert_mu"].append(eta.mean().item())
         del self._zoo_pending[mode]

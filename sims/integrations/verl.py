@@ -5,17 +5,23 @@ import it in every Ray worker; see docs/integrations.md) registers, through verl
 ``register_policy_loss`` and ``register_adv_est``:
 
 * a policy loss ``zoo_<name>`` for every zoo objective verl does not ship
-  (:data:`REGISTERED`): ``pg``, ``topr``, ``m2po``, ``reinforce_k1``,
+  (:data:`REGISTERED`): ``pg``, ``cispo_scalerl``, ``topr``, ``m2po``, ``reinforce_k1``,
   ``reinforce_k3`` and the regression family ``oapl``, ``opmd``, ``opmd_loo``,
   ``opmd_lme``, ``shifted_regression``, ``opmd_above``. Each takes verl's call signature, computes
   the zoo's loss (``theory.objectives``) and reduces it with the zoo's aggregation
-  under verl's ``loss_agg_mode`` (:func:`aggregate`). The regression family's
-  metrics carry the fitted and the Lambert-predicted eta (:mod:`sims.integrations.eta`).
+  under verl's ``loss_agg_mode`` (:func:`aggregate`). Every one reports the zoo's
+  readings under ``actor/zoo/`` (:mod:`sims.integrations.diagnostics`: the off-policy gap
+  between behaviour and current policy, the fitted eta where the objective has a
+  temperature, the Lambert-predicted eta and the regime for the regression family;
+  docs/diagnostics.md).
 * the advantage estimators of :data:`ADVANTAGE_ESTIMATORS`: the beta-shifted mean
   ``zoo_shifted_mean``, the group soft value at beta ``zoo_soft_value`` and at a
   decoupled beta1 ``zoo_decoupled_soft_value``, the soft value shifted up by delta beta
   ``zoo_soft_value_above`` (the optimistic control ``opmd_above``), plus ``zoo_mean`` (mean minus an
   offset), ``zoo_raw``, ``zoo_awr`` and ``zoo_tpo`` (the weighted cross-entropies' weights).
+
+The policy version of a sample is visible to neither a policy loss nor an advantage estimator;
+verl's v1 trainer logs it as ``training/off_policy/trajectory_staleness/*`` (docs/diagnostics.md).
 
 The zoo objectives verl already ships (PPO, dual clip, GRPO, Dr. GRPO, DAPO, GSPO,
 CISPO, SAPO, TIS, AReaL, and the REINFORCE-type losses through ``gpg`` and ``dro``) run
@@ -56,7 +62,8 @@ from theory.recipes import VERL_BUILTIN as BUILTIN  # noqa: E402
 from theory.recipes import VerlRecipe, runs_as_zoo_loss  # noqa: E402
 from theory.recipes import verl_recipe as recipe  # noqa: E402
 
-from .eta import fitted_eta, lambert_eta  # noqa: E402
+from .diagnostics import batch_sums, predicts_eta, readings, temperature  # noqa: E402
+from .eta import group_regime, lambert_eta  # noqa: E402
 
 __all__ = [
     "VERL_VERSION",
@@ -71,6 +78,8 @@ __all__ = [
     "register_objective",
     "runs_as_zoo_loss",
     "group_apply",
+    "PREFIX",
+    "LEGACY_NAMES",
 ]
 
 #: verl's ``loss_agg_mode`` values, all supported.
@@ -251,29 +260,42 @@ def _group_starts(obj: Objective, adv: np.ndarray, valid: np.ndarray, G) -> list
     return [i for i in range(best, len(ok), G) if ok[i]]
 
 
-def _eta_metrics(obj, s, adv_seq, n_tok, group_size, lambert=lambert_eta) -> dict[str, float]:
-    """Fitted eta (pooled over the micro-batch) and Lambert eta (over the groups found in it).
+#: Prefix of the zoo's readings in verl's logs (verl's own off-policy readings are ``rollout_corr/*``).
+PREFIX = "actor/zoo/"
 
-    ``s`` (B,) sequence log-ratios log pi/mu, ``adv_seq`` (B,) advantages, ``n_tok`` (B,) token counts.
+#: Former names of the regression family's readings, still reported (the README and older dashboards use them).
+LEGACY_NAMES = MappingProxyType({"kl_mu_pi": "actor/zoo_kl_mu_pi", "adv_over_beta": "actor/zoo_adv_over_beta",
+                                 "eta_fit": "actor/zoo_eta_fit", "eta_lambert": "actor/zoo_eta_lambert",
+                                 "eta_groups": "actor/zoo_eta_groups"})
+
+
+def _lambert_readings(obj, adv_seq: torch.Tensor, valid: torch.Tensor, group_size, lambert) -> dict[str, float]:
+    """Lambert-predicted eta, regime (mean over groups of the sign) and the share of rows in the groups found.
+
+    ``adv_seq`` (B,) sequence advantages, ``valid`` (B,) non-empty rows; groups: windows of ``rollout.n``
+    consecutive rows at one phase (:func:`_group_starts`). NaN (and share 0) when none is found.
     """
     beta = obj.params["beta"]
-    valid = (n_tok > 0).cpu().numpy()
-    s_np = s.double().cpu().numpy()
     a_np = adv_seq.detach().double().cpu().numpy()
-    out = {"actor/zoo_kl_mu_pi": math.nan, "actor/zoo_adv_over_beta": math.nan, "actor/zoo_eta_fit": math.nan}
-    if valid.any():
-        out["actor/zoo_kl_mu_pi"] = float((-s_np[valid]).mean())
-        out["actor/zoo_adv_over_beta"] = float(a_np[valid].mean() / beta)
-        out["actor/zoo_eta_fit"] = float(fitted_eta(s_np[valid], a_np[valid], beta))
-    # groups: windows of rollout.n consecutive rows at one phase (_group_starts)
-    eta_pred, used = math.nan, 0.0
-    starts = _group_starts(obj, a_np, valid, group_size)
+    out = {"eta_lambert": math.nan, "regime": math.nan, "eta_groups": 0.0}
+    starts = _group_starts(obj, a_np, valid.cpu().numpy(), group_size)
     if starts:
         blocks = np.stack([a_np[i:i + group_size] for i in starts])
-        eta_pred = float(lambert(blocks, beta).mean())
-        used = len(starts) * group_size / len(a_np)
-    out["actor/zoo_eta_lambert"] = eta_pred
-    out["actor/zoo_eta_groups"] = used
+        out["eta_lambert"] = float(lambert(blocks, beta).mean())
+        out["regime"] = float(group_regime(blocks, beta).mean())
+        out["eta_groups"] = len(starts) * group_size / len(a_np)
+    return out
+
+
+def _zoo_readings(obj, log_prob, old_log_prob, advantages, adv, m, group_size, lambert) -> dict[str, float]:
+    """The zoo's readings of a micro-batch (``sims.integrations.diagnostics``), named for verl's logs."""
+    beta = temperature(obj)
+    values = readings(batch_sums(log_prob, old_log_prob, m, advantages), beta, obj.level)
+    if predicts_eta(obj):
+        values.update(_lambert_readings(obj, adv, m.sum(-1) > 0, group_size, lambert))
+    out = {PREFIX + k: v for k, v in values.items()}
+    if predicts_eta(obj):
+        out.update({old: values[k] for k, old in LEGACY_NAMES.items()})
     return out
 
 
@@ -292,9 +314,11 @@ def make_policy_loss(objective: Objective | str, **params) -> Callable:
     masked mean per row), ``response_mask`` a bool ``(B, T)`` mask,
     ``rollout_is_weights`` (if given) multiplies the per-token loss, as in every
     verl loss. Metrics (python floats): ``actor/ppo_kl`` (mean of
-    :math:`\\log\\mu - \\log\\pi` over tokens), ``actor/pg_clipfrac`` for TOPR (negative-advantage
-    tokens whose ratio is truncated) and M2PO (tokens the mask drops), and for the
-    regression family the eta diagnostics of docs/integrations.md.
+    :math:`\\log\\mu - \\log\\pi` over tokens), ``actor/pg_clipfrac`` for the objectives that clip
+    (TOPR: negative-advantage tokens whose ratio is truncated; M2PO: tokens the mask drops), and
+    ``actor/zoo/<name>`` for each name of ``diagnostics.reading_names(objective)`` (plus
+    ``actor/zoo/eta_groups`` and the :data:`LEGACY_NAMES` for the regression family);
+    docs/diagnostics.md defines them.
     """
     obj = objective if isinstance(objective, Objective) else make_objective(objective, **params)
     if params and isinstance(objective, Objective):
@@ -321,16 +345,14 @@ def make_policy_loss(objective: Objective | str, **params) -> Callable:
         value = aggregate(loss, m, loss_agg_mode, **info)
 
         with torch.no_grad():
-            n_tok = m.sum(-1)
             s = ((log_prob.detach() - old_log_prob) * m).sum(-1)  # (B,) sequence log-ratios log pi/mu
-            n = n_tok.sum().clamp_min(1.0)
+            n = m.sum().clamp_min(1.0)
             metrics = {"actor/ppo_kl": float(-s.sum() / n)}
             if o.clips:  # tokens whose gradient the loss clips, truncates or masks (Objective.clipped)
                 clipped = o.clipped(log_prob, old_log_prob, advantages, m)
                 metrics["actor/pg_clipfrac"] = float((clipped.to(m.dtype) * m).sum() / n)
-            if o.family == "regression":
-                group = config.get("rollout_n", None) if config is not None else None
-                metrics.update(_eta_metrics(o, s, adv, n_tok, group, lambert))
+            group = config.get("rollout_n", None) if config is not None else None
+            metrics.update(_zoo_readings(o, log_prob, old_log_prob, advantages, adv, m, group, lambert))
         return value, metrics
 
     policy_loss.objective = obj
