@@ -257,6 +257,21 @@ def test_every_registered_loss_reports_the_documented_readings(name):
         assert all(met[old] == met[zv.PREFIX + new] for new, old in zv.LEGACY_NAMES.items())
 
 
+@pytest.mark.parametrize("name", ["opmd", "reinforce_k1"])
+def test_readings_can_be_turned_off_and_the_loss_is_the_same(name, monkeypatch):
+    obj = make_objective(name)
+    b = grouped_batch(7, name if obj.family == "regression" else "opmd")
+    fn = core_algos.get_policy_loss_fn(f"zoo_{name}")
+    kw = dict(old_log_prob=b["old"], log_prob=b["lp"], advantages=b["adv"], response_mask=b["mask"],
+              loss_agg_mode="seq-mean-token-mean", config=actor_config(rollout_n=4))
+    on, met_on = fn(**kw)
+    monkeypatch.setenv(zv.READINGS_ENV, "0")
+    off, met_off = fn(**kw)
+    assert not zv.readings_enabled() and torch.equal(on, off)
+    assert not any(k.startswith(zv.PREFIX) or k in zv.LEGACY_NAMES.values() for k in met_off)
+    assert set(met_on) - set(met_off) == documented_keys(obj) - set(met_off)
+
+
 @pytest.mark.parametrize("name", ["oapl", "shifted_regression", "reinforce_k3"])
 def test_dro_beta_is_the_objectives_beta(name):
     b = make_batch(4)

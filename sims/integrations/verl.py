@@ -44,6 +44,7 @@ The advantage estimators read ``+algorithm.zoo.<param>`` (``beta``, ``beta1``,
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -79,6 +80,8 @@ __all__ = [
     "runs_as_zoo_loss",
     "group_apply",
     "PREFIX",
+    "READINGS_ENV",
+    "readings_enabled",
     "LEGACY_NAMES",
 ]
 
@@ -260,6 +263,16 @@ def _group_starts(obj: Objective, adv: np.ndarray, valid: np.ndarray, G) -> list
     return [i for i in range(best, len(ok), G) if ok[i]]
 
 
+#: Environment variable that turns the zoo's readings off (``0``) in every process; default on. They cost a few
+#: elementwise passes over the micro-batch (``benchmarks/bench_verl_losses.py`` times the loss with and without).
+READINGS_ENV = "PESSIMISM_TOOLKIT_ZOO_READINGS"
+
+
+def readings_enabled() -> bool:
+    """Whether the zoo's losses report their readings (``READINGS_ENV`` is not ``0``)."""
+    return os.environ.get(READINGS_ENV, "1") != "0"
+
+
 #: Prefix of the zoo's readings in verl's logs (verl's own off-policy readings are ``rollout_corr/*``).
 PREFIX = "actor/zoo/"
 
@@ -352,7 +365,8 @@ def make_policy_loss(objective: Objective | str, **params) -> Callable:
                 clipped = o.clipped(log_prob, old_log_prob, advantages, m)
                 metrics["actor/pg_clipfrac"] = float((clipped.to(m.dtype) * m).sum() / n)
             group = config.get("rollout_n", None) if config is not None else None
-            metrics.update(_zoo_readings(o, log_prob, old_log_prob, advantages, adv, m, group, lambert))
+            if readings_enabled():
+                metrics.update(_zoo_readings(o, log_prob, old_log_prob, advantages, adv, m, group, lambert))
         return value, metrics
 
     policy_loss.objective = obj
