@@ -61,6 +61,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from theory._numerics import flow_field, log_softmax, softmax
 from theory.bandits import STANDARD_BANDITS, Bandit
 from theory.objectives import OBJECTIVES, make_objective
 
@@ -143,11 +144,6 @@ def flat_bandit(bandit) -> Bandit:
     return Bandit(f"{bd.name}-flat", bd.mu, np.full_like(bd.r, bd.r.max()), f"{bd.name} with every reward = max r")
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
 # ----------------------------------------------------------------------------- the step map
 
 
@@ -178,7 +174,7 @@ def delayed_step(obj, r, logits, logits_mu, rule, *, lr=None, inner_steps=1) -> 
         Normalized log-probabilities of :math:`\pi_{t+1}`.
     """
     _check_rule(rule, lr, inner_steps)
-    log_mu = _log_softmax(np.asarray(logits_mu, dtype=np.float64))
+    log_mu = log_softmax(np.asarray(logits_mu, dtype=np.float64))
     mu = np.exp(log_mu)
     mu = mu / mu.sum(-1, keepdims=True)
     if rule == "full":
@@ -187,18 +183,17 @@ def delayed_step(obj, r, logits, logits_mu, rule, *, lr=None, inner_steps=1) -> 
     z = np.asarray(logits, dtype=np.float64)
     if rule == "damped":
         log_t = np.maximum(np.log(np.maximum(target_map(obj, mu, r), 1e-300)), LOG_FLOOR)
-        return _log_softmax((1.0 - lr_b) * _log_softmax(z) + lr_b * log_t)
+        return log_softmax((1.0 - lr_b) * log_softmax(z) + lr_b * log_t)
     with torch_single_thread():
         adv = torch.tensor(obj.population_advantage(mu, r), dtype=_DTYPE)
         mu_t = torch.tensor(mu, dtype=_DTYPE)
-        theta = torch.tensor(_log_softmax(z), dtype=_DTYPE)
+        theta = torch.tensor(log_softmax(z), dtype=_DTYPE)
         lr_t = torch.tensor(lr_b, dtype=_DTYPE)
         for _ in range(inner_steps):
-            pi = torch.softmax(theta, -1)
+            pi = softmax(theta)
             h = obj.weight(pi / mu_t, adv, mu_t)
-            mh = mu_t * h
-            theta = theta + lr_t * (mh - pi * mh.sum(-1, keepdim=True))
-        return torch.log_softmax(theta, -1).numpy()
+            theta = theta + lr_t * flow_field(pi, mu_t * h)
+        return log_softmax(theta).numpy()
 
 
 def delayed_iteration(
@@ -236,7 +231,7 @@ def delayed_iteration(
     z0 = np.broadcast_to(np.log(np.maximum(p0, 1e-300)), batch + (bd.r.size,)).copy()
     hist = [z0] * (L + 1)  # hist[-1] = log pi_t, hist[0] = log pi_{t-L}
     out = np.empty((steps + 1,) + z0.shape)
-    out[0] = np.exp(_log_softmax(z0))
+    out[0] = np.exp(log_softmax(z0))
     for t in range(steps):
         z = delayed_step(obj, bd.r, hist[-1], hist[0], rule, lr=lr, inner_steps=inner_steps)
         hist = hist[1:] + [z]
@@ -291,7 +286,7 @@ def fixed_point(obj, bandit, rule, *, lr=None, inner_steps=1, max_steps=2000, to
             z = np.where(np.isfinite(zn), zn, z)
             if np.all(res <= tol):
                 break
-    return FixedPoint(pi=np.exp(_log_softmax(z)), residual=res, steps=n, converged=res <= tol)
+    return FixedPoint(pi=np.exp(log_softmax(z)), residual=res, steps=n, converged=res <= tol)
 
 
 # ----------------------------------------------------------------------------- linearization

@@ -78,6 +78,7 @@ from scipy.integrate import BDF, Radau
 
 from .runtime import torch_single_thread
 from ._checks import as_float_array, broadcast_arms, check_distribution
+from ._numerics import flow_field, log_softmax, softmax
 
 __all__ = ["FlowResult", "MinimizeResult", "logit_flow", "multistart_minimize"]
 
@@ -268,7 +269,7 @@ def _masked_log_softmax(theta: torch.Tensor, mask: torch.Tensor):
     masked_for_max = torch.where(mask, theta, torch.full_like(theta, -torch.inf))
     m = masked_for_max.amax(dim=-1, keepdim=True).detach()
     shifted = torch.where(mask, theta - m, torch.full_like(theta, LOG_ZERO))
-    log_pi = torch.log_softmax(shifted, dim=-1)
+    log_pi = log_softmax(shifted)
     pi = torch.where(mask, torch.exp(log_pi), torch.zeros_like(log_pi))
     log_pi = torch.where(mask, log_pi, torch.full_like(log_pi, LOG_ZERO))
     return log_pi, pi
@@ -331,8 +332,7 @@ class _Field:
             h = self.weight(u, self.adv)
             h = _check_callable_output(h, self.shape, "weight")
             h = torch.where(mask, h, torch.zeros_like(h))
-            mh = self.mu * h
-            g = mh - pi * mh.sum(dim=-1, keepdim=True)
+            g = flow_field(pi, self.mu * h)
         return torch.where(mask, g, torch.zeros_like(g))
 
     def underflow_taint(self, log_pi: torch.Tensor) -> np.ndarray:
@@ -400,14 +400,9 @@ def _speed(pi: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _softmax_np(theta: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(pi, log pi)`` of the logits ``theta`` on the arms in ``mask``: ``pi = 0``, ``log pi = -inf`` elsewhere."""
     th = np.where(mask, theta, -np.inf)
-    m = th.max(axis=-1, keepdims=True)
-    z = np.where(mask, np.exp(th - m), 0.0)
-    s = z.sum(axis=-1, keepdims=True)
-    pi = z / s
-    with np.errstate(divide="ignore"):
-        log_pi = np.where(mask, th - m - np.log(s), -np.inf)
-    return pi, log_pi
+    return softmax(th), log_softmax(th)
 
 
 # ---------------------------------------------------------------------------
@@ -427,6 +422,352 @@ def _checkpoints(t_max: float) -> np.ndarray:
     grid = t_max * 10.0 ** (-k / CHECKPOINTS_PER_DECADE)
     grid[-1] = t_max
     return grid
+
+
+def _check_flow_args(loss, weight, t_max, tol, rtol, atol, plateau_tol, growth_tol, method):
+    """Validate the arguments of :func:`logit_flow`; return ``t_max`` as a float and the scipy solver class."""
+    _check_objective(loss, weight)
+    t_max = float(t_max)
+    if not np.isfinite(t_max) or t_max <= 0:
+        raise ValueError(f"t_max must be a finite number > 0, got {t_max}")
+    for name, val in (("rtol", rtol), ("atol", atol)):
+        if not np.isfinite(val) or val <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {val}")
+    for name, val in (("tol", tol), ("plateau_tol", plateau_tol), ("growth_tol", growth_tol)):
+        if np.isnan(val) or val <= 0:
+            raise ValueError(f"{name} must be > 0 (inf switches the check off), got {val}")
+    solvers = {"BDF": BDF, "Radau": Radau}
+    if method not in solvers:
+        raise ValueError(f"method must be one of {sorted(solvers)}, got {method!r}")
+    return t_max, solvers[method]
+
+
+class _Layout:
+    """Where the integrated state sits in the batch: the support arms of the ``(B, K)`` logits, flattened.
+
+    The state is ``y = theta.ravel()[flat_idx]`` (arms with ``mu = 0`` are not in it).
+    """
+
+    def __init__(self, mask: np.ndarray, batch_shape: tuple):
+        self.mask = mask  # (B, K)
+        self.batch_shape = batch_shape
+        self.B, self.K = mask.shape
+        self.flat_idx = np.flatnonzero(mask.ravel())  # state index -> position in (B*K)
+        self.n = self.flat_idx.size
+
+    def theta(self, y: np.ndarray) -> np.ndarray:
+        """(B, K) logits: the state ``y`` on the support, 0 elsewhere."""
+        theta = np.zeros(self.B * self.K)
+        theta[self.flat_idx] = y
+        return theta.reshape(self.B, self.K)
+
+    def to_torch(self, y: np.ndarray) -> torch.Tensor:
+        """The logits of :meth:`theta` as a tensor of the batch shape ``(..., K)``."""
+        return torch.as_tensor(self.theta(y).reshape(self.batch_shape + (self.K,)))
+
+    def state(self, theta: np.ndarray) -> np.ndarray:
+        """The state ``y`` of (B, K) logits."""
+        return theta.ravel()[self.flat_idx]
+
+    def jacobian_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(rows, cols, gather)`` of the block-diagonal Jacobian (one block per bandit).
+
+        Entry ``i`` of the sparse matrix sits at ``(rows[i], cols[i])`` and is
+        element ``gather[i]`` of the flattened ``(B, K, K)`` blocks.
+        """
+        B, K = self.B, self.K
+        state_of_bk = np.full(B * K, -1, dtype=np.int64)
+        state_of_bk[self.flat_idx] = np.arange(self.n)
+        rows_l, cols_l, gather_l = [], [], []
+        for b in range(B):
+            arms = np.flatnonzero(self.mask[b])
+            st = state_of_bk[b * K + arms]
+            rows_l.append(np.repeat(st, arms.size))
+            cols_l.append(np.tile(st, arms.size))
+            gather_l.append(b * K * K + (arms[:, None] * K + arms[None, :]).ravel())
+        return np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(gather_l)
+
+
+def _initial_point(mu_b, th_b, mask_b, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """``(pi0, theta_start)``, (B, K): the start (``theta0``, default ``log mu``) normalized to ``log pi0``.
+
+    ``theta_start`` is 0 outside the support.
+    """
+    B, K = layout.B, layout.K
+    if th_b is None:
+        theta_init = _log_mu_safe(mu_b, mask_b).reshape(B, K)
+    else:
+        theta_init = np.asarray(th_b, dtype=np.float64).reshape(B, K)
+    pi0, log_pi0 = _softmax_np(theta_init, layout.mask)
+    return pi0, np.where(layout.mask, log_pi0, 0.0)
+
+
+def _flow_scale(field: _Field, layout: _Layout, theta_start: np.ndarray, rescale: bool) -> np.ndarray:
+    r"""(B,) per-bandit scale :math:`s = \max(\rho(J_0), 10^{-6}\max_z|v_z|)` at the start (1 without ``rescale``).
+
+    Raises ``ValueError`` where the field or its Jacobian is not finite at the start.
+    """
+    B, K = layout.B, layout.K
+    v0, J0 = field.blocks(layout.to_torch(layout.state(theta_start)))
+    v0 = v0.detach().numpy().reshape(B, K)
+    J0 = J0.detach().numpy().reshape(B, K, K)
+    if not (np.isfinite(v0[layout.mask]).all() and np.isfinite(J0).all()):
+        raise ValueError("the vector field is not finite at the initial point; check the loss/weight callable")
+    if not rescale:
+        return np.ones(B)
+    rho = np.abs(np.linalg.eigvals(J0)).max(axis=-1)
+    scale = np.maximum(rho, SCALE_FLOOR * np.abs(v0).max(axis=-1))
+    return np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+
+
+class _FlowSystem:
+    r"""The ODE handed to scipy, on the state :math:`y` (:class:`_Layout`).
+
+    .. math:: \dot y = v(y)/s - \mathrm{NEUTRAL\_RATE}\cdot\mathrm{logsumexp}(\theta)\,\mathbf 1,
+
+    set to 0 on bandits no longer ``active``; its block-diagonal Jacobian;
+    the per-arm absolute tolerances; and the quantities checked at a
+    checkpoint (see :func:`logit_flow`, Notes).
+    """
+
+    def __init__(self, field: _Field, layout: _Layout, scale: np.ndarray, atol: float):
+        self.field = field
+        self.layout = layout
+        self.inv_scale = 1.0 / scale
+        self.atol = atol
+        self.active = np.ones(layout.B, dtype=bool)
+        self.jac_rows, self.jac_cols, self.jac_gather = layout.jacobian_pattern()
+
+    def velocity_np(self, y: np.ndarray) -> np.ndarray:
+        """(B, K) velocity :math:`v` of :math:`\\log\\pi` (unscaled)."""
+        lay = self.layout
+        return self.field.velocity(lay.to_torch(y)).numpy().reshape(lay.B, lay.K)
+
+    def state_softmax(self, y: np.ndarray):
+        """``(theta, pi, lse)``: (B, K) logits, policy, and (B,) logsumexp over the support."""
+        theta = self.layout.theta(y)
+        mask = self.layout.mask
+        pi, log_pi = _softmax_np(theta, mask)
+        lse = np.where(mask, theta - log_pi, -np.inf).max(axis=-1)  # logsumexp over the support
+        return theta, pi, lse
+
+    def fun(self, t: float, y: np.ndarray) -> np.ndarray:
+        """The right-hand side; raises :class:`_FlowIntegrationError` where ``v`` is not finite."""
+        v = self.velocity_np(y)
+        if not np.isfinite(v[self.layout.mask]).all():
+            raise _FlowIntegrationError(f"non-finite vector field at t = {t:.6g}")
+        _, _, lse = self.state_softmax(y)
+        # pi-preserving pull of logsumexp(theta) back to 0 (damps the neutral direction)
+        v = (v * self.inv_scale[:, None] - NEUTRAL_RATE * lse[:, None]) * self.active[:, None]
+        return v.ravel()[self.layout.flat_idx]
+
+    def jac(self, t: float, y: np.ndarray) -> scipy.sparse.csc_matrix:
+        """Sparse (n, n) Jacobian of :meth:`fun`; :math:`\\partial\\,\\mathrm{lse}/\\partial\\theta_j = \\pi_j`."""
+        lay = self.layout
+        B, K = lay.B, lay.K
+        _, J = self.field.blocks(lay.to_torch(y))
+        J = J.numpy().reshape(B, K, K) * self.inv_scale[:, None, None]
+        _, pi, _ = self.state_softmax(y)
+        J = J - NEUTRAL_RATE * pi[:, None, :]  # d(lse)/d(theta_j) = pi_j, in every row
+        J = J * self.active[:, None, None]
+        data = J.reshape(B * K * K)[self.jac_gather]
+        if not np.isfinite(data).all():
+            raise _FlowIntegrationError(f"non-finite Jacobian at t = {t:.6g}")
+        return scipy.sparse.csc_matrix((data, (self.jac_rows, self.jac_cols)), shape=(lay.n, lay.n))
+
+    def atol_for(self, y: np.ndarray) -> np.ndarray:
+        """Per-component absolute tolerance on log pi: ``atol / pi_z`` (an error of
+        ``atol`` in pi), between ``atol`` and ``LOG_ATOL_CAP``."""
+        atol = self.atol
+        _, pi, _ = self.state_softmax(y)
+        p = pi.ravel()[self.layout.flat_idx]
+        with np.errstate(divide="ignore", over="ignore"):
+            return np.clip(atol / p, atol, max(atol, LOG_ATOL_CAP))
+
+    def evaluate(self, y: np.ndarray):
+        """``(theta, pi, speed, growth, finite)`` at ``y``, in rescaled time; (B, K) or (B,)."""
+        mask = self.layout.mask
+        theta = self.layout.theta(y)
+        pi, _ = _softmax_np(theta, mask)
+        v = self.velocity_np(y) * self.inv_scale[:, None]
+        growth = np.where(mask, v, -np.inf).max(axis=-1)
+        finite = np.where(mask, np.isfinite(v), True).all(axis=-1)
+        return theta, pi, _speed(pi, v), growth, finite
+
+
+class _FlowOutput:
+    """The return point of every bandit, updated at each checkpoint and where a bandit stops."""
+
+    def __init__(self, theta_start: np.ndarray):
+        B, K = theta_start.shape
+        self.state = np.zeros((B, K))
+        self.state[:] = theta_start
+        self.t = np.zeros(B)
+        self.res = np.full(B, np.nan)
+        self.plateau = np.full(B, np.nan)
+        self.growth = np.full(B, np.nan)
+        self.converged = np.zeros(B, dtype=bool)
+        self.tainted = np.zeros(B, dtype=bool)
+        self.message = "ok"
+
+    def set(self, sel: np.ndarray, point, t: float, plateau) -> None:
+        """Return point of the bandits ``sel``: ``point`` (from ``_FlowSystem.evaluate``) at time ``t``."""
+        theta, _, speed, growth, _ = point
+        self.state[sel] = theta[sel]
+        self.t[sel] = t
+        self.res[sel] = speed[sel]
+        self.plateau[sel] = plateau if np.ndim(plateau) == 0 else plateau[sel]
+        self.growth[sel] = growth[sel]
+
+    def note_underflow(self) -> None:
+        """Add to ``message`` the bandits stopped by a weight-form ratio underflow."""
+        if not self.tainted.any():
+            return
+        bad = np.flatnonzero(self.tainted)
+        note = (
+            f"weight form: u = pi/mu fell below {U_FLOOR:.3g} on a support arm of {bad.size} bandit(s) "
+            f"(flat indices {bad[:10].tolist()}{'...' if bad.size > 10 else ''}) where the weight is not "
+            "continuous at u = 0; the flow there is not representable through weight(u, adv) "
+            "(use the loss form); those bandits are marked not converged"
+        )
+        self.message = note if self.message == "ok" else f"{self.message}; {note}"
+
+    def result(self, layout: _Layout, scale: np.ndarray) -> FlowResult:
+        """The :class:`FlowResult` of the batch shape."""
+        batch_shape, K = layout.batch_shape, layout.K
+        pi_out, log_pi_out = _softmax_np(self.state, layout.mask)
+        return FlowResult(
+            pi=pi_out.reshape(batch_shape + (K,)),
+            theta=log_pi_out.reshape(batch_shape + (K,)),
+            converged=self.converged.reshape(batch_shape),
+            residual=self.res.reshape(batch_shape),
+            t_final=self.t.reshape(batch_shape),
+            scale=scale.reshape(batch_shape),
+            plateau=self.plateau.reshape(batch_shape),
+            growth=self.growth.reshape(batch_shape),
+            message=self.message,
+        )
+
+
+class _Integration:
+    """The checkpointed, restartable integration of a :class:`_FlowSystem` (see :func:`logit_flow`, Notes).
+
+    The solver runs from checkpoint to checkpoint; it is restarted where it
+    stands (``t0``, ``y``) when a bandit converges or is stopped (its field
+    is then 0), or when the per-arm tolerances are stale.
+    """
+
+    def __init__(self, system, out, solver_cls, grid, pi0, *, rtol, tol, plateau_tol, growth_tol):
+        self.system, self.out = system, out
+        self.solver_cls, self.grid, self.pi0 = solver_cls, grid, pi0
+        self.rtol, self.tol, self.plateau_tol, self.growth_tol = rtol, tol, plateau_tol, growth_tol
+        self.ncheck = len(grid)
+        self.pi_hist = np.empty((self.ncheck, system.layout.B, system.layout.K))
+        self.k = 0  # next checkpoint
+        self.solver = None
+        self.t0 = 0.0  # (t0, y): the last (re)start point
+        self.y = None
+        self.atol_now = None
+
+    def record(self, sel: np.ndarray, y: np.ndarray, t: float) -> None:
+        """Return point of the bandits ``sel``: the state ``y`` at time ``t``, no plateau."""
+        self.out.set(sel, self.system.evaluate(y), t, np.nan)
+
+    def check_underflow(self, y: np.ndarray, t: float) -> bool:
+        """Stop (not converged) the active bandits the weight form cannot represent at ``y``."""
+        system, lay = self.system, self.system.layout
+        if system.field.weight is None:
+            return False
+        _, log_pi = _softmax_np(lay.theta(y), lay.mask)
+        log_pi = np.where(lay.mask, log_pi, LOG_ZERO).reshape(lay.batch_shape + (lay.K,))
+        new = system.active & system.field.underflow_taint(_tensor(log_pi))
+        if new.any():
+            self.record(new, y, t)
+            self.out.tainted[:] |= new
+            system.active[:] &= ~new
+        return bool(new.any())
+
+    def run(self, y: np.ndarray) -> None:
+        """Integrate from the state ``y`` at ``t = 0`` until every bandit stopped or the last checkpoint."""
+        active = self.system.active
+        self.y = y
+        self.check_underflow(y, 0.0)
+        while self.k < self.ncheck and active.any():
+            restart = self._advance()
+            if restart is None:
+                break
+            restart |= self._take_checkpoints()
+            if not restart and active.any():
+                restart = self._tolerances_stale()
+            if restart and active.any() and self.k < self.ncheck:
+                # restart where the solver stands, with the stopped bandits frozen (field 0)
+                self.y = self.solver.y.copy()
+                self.t0 = self.solver.t
+                self.solver = None
+
+    def _advance(self):
+        """Step the solver (started first if needed) up to the next checkpoint.
+
+        Returns whether a bandit was stopped by a ratio underflow (restart),
+        or None when the integration failed: every active bandit is then
+        returned, not converged, where the integration stopped.
+        """
+        system, out = self.system, self.out
+        restart = False
+        try:
+            if self.solver is None:
+                self.atol_now = system.atol_for(self.y)
+                self.solver = self.solver_cls(
+                    system.fun, self.t0, self.y, self.grid[-1], rtol=self.rtol, atol=self.atol_now, jac=system.jac
+                )
+            solver = self.solver
+            while solver.t < self.grid[self.k] and solver.status == "running":
+                msg = solver.step()
+                if solver.status == "failed":
+                    out.message = f"solver failed at t = {solver.t:.6g}: {msg}"
+                elif self.check_underflow(solver.y, solver.t):
+                    restart = True
+                    break
+        except _FlowIntegrationError as err:
+            out.message = str(err)
+            if self.solver is None:  # could not even start from the last restart point
+                self.record(system.active, self.y, self.t0)
+                return None
+            self.solver.status = "failed"
+        if self.solver.status == "failed":
+            # not converged: return where the integration stopped
+            self.record(system.active, self.solver.y, self.solver.t)
+            return None
+        return restart
+
+    def _take_checkpoints(self) -> bool:
+        """Test every checkpoint the solver has passed; freeze the bandits converged there (True if any)."""
+        system, out, solver, grid = self.system, self.out, self.solver, self.grid
+        active = system.active
+        any_ok = False
+        dense = solver.dense_output()
+        while self.k < self.ncheck and grid[self.k] <= solver.t and active.any():
+            k = self.k
+            yk = dense(grid[k]) if grid[k] < solver.t else solver.y.copy()
+            point = system.evaluate(yk)
+            _, pi, speed, growth, finite = point
+            self.pi_hist[k] = pi
+            prev = self.pi_hist[k - CHECKPOINTS_PER_DECADE] if k >= CHECKPOINTS_PER_DECADE else self.pi0
+            plateau = np.abs(pi - prev).max(axis=-1)
+            ok = active & finite & (speed <= self.tol) & (plateau <= self.plateau_tol) & (growth <= self.growth_tol)
+            out.set(active.copy(), point, grid[k], plateau)
+            out.converged |= ok
+            any_ok |= ok.any()
+            active &= ~ok
+            self.k += 1
+        return any_ok
+
+    def _tolerances_stale(self) -> bool:
+        """Some active bandit's per-arm tolerance would change by more than a factor ``ATOL_REFRESH``."""
+        system, lay = self.system, self.system.layout
+        ratio = system.atol_for(self.solver.y) / self.atol_now
+        moving = np.repeat(system.active, lay.K).reshape(lay.B, lay.K).ravel()[lay.flat_idx]
+        return bool(((ratio > ATOL_REFRESH) | (ratio < 1 / ATOL_REFRESH))[moving].any())
 
 
 @torch_single_thread()
@@ -592,237 +933,23 @@ def logit_flow(
     bandit is stopped there with ``converged = False`` and ``message``
     says so. The loss form receives :math:`\log\pi` and has no such limit.
     """
-    _check_objective(loss, weight)
-    t_max = float(t_max)
-    if not np.isfinite(t_max) or t_max <= 0:
-        raise ValueError(f"t_max must be a finite number > 0, got {t_max}")
-    for name, val in (("rtol", rtol), ("atol", atol)):
-        if not np.isfinite(val) or val <= 0:
-            raise ValueError(f"{name} must be a finite number > 0, got {val}")
-    for name, val in (("tol", tol), ("plateau_tol", plateau_tol), ("growth_tol", growth_tol)):
-        if np.isnan(val) or val <= 0:
-            raise ValueError(f"{name} must be > 0 (inf switches the check off), got {val}")
-    solvers = {"BDF": BDF, "Radau": Radau}
-    if method not in solvers:
-        raise ValueError(f"method must be one of {sorted(solvers)}, got {method!r}")
-
+    t_max, solver_cls = _check_flow_args(loss, weight, t_max, tol, rtol, atol, plateau_tol, growth_tol, method)
     mu_b, adv_b, th_b, mask_b, batch_shape, K = _prepare(mu, adv, theta0)
     field = _Field(mu_b, adv_b, mask_b, loss, weight)
     B = int(np.prod(batch_shape, dtype=np.int64))
-    mask = mask_b.reshape(B, K)
-
-    # initial state: log pi0 (normalized logits) on the support
-    if th_b is None:
-        theta_init = _log_mu_safe(mu_b, mask_b).reshape(B, K)
-    else:
-        theta_init = np.asarray(th_b, dtype=np.float64).reshape(B, K)
-    pi0, log_pi0 = _softmax_np(theta_init, mask)
-    theta_start = np.where(mask, log_pi0, 0.0)
-
-    flat_idx = np.flatnonzero(mask.ravel())  # state index -> position in (B*K)
-    n = flat_idx.size
-    state_of_bk = np.full(B * K, -1, dtype=np.int64)
-    state_of_bk[flat_idx] = np.arange(n)
-    # sparsity pattern of the block-diagonal Jacobian
-    rows_l, cols_l, gather_l = [], [], []
-    for b in range(B):
-        arms = np.flatnonzero(mask[b])
-        st = state_of_bk[b * K + arms]
-        rows_l.append(np.repeat(st, arms.size))
-        cols_l.append(np.tile(st, arms.size))
-        gather_l.append(b * K * K + (arms[:, None] * K + arms[None, :]).ravel())
-    jac_rows = np.concatenate(rows_l)
-    jac_cols = np.concatenate(cols_l)
-    jac_gather = np.concatenate(gather_l)
-
-    def to_theta(y: np.ndarray) -> torch.Tensor:
-        full = np.zeros(B * K)
-        full[flat_idx] = y
-        return torch.as_tensor(full.reshape(batch_shape + (K,)))
-
-    def velocity_np(y: np.ndarray) -> np.ndarray:
-        return field.velocity(to_theta(y)).numpy().reshape(B, K)
-
-    # --- per-bandit scale -------------------------------------------------
-    v0, J0 = field.blocks(to_theta(theta_start.ravel()[flat_idx]))
-    v0 = v0.detach().numpy().reshape(B, K)
-    J0 = J0.detach().numpy().reshape(B, K, K)
-    if not (np.isfinite(v0[mask]).all() and np.isfinite(J0).all()):
-        raise ValueError("the vector field is not finite at the initial point; check the loss/weight callable")
-    if rescale:
-        rho = np.abs(np.linalg.eigvals(J0)).max(axis=-1)
-        scale = np.maximum(rho, SCALE_FLOOR * np.abs(v0).max(axis=-1))
-        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    else:
-        scale = np.ones(B)
-    inv_scale = 1.0 / scale
-
-    active = np.ones(B, dtype=bool)
-
-    def state_softmax(y: np.ndarray):
-        theta = np.zeros(B * K)
-        theta[flat_idx] = y
-        theta = theta.reshape(B, K)
-        pi, log_pi = _softmax_np(theta, mask)
-        lse = np.where(mask, theta - log_pi, -np.inf).max(axis=-1)  # logsumexp over the support
-        return theta, pi, lse
-
-    def fun(t, y):
-        v = velocity_np(y)
-        if not np.isfinite(v[mask]).all():
-            raise _FlowIntegrationError(f"non-finite vector field at t = {t:.6g}")
-        _, _, lse = state_softmax(y)
-        # pi-preserving pull of logsumexp(theta) back to 0 (damps the neutral direction)
-        v = (v * inv_scale[:, None] - NEUTRAL_RATE * lse[:, None]) * active[:, None]
-        return v.ravel()[flat_idx]
-
-    def jac(t, y):
-        _, J = field.blocks(to_theta(y))
-        J = J.numpy().reshape(B, K, K) * inv_scale[:, None, None]
-        _, pi, _ = state_softmax(y)
-        J = J - NEUTRAL_RATE * pi[:, None, :]  # d(lse)/d(theta_j) = pi_j, in every row
-        J = J * active[:, None, None]
-        data = J.reshape(B * K * K)[jac_gather]
-        if not np.isfinite(data).all():
-            raise _FlowIntegrationError(f"non-finite Jacobian at t = {t:.6g}")
-        return scipy.sparse.csc_matrix((data, (jac_rows, jac_cols)), shape=(n, n))
-
-    def atol_for(y: np.ndarray) -> np.ndarray:
-        """Per-component absolute tolerance on log pi: ``atol / pi_z`` (an error of
-        ``atol`` in pi), between ``atol`` and ``LOG_ATOL_CAP``."""
-        _, pi, _ = state_softmax(y)
-        p = pi.ravel()[flat_idx]
-        with np.errstate(divide="ignore", over="ignore"):
-            return np.clip(atol / p, atol, max(atol, LOG_ATOL_CAP))
-
-    grid = _checkpoints(t_max)
-    ncheck = len(grid)
-    pi_hist = np.empty((ncheck, B, K))
-
-    out_state = np.zeros((B, K))
-    out_state[:] = theta_start
-    out_t = np.zeros(B)
-    out_res = np.full(B, np.nan)
-    out_plateau = np.full(B, np.nan)
-    out_growth = np.full(B, np.nan)
-    converged = np.zeros(B, dtype=bool)
-    message = "ok"
-
-    def evaluate(y: np.ndarray):
-        theta = np.zeros(B * K)
-        theta[flat_idx] = y
-        theta = theta.reshape(B, K)
-        pi, _ = _softmax_np(theta, mask)
-        v = velocity_np(y) * inv_scale[:, None]
-        growth = np.where(mask, v, -np.inf).max(axis=-1)
-        finite = np.where(mask, np.isfinite(v), True).all(axis=-1)
-        return theta, pi, _speed(pi, v), growth, finite
-
-    tainted = np.zeros(B, dtype=bool)
-
-    def record(sel: np.ndarray, y: np.ndarray, t: float) -> None:
-        """Return point of the bandits ``sel``: the state ``y`` at time ``t``, no plateau."""
-        theta, _, speed, growth, _ = evaluate(y)
-        out_state[sel] = theta[sel]
-        out_t[sel] = t
-        out_res[sel] = speed[sel]
-        out_growth[sel] = growth[sel]
-        out_plateau[sel] = np.nan
-
-    def check_underflow(y: np.ndarray, t: float) -> bool:
-        """Stop (not converged) the active bandits the weight form cannot represent at ``y``."""
-        if weight is None:
-            return False
-        theta = np.zeros(B * K)
-        theta[flat_idx] = y
-        _, log_pi = _softmax_np(theta.reshape(B, K), mask)
-        log_pi = np.where(mask, log_pi, LOG_ZERO).reshape(batch_shape + (K,))
-        new = active & field.underflow_taint(_tensor(log_pi))
-        if new.any():
-            record(new, y, t)
-            tainted[:] |= new
-            active[:] &= ~new
-        return bool(new.any())
-
-    y = theta_start.ravel()[flat_idx].copy()
-    check_underflow(y, 0.0)
-    t0 = 0.0
-    k = 0
-    solver = None
-    while k < ncheck and active.any():
-        restart = False
-        try:
-            if solver is None:
-                atol_now = atol_for(y)
-                solver = solvers[method](fun, t0, y, grid[-1], rtol=rtol, atol=atol_now, jac=jac)
-            while solver.t < grid[k] and solver.status == "running":
-                msg = solver.step()
-                if solver.status == "failed":
-                    message = f"solver failed at t = {solver.t:.6g}: {msg}"
-                elif check_underflow(solver.y, solver.t):
-                    restart = True
-                    break
-        except _FlowIntegrationError as err:
-            message = str(err)
-            if solver is None:  # could not even start from the last restart point
-                record(active, y, t0)
-                break
-            solver.status = "failed"
-        if solver.status == "failed":
-            # not converged: return where the integration stopped
-            record(active, solver.y, solver.t)
-            break
-        dense = solver.dense_output()
-        while k < ncheck and grid[k] <= solver.t and active.any():
-            yk = dense(grid[k]) if grid[k] < solver.t else solver.y.copy()
-            theta, pi, speed, growth, finite = evaluate(yk)
-            pi_hist[k] = pi
-            prev = pi_hist[k - CHECKPOINTS_PER_DECADE] if k >= CHECKPOINTS_PER_DECADE else pi0
-            plateau = np.abs(pi - prev).max(axis=-1)
-            ok = active & finite & (speed <= tol) & (plateau <= plateau_tol) & (growth <= growth_tol)
-            upd = active.copy()
-            out_state[upd] = theta[upd]
-            out_t[upd] = grid[k]
-            out_res[upd] = speed[upd]
-            out_plateau[upd] = plateau[upd]
-            out_growth[upd] = growth[upd]
-            converged |= ok
-            restart |= ok.any()
-            active &= ~ok
-            k += 1
-        if not restart and active.any():
-            # refresh the per-arm tolerances when some pi moved by a factor > 10
-            ratio = atol_for(solver.y) / atol_now
-            moving = np.repeat(active, K).reshape(B, K).ravel()[flat_idx]
-            restart = bool(((ratio > ATOL_REFRESH) | (ratio < 1 / ATOL_REFRESH))[moving].any())
-        if restart and active.any() and k < ncheck:
-            # restart where the solver stands, with the stopped bandits frozen (field 0)
-            y = solver.y.copy()
-            t0 = solver.t
-            solver = None
-
-    if tainted.any():
-        bad = np.flatnonzero(tainted)
-        note = (
-            f"weight form: u = pi/mu fell below {U_FLOOR:.3g} on a support arm of {bad.size} bandit(s) "
-            f"(flat indices {bad[:10].tolist()}{'...' if bad.size > 10 else ''}) where the weight is not "
-            "continuous at u = 0; the flow there is not representable through weight(u, adv) "
-            "(use the loss form); those bandits are marked not converged"
-        )
-        message = note if message == "ok" else f"{message}; {note}"
-
-    pi_out, log_pi_out = _softmax_np(out_state, mask)
-    return FlowResult(
-        pi=pi_out.reshape(batch_shape + (K,)),
-        theta=log_pi_out.reshape(batch_shape + (K,)),
-        converged=converged.reshape(batch_shape),
-        residual=out_res.reshape(batch_shape),
-        t_final=out_t.reshape(batch_shape),
-        scale=scale.reshape(batch_shape),
-        plateau=out_plateau.reshape(batch_shape),
-        growth=out_growth.reshape(batch_shape),
-        message=message,
+    layout = _Layout(mask_b.reshape(B, K), batch_shape)
+    pi0, theta_start = _initial_point(mu_b, th_b, mask_b, layout)
+    scale = _flow_scale(field, layout, theta_start, rescale)
+    system = _FlowSystem(field, layout, scale, atol)
+    out = _FlowOutput(theta_start)
+    integration = _Integration(
+        system, out, solver_cls, _checkpoints(t_max), pi0,
+        rtol=rtol, tol=tol, plateau_tol=plateau_tol, growth_tol=growth_tol,
     )
+    integration.run(layout.state(theta_start).copy())
+    out.note_underflow()
+    return out.result(layout, scale)
+
 
 
 # ---------------------------------------------------------------------------
@@ -840,6 +967,132 @@ VERTEX_LOGIT = 10.0
 #: of its Hessian in the logits is at least ``-MIN_CURVATURE``.
 MIN_GRAD = 1e-6
 MIN_CURVATURE = 1e-8
+
+
+def _check_multistart_args(loss, n_starts, tol, seed) -> np.random.Generator:
+    """Validate the arguments of :func:`multistart_minimize`; return ``numpy.random.default_rng(seed)``."""
+    if not callable(loss):
+        raise ValueError("loss must be callable")
+    if isinstance(n_starts, bool) or not isinstance(n_starts, (int, np.integer)) or n_starts < 0:
+        raise ValueError(f"n_starts must be an integer >= 0, got {n_starts!r}")
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol must be a finite number > 0, got {tol}")
+    if seed is None:
+        raise ValueError("seed is required (an int or a numpy SeedSequence); None would read OS entropy")
+    return np.random.default_rng(seed)
+
+
+class _BanditLoss:
+    """The population loss of bandit ``b`` of a batch as a function of the logits ``x`` of its support ``arms``.
+
+    The other bandits sit at :math:`\\log\\mu`; the callable is always called
+    with the full batch shape and only entry ``b`` of its output is used.
+    """
+
+    def __init__(self, loss: LossFn, mu_b, adv_b, mask_b, batch_shape):
+        self.loss = loss
+        self.batch_shape = batch_shape
+        self.K = mu_b.shape[-1]
+        self.B = int(np.prod(batch_shape, dtype=np.int64))
+        self.log_mu_np = _log_mu_safe(mu_b, mask_b).reshape(self.B, self.K)
+        self.mask_t = torch.tensor(np.array(mask_b, dtype=bool))
+        self.log_mu_t = _tensor(_log_mu_safe(mu_b, mask_b))
+        self.adv_t = _tensor(adv_b)
+        self.base = _tensor(self.log_mu_np)
+
+    def value_t(self, b: int, arms: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
+        """The loss of bandit ``b`` (0-d tensor, differentiable in ``xt``)."""
+        rows = torch.full_like(arms, b)
+        th = self.base.index_put((rows, arms), xt)
+        log_pi, _ = _masked_log_softmax(th.reshape(self.batch_shape + (self.K,)), self.mask_t)
+        val = self.loss(log_pi, self.log_mu_t, self.adv_t)
+        return _check_callable_output(val, self.batch_shape, "loss").reshape(self.B)[b]
+
+    def value_and_grad(self, b: int, arms: torch.Tensor, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """The loss of bandit ``b`` and its gradient in ``x``."""
+        xt = _tensor(x).requires_grad_(True)
+        with torch.enable_grad():
+            val = self.value_t(b, arms, xt)
+            (grad,) = torch.autograd.grad(val, xt)
+        return float(val.detach()), grad.detach().numpy().astype(np.float64)
+
+    def min_curvature(self, b: int, arms: torch.Tensor, x: np.ndarray) -> float:
+        """Smallest eigenvalue of the Hessian of the loss of bandit ``b`` in ``x``."""
+        with torch.enable_grad():
+            H = torch.autograd.functional.hessian(lambda xt: self.value_t(b, arms, xt), _tensor(x))
+        H = H.detach().numpy()
+        return float(np.linalg.eigvalsh(0.5 * (H + H.T)).min())
+
+
+def _starts(x_mu: np.ndarray, n_starts: int, rng: np.random.Generator) -> list[np.ndarray]:
+    r"""Starts :math:`\log\mu`; :math:`\log\mu + \sigma\xi` (``n_starts``, :math:`\sigma` cycling ``START_SCALES``);
+    :math:`\log\mu + \mathrm{VERTEX\_LOGIT}\,e_j` for every support arm :math:`j`."""
+    m = x_mu.size
+    starts = [x_mu.copy()]
+    for i in range(n_starts):
+        sigma = START_SCALES[i % len(START_SCALES)]
+        starts.append(x_mu + sigma * rng.standard_normal(m))
+    for j in range(m):
+        x = x_mu.copy()
+        x[j] += VERTEX_LOGIT
+        starts.append(x)
+    return starts
+
+
+def _loss_scale(problem: _BanditLoss, b: int, arms: torch.Tensor, x_mu: np.ndarray) -> float:
+    r""":math:`c = \max(|L(\log\mu)|, \max_z|\nabla_\theta L(\log\mu)|)` of bandit ``b`` (1 if that is 0)."""
+    v0, g0 = problem.value_and_grad(b, arms, x_mu)
+    if not (np.isfinite(v0) and np.isfinite(g0).all()):
+        raise ValueError(f"loss is not finite at log mu for bandit {b}")
+    c = max(abs(v0), float(np.abs(g0).max()))
+    return c if np.isfinite(c) and c > 0 else 1.0
+
+
+def _end_points(problem: _BanditLoss, b: int, arms: torch.Tensor, starts, c: float, tol: float) -> list[tuple]:
+    """``(loss, logits, is a local minimum)`` at the end of BFGS on the loss of bandit ``b`` divided by ``c``,
+    from every start (the one point of a single-arm support)."""
+    m = starts[0].size
+
+    def fun(x):
+        val, grad = problem.value_and_grad(b, arms, x)
+        return val / c, grad / c
+
+    if m == 1:
+        val, _ = problem.value_and_grad(b, arms, starts[0])
+        return [(val, np.zeros(1), True)]
+    ends = []
+    for x0 in starts:
+        res = scipy.optimize.minimize(fun, x0, jac=True, method="BFGS", options={"gtol": tol, "maxiter": 500 * m})
+        val, grad = problem.value_and_grad(b, arms, res.x)
+        is_min = bool(
+            np.abs(grad).max() <= MIN_GRAD * c and problem.min_curvature(b, arms, res.x) >= -MIN_CURVATURE * c
+        )
+        ends.append((val, res.x, is_min))
+    return ends
+
+
+def _best_and_distinct(ends: list[tuple], arms_np: np.ndarray, mask_row: np.ndarray, b: int):
+    """``(pi, log pi, loss, n_distinct)`` of the lowest finite end point, and the number of distinct
+    local minima (greedy clusters at ``DISTINCT_ATOL`` in max abs of the policy)."""
+    K = mask_row.size
+    finite = [e for e in ends if np.isfinite(e[0])]
+    if not finite:
+        raise ValueError(f"loss is not finite at any end point for bandit {b}")
+    best = min(finite, key=lambda e: e[0])
+    full = np.zeros(K)
+    full[arms_np] = best[1]
+    pi_b, log_pi_b = _softmax_np(full[None], mask_row[None])
+
+    reps: list[np.ndarray] = []
+    for val, x, is_min in finite:
+        if not is_min:
+            continue
+        full = np.zeros(K)
+        full[arms_np] = x
+        p = _softmax_np(full[None], mask_row[None])[0][0]
+        if all(np.abs(p - q).max() > DISTINCT_ATOL for q in reps):
+            reps.append(p)
+    return pi_b[0], log_pi_b[0], best[0], len(reps)
 
 
 @torch_single_thread()
@@ -907,110 +1160,24 @@ def multistart_minimize(
         :math:`\pi_z \to 0`, :math:`\theta_z \to -\infty`) is reached only
         approximately, with those :math:`\pi_z` small but positive.
     """
-    if not callable(loss):
-        raise ValueError("loss must be callable")
-    if isinstance(n_starts, bool) or not isinstance(n_starts, (int, np.integer)) or n_starts < 0:
-        raise ValueError(f"n_starts must be an integer >= 0, got {n_starts!r}")
-    if not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a finite number > 0, got {tol}")
-    if seed is None:
-        raise ValueError("seed is required (an int or a numpy SeedSequence); None would read OS entropy")
-    rng = np.random.default_rng(seed)
-
+    rng = _check_multistart_args(loss, n_starts, tol, seed)
     mu_b, adv_b, _, mask_b, batch_shape, K = _prepare(mu, adv)
-    B = int(np.prod(batch_shape, dtype=np.int64))
+    problem = _BanditLoss(loss, mu_b, adv_b, mask_b, batch_shape)
+    B = problem.B
     mask = mask_b.reshape(B, K)
-    log_mu_np = _log_mu_safe(mu_b, mask_b).reshape(B, K)
-    mask_t = torch.tensor(np.array(mask_b, dtype=bool))
-    log_mu_t = _tensor(_log_mu_safe(mu_b, mask_b))
-    adv_t = _tensor(adv_b)
-    base = _tensor(log_mu_np)
-
-    def value_t(b: int, arms: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:
-        rows = torch.full_like(arms, b)
-        th = base.index_put((rows, arms), xt)
-        log_pi, _ = _masked_log_softmax(th.reshape(batch_shape + (K,)), mask_t)
-        val = loss(log_pi, log_mu_t, adv_t)
-        return _check_callable_output(val, batch_shape, "loss").reshape(B)[b]
-
-    def value_and_grad(b: int, arms: torch.Tensor, x: np.ndarray):
-        xt = _tensor(x).requires_grad_(True)
-        with torch.enable_grad():
-            val = value_t(b, arms, xt)
-            (grad,) = torch.autograd.grad(val, xt)
-        return float(val.detach()), grad.detach().numpy().astype(np.float64)
-
-    def min_curvature(b: int, arms: torch.Tensor, x: np.ndarray) -> float:
-        with torch.enable_grad():
-            H = torch.autograd.functional.hessian(lambda xt: value_t(b, arms, xt), _tensor(x))
-        H = H.detach().numpy()
-        return float(np.linalg.eigvalsh(0.5 * (H + H.T)).min())
 
     pi_best = np.zeros((B, K))
     theta_best = np.full((B, K), -np.inf)
     value_best = np.full(B, np.nan)
     n_distinct = np.zeros(B, dtype=np.int64)
-
     for b in range(B):
         arms_np = np.flatnonzero(mask[b])
         arms = torch.as_tensor(arms_np)
-        x_mu = log_mu_np[b, arms_np]
-        m = arms_np.size
-        starts = [x_mu.copy()]
-        for i in range(n_starts):
-            sigma = START_SCALES[i % len(START_SCALES)]
-            starts.append(x_mu + sigma * rng.standard_normal(m))
-        for j in range(m):
-            x = x_mu.copy()
-            x[j] += VERTEX_LOGIT
-            starts.append(x)
-
-        v0, g0 = value_and_grad(b, arms, x_mu)
-        if not (np.isfinite(v0) and np.isfinite(g0).all()):
-            raise ValueError(f"loss is not finite at log mu for bandit {b}")
-        c = max(abs(v0), float(np.abs(g0).max()))
-        c = c if np.isfinite(c) and c > 0 else 1.0
-
-        def fun(x, b=b, arms=arms, c=c):
-            val, grad = value_and_grad(b, arms, x)
-            return val / c, grad / c
-
-        ends = []  # (loss, logits, is a local minimum)
-        if m == 1:
-            val, _ = value_and_grad(b, arms, x_mu)
-            ends.append((val, np.zeros(1), True))
-        else:
-            for x0 in starts:
-                res = scipy.optimize.minimize(
-                    fun, x0, jac=True, method="BFGS", options={"gtol": tol, "maxiter": 500 * m}
-                )
-                val, grad = value_and_grad(b, arms, res.x)
-                is_min = bool(
-                    np.abs(grad).max() <= MIN_GRAD * c and min_curvature(b, arms, res.x) >= -MIN_CURVATURE * c
-                )
-                ends.append((val, res.x, is_min))
-
-        finite = [e for e in ends if np.isfinite(e[0])]
-        if not finite:
-            raise ValueError(f"loss is not finite at any end point for bandit {b}")
-        best = min(finite, key=lambda e: e[0])
-        full = np.zeros(K)
-        full[arms_np] = best[1]
-        pi_b, log_pi_b = _softmax_np(full[None], mask[b][None])
-        pi_best[b] = pi_b[0]
-        theta_best[b] = log_pi_b[0]
-        value_best[b] = best[0]
-
-        reps: list[np.ndarray] = []
-        for val, x, is_min in finite:
-            if not is_min:
-                continue
-            full = np.zeros(K)
-            full[arms_np] = x
-            p = _softmax_np(full[None], mask[b][None])[0][0]
-            if all(np.abs(p - q).max() > DISTINCT_ATOL for q in reps):
-                reps.append(p)
-        n_distinct[b] = len(reps)
+        x_mu = problem.log_mu_np[b, arms_np]
+        starts = _starts(x_mu, n_starts, rng)
+        c = _loss_scale(problem, b, arms, x_mu)
+        ends = _end_points(problem, b, arms, starts, c, tol)
+        pi_best[b], theta_best[b], value_best[b], n_distinct[b] = _best_and_distinct(ends, arms_np, mask[b], b)
 
     return MinimizeResult(
         pi=pi_best.reshape(batch_shape + (K,)),
