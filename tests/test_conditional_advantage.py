@@ -72,7 +72,7 @@ def test_arms_of_zero_mass_and_bad_input():
     mu, r = np.array([0.6, 0.0, 0.4]), np.array([0.0, 5.0, 1.0])
     a = conditional_group_advantage("mean", mu, r, 4)
     assert np.allclose(a, 0.75 * (r - 0.4))  # the zero-mass arm gets the advantage it would have
-    with pytest.raises(ValueError, match="G must be an integer"):
+    with pytest.raises(ValueError, match="G must be >= 1, got 0"):
         conditional_group_advantage("mean", mu, r, 0)
     with pytest.raises(ValueError, match="needs groups of G >= 2"):
         conditional_group_advantage("loo", mu, r, 1)
