@@ -13,21 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
+from _timing import best_time
 from sims.sweeps import lag_sweep, run_lag_sweep, run_stability_sweep, stability_sweep
 
 GOAL_S = 120.0
-
-
-def _time(fn, repeats):
-    best = float("inf")
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv=None):
@@ -41,9 +31,9 @@ def main(argv=None):
     presets = [True] if args.smoke else [True, False]
     for smoke in presets:
         lsw = lag_sweep(smoke)
-        t_lag, arrays = _time(lambda: run_lag_sweep(lsw, progress=False), args.repeats)
+        t_lag, arrays = best_time(lambda: run_lag_sweep(lsw, progress=False), args.repeats)
         ssw = stability_sweep(smoke)
-        t_stab, _ = _time(lambda: run_stability_sweep(ssw, progress=False), args.repeats)
+        t_stab, _ = best_time(lambda: run_stability_sweep(ssw, progress=False), args.repeats)
         cells = len(lsw.objectives) * len(lsw.group_sizes) * len(lsw.lags)
         rows.append(
             dict(

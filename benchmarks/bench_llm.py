@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sims.llm.model import GPT, GPTConfig  # noqa: E402
 from sims.llm.tokenizer import BOS  # noqa: E402
+from _timing import best_time  # noqa: E402
 
 
 def matmul_peak(sizes, reps: int = 3) -> float:
@@ -66,16 +67,6 @@ def matmul_peak(sizes, reps: int = 3) -> float:
             t0 = time.perf_counter()
             torch.mm(a, b)
             best = max(best, 2.0 * n**3 / (time.perf_counter() - t0))
-    return best
-
-
-def train_step_time(step_fn, idx, steps: int) -> float:
-    """Fastest of ``steps`` AdamW steps on ``idx`` (seconds)."""
-    best = float("inf")
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step_fn(idx)
-        best = min(best, time.perf_counter() - t0)
     return best
 
 
@@ -187,7 +178,7 @@ def main(argv=None):
     peak, t_train, sample_tps = 0.0, float("inf"), 0.0
     for _ in range(args.repeats):
         peak = max(peak, matmul_peak(sizes))
-        t_train = min(t_train, train_step_time(step, idx, args.steps))
+        t_train = min(t_train, best_time(lambda: step(idx), args.steps)[0])
         t0 = time.perf_counter()
         roll = model.sample(prompts, args.group, args.new_tokens, 1.0, gen)
         sample_tps = max(sample_tps, int(roll.mask.sum()) / (time.perf_counter() - t0))

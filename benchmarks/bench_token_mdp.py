@@ -25,12 +25,12 @@ import argparse
 import json
 import resource
 import sys
-import time
 import tracemalloc
 
 import numpy as np
 
 import theory
+from _timing import best_time
 from sims.token_mdp import (
     TokenTree,
     conditional_advantage,
@@ -40,15 +40,6 @@ from sims.token_mdp import (
     sequence_probs,
     token_level_target,
 )
-
-
-def best_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def parse_tree(text):
@@ -77,12 +68,12 @@ def bench_tree(tree, beta, repeats, seed):
         "leaves": tree.num_leaves,
         "states": states,
         "negative_regime_states_mean_baseline": negative,
-        "conditional_advantage_s": best_time(lambda: conditional_advantage(mu, adv_mean, tree), repeats),
-        "token_level_mean_baseline_s": best_time(lambda: token_level_target(mu, adv_mean, tree, beta=beta), repeats),
-        "token_level_min_baseline_s": best_time(lambda: token_level_target(mu, adv_min, tree, beta=beta), repeats),
+        "conditional_advantage_s": best_time(lambda: conditional_advantage(mu, adv_mean, tree), repeats)[0],
+        "token_level_mean_baseline_s": best_time(lambda: token_level_target(mu, adv_mean, tree, beta=beta), repeats)[0],
+        "token_level_min_baseline_s": best_time(lambda: token_level_target(mu, adv_min, tree, beta=beta), repeats)[0],
         "sequence_level_mean_baseline_s": best_time(
             lambda: sequence_level_target(mu, adv_mean, tree, beta=beta), repeats
-        ),
+        )[0],
     }
     out["total_mean_baseline_s"] = (
         out["conditional_advantage_s"] + out["token_level_mean_baseline_s"] + out["sequence_level_mean_baseline_s"]

@@ -22,18 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
+from _timing import best_time
 from sims.token_train import TokenSimConfig, simulate
-
-
-def _best(cfg, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        simulate(cfg)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(argv=None):
@@ -58,7 +49,7 @@ def main(argv=None):
     }
     rows = {}
     for name, cfg in cases.items():
-        t = _best(cfg, args.repeats)
+        t, _ = best_time(lambda: simulate(cfg), args.repeats)
         rows[name] = dict(
             seconds=round(t, 3),
             steps_per_s=round(steps / t, 1),

@@ -18,6 +18,18 @@ settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """One torch intra-op thread for a module of tiny CPU tensors (two threads on a shared 2-core box are 100x
+    slower there); the previous count is restored after the module."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_sft(tmp_path_factory):
     """(model, task, checkpoint path) of a few seconds of SFT: the warm start of the LLM trainer's tests."""

@@ -32,13 +32,8 @@ from theory.objectives import make_objective  # noqa: E402
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny CPU tensors: one intra-op thread (two threads on a shared 2-core box are 100x slower here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: tiny CPU tensors: one intra-op thread in this module (conftest.single_torch_thread)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 CHARS = list("0123456789+=")
 

@@ -31,18 +31,13 @@ import sims.integrations.verl as zv  # noqa: E402
 from theory.zoo import BUILTIN_SPECS  # noqa: E402
 from sims.integrations.diagnostics import offpolicy_readings, predicts_eta, reading_names, temperature  # noqa: E402
 from sims.integrations.eta import fitted_eta, group_regime, lambert_eta  # noqa: E402
-from theory.objectives import OBJECTIVES, make_objective  # noqa: E402
+from theory.objectives import make_objective  # noqa: E402
 
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny CPU tensors: one intra-op thread (two threads on a shared 2-core box are 100x slower here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: tiny CPU tensors: one intra-op thread in this module (conftest.single_torch_thread)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 GLOBAL = {"dp_size": 2, "batch_num_tokens": 100, "global_batch_size": 20, "loss_scale_factor": 16}
 
 

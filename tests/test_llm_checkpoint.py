@@ -1,6 +1,5 @@
 """Checkpoints: atomic writes, full state round trip, and SFT runs that resume with identical metrics."""
 
-import csv
 import os
 import signal
 import stat
@@ -18,6 +17,7 @@ from sims.llm.checkpoint import load_checkpoint, read_checkpoint, save_checkpoin
 from sims.llm.model import GPT, GPTConfig
 from sims.llm.sft import SFT_PRESETS, SFTConfig, build_task, load_sft, train_sft
 from theory.outputs import UsageError
+from _metrics import csv_rows, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 # a few seconds of smoke SFT: evaluations at steps 6 and 12, checkpoints every 4 steps
@@ -34,7 +34,6 @@ CFG = replace(
     progress=False,
     num_threads=1,
 )
-VOLATILE = {"time_s", "tok_per_s"}  # wall-clock columns
 
 
 def _model():
@@ -114,15 +113,6 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line_naming_the_argument(tmp_pat
     assert read_checkpoint(good)["step"] == 1
 
 
-def _rows(rows):
-    """Rows as floats (None where a column is empty), wall-clock columns left out."""
-    cols = sorted({k for r in rows for k in r} - VOLATILE)
-    return [{k: (None if r.get(k) in ("", None) else float(r[k])) for k in cols} for r in rows]
-
-
-def _csv(path):
-    with open(path) as f:
-        return _rows(list(csv.DictReader(f)))
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +131,8 @@ def test_sft_resume_reproduces_metrics_exactly(uninterrupted, tmp_path):
     del first  # resume from the file only: fresh model, optimizer and generator
     second = train_sft(CFG, out_dir=tmp_path, resume=True, task=build_task(CFG))
     assert second.step == CFG.max_steps
-    assert _csv(tmp_path / "metrics.csv") == _csv(out_full / "metrics.csv")
-    assert _rows(second.history) == _rows(full.history)
+    assert csv_rows(tmp_path / "metrics.csv") == csv_rows(out_full / "metrics.csv")
+    assert rows_of(second.history) == rows_of(full.history)
     for a, b in zip(full.model.state_dict().values(), second.model.state_dict().values()):
         assert torch.equal(a, b)
 
@@ -185,7 +175,7 @@ def test_sft_resume_after_kill_9(uninterrupted, tmp_path):
     proc.kill()  # SIGKILL
     assert proc.wait() == -signal.SIGKILL and (tmp_path / "ckpt.pt").exists()
     subprocess.run(args + ["--resume"], cwd=ROOT, check=True, capture_output=True, timeout=120)
-    assert _csv(tmp_path / "metrics.csv") == _csv(out_full / "metrics.csv")
+    assert csv_rows(tmp_path / "metrics.csv") == csv_rows(out_full / "metrics.csv")
 
 
 def test_load_sft_rebuilds_the_trained_model(uninterrupted):
@@ -217,7 +207,7 @@ def test_a_run_is_replaced_only_with_overwrite_and_then_entirely(uninterrupted, 
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     res = train_sft(CFG, out_dir=tmp_path, task=task, overwrite=True, stop_after=6)  # killed: no summary yet
     assert res.step == 6 and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "metrics.csv"]
-    assert _csv(tmp_path / "metrics.csv") == _csv(out_full / "metrics.csv")[:6]  # no row of the lr=0.01 run
+    assert csv_rows(tmp_path / "metrics.csv") == csv_rows(out_full / "metrics.csv")[:6]  # no row of the lr=0.01 run
 
 
 def test_resume_refuses_a_different_config(uninterrupted, tmp_path):
