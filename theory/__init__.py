@@ -27,34 +27,11 @@ of float64 give the exact answer or a ``ValueError`` that names the limit
 (e.g. ``|adv/beta| <= 1e306`` for the Lambert target).
 """
 
+from . import lambert, measures, values
 from .bandits import STANDARD_BANDITS, Bandit
-from .lambert import (
-    StationaryPoints,
-    lambert_log_ratio,
-    lambert_stationary_points,
-    lambert_target,
-    regime_of,
-    relaxed_lambert_target,
-)
-from .measures import (
-    REGIME_NAMES,
-    PessimismMeasures,
-    beta_eff_kl,
-    beta_eff_reward,
-    entropy,
-    expected_reward,
-    kl,
-    pessimism_measures,
-)
-from .values import (
-    decoupled_soft_value_baseline,
-    gibbs_target,
-    group_soft_value,
-    mean_baseline,
-    shifted_mean_baseline,
-    soft_value,
-    soft_value_baseline,
-)
+from .lambert import *  # noqa: F403 (re-exports lambert.__all__, listed in __all__ below)
+from .measures import *  # noqa: F403
+from .values import *  # noqa: F403
 
 try:  # the zoo and the flow need torch; keep the closed forms importable without it
     from .induced import InducedTarget, induced_target, ppo_clip_target_set, solve_kkt
@@ -67,6 +44,7 @@ try:  # the flow needs torch; keep the closed forms importable without it
 except ImportError:  # pragma: no cover
     pass
 
+# the closed forms' modules declare their own public names: the package re-exports them as they are
 __all__ = [
     "make_objective",
     "OBJECTIVES",
@@ -75,29 +53,11 @@ __all__ = [
     "InducedTarget",
     "solve_kkt",
     "ppo_clip_target_set",
-    "lambert_target",
-    "lambert_stationary_points",
-    "lambert_log_ratio",
-    "relaxed_lambert_target",
+    *lambert.__all__,
     "Bandit",
     "STANDARD_BANDITS",
-    "regime_of",
-    "StationaryPoints",
-    "soft_value",
-    "gibbs_target",
-    "mean_baseline",
-    "soft_value_baseline",
-    "decoupled_soft_value_baseline",
-    "group_soft_value",
-    "shifted_mean_baseline",
-    "kl",
-    "entropy",
-    "expected_reward",
-    "beta_eff_kl",
-    "beta_eff_reward",
-    "pessimism_measures",
-    "PessimismMeasures",
-    "REGIME_NAMES",
+    *values.__all__,
+    *measures.__all__,
     "logit_flow",
     "multistart_minimize",
     "FlowResult",

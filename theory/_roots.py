@@ -16,58 +16,84 @@ from __future__ import annotations
 import numpy as np
 
 
-def safeguarded_newton(fun, lo, hi, x0=None, *, xtol=4e-16, maxiter=200):
+def safeguarded_newton(fun, lo, hi, x0=None, *, xtol=4e-16, maxiter=200, sign_lo=None, bracket=False):
     """Solve ``fun(x) = 0`` on brackets ``[lo, hi]`` for a 1-D array of problems.
 
     Newton steps are taken when they land strictly inside the current bracket,
     bisection otherwise; the bracket shrinks at every iteration, so the method
-    converges whenever the bracket is valid. A problem stops when ``f = 0``, when
-    the bracket or the step is below ``xtol``, or when the Newton correction
-    ``f/f'`` (finite ``f'``) is below ``xtol`` wherever it lands.
+    converges whenever the bracket is valid. A problem stops, at its current
+    point, when ``f = 0``, when ``|f|`` is at its rounding level (the optional
+    third output of ``fun``), or when the Newton correction ``f/f'`` (finite
+    ``f'``) is below ``xtol`` wherever it lands (a correction that rounds onto
+    the bracket end just moved to ``x`` is convergence: bisecting from there
+    would only walk the far end in); it stops after its step when the bracket
+    or the step is below ``xtol``.
 
     Parameters
     ----------
     fun : callable
-        ``fun(x, idx) -> (f, df)`` for the problems ``idx`` (an integer index
-        array); ``x`` holds their current points.
+        ``fun(x, idx) -> (f, df)`` or ``(f, df, f_tol)`` for the problems
+        ``idx`` (an integer index array); ``x`` holds their current points and
+        ``f_tol`` (broadcast against ``f``) is the rounding level of ``f``
+        there: ``|f| <= f_tol`` is a root to working precision.
     lo, hi : ndarray, shape (N,)
         Brackets: ``f(lo)`` and ``f(hi)`` have opposite signs or one is zero.
     x0 : ndarray, shape (N,), optional
         Starting points (clipped into the brackets; midpoints by default).
     xtol : float
         Tolerance on ``x``, relative to ``max(|x|, 1)``.
+    maxiter : int
+        Iterations at most.
+    sign_lo : float or ndarray, shape (N,), optional
+        The sign of ``f`` at ``lo`` (``+1`` for a decreasing ``f``); by default
+        ``f(lo)`` is evaluated. Pass it where ``f(lo)`` is only known to lie
+        within rounding of its sign: a point with ``f`` of that sign moves
+        ``lo``, any other moves ``hi``.
+    bracket : bool
+        Also return the final brackets.
 
     Returns
     -------
     x : ndarray, shape (N,)
+    lo, hi : ndarray, shape (N,)
+        Only with ``bracket=True``: the final brackets (they hold ``x``).
     """
     lo = np.array(lo, dtype=np.float64, copy=True)
     hi = np.array(hi, dtype=np.float64, copy=True)
     x = 0.5 * (lo + hi) if x0 is None else np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
-    sign_lo = np.sign(fun(lo, np.arange(lo.size))[0])
+    if sign_lo is None:
+        sign_lo = np.sign(fun(lo, np.arange(lo.size))[0])
+    sign_lo = np.broadcast_to(np.asarray(sign_lo, dtype=np.float64), lo.shape)
     idx = np.arange(lo.size)
     for _ in range(maxiter):
         if idx.size == 0:
             break
-        xa, la, ha = x[idx], lo[idx], hi[idx]
-        f, df = fun(xa, idx)
-        zero = f == 0
-        same = np.sign(f) == sign_lo[idx]
-        la = np.where(same & ~zero, xa, la)
-        ha = np.where(~same & ~zero, xa, ha)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            step = xa - f / df
-        ok = np.isfinite(step) & (step > la) & (step < ha)
-        # a Newton correction below the tolerance is convergence, even where it does not land strictly
-        # inside the bracket (it rounds onto the end just set to xa): bisecting from there would only
-        # walk the far end in
-        tiny = np.isfinite(step) & np.isfinite(df) & (np.abs(step - xa) <= 0.5 * xtol * np.maximum(np.abs(xa), 1.0))
-        xn = np.where(zero | tiny, xa, np.where(ok, step, 0.5 * (la + ha)))
-        scale = np.maximum(np.abs(xn), 1.0)
-        done = zero | tiny | (ha - la <= xtol * scale) | (np.abs(xn - xa) <= 0.5 * xtol * scale)
-        lo[idx], hi[idx], x[idx] = la, ha, xn
+        x[idx], lo[idx], hi[idx], done = _newton_step(fun, x[idx], lo[idx], hi[idx], idx, sign_lo[idx], xtol)
         idx = idx[~done]
-    return x
+    return (x, lo, hi) if bracket else x
+
+
+def _newton_step(fun, xa, la, ha, idx, sign_lo, xtol):
+    """One safeguarded Newton step of :func:`safeguarded_newton` on the problems ``idx``: (x, lo, hi, done)."""
+    out = fun(xa, idx)
+    f, df = out[0], out[1]
+    zero = f == 0
+    at_rounding = zero if len(out) < 3 else zero | (np.abs(f) <= out[2])
+    same = np.sign(f) == sign_lo
+    la = np.where(same & ~zero, xa, la)
+    ha = np.where(~same & ~zero, xa, ha)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        step = xa - f / df
+    ok = np.isfinite(step) & (step > la) & (step < ha)
+    # a Newton correction below the tolerance is convergence, even where it does not land strictly
+    # inside the bracket (it rounds onto the end just set to xa): bisecting from there would only
+    # walk the far end in
+    tiny = np.isfinite(step) & np.isfinite(df) & (np.abs(step - xa) <= 0.5 * xtol * np.maximum(np.abs(xa), 1.0))
+    stop = at_rounding | tiny
+    xn = np.where(stop, xa, np.where(ok, step, 0.5 * (la + ha)))
+    scale = np.maximum(np.abs(xn), 1.0)
+    done = stop | (ha - la <= xtol * scale) | (np.abs(xn - xa) <= 0.5 * xtol * scale)
+    return xn, la, ha, done
 
 
 def log_omega(x):

@@ -26,8 +26,9 @@ thresholded :math:`(\mu A - c)_+/E_\mu[A]`.
 :math:`\psi_z(u) = h(u, A_z) - \kappa u` is non-increasing in ``u`` for every
 :math:`\kappa >` ``kappa_min``: per arm a safeguarded Newton in
 :math:`\log u`; per bandit a bracketed Newton in
-:math:`\log(\kappa - \kappa_{min})` on :math:`\sum\mu u(\kappa) = 1`; an
-outer fixed point on the support. Where :math:`\sum\mu u(\kappa)` jumps (a
+:math:`\log(\kappa - \kappa_{min})` on :math:`\sum\mu u(\kappa) = 1` (both
+:func:`theory._roots.safeguarded_newton`, stopped at the rounding level of the
+equation); an outer fixed point on the support. Where :math:`\sum\mu u(\kappa)` jumps (a
 weight with a plateau, e.g. CISPO's clipped ratio), the last bracket is
 interpolated, which picks a point of the (set-valued) fixed-point face.
 Rows with no solution at :math:`\kappa > \kappa_{min}` (a collapse onto one
@@ -48,6 +49,8 @@ import scipy.optimize
 import torch
 
 from ._checks import as_float_array, broadcast_arms, check_distribution
+from ._numerics import flow_field
+from ._roots import safeguarded_newton
 from .runtime import torch_single_thread
 
 __all__ = [
@@ -68,6 +71,11 @@ _F_TOL = 1e-13
 
 #: ``u`` at which ``h(0+, A)`` is evaluated (smallest normal float64, as in the flow).
 U_ZERO = float(np.finfo(np.float64).tiny)
+
+#: ``xtol`` of the per-arm Newton in ``log u`` and of the Newton in ``log(kappa - kappa_min)``
+#: (:func:`theory._roots.safeguarded_newton`)
+_ARM_XTOL = 2e-15
+_KAPPA_XTOL = 1e-15
 
 
 #: Tolerance of the certificate every reported target must pass (:func:`certify`): a distribution
@@ -142,8 +150,34 @@ def _h(weight, u, a):
     return np.broadcast_to(h.numpy(), np.shape(u)).copy()
 
 
+@dataclass(frozen=True)
+class _ArmEquation:
+    r"""One arm's equation of :func:`_arm_ratios` in :math:`x = \log u`, for :func:`safeguarded_newton`.
+
+    :math:`f(x) = h(e^x, A) - \kappa e^x - t` (decreasing on the arms that keep
+    mass), :math:`f' = (\partial_u h - \kappa)e^x`, and the rounding level of
+    ``f``, :math:`8\cdot10^{-16}(|h| + |\kappa e^x| + |t|)`. Flat (M,) arrays.
+    """
+
+    weight: object
+    a: np.ndarray
+    kappa: np.ndarray
+    target: np.ndarray
+
+    def __call__(self, x, idx):
+        ue = np.exp(x)
+        h, dh = _h_and_dh(self.weight, ue, self.a[idx])
+        k, t = self.kappa[idx], self.target[idx]
+        f = h - k * ue - t
+        df = (dh - k) * ue
+        return f, df, 8e-16 * (np.abs(h) + np.abs(k * ue) + np.abs(t))
+
+
 def _arm_ratios(weight, mu, a, kappa, c, h0):
-    """Per-arm root of h(u, A) - kappa u = c / mu on u in (0, 1/mu]; flat (M,) arrays."""
+    """Per-arm root of h(u, A) - kappa u = c / mu on u in (0, 1/mu]; flat (M,) arrays.
+
+    Returns ``u`` and ``du/dkappa``; a safeguarded Newton in ``log u`` (:class:`_ArmEquation`).
+    """
     u = np.zeros_like(mu)
     dudk = np.zeros_like(mu)
     target = c / mu
@@ -156,30 +190,10 @@ def _arm_ratios(weight, mu, a, kappa, c, h0):
     if idx.size:
         lo = np.full(idx.size, np.log(U_ZERO))
         hi = np.log(umax[idx])
-        x = np.clip(np.log(np.clip(umax[idx] * mu[idx], U_ZERO, None)), lo, hi)  # start at u = 1 (pi = mu)
-        a_i, k_i, t_i = a[idx], kappa[idx], target[idx]
-        act = np.arange(idx.size)
-        for _ in range(200):  # safeguarded Newton in log u on the arms not yet converged
-            xa, la, ha = x[act], lo[act], hi[act]
-            ue = np.exp(xa)
-            h, dh = _h_and_dh(weight, ue, a_i[act])
-            f = h - k_i[act] * ue - t_i[act]
-            df = (dh - k_i[act]) * ue
-            pos = f > 0
-            la = np.where(pos, xa, la)
-            ha = np.where(pos, ha, xa)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = xa - f / df
-            ok = np.isfinite(step) & (step > la) & (step < ha)
-            xn = np.where(f == 0, xa, np.where(ok, step, 0.5 * (la + ha)))
-            scale = np.maximum(np.abs(xn), 1.0)
-            at_rounding = np.abs(f) <= 8e-16 * (np.abs(h) + np.abs(k_i[act] * ue) + np.abs(t_i[act]))
-            done = at_rounding | (np.abs(xn - xa) <= 1e-15 * scale) | (ha - la <= 1e-15 * scale)
-            xn = np.where(at_rounding, xa, xn)
-            x[act], lo[act], hi[act] = xn, la, ha
-            act = act[~done]
-            if act.size == 0:
-                break
+        x0 = np.log(np.clip(umax[idx] * mu[idx], U_ZERO, None))  # start at u = 1 (pi = mu)
+        a_i, k_i = a[idx], kappa[idx]
+        eq = _ArmEquation(weight, a_i, k_i, target[idx])
+        x = safeguarded_newton(eq, lo, hi, x0, xtol=_ARM_XTOL, sign_lo=1.0)
         ue = np.exp(x)
         _, dh = _h_and_dh(weight, ue, a_i)
         u[idx] = ue
@@ -218,8 +232,7 @@ def stationarity_residual(weight, mu, adv, pi) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         unrepresentable = (u <= 1e-250) & (np.abs(h_zero - h_far) > 1e-12 * (np.abs(h_zero) + np.abs(h_far)))
     mh = np.where((mu > 0) & ~unrepresentable, mu * h, 0.0)
-    kappa = mh.sum(-1, keepdims=True)
-    g = mh - pi * kappa
+    g = flow_field(pi, mh)
     keep = (pi > 1e-12) & (mu > 0)
     gk = np.where(keep, g, np.nan)
     with np.errstate(invalid="ignore"):
@@ -261,6 +274,123 @@ def _tied_rows(mu, adv) -> np.ndarray:
         return (d <= 1e-12 * scale).any(-1)
 
 
+class _Plateau:
+    r"""The level set :math:`|q_z(u) - \kappa| \le` ``qtol`` of :math:`q_z(u) = h(u, A_z)/u`, arm by arm.
+
+    Rows ``M``, ``A``, ``U`` (n, K): behaviour, advantages and the ratios at
+    the stationary point. Arm ``z`` is moved while the others stay at ``U``
+    (so batch-dependent weights such as M2PO's mask are handled).
+    :math:`\kappa = \sum_z\mu_z h_z` at ``U`` and
+    :math:`\mathrm{qtol} = \mathrm{tol}\cdot\max(|\kappa|, \max_y|h(1, A_y)|)`;
+    rows whose weight overflows get ``qtol = -1`` (no plateau is claimed).
+    """
+
+    def __init__(self, weight, M, A, U, tol):
+        self.weight = weight
+        self.U = U
+        self.Mt = torch.as_tensor(M, dtype=torch.float64)
+        self.At = torch.as_tensor(A, dtype=torch.float64)
+        sup = M > 0
+        with torch.no_grad():
+            h_pt = np.broadcast_to(weight(torch.as_tensor(np.maximum(U, U_ZERO)), self.At, self.Mt).numpy(), U.shape)
+            h_one = np.broadcast_to(weight(torch.ones_like(self.Mt), self.At, self.Mt).numpy(), U.shape)
+        with np.errstate(all="ignore"):
+            kappa = np.where(sup, M * h_pt, 0.0).sum(-1)
+            qtol = tol * np.maximum(np.abs(kappa), np.abs(np.where(sup, h_one, 0.0)).max(-1))
+        bad = ~(np.isfinite(kappa) & np.isfinite(qtol))  # overflowing weights: no face is claimed
+        self.kappa, self.qtol = np.where(bad, 0.0, kappa), np.where(bad, -1.0, qtol)
+
+    def q(self, u_arm):
+        """q_z(u) = h/u with arm z at u_arm[:, z, j] and the others at U: (n, K, J) (NaN where not finite)."""
+        n, K = self.U.shape
+        arm = np.arange(K)
+        J = u_arm.shape[-1]
+        full = np.broadcast_to(np.maximum(self.U, U_ZERO)[:, None, None, :], (n, K, J, K)).copy()
+        full[:, arm, :, arm] = u_arm.transpose(1, 0, 2)
+        with torch.no_grad():
+            h = self.weight(torch.as_tensor(full), self.At[:, None, None, :], self.Mt[:, None, None, :])
+        h = np.broadcast_to(h.numpy(), full.shape)[:, arm, :, arm].transpose(1, 0, 2)
+        with np.errstate(all="ignore"):  # an overflowing weight (e^{A/beta}) has no plateau: NaN, never flat
+            out = h / u_arm
+        return np.where(np.isfinite(out), out, np.nan)
+
+    def on(self, u_arm):
+        """Whether arm z at u_arm[:, z, j] lies on the plateau: (n, K, J) bool."""
+        return np.abs(self.q(u_arm) - self.kappa[:, None, None]) <= self.qtol[:, None, None]
+
+
+def _face_start(plateau, U, umax, sup):
+    """The grid of ``_FACE_GRID`` points per arm over ``(0, 1/mu]`` and where each arm's plateau run starts.
+
+    Returns ``grid`` (n, K, J), its plateau mask ``flat`` (n, K, J), the start
+    index ``j0`` (n, K) (each arm's grid neighbour of its own ``u``; an arm at
+    a plateau's edge starts on the plateau's side) and ``start`` (n, K): the
+    arm is on the plateau at its own ``u`` and at ``j0``.
+    """
+    frac = np.linspace(0.0, 1.0, _FACE_GRID)
+    frac[0] = 1e-9  # (0, 1/mu]: q is h/u
+    grid = frac[None, None, :] * umax[..., None]  # (n, K, J)
+    flat = plateau.on(grid)
+    # each arm starts from its own u (its grid neighbour), arms with pi = 0 from u -> 0
+    pos = U / umax * (_FACE_GRID - 1)
+    j_dn = np.clip(np.floor(pos).astype(int), 0, _FACE_GRID - 1)
+    j_up = np.clip(np.ceil(pos).astype(int), 0, _FACE_GRID - 1)
+    flat_dn = np.take_along_axis(flat, j_dn[..., None], -1)[..., 0]
+    j0 = np.where(flat_dn, j_dn, j_up)  # an arm at a plateau's edge starts on the plateau's side
+    own = plateau.on(np.maximum(U, 1e-9 * umax)[..., None])[..., 0]
+    start = sup & own & np.take_along_axis(flat, j0[..., None], -1)[..., 0]
+    return grid, flat, j0, start
+
+
+def _plateau_end(plateau, grid, flat, j0, start, U, direction):
+    """The end of each arm's plateau run from grid index ``j0`` in ``direction`` (-1: down, +1: up), (n, K).
+
+    Walks the grid while it stays flat, then bisects 50 times between the
+    last plateau point and the first point off it (a boundary of a level set,
+    located by a yes/no test: the end kept is the one on the plateau). A run
+    down to the first grid point reaches ``u = 0``. Arms not on a plateau
+    (``~start``) keep ``U``.
+    """
+    last = j0.copy()
+    alive = start.copy()
+    for k in range(1, _FACE_GRID):
+        jc = np.clip(j0 + direction * k, 0, _FACE_GRID - 1)
+        ok = alive & (jc == j0 + direction * k) & np.take_along_axis(flat, jc[..., None], -1)[..., 0]
+        last = np.where(ok, jc, last)
+        alive = ok
+        if not alive.any():
+            break
+    nxt = np.clip(last + direction, 0, _FACE_GRID - 1)
+    edge = start & (nxt != last)
+    u_in = np.take_along_axis(grid, last[..., None], -1)[..., 0]
+    u_out = np.take_along_axis(grid, nxt[..., None], -1)[..., 0]
+    for _ in range(50):  # bisection between the last plateau point and the first point off it
+        mid = 0.5 * (u_in + u_out)
+        fm = plateau.on(mid[..., None])[..., 0]
+        u_in = np.where(edge & fm, mid, u_in)
+        u_out = np.where(edge & ~fm, mid, u_out)
+    if direction < 0:  # a plateau that reaches the first grid point reaches u = 0
+        u_in = np.where(start & (last == 0), 0.0, u_in)
+    return np.where(start, u_in, U)
+
+
+def _face_ranges(M, P, U, sup, start, ends):
+    r"""Per-arm range of :math:`\pi` over :math:`\{u: u_z\in[l_z, h_z], \sum\mu u = 1\}`: ``(pmin, pmax)``, (n, K).
+
+    ``ends`` are the plateau ends below and above ``U``; an arm with
+    :math:`\pi_z = 0` joins the face only if its plateau reaches ``u = 0``.
+    """
+    lo_u, hi_u = np.minimum(ends[0], U), np.maximum(ends[1], U)
+    # an arm with pi = 0 joins the face only if its plateau reaches u = 0
+    lo_u = np.where(sup & (P <= 0) & (lo_u > 0), 0.0, lo_u)
+    hi_u = np.where(sup & (P <= 0) & ~(start & (ends[0] <= 0)), 0.0, hi_u)
+    lo_p, hi_p = M * lo_u, np.minimum(M * hi_u, 1.0)
+    tot_lo, tot_hi = lo_p.sum(-1, keepdims=True), hi_p.sum(-1, keepdims=True)
+    pmin = np.minimum(np.maximum(lo_p, 1.0 - (tot_hi - hi_p)), P)
+    pmax = np.maximum(np.minimum(hi_p, 1.0 - (tot_lo - lo_p)), P)
+    return pmin, pmax
+
+
 def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
     r"""The set of stationary points through a stationary ``pi``, as per-arm ranges.
 
@@ -296,7 +426,7 @@ def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
     pi_min, pi_max : ndarray, shape (N, K)
     """
     mu = np.asarray(mu, dtype=np.float64)
-    N, K = mu.shape
+    N, _ = mu.shape
     pi_min = np.array(pi, dtype=np.float64, copy=True)
     pi_max = pi_min.copy()
     set_valued = np.zeros(N, dtype=bool)
@@ -304,80 +434,207 @@ def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
     if rows.size == 0:
         return set_valued, pi_min, pi_max
     M, A, P = mu[rows], adv[rows], pi_min[rows]
-    n = rows.size
     sup = M > 0
     U = np.where(sup, P / np.where(sup, M, 1.0), 0.0)
-    Mt = torch.as_tensor(M, dtype=torch.float64)
-    At = torch.as_tensor(A, dtype=torch.float64)
-    arm = np.arange(K)
-
-    def q(u_arm):
-        """q_z(u) = h/u with arm z at u_arm[:, z, j] and the others at U: (n, K, J)."""
-        J = u_arm.shape[-1]
-        full = np.broadcast_to(np.maximum(U, U_ZERO)[:, None, None, :], (n, K, J, K)).copy()
-        full[:, arm, :, arm] = u_arm.transpose(1, 0, 2)
-        with torch.no_grad():
-            h = weight(torch.as_tensor(full), At[:, None, None, :], Mt[:, None, None, :])
-        h = np.broadcast_to(h.numpy(), full.shape)[:, arm, :, arm].transpose(1, 0, 2)
-        with np.errstate(all="ignore"):  # an overflowing weight (e^{A/beta}) has no plateau: NaN, never flat
-            out = h / u_arm
-        return np.where(np.isfinite(out), out, np.nan)
-
-    with torch.no_grad():
-        h_pt = np.broadcast_to(weight(torch.as_tensor(np.maximum(U, U_ZERO)), At, Mt).numpy(), U.shape)
-        h_one = np.broadcast_to(weight(torch.ones_like(Mt), At, Mt).numpy(), U.shape)
-    with np.errstate(all="ignore"):
-        kappa = np.where(sup, M * h_pt, 0.0).sum(-1)
-        qtol = tol * np.maximum(np.abs(kappa), np.abs(np.where(sup, h_one, 0.0)).max(-1))
-    bad = ~(np.isfinite(kappa) & np.isfinite(qtol))  # overflowing weights: no face is claimed
-    kappa, qtol = np.where(bad, 0.0, kappa), np.where(bad, -1.0, qtol)
+    plateau = _Plateau(weight, M, A, U, tol)
     umax = np.where(sup, 1.0 / np.where(sup, M, 1.0), 1.0)
-    frac = np.linspace(0.0, 1.0, _FACE_GRID)
-    frac[0] = 1e-9  # (0, 1/mu]: q is h/u
-    grid = frac[None, None, :] * umax[..., None]  # (n, K, J)
-    flat = np.abs(q(grid) - kappa[:, None, None]) <= qtol[:, None, None]
-    # each arm starts from its own u (its grid neighbour), arms with pi = 0 from u -> 0
-    pos = U / umax * (_FACE_GRID - 1)
-    j_dn = np.clip(np.floor(pos).astype(int), 0, _FACE_GRID - 1)
-    j_up = np.clip(np.ceil(pos).astype(int), 0, _FACE_GRID - 1)
-    flat_dn = np.take_along_axis(flat, j_dn[..., None], -1)[..., 0]
-    j0 = np.where(flat_dn, j_dn, j_up)  # an arm at a plateau's edge starts on the plateau's side
-    own = np.abs(q(np.maximum(U, 1e-9 * umax)[..., None])[..., 0] - kappa[:, None]) <= qtol[:, None]
-    start = sup & own & np.take_along_axis(flat, j0[..., None], -1)[..., 0]
-    ends = []
-    for direction in (-1, 1):
-        last = j0.copy()
-        alive = start.copy()
-        for k in range(1, _FACE_GRID):
-            jc = np.clip(j0 + direction * k, 0, _FACE_GRID - 1)
-            ok = alive & (jc == j0 + direction * k) & np.take_along_axis(flat, jc[..., None], -1)[..., 0]
-            last = np.where(ok, jc, last)
-            alive = ok
-            if not alive.any():
-                break
-        nxt = np.clip(last + direction, 0, _FACE_GRID - 1)
-        edge = start & (nxt != last)
-        u_in = np.take_along_axis(grid, last[..., None], -1)[..., 0]
-        u_out = np.take_along_axis(grid, nxt[..., None], -1)[..., 0]
-        for _ in range(50):  # bisection between the last plateau point and the first point off it
-            mid = 0.5 * (u_in + u_out)
-            fm = np.abs(q(mid[..., None])[..., 0] - kappa[:, None]) <= qtol[:, None]
-            u_in = np.where(edge & fm, mid, u_in)
-            u_out = np.where(edge & ~fm, mid, u_out)
-        if direction < 0:  # a plateau that reaches the first grid point reaches u = 0
-            u_in = np.where(start & (last == 0), 0.0, u_in)
-        ends.append(np.where(start, u_in, U))
-    lo_u, hi_u = np.minimum(ends[0], U), np.maximum(ends[1], U)
-    # an arm with pi = 0 joins the face only if its plateau reaches u = 0
-    lo_u = np.where(sup & (P <= 0) & (lo_u > 0), 0.0, lo_u)
-    hi_u = np.where(sup & (P <= 0) & ~(start & (ends[0] <= 0)), 0.0, hi_u)
-    lo_p, hi_p = M * lo_u, np.minimum(M * hi_u, 1.0)
-    tot_lo, tot_hi = lo_p.sum(-1, keepdims=True), hi_p.sum(-1, keepdims=True)
-    pmin = np.minimum(np.maximum(lo_p, 1.0 - (tot_hi - hi_p)), P)
-    pmax = np.maximum(np.minimum(hi_p, 1.0 - (tot_lo - lo_p)), P)
+    grid, flat, j0, start = _face_start(plateau, U, umax, sup)
+    ends = [_plateau_end(plateau, grid, flat, j0, start, U, direction) for direction in (-1, 1)]
+    pmin, pmax = _face_ranges(M, P, U, sup, start, ends)
     pi_min[rows], pi_max[rows] = pmin, pmax
     set_valued[rows] = (pmax - pmin > 1e-9).any(-1)
     return set_valued, pi_min, pi_max
+
+
+@dataclass(frozen=True)
+class _KKTSystem:
+    r"""The per-bandit normalization of :func:`solve_kkt` on flat rows ``M``, ``A`` (N, K).
+
+    ``sup`` is ``M > 0`` and ``h0`` is :math:`h(0^+, A)` on the support (0 off it).
+    """
+
+    weight: object
+    M: np.ndarray
+    A: np.ndarray
+    sup: np.ndarray
+    h0: np.ndarray
+    kappa_min: float
+
+    def mass(self, y, rows, c_rows):
+        r""":math:`F = \sum\mu u(\kappa) - 1` and :math:`dF/dy` on ``rows`` at :math:`\kappa = \kappa_{min} + e^y`, and ``u`` (n, K).
+
+        ``c_rows`` is each row's common drift ``c``; the arms' ratios solve
+        :math:`h(u, A) - \kappa u = c/\mu` (:func:`_arm_ratios`).
+        """
+        kappa = self.kappa_min + np.exp(y)
+        m, a, hz = self.M[rows], self.A[rows], self.h0[rows]
+        s = self.sup[rows]
+        mm = m[s]
+        kk = np.broadcast_to(kappa[:, None], m.shape)[s]
+        cc = np.broadcast_to(c_rows[:, None], m.shape)[s]
+        u_s, d_s = _arm_ratios(self.weight, mm, a[s], kk, cc, hz[s])
+        u = np.zeros_like(m)
+        d = np.zeros_like(m)
+        u[s], d[s] = u_s, d_s
+        F = (m * u).sum(-1) - 1.0
+        dF = np.exp(y) * (m * d).sum(-1)
+        return F, dF, u
+
+
+def _drift_weights(weight, M, A, sup, h0):
+    r"""The weights :math:`h(0^+, A)` that enter the drift, and the arms whose weight is unbounded at ``u = 0``.
+
+    A weight that vanishes at ``u = 0`` (a ratio times something) contributes
+    no drift: its float64 dust (``U_ZERO * A ~ 1e-308``) is kept out of ``c``.
+    A weight unbounded at ``u = 0`` (the regression's ``log u``) never lets an
+    arm leave: an arm that underflows there (``u < 1e-308``) is a float64
+    artefact, not a face of the KKT system, so it gives no drift either.
+    Returns ``(h0_drift, unbounded)``, both (N, K).
+    """
+    h0_drift = np.where(np.abs(h0) <= 1e-250, 0.0, h0)
+    h0_far = np.where(sup, _h(weight, np.full_like(M, 1e-250), A), 0.0)
+    unbounded = np.abs(h0 - h0_far) > 1e-12 * (np.abs(h0) + np.abs(h0_far))
+    return np.where(unbounded, 0.0, h0_drift), unbounded
+
+
+def _sorted_drift(M, sup, h0_drift):
+    r"""The drift at which the support iteration starts, from a sort (as a projection onto the simplex).
+
+    Arms leave iff :math:`m = \mu h(0^+) \le c` and :math:`c|S| = -\sum_{left} m`, so
+    ``S`` is the top ``k`` by ``m`` with the largest ``k`` such that
+    :math:`m_{(k)} > c_k = (\sum_{top\ k} m - \sum m)/k`. Arms whose :math:`h(0^+)`
+    is 0 leave or stay by :math:`\kappa`, which the per-arm solve decides; the
+    support iteration settles them. Returns ``c``, shape (N,).
+    """
+    K = M.shape[-1]
+    m = np.where(sup, M * h0_drift, -np.inf)
+    srt = -np.sort(-m, axis=-1)
+    fin = np.isfinite(srt)
+    csum = np.cumsum(np.where(fin, srt, 0.0), -1)
+    k = np.arange(1, K + 1)
+    c_k = (csum - csum[:, -1:]) / k
+    valid = fin & (srt > c_k)
+    kstar = np.where(valid.any(-1), K - 1 - np.argmax(valid[:, ::-1], axis=-1), 0)
+    return np.where(valid.any(-1), np.take_along_axis(c_k, kstar[:, None], -1)[:, 0], 0.0)
+
+
+def _kappa_brackets(system, rows, c_rows, y0):
+    r"""Brackets in :math:`y = \log(\kappa - \kappa_{min})` around ``y0`` with :math:`F(lo) \ge 0 \ge F(hi)`.
+
+    Starts at ``y0 -+ 40`` and widens each end by 40 (up to 30 times) until the
+    sign holds within :data:`_F_TOL`. Returns ``(lo, hi, valid)``; rows not
+    ``valid`` have no solution at :math:`\kappa > \kappa_{min}`.
+    """
+    lo = y0 - 40.0
+    hi = y0 + 40.0
+    F_lo, _, _ = system.mass(lo, rows, c_rows)
+    F_hi, _, _ = system.mass(hi, rows, c_rows)
+    for _ in range(30):  # widen brackets
+        need_lo = F_lo < -_F_TOL
+        need_hi = F_hi > _F_TOL
+        if not (need_lo.any() or need_hi.any()):
+            break
+        lo = np.where(need_lo, lo - 40.0, lo)
+        hi = np.where(need_hi, hi + 40.0, hi)
+        F_lo, _, _ = system.mass(lo, rows, c_rows)
+        F_hi, _, _ = system.mass(hi, rows, c_rows)
+    valid = (F_lo >= -_F_TOL) & (F_hi <= _F_TOL)
+    return lo, hi, valid
+
+
+def _solve_kappa(system, rows, c_rows, y0, lo, hi):
+    r"""Bracketed Newton in :math:`y = \log(\kappa - \kappa_{min})` on :math:`F(y) = 0` (``F`` decreasing).
+
+    Stops where :math:`|F| \le 10^{-15}`. Returns ``(y, lo, hi)``: the point and
+    its final bracket (:func:`_kappa_ratios` interpolates across a jump of ``F``).
+    """
+
+    def fun(y, idx):
+        F, dF, _ = system.mass(y, rows[idx], c_rows[idx])
+        return F, dF, 1e-15
+
+    return safeguarded_newton(fun, lo, hi, y0, xtol=_KAPPA_XTOL, maxiter=300, sign_lo=1.0, bracket=True)
+
+
+def _kappa_ratios(system, rows, c_rows, y, lo, hi):
+    r"""The ratios ``u`` (n, K) at the solved :math:`\kappa`: at ``y`` where :math:`|F(y)| \le 10^{-13}`, else
+    interpolated linearly between the bracket ends, :math:`u = u_{hi} + \lambda(u_{lo} - u_{hi})` with
+    :math:`\lambda = -F_{hi}/(F_{lo} - F_{hi})` (where :math:`\sum\mu u` jumps: a point of the fixed-point face)."""
+    F_l, _, u_l = system.mass(lo, rows, c_rows)
+    F_h, _, u_h = system.mass(hi, rows, c_rows)
+    F_x, _, u_x = system.mass(y, rows, c_rows)
+    gap = F_l - F_h
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.where(gap > 0, (0.0 - F_h) / gap, 0.0)
+    use_x = np.abs(F_x) <= 1e-13
+    return np.where(use_x[:, None], u_x, u_h + lam[:, None] * (u_l - u_h))
+
+
+def _drift_update(system, h0_drift, pi_rows, rows, c_rows, valid, scale_rows):
+    r"""The drift the support at ``pi_rows`` implies, :math:`c = -\sum_{left}\mu h(0^+)/|S|`, and the rows
+    (``valid`` ones) whose drift moved beyond rounding; ``(c_new, moved)``, shape (n,)."""
+    M, sup = system.M, system.sup
+    keep = (pi_rows > 0) & sup[rows]
+    n_keep = keep.sum(-1)
+    left = np.where(sup[rows] & ~keep, M[rows] * h0_drift[rows], 0.0).sum(-1)
+    c_new = np.where(n_keep > 0, -left / np.maximum(n_keep, 1), 0.0)
+    moved = valid & ~np.isclose(c_new, c_rows, rtol=1e-13, atol=0.0) & (np.abs(c_new - c_rows) > 1e-15 * scale_rows)
+    return c_new, moved
+
+
+def _support_iteration(system, h0_drift, c, scale, max_iter):
+    r"""Outer fixed point on the support: solve :math:`\kappa` at the current drifts, update the drifts, repeat.
+
+    ``c`` (N,) is updated in place. Returns ``(pi, kappa, ok_rows)``: ``pi``
+    not yet renormalized, NaN (and ``kappa`` NaN) on rows with no solution at
+    :math:`\kappa > \kappa_{min}`.
+    """
+    M = system.M
+    N = M.shape[0]
+    pi = np.full_like(M, np.nan)
+    kap = np.full(N, np.nan)
+    ok_rows = np.zeros(N, dtype=bool)
+    pending = np.arange(N)  # rows whose support / drift is not settled yet
+    for _ in range(max_iter):
+        rows = pending
+        if rows.size == 0:
+            break
+        y0 = np.log(scale[rows])
+        lo, hi, valid = _kappa_brackets(system, rows, c[rows], y0)
+        act = rows[valid]
+        if act.size:
+            y, lo_a, hi_a = _solve_kappa(system, act, c[act], y0[valid], lo[valid], hi[valid])
+            pi[act] = M[act] * _kappa_ratios(system, act, c[act], y, lo_a, hi_a)
+            kap[act] = system.kappa_min + np.exp(y)
+        ok_rows[rows] = valid
+        # support update: arms that left, and the drift they imply; rows whose drift moved go again
+        c_new, moved = _drift_update(system, h0_drift, pi[rows], rows, c[rows], valid, scale[rows])
+        c[rows] = np.where(valid, c_new, c[rows])
+        pending = rows[moved]
+    return pi, kap, ok_rows
+
+
+def _kkt_result(weight, M, A, pi, kap, drift, ok_rows, unbounded, shape) -> InducedTarget:
+    r"""Renormalize ``pi``, recompute :math:`\kappa = E_\mu[h]` at the returned point (the bracket
+    interpolation moves it) and the stationarity residual, and reshape to the batch ``shape``."""
+    N = M.shape[0]
+    pi = np.where(ok_rows[:, None], pi / np.where(ok_rows, pi.sum(-1), 1.0)[:, None], np.nan)
+    if ok_rows.any():
+        Mo, Po = M[ok_rows], pi[ok_rows]
+        uo = np.maximum(np.where(Mo > 0, Po / np.where(Mo > 0, Mo, 1.0), 1.0), U_ZERO)
+        art = unbounded[ok_rows] & (uo <= 1e-250)  # float64 artefacts (see stationarity_residual)
+        kap[ok_rows] = np.where((Mo > 0) & ~art, Mo * _h(weight, uo, A[ok_rows]), 0.0).sum(-1)
+    res = np.full(N, np.inf)
+    if ok_rows.any():
+        res[ok_rows] = stationarity_residual(weight, M[ok_rows], A[ok_rows], pi[ok_rows])
+    return InducedTarget(
+        pi=pi.reshape(shape),
+        method="kkt",
+        converged=(ok_rows & (res < 1e-8)).reshape(shape[:-1]),
+        residual=res.reshape(shape[:-1]),
+        kappa=kap.reshape(shape[:-1]),
+        drift=drift.reshape(shape[:-1]),
+    )
 
 
 @torch_single_thread()
@@ -409,132 +666,16 @@ def solve_kkt(weight, mu, adv, *, kappa_min: float = 0.0, max_support_iter: int 
     K = shape[-1]
     M = mu.reshape(-1, K)
     A = adv.reshape(-1, K)
-    N = M.shape[0]
     sup = M > 0
     h0 = np.where(sup, _h(weight, np.full_like(M, U_ZERO), A), 0.0)
     h1 = np.where(sup, _h(weight, np.ones_like(M), A), 0.0)
     scale = np.maximum(np.abs((M * h1).sum(-1)), np.abs(M * h1).max(-1))
     scale = np.maximum(scale, 1e-12)
-
-    pi = np.full_like(M, np.nan)
-    kap = np.full(N, np.nan)
-    drift = np.zeros(N)
-    ok_rows = np.zeros(N, dtype=bool)
-
-    def row_sum(y, rows, c_rows):
-        """F(kappa) = sum mu u - 1 and dF/dy on `rows`, kappa = kappa_min + e^y."""
-        kappa = kappa_min + np.exp(y)
-        m, a, hz = M[rows], A[rows], h0[rows]
-        s = sup[rows]
-        mm = m[s]
-        kk = np.broadcast_to(kappa[:, None], m.shape)[s]
-        cc = np.broadcast_to(c_rows[:, None], m.shape)[s]
-        u_s, d_s = _arm_ratios(weight, mm, a[s], kk, cc, hz[s])
-        u = np.zeros_like(m)
-        d = np.zeros_like(m)
-        u[s], d[s] = u_s, d_s
-        F = (m * u).sum(-1) - 1.0
-        dF = np.exp(y) * (m * d).sum(-1)
-        return F, dF, u
-
-    # Start the support iteration at the drift the sort gives: arms leave iff m = mu h(0+) <= c and
-    # c |S| = -sum_{left} m, so S is the top k by m with the largest k such that m_(k) > c_k =
-    # (sum_{top k} m - sum m) / k (as in a projection onto the simplex). Arms whose h(0+) is 0
-    # leave or stay by kappa, which the per-arm solve decides; the loop below settles them.
-    # a weight that vanishes at u = 0 (a ratio times something) contributes no drift: keep its
-    # float64 dust (U_ZERO * A ~ 1e-308) out of c
-    h0_drift = np.where(np.abs(h0) <= 1e-250, 0.0, h0)
-    # a weight unbounded at u = 0 (the regression's log u) never lets an arm leave: an arm that
-    # underflows there (u < 1e-308) is a float64 artefact, not a face of the KKT system, so no drift
-    h0_far = np.where(sup, _h(weight, np.full_like(M, 1e-250), A), 0.0)
-    unbounded = np.abs(h0 - h0_far) > 1e-12 * (np.abs(h0) + np.abs(h0_far))
-    h0_drift = np.where(unbounded, 0.0, h0_drift)
-    m = np.where(sup, M * h0_drift, -np.inf)
-    srt = -np.sort(-m, axis=-1)
-    fin = np.isfinite(srt)
-    csum = np.cumsum(np.where(fin, srt, 0.0), -1)
-    k = np.arange(1, K + 1)
-    c_k = (csum - csum[:, -1:]) / k
-    valid = fin & (srt > c_k)
-    kstar = np.where(valid.any(-1), K - 1 - np.argmax(valid[:, ::-1], axis=-1), 0)
-    c = np.where(valid.any(-1), np.take_along_axis(c_k, kstar[:, None], -1)[:, 0], 0.0)
-    pending = np.arange(N)  # rows whose support / drift is not settled yet
-    for _ in range(max_support_iter):
-        rows = pending
-        if rows.size == 0:
-            break
-        y0 = np.log(scale[rows])
-        lo = y0 - 40.0
-        hi = y0 + 40.0
-        F_lo, _, _ = row_sum(lo, rows, c[rows])
-        F_hi, _, _ = row_sum(hi, rows, c[rows])
-        for _ in range(30):  # widen brackets
-            need_lo = F_lo < -_F_TOL
-            need_hi = F_hi > _F_TOL
-            if not (need_lo.any() or need_hi.any()):
-                break
-            lo = np.where(need_lo, lo - 40.0, lo)
-            hi = np.where(need_hi, hi + 40.0, hi)
-            F_lo, _, _ = row_sum(lo, rows, c[rows])
-            F_hi, _, _ = row_sum(hi, rows, c[rows])
-        valid = (F_lo >= -_F_TOL) & (F_hi <= _F_TOL)
-        act = rows[valid]
-        lo_a, hi_a = lo[valid].copy(), hi[valid].copy()
-        x = y0[valid].clip(lo_a, hi_a)
-        todo = np.arange(act.size)
-        for _ in range(300):  # bracketed Newton in log(kappa - kappa_min) on the rows not yet converged
-            if todo.size == 0:
-                break
-            xt, lt, ht = x[todo], lo_a[todo], hi_a[todo]
-            F, dF, _ = row_sum(xt, act[todo], c[act[todo]])
-            pos = F > 0
-            lt = np.where(pos, xt, lt)
-            ht = np.where(pos, ht, xt)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = xt - F / dF
-            ok = np.isfinite(step) & (step > lt) & (step < ht)
-            xn = np.where(F == 0, xt, np.where(ok, step, 0.5 * (lt + ht)))
-            done = (F == 0) | (np.abs(F) <= 1e-15) | (ht - lt <= 1e-15 * np.maximum(np.abs(xn), 1.0))
-            x[todo], lo_a[todo], hi_a[todo] = xn, lt, ht
-            todo = todo[~done]
-        if act.size:  # final point: interpolate between the bracket ends (handles jumps of F)
-            F_l, _, u_l = row_sum(lo_a, act, c[act])
-            F_h, _, u_h = row_sum(hi_a, act, c[act])
-            F_x, _, u_x = row_sum(x, act, c[act])
-            gap = F_l - F_h
-            with np.errstate(divide="ignore", invalid="ignore"):
-                lam = np.where(gap > 0, (0.0 - F_h) / gap, 0.0)
-            use_x = np.abs(F_x) <= 1e-13
-            u_fin = np.where(use_x[:, None], u_x, u_h + lam[:, None] * (u_l - u_h))
-            pi[act] = M[act] * u_fin
-            kap[act] = kappa_min + np.exp(x)
-        ok_rows[rows] = valid
-        # support update: arms that left, and the drift they imply; rows whose drift moved go again
-        keep = (pi[rows] > 0) & sup[rows]
-        n_keep = keep.sum(-1)
-        left = np.where(sup[rows] & ~keep, M[rows] * h0_drift[rows], 0.0).sum(-1)
-        c_new = np.where(n_keep > 0, -left / np.maximum(n_keep, 1), 0.0)
-        moved = valid & ~np.isclose(c_new, c[rows], rtol=1e-13, atol=0.0) & (np.abs(c_new - c[rows]) > 1e-15 * scale[rows])
-        c[rows] = np.where(valid, c_new, c[rows])
-        pending = rows[moved]
-    drift = c
-    pi = np.where(ok_rows[:, None], pi / np.where(ok_rows, pi.sum(-1), 1.0)[:, None], np.nan)
-    if ok_rows.any():  # kappa = E_mu[h] at the returned point (the bracket interpolation moves pi)
-        Mo, Po = M[ok_rows], pi[ok_rows]
-        uo = np.maximum(np.where(Mo > 0, Po / np.where(Mo > 0, Mo, 1.0), 1.0), U_ZERO)
-        art = unbounded[ok_rows] & (uo <= 1e-250)  # float64 artefacts (see stationarity_residual)
-        kap[ok_rows] = np.where((Mo > 0) & ~art, Mo * _h(weight, uo, A[ok_rows]), 0.0).sum(-1)
-    res = np.full(N, np.inf)
-    if ok_rows.any():
-        res[ok_rows] = stationarity_residual(weight, M[ok_rows], A[ok_rows], pi[ok_rows])
-    return InducedTarget(
-        pi=pi.reshape(shape),
-        method="kkt",
-        converged=(ok_rows & (res < 1e-8)).reshape(shape[:-1]),
-        residual=res.reshape(shape[:-1]),
-        kappa=kap.reshape(shape[:-1]),
-        drift=drift.reshape(shape[:-1]),
-    )
+    system = _KKTSystem(weight, M, A, sup, h0, kappa_min)
+    h0_drift, unbounded = _drift_weights(weight, M, A, sup, h0)
+    c = _sorted_drift(M, sup, h0_drift)
+    pi, kap, ok_rows = _support_iteration(system, h0_drift, c, scale, max_support_iter)
+    return _kkt_result(weight, M, A, pi, kap, c, ok_rows, unbounded, shape)
 
 
 def _flow(obj, mu, adv, flow_kwargs):
@@ -583,7 +724,7 @@ def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol
             u = torch.where(sup, pi / torch.where(sup, mu_t, 1.0), torch.ones_like(pi)).clamp_min(U_ZERO)
             h = weight(u, a_t).expand_as(u)
             mh = torch.where(sup, mu_t * h, torch.zeros_like(h))
-            g = mh - pi * mh.sum(-1, keepdim=True)
+            g = flow_field(pi, mh)
             if g0 is None:
                 g0 = g.abs().amax(-1, keepdim=True).clamp_min(1e-300)
             theta = torch.where(sup, theta + (lr / (1.0 + t / 100.0)) * g / g0, theta)

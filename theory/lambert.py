@@ -97,6 +97,7 @@ from ._checks import (
     check_distribution,
     check_positive,
 )
+from ._numerics import logsumexp, softmax
 from ._roots import log_neg_lambert, log_omega, safeguarded_newton
 
 __all__ = [
@@ -146,9 +147,7 @@ def _logmu(mu):
 
 def _log_mass0(lmu, a):
     """g0 = log E_mu[exp(a)] over the support (lmu = -inf off support), any scale."""
-    z = lmu + a
-    zmax = z.max(axis=-1, keepdims=True)
-    return (zmax + np.log(np.exp(z - zmax).sum(axis=-1, keepdims=True)))[..., 0]
+    return logsumexp(lmu + a)
 
 
 def _g0_and_noise(mu, lmu, a):
@@ -323,8 +322,7 @@ def _mass_eq(mu, lmu, a, eta, lower, s0=None):
     msum = mu.sum(-1)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         z = np.where(supp, lmu + s, -np.inf)
-        zmax = z.max(-1, keepdims=True)
-        lse = zmax[:, 0] + np.log(np.exp(z - zmax).sum(-1))
+        lse = logsumexp(z)
         small = np.log1p((mu * np.expm1(np.minimum(ss, 700.0))).sum(-1) / msum)
         F = np.where((ss > 700.0).any(-1), lse - np.log(msum), small)
         p = np.exp(z - lse[:, None])  # pi, normalized
@@ -375,7 +373,7 @@ def _polish(mu, lmu, a, eta, lower=None, s0=None, iters=12):
 def _from_log_ratio(lmu, s):
     """pi = mu e^s renormalized (arms off the support stay at 0), rows (n, K)."""
     z = np.where(np.isfinite(lmu), lmu + s, -np.inf)
-    return _softmax(z)
+    return softmax(z)
 
 
 def _solve_chunk(mu, a, beta):
@@ -443,7 +441,7 @@ def _boundary_eta(lmu, a, g0):
     :math:`a` by :math:`\kappa` moves :math:`\eta` by :math:`\kappa / E_{\pi_0}[u_0]`.
     """
     z = np.where(np.isfinite(lmu), lmu + 2.0 * (a - g0[:, None]), -np.inf)
-    return g0 * np.exp(-_lse(z))
+    return g0 * np.exp(-logsumexp(z))
 
 
 def _check_residual(F, tol=1e-10):
@@ -451,12 +449,6 @@ def _check_residual(F, tol=1e-10):
     bad = ~(np.abs(F) <= tol)
     if bad.any():  # pragma: no cover - guarded by the tests
         raise RuntimeError(f"Lambert target: mass residual {np.nanmax(np.abs(F)):.3g} after polishing (please report)")
-
-
-def _softmax(z):
-    zmax = z.max(-1, keepdims=True)
-    e = np.exp(z - zmax)
-    return e / e.sum(-1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -497,10 +489,7 @@ def _neg_branch_values(lmu, a, c, j):
     t = log_neg_lambert(x, 0)
     if j >= 0:
         t[..., j] = log_neg_lambert(x[..., j], -1)
-    z = lmu + t - c[..., None]
-    zmax = z.max(-1, keepdims=True)
-    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
-    phi = (zmax + np.log(np.exp(z - zmax).sum(-1, keepdims=True)))[..., 0]
+    phi = logsumexp(lmu + t - c[..., None])
     return phi, t
 
 
@@ -660,18 +649,18 @@ def _dip_excluded(f, df, zs, grid, a):
     return convex & (below | above)
 
 
-def _turning_point(lmu, a, j, lo, hi, iters=50):
-    """Bisection on the sign of d mass/dc for branch j[i] on [lo[i], hi[i]]: (c*, mass(c*) - 1 up to scale)."""
-    n = lo.size
-    idx = np.arange(n)
-    s_lo = np.sign(_branch_scan(lmu, a, lo)[1][idx, j])
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        d = _branch_scan(lmu, a, mid)[1][idx, j]
-        same = np.sign(d) == s_lo
-        lo = np.where(same, mid, lo)
-        hi = np.where(same, hi, mid)
-    c = 0.5 * (lo + hi)
+def _turning_point(lmu, a, j, lo, hi):
+    """The turning point of branch j[i]'s mass on [lo[i], hi[i]]: (c*, mass(c*) - 1 up to scale).
+
+    The root of d mass/dc by :func:`safeguarded_newton` on the sign of the
+    derivative alone (its own derivative is not formed, so every step bisects).
+    """
+    idx = np.arange(lo.size)
+
+    def fun(c, i):
+        return _branch_scan(lmu[i], a[i], c)[1][np.arange(i.size), j[i]], np.nan  # no Newton step: bisection
+
+    c = safeguarded_newton(fun, lo, hi)
     return c, _branch_scan(lmu, a, c)[0][idx, j]
 
 
@@ -712,7 +701,7 @@ def _solve_negative(mu, lmu, a, g0, beta):
     supp = np.isfinite(lm)
     pi = _from_log_ratio(lm, s)
     lw = np.log(-eta)[:, None] + s  # log |eta u|
-    log_loss = 2.0 * np.log(beta[rows]) + _lse(np.where(supp, lm + 2.0 * lw, -np.inf))
+    log_loss = 2.0 * np.log(beta[rows]) + logsumexp(np.where(supp, lm + 2.0 * lw, -np.inf))
     # second-order test: S = sum mu u^2 / (1 + eta u) <= 0 with one W_{-1} arm; principal: always a min.
     # Terms scaled by the largest mu u^2 (signs exact at any scale).
     z2 = np.where(supp, lm + 2.0 * s, -np.inf)
@@ -724,14 +713,6 @@ def _solve_negative(mu, lmu, a, g0, beta):
         S = np.where(supp & np.isfinite(terms), terms, 0.0).sum(-1)
     is_min = (branch < 0) | (S <= 0)
     return rows, branch, pi, eta, log_loss, is_min
-
-
-def _lse(z):
-    """log sum exp over the last axis (rows of -inf give -inf)."""
-    zmax = z.max(-1, keepdims=True)
-    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
-    with np.errstate(divide="ignore"):
-        return zmax[..., 0] + np.log(np.exp(z - zmax).sum(-1))
 
 
 def lambert_log_ratio(a, eta, branch: int = 0):
@@ -896,7 +877,7 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
         log_loss = (
             2.0 * np.log(beta_b)[:, None]
             + 2.0 * np.log(np.abs(etas))
-            + _lse(np.where((pis > 0) & (mu[:, None, :] > 0), 2.0 * lpi - lmu[:, None, :], -np.inf))
+            + logsumexp(np.where((pis > 0) & (mu[:, None, :] > 0), 2.0 * lpi - lmu[:, None, :], -np.inf))
         )
     if np.any(log_loss > _LOG_MAX):
         i = int(np.argwhere(log_loss > _LOG_MAX)[0][0])

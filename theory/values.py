@@ -19,13 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import (
-    as_float_array,
-    broadcast_arms,
-    broadcast_with_batch,
-    check_distribution,
-    check_positive,
-    support_range,
+    as_float_array, broadcast_arms, broadcast_with_batch, check_distribution, check_positive, support_range
 )
+from ._numerics import logsumexp, softmax
 
 __all__ = [
     "soft_value",
@@ -64,8 +60,7 @@ def _lse(mu, z):
     with np.errstate(divide="ignore", over="ignore"):
         near = np.log1p((mu * np.expm1(np.clip(zs, -1.0, 1.0))).sum(-1) / msum)
         lz = np.where(supp, np.log(np.where(supp, mu, 1.0)) + z, -np.inf)
-        top = lz.max(-1)
-        far = top + np.log(np.exp(lz - top[..., None]).sum(-1)) - np.log(msum)
+        far = logsumexp(lz) - np.log(msum)
     return np.where(small, near, far)
 
 
@@ -138,9 +133,7 @@ def gibbs_target(mu, r, beta):
     supp = mu > 0
     with np.errstate(divide="ignore", under="ignore", over="ignore"):
         z = np.where(supp, (r - rmax[..., None]) / beta[..., None] + np.log(np.where(supp, mu, 1.0)), -np.inf)
-    z = z - z.max(-1, keepdims=True)
-    p = np.exp(z)
-    return p / p.sum(-1, keepdims=True)
+    return softmax(z)
 
 
 def mean_baseline(mu, r):
