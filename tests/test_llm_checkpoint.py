@@ -1,11 +1,8 @@
 """Checkpoints: atomic writes, full state round trip, and SFT runs that resume with identical metrics."""
 
 import os
-import signal
 import stat
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +14,7 @@ from sims.llm.checkpoint import load_checkpoint, read_checkpoint, save_checkpoin
 from sims.llm.model import GPT, GPTConfig
 from sims.llm.sft import SFT_PRESETS, SFTConfig, build_task, load_sft, train_sft
 from theory.outputs import UsageError
-from _metrics import csv_rows, rows_of
+from _metrics import csv_rows, kill_at_first_checkpoint_then_resume, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 # a few seconds of smoke SFT: evaluations at steps 6 and 12, checkpoints every 4 steps
@@ -168,13 +165,7 @@ def test_sft_resume_after_kill_9(uninterrupted, tmp_path):
         "1",
         "--no-progress",
     ]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (tmp_path / "ckpt.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.kill()  # SIGKILL
-    assert proc.wait() == -signal.SIGKILL and (tmp_path / "ckpt.pt").exists()
-    subprocess.run(args + ["--resume"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    kill_at_first_checkpoint_then_resume(args, tmp_path, ROOT)
     assert csv_rows(tmp_path / "metrics.csv") == csv_rows(out_full / "metrics.csv")
 
 

@@ -3,11 +3,8 @@
 import csv
 import json
 import os
-import signal
 import stat
-import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import torch
 from sims.llm.rl import RL_PRESETS, RLConfig, main as rl_main, parse_objective_params, train_rl
 from theory.objectives import objective_names
 from theory.outputs import UsageError
-from _metrics import csv_rows, rows_of
+from _metrics import csv_rows, kill_at_first_checkpoint_then_resume, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,13 +108,7 @@ def test_resume_after_kill_9(sft, tmp_path):
     args = [sys.executable, "-m", "sims.llm.rl", "--preset", "smoke", "--sft", str(sft[2]), "--objective", "opmd"]
     args += ["--lag", "4", "--steps", str(steps), "--eval-every", "10", "--ckpt-every", "2", "--num-threads", "1"]
     args += ["--no-progress", "--out-dir", str(tmp_path)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while not (tmp_path / "ckpt.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.kill()  # SIGKILL
-    assert proc.wait() == -signal.SIGKILL and (tmp_path / "ckpt.pt").exists()
-    subprocess.run(args + ["--resume"], cwd=ROOT, check=True, capture_output=True, timeout=120)
+    kill_at_first_checkpoint_then_resume(args, tmp_path, ROOT)
     assert csv_rows(tmp_path / "metrics.csv") == rows_of(ref.history)
 
 

@@ -67,6 +67,7 @@ from ._checks import (
     broadcast_arms,
     check_distribution,
 )
+from ._numerics import softmax
 from .values import soft_value
 
 __all__ = ["ADVANTAGES", "group_advantage", "population_advantage", "conditional_group_advantage"]
@@ -309,8 +310,7 @@ def conditional_group_advantage(name: str, mu, r, G: int, *, max_outcomes: int =
         - np.array([sum(math.lgamma(c + 1) for c in row) for row in counts])
         + (counts * logmu).sum(1)
     )
-    w = np.exp(logp - logp.max())
-    w /= w.sum()
+    w = softmax(logp)
     others = np.repeat(np.broadcast_to(r[live], counts.shape).reshape(-1), counts.reshape(-1)).reshape(len(counts), n)
     K = r.size
     group = np.empty((K, len(counts), G))

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory._numerics import softmax
 from theory.lambert import lambert_target, regime_of
 
 __all__ = ["sequence_log_ratio", "behaviour_weights", "fitted_eta", "lambert_eta", "group_regime"]
@@ -98,8 +99,7 @@ def behaviour_weights(logp_mu_seq) -> np.ndarray:
         raise ValueError("logp_mu_seq must have a last axis of G >= 1 completions")
     if not np.isfinite(z).all():
         raise ValueError("logp_mu_seq has NaN or inf")
-    w = np.exp(z - z.max(-1, keepdims=True))
-    return w / w.sum(-1, keepdims=True)
+    return softmax(z)
 
 
 def fitted_eta(log_ratio, adv, beta) -> np.ndarray:

@@ -57,6 +57,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from verl.trainer.ppo import core_algos as _core  # noqa: E402
 
+from theory._numerics import log_mean_exp  # noqa: E402
 from theory import losses as L  # noqa: E402
 from theory.objectives import OBJECTIVES, Objective, make_objective, objective_spec, on_register  # noqa: E402
 from theory.recipes import VERL_BUILTIN as BUILTIN  # noqa: E402
@@ -212,9 +213,7 @@ def _baseline_residual(obj: Objective, adv: np.ndarray) -> np.ndarray | None:
         return adv.mean(-1) - p.get("delta", 1.0) * p["beta"]
     if name == "soft_value":  # the group soft value of A is -delta beta (0 without a shift)
         b1 = p["beta1"]
-        z = adv / b1
-        zmax = z.max(-1, keepdims=True)
-        return b1 * (np.log(np.exp(z - zmax).mean(-1)) + zmax[..., 0]) + p.get("delta", 0.0) * p["beta"]
+        return b1 * log_mean_exp(adv / b1) + p.get("delta", 0.0) * p["beta"]
     return None
 
 

@@ -72,6 +72,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from theory._numerics import softmax
 from theory.advantages import conditional_group_advantage
 from theory.lambert import lambert_stationary_points, relaxed_lambert_target
 from theory.objectives import make_objective, objective_names
@@ -211,8 +212,7 @@ def predict(obj, mu_c: np.ndarray, r_c: np.ndarray, G: int) -> dict:
     pi = sp.pi[g]
     pi_rel, eta_rel, leak = relaxed_lambert_target(mu_c, adv, beta)
     z = np.log(mu_c) + r_c / beta
-    gibbs = np.exp(z - z.max())
-    gibbs /= gibbs.sum()
+    gibbs = softmax(z)
     return {
         "adv": adv,
         "log_u": np.log(pi / mu_c),
