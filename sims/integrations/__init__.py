@@ -1,4 +1,4 @@
-"""The zoo's objectives and the eta diagnostics inside verl and TRL.
+"""The zoo's objectives and their diagnostics inside verl and TRL.
 
 * :mod:`sims.integrations.verl` — importing it registers the zoo's objectives that
   verl does not ship as verl policy losses (``zoo_<name>``) and the zoo's group
@@ -7,9 +7,12 @@
   TRL's ``GRPOTrainer`` with any zoo objective; needs ``pip install torch==2.13.0 -e ".[trl]"``.
 * :mod:`sims.integrations.eta` — the fitted and the Lambert-predicted eta of the
   regression family, shared by both (no third-party dependency).
+* :mod:`sims.integrations.diagnostics` — the off-policy readings both log (k3-KL,
+  chi-square, ESS, eta, regime), computed once (no third-party dependency).
 
 This package itself imports neither verl nor TRL. docs/integrations.md has the
-install lines, the Hydra overrides and every logged metric.
+install lines, the Hydra overrides and every logged metric; docs/diagnostics.md
+what each reading means and the thresholds the theory derives.
 """
 
 from __future__ import annotations
