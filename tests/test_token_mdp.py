@@ -146,13 +146,19 @@ def test_conditional_advantage_equals_leaf_average(data):
         np.testing.assert_allclose(Q[t].ravel(), num / den, rtol=1e-9, atol=1e-12)
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.data(), temperatures(0.1, 10.0))
-def test_targets_normalized_and_t1_levels_agree(data, beta):
+
+def _mean_baseline_problem(data):
+    """(tree, behaviour conditionals, advantages): a drawn tree and policy, one of REWARDS minus its mean."""
     tree = data.draw(trees())
     cond = data.draw(policies(tree))
     r = data.draw(st.sampled_from(REWARDS))(tree)
-    adv = r - theory.mean_baseline(tm.sequence_probs(cond), r)
+    return tree, cond, r - theory.mean_baseline(tm.sequence_probs(cond), r)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data(), temperatures(0.1, 10.0))
+def test_targets_normalized_and_t1_levels_agree(data, beta):
+    tree, cond, adv = _mean_baseline_problem(data)
     p_seq = tm.sequence_level_target(cond, adv, tree, beta=beta)
     tok = tm.token_level_target(cond, adv, tree, beta=beta)
     assert abs(p_seq.sum() - 1) < 1e-12 and np.all(p_seq >= 0)
@@ -183,10 +189,7 @@ def test_t1_levels_agree_for_any_state_target(data):
 @given(st.data(), temperatures(0.05, 5.0))
 def test_gibbs_on_soft_q_equals_sequence_gibbs(data, beta):
     # soft Bellman: per-state normalizers telescope along each path
-    tree = data.draw(trees())
-    cond = data.draw(policies(tree))
-    r = data.draw(st.sampled_from(REWARDS))(tree)
-    adv = r - theory.mean_baseline(tm.sequence_probs(cond), r)
+    tree, cond, adv = _mean_baseline_problem(data)
     g = tm.gibbs_state_target(beta)
     tok = tm.state_targets(cond, tm.soft_conditional_advantage(cond, adv, tree, beta), tree, g)
     p_seq = tm.sequence_level_target(cond, adv, tree, g)
@@ -197,10 +200,7 @@ def test_gibbs_on_soft_q_equals_sequence_gibbs(data, beta):
 @given(st.data(), temperatures(0.05, 5.0))
 def test_linear_tilt_on_plain_q_equals_sequence_linear_tilt(data, beta):
     # pi ∝ mu (A + c) with A + c > 0: per-state normalizers are Q(parent) + c and telescope
-    tree = data.draw(trees())
-    cond = data.draw(policies(tree))
-    r = data.draw(st.sampled_from(REWARDS))(tree)
-    adv = r - theory.mean_baseline(tm.sequence_probs(cond), r)  # in [-1, 1]
+    tree, cond, adv = _mean_baseline_problem(data)  # adv in [-1, 1]
     lin = tm.linear_state_target(1.0 + beta)
     p_tok = tm.sequence_probs(tm.token_level_target(cond, adv, tree, lin))
     np.testing.assert_allclose(p_tok, tm.sequence_level_target(cond, adv, tree, lin), rtol=1e-9, atol=1e-15)
