@@ -22,11 +22,12 @@ NOTEBOOKS = (
     "01_pessimism_against_lag.ipynb",
     "02_checking_a_fixed_point.ipynb",
     "03_tour_of_the_regimes.ipynb",
+    "04_before_you_launch.ipynb",
 )
 CELL_TIMEOUT_S = 120
 
 
-def test_the_three_notebooks_are_the_notebooks():
+def test_the_listed_notebooks_are_the_notebooks():
     assert sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb")) == list(NOTEBOOKS)
 
 

@@ -88,10 +88,9 @@ from .bandits import Bandit
 from .cli import add_dataclass_arguments, dataclass_from_args, option
 from .induced import certify, solve_kkt
 from .lambert import lambert_target, regime_of
-from .measures import REGIME_NAMES, beta_eff_kl, beta_eff_reward, kl
+from .measures import REGIME_NAMES, beta_eff_kl, beta_eff_reward, kl, kl_to_gibbs
 from .objectives import Objective, make_objective, objective_names
 from .outputs import CommandParser, UsageError, atomic_write_bytes, cli_main
-from .values import gibbs_target
 from .zoo_table import nominal_temperature, target_measures  # the zoo table's per-bandit target and measures
 
 __all__ = [
@@ -1378,7 +1377,7 @@ def _class_numbers(obj: Objective, p: float, weight: float, G: int, lr: float, l
         out.update(target_pass_rate=float(e["reward"]), target_entropy=float(e["entropy"]),
                    kl_target_mu=float(e["kl"]))
         if e["beta_nominal"] is not None:
-            out["kl_target_nominal"] = float(kl(pi, gibbs_target(mu, r, e["beta_nominal"])))
+            out["kl_target_nominal"] = float(kl_to_gibbs(pi, mu, r, e["beta_nominal"]))
             if e["certified"]:
                 out["pessimism_kl"] = None if e["pessimism"] is None else float(e["pessimism"])
                 out["pessimism_reward"] = float(beta_eff_reward(mu, r, e["reward"])) / e["beta_nominal"]

@@ -31,10 +31,12 @@ from ._checks import (
     check_positive,
     support_range,
 )
+from ._numerics import log_softmax
 from ._roots import safeguarded_newton
 
 __all__ = [
     "kl",
+    "kl_to_gibbs",
     "entropy",
     "expected_reward",
     "beta_eff_kl",
@@ -61,6 +63,28 @@ def kl(p, q):
         terms = np.where(pos, p * (np.log(np.where(pos, p, 1.0)) - np.log(np.where(pos, q, 1.0))), 0.0)
     out = terms.sum(-1)
     return np.where((pos & (q == 0)).any(-1), np.inf, np.maximum(out, 0.0))
+
+
+def kl_to_gibbs(p, mu, r, beta):
+    r""":math:`\mathrm{KL}(p\|\pi_\beta)` against the Gibbs target :math:`\pi_\beta \propto \mu e^{r/\beta}`, in nats.
+
+    The Gibbs log-probabilities are taken in log space (:math:`\log\mu + r/\beta` minus its
+    log-sum-exp over the support), so an arm whose Gibbs probability underflows to 0 still
+    gives its finite term; ``inf`` only where :math:`p_y > 0` off the support of :math:`\mu`.
+    Shapes as :func:`kl`; ``beta > 0``.
+    """
+    p = check_distribution(p, "p")
+    mu = check_distribution(mu, "mu")
+    beta = check_positive(beta, "beta")
+    p, mu = broadcast_arms("p", p, "mu", mu)
+    r = np.broadcast_to(as_float_array(r, "r", "an array of rewards"), p.shape)
+    supp = mu > 0
+    with np.errstate(divide="ignore"):
+        z = np.where(supp, np.log(np.where(supp, mu, 1.0)) + r / np.asarray(beta)[..., None], -np.inf)
+    log_q = log_softmax(z)
+    pos = p > 0
+    terms = np.where(pos & supp, p * (np.log(np.where(pos, p, 1.0)) - np.where(supp, log_q, 0.0)), 0.0)
+    return np.where((pos & ~supp).any(-1), np.inf, np.maximum(terms.sum(-1), 0.0))
 
 
 def entropy(p):
