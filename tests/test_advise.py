@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -310,3 +311,28 @@ def test_the_example_in_docs_is_current(capsys):
     A.main(argv[3:])
     pasted = re.search(r"## Example.*?```text\n(.*?)\n```", doc, re.S).group(1)
     assert capsys.readouterr().out.rstrip("\n") == pasted
+
+
+def test_parameter_flags_set_the_objectives_parameters(capsys):
+    """The issue's command: --beta / --beta1 as flags, applied to every objective that has them."""
+    adv = A.main(["--objective", "oapl", "--beta", "1e-3", "--beta1", "1", "--group-size", "8", "--pass-rates", "0.3",
+                  "--json"])
+    capsys.readouterr()
+    rep = adv.objectives[0]
+    assert dict(rep.params)["beta"] == 1e-3 and dict(rep.params)["beta1"] == 1.0
+    c = rep.classes[0]
+    assert c.regime == "positive" and c.eta > 0 and c.largest_stable_lag is not None
+    assert c.target_pass_rate is not None and c.target_entropy is not None
+    own = A.main(["--objective", "opmd:beta=0.2", "--objective", "oapl", "--beta", "0.05", "--pass-rates", "0.3"])
+    capsys.readouterr()
+    assert [dict(o.params)["beta"] for o in own.objectives] == [0.2, 0.05]  # the objective's own k=v wins
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--objective", "grpo", "--beta", "0.1"], "--beta: none of the objectives \\(grpo\\) has a parameter 'beta'"),
+    (["--objective", "opmd", "--beta", "-1"], "--objective opmd: .*beta must be > 0"),
+])
+def test_parameter_flag_mistakes_name_the_flag(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        A.main(argv)
+    assert e.value.code == 2 and re.search(match, capsys.readouterr().err)

@@ -89,7 +89,7 @@ from .cli import add_dataclass_arguments, dataclass_from_args, option
 from .induced import certify, solve_kkt
 from .lambert import lambert_target, regime_of
 from .measures import REGIME_NAMES, beta_eff_kl, beta_eff_reward, kl, kl_to_gibbs
-from .objectives import Objective, make_objective, objective_names
+from .objectives import KNOWN_PARAMS, Objective, make_objective, objective_names, objective_spec
 from .outputs import CommandParser, UsageError, atomic_write_bytes, cli_main
 from .zoo_table import nominal_temperature, target_measures  # the zoo table's per-bandit target and measures
 
@@ -1949,13 +1949,46 @@ def parser() -> argparse.ArgumentParser:
                     "objective or several side by side, on prompt classes of binary reward (docs/advise.md).",
     )
     add_dataclass_arguments(p, AdviseOptions, AdviseOptions(), listed={"objective": objective_names()})
+    group = p.add_argument_group("objective parameters", "each sets that parameter of every objective that has it "
+                                 "(an objective's own NAME:k=v wins); e.g. --objective oapl --beta 1e-3 --beta1 1")
+    for name, prm in KNOWN_PARAMS.items():
+        group.add_argument("--" + name.replace("_", "-"), dest=_PARAM_DEST + name, metavar="V", default=None,
+                           help=prm.doc)
     return p
+
+
+_PARAM_DEST = "param__"
+
+
+def _param_flags(args) -> dict:
+    """``{parameter: value}`` of the objective-parameter flags given on the command line."""
+    return {k[len(_PARAM_DEST):]: _parse_value(v) for k, v in vars(args).items()
+            if k.startswith(_PARAM_DEST) and v is not None}
+
+
+def _apply_param_flags(objectives: list, flags: dict) -> list:
+    """Each flag's value into every objective that has the parameter and does not set it itself."""
+    out = [(name, dict(p)) for name, p in objectives]
+    for key, value in flags.items():
+        takers = [p for name, p in out if key in objective_spec(name).params]
+        if not takers:
+            names = ", ".join(name for name, _ in out)
+            raise UsageError(f"--{key.replace('_', '-')}: none of the objectives ({names}) has a parameter {key!r}")
+        for p in takers:
+            p.setdefault(key, value)
+    for name, p in out:
+        try:
+            make_objective(name, **p)
+        except ValueError as e:
+            raise UsageError(f"--objective {name}: {e}") from None
+    return out
 
 
 @cli_main
 def main(argv=None) -> Advice:
-    opts = dataclass_from_args(AdviseOptions, parser().parse_args(argv), AdviseOptions())
-    adv = _advise_options(opts)
+    args = parser().parse_args(argv)
+    opts = dataclass_from_args(AdviseOptions, args, AdviseOptions())
+    adv = _advise_options(opts, _param_flags(args))
     if opts.figure is not None:
         plot_advice(adv, opts.figure)
     if opts.json:
@@ -1989,8 +2022,9 @@ def _options_lag(opts: AdviseOptions, reading: ConfigReading | None, notes: list
     return reading.lag if reading is not None else None
 
 
-def _advise_options(opts: AdviseOptions) -> Advice:
-    """:func:`advise` on the options: a config's objective, G, lr and lag, which the flags add to or replace."""
+def _advise_options(opts: AdviseOptions, param_flags: dict | None = None) -> Advice:
+    """:func:`advise` on the options: a config's objective, G, lr and lag, which the flags add to or replace;
+    ``param_flags`` (``--beta`` ...) set those parameters of every objective that has them."""
     reading = _read_config(opts)
     objectives = []
     notes: list[str] = []
@@ -2001,6 +2035,7 @@ def _advise_options(opts: AdviseOptions) -> Advice:
     objectives += [parse_objective(s) for s in opts.objective]
     if not objectives:
         objectives = [(DEFAULT_OBJECTIVE, {})]
+    objectives = _apply_param_flags(objectives, param_flags or {})
     lag = _options_lag(opts, reading, notes)
     G = opts.group_size if opts.group_size is not None else (reading.group_size if reading else DEFAULT_GROUP_SIZE)
     lr = opts.lr if opts.lr is not None else (reading.lr if reading else DEFAULT_LR)
