@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -336,3 +337,41 @@ def test_parameter_flag_mistakes_name_the_flag(argv, match, capsys):
     with pytest.raises(SystemExit) as e:
         A.main(argv)
     assert e.value.code == 2 and re.search(match, capsys.readouterr().err)
+
+
+# ----------------------------------------------------------------------------- the frameworks' own configs
+
+
+@pytest.mark.skipif(not HAS_VERL, reason="verl (and omegaconf) not installed")
+def test_verls_own_trainer_config_reads_or_names_the_key():
+    """verl 0.9.1's shipped ppo_trainer configs: PPO with GAE is named as unmappable; switched to GRPO it reads."""
+    import verl
+
+    folder = Path(verl.__file__).parent / "trainer" / "config"
+    for name in ("_generated_ppo_trainer.yaml", "ppo_trainer.yaml"):
+        with pytest.raises(UsageError, match="algorithm.adv_estimator=gae: not mapped"):
+            A.read_verl(folder / name)
+        r = A.read_verl(folder / name, ["algorithm.adv_estimator=grpo"])
+        # verl's defaults: vanilla loss with clip_ratio_c = 3 (dual clip), rollout.n = 1, lr 1e-6,
+        # train_batch_size 1024 / ppo_mini_batch_size 256 = 4 optimizer steps per generation
+        assert r.objective == "ppo_dual_clip" and r.group_size == 1 and r.lr == pytest.approx(1e-6)
+        assert r.lag.lag_max == 3
+
+
+@pytest.mark.skipif(not HAS_TRL, reason="trl not installed")
+def test_trls_own_grpo_config_as_written_by_to_dict_reads(tmp_path):
+    """TRL 1.16's GRPOConfig defaults, dumped by to_dict() (which writes steps_per_generation and
+    generation_batch_size both): read as TRL's default loss; an inconsistent pair is named."""
+    from trl import GRPOConfig
+
+    cfg = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False)
+    f = tmp_path / "grpo_config.json"
+    f.write_text(json.dumps(cfg.to_dict(), default=str))
+    r = A.read_trl(f)
+    assert r.objective == "dapo" and r.group_size == cfg.num_generations and r.lr == cfg.learning_rate
+    assert r.lag.lag_max == 0  # one generation per optimizer step by default
+    d = cfg.to_dict()
+    d["generation_batch_size"] = d["generation_batch_size"] + 1
+    f.write_text(json.dumps(d, default=str))
+    with pytest.raises(UsageError, match="both set and disagree"):
+        A.read_trl(f)

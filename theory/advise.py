@@ -1211,9 +1211,14 @@ def read_trl(path, *, num_processes: int = 1) -> ConfigReading:
         GA = _as_int_key("gradient_accumulation_steps", get("gradient_accumulation_steps"), 1)
         mu_it = _as_int_key("num_iterations", get("num_iterations"), 1)
         spg, gbs = get("steps_per_generation"), get("generation_batch_size")
-        if spg is not None and gbs is not None:
-            raise UsageError("steps_per_generation and generation_batch_size are both set; TRL refuses that too: "
-                             "keep one")
+        if spg is not None and gbs is not None:  # a config TRL has filled in (GRPOConfig.to_dict() writes both)
+            spg, gbs = _as_int_key("steps_per_generation", spg, 1), _as_int_key("generation_batch_size", gbs, 1)
+            bs = _as_int_key("per_device_train_batch_size", get("per_device_train_batch_size"), 1)
+            procs = _check_count("--trl-num-processes", num_processes, 1)
+            if gbs != spg * bs * procs:
+                raise UsageError(f"steps_per_generation={spg} and generation_batch_size={gbs} are both set and "
+                                 f"disagree: generation_batch_size = per_device_train_batch_size {bs} x num_processes "
+                                 f"{procs} x steps_per_generation; keep one, or check --trl-num-processes")
         if spg is not None:
             spg = _as_int_key("steps_per_generation", spg, 1)
             src = f"steps_per_generation {spg}"
