@@ -375,3 +375,35 @@ def test_trls_own_grpo_config_as_written_by_to_dict_reads(tmp_path):
     f.write_text(json.dumps(d, default=str))
     with pytest.raises(UsageError, match="both set and disagree"):
         A.read_trl(f)
+
+
+# ----------------------------------------------------------------------------- the lag bound against the exact iteration
+
+
+def _exact_gap_after(c_lr, L, beta=0.5, steps=400, eps=1e-6):
+    """The exact delayed iteration pi_{t+1} = F(pi_t, pi_{t-L}) (sims.lag.delayed_step, rule 'gradient') of opmd on
+    the flat two-arm bandit mu = (1/2, 1/2), from a history at mu with the current policy nudged by eps: the last
+    step's change |pi_t - pi_{t-1}|, or inf once it exceeds 1e-2 (the perturbation grew)."""
+    from sims.lag import delayed_step
+
+    obj, r = make_objective("opmd", beta=beta), np.array([1.0, 1.0])
+    hist = [np.log(np.array([0.5, 0.5]))] * L + [np.log(np.array([0.5 + eps, 0.5 - eps]))]
+    gap = 2 * eps
+    for _ in range(steps):
+        hist = hist[1:] + [delayed_step(obj, r, hist[-1], hist[0], "gradient", lr=c_lr)]
+        gap = abs(np.exp(hist[-1][0]) - np.exp(hist[-2][0]))
+        if not np.isfinite(gap) or gap > 1e-2:
+            return np.inf
+    return gap
+
+
+@pytest.mark.parametrize("L", [1, 2, 3])
+def test_lag_bound_is_where_the_exact_delayed_iteration_turns_unstable(L):
+    """The advisor's stable step-size bracket and the analytic bound lr* = 1 / (2 beta^2 d) (d = 1/2 at p = 1/2)
+    against the exact iteration: the perturbation dies just below and grows just above, at every lag."""
+    beta = 0.5
+    c = A.advise([f"opmd:beta={beta}"], pass_rates=[0.5], lr=1.0, lag=L, max_lag=4).objectives[0].classes[0]
+    lr_star = 1 / (2 * beta**2 * 0.5)
+    assert c.largest_stable_lr <= lr_star < c.smallest_unstable_lr
+    assert _exact_gap_after(c.largest_stable_lr, L) < 1e-9 and _exact_gap_after(c.smallest_unstable_lr, L) == np.inf
+    assert _exact_gap_after(0.97 * lr_star, L) < 2e-6 and _exact_gap_after(1.03 * lr_star, L) > 2e-5
