@@ -395,6 +395,8 @@ class _Field:
 
 def _speed(pi: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``max_z |pi_z (v_z - <pi, v>)|``: the probability-space speed."""
+    # pi (v - <pi, v>) is flow_field(pi, pi v) in exact arithmetic, but not to the last bit, and the
+    # residual it gives is compared with tol: kept as is
     dpi = pi * (v - (pi * v).sum(axis=-1, keepdims=True))
     return np.abs(dpi).max(axis=-1)
 

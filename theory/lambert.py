@@ -235,6 +235,8 @@ def _robust_positive(lmu, a, g0):
     taken as ``log omega(a + c) - c``, never as ``a - omega(a + c)``, which
     cancels catastrophically once ``a`` is large (``omega ~ a``).
     """
+    # softmax-like sums stay inline here: G reuses its exponentials for the derivative inside Newton
+    # (theory._numerics would exponentiate twice)
     amax = np.where(np.isfinite(lmu), a, -np.inf).max(-1)
     hi = np.log(amax)  # eta <= a_max: the arm with u >= 1 has eta <= eta u = a - log u <= a
     lo = np.log(0.5 * g0) - amax  # G(lo) >= g0 - e^{a_max + lo} = g0/2 > 0
@@ -514,6 +516,7 @@ def _branch_scan(lmu, a, c):
     Masses are scaled by a common positive factor :math:`e^{-z}` per point (signs
     are exact); the third output is that :math:`z`, shape (...,).
     """
+    # the scaling below is by max(zmax, 0), not a log-sum-exp: not theory._numerics.logsumexp
     x = np.minimum(a + c[..., None], -1.0)
     t0 = log_neg_lambert(x, 0)
     t1 = log_neg_lambert(x, -1)

@@ -106,6 +106,7 @@ def expected_reward(p, r):
 
 def _gibbs_moments(lmu, r, b):
     """E, Var of r and KL(pi_b || mu) for pi_b ∝ mu e^{r/b}; b (N,), arrays (N, K), r in [-1, 0]."""
+    # softmax and log-softmax from one exponentiation inside Newton (theory._numerics would take two)
     with np.errstate(over="ignore", under="ignore"):
         z = lmu + r / b[:, None]
     z = z - z.max(-1, keepdims=True)
