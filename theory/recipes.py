@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Mapping
 
 __all__ = [
     "VerlRecipe",
     "fmt_value",
     "LOSS_BETA",
+    "VERL_MEAN_ADVANTAGE",
     "TrlRecipe",
     "verl_recipe",
     "runs_as_zoo_loss",
@@ -104,7 +106,8 @@ class TrlRecipe:
 # recipes from the registry
 # ---------------------------------------------------------------------------
 
-_MEAN = {"norm_adv_by_std_in_grpo": False}  # verl's grpo without the std: r - mean
+#: verl's ``grpo`` advantage estimator without the std: :math:`r - \mathrm{mean}` (the zoo's ``mean`` advantage)
+VERL_MEAN_ADVANTAGE: Mapping[str, Any] = MappingProxyType({"norm_adv_by_std_in_grpo": False})
 _ZOO_ADV = {"raw": "zoo_raw", "loo": "rloo", "grpo": "grpo", "shifted_mean": "zoo_shifted_mean"}
 #: the advantage's beta is the loss's beta: a Hydra interpolation keeps the two equal
 LOSS_BETA = "${actor_rollout_ref.actor.policy_loss.dro_beta}"
@@ -141,7 +144,7 @@ def _advantage_settings(obj) -> tuple[str, dict]:
     if obj.advantage == "mean":
         if p.get("offset", 0.0):
             return "zoo_mean", {"zoo.offset": p["offset"]}
-        return "grpo", dict(_MEAN)
+        return "grpo", dict(VERL_MEAN_ADVANTAGE)
     if obj.advantage == "soft_value" and p.get("delta", 0.0):
         return "zoo_soft_value_above", {"zoo.beta": LOSS_BETA, "zoo.delta": p["delta"]}  # beta1 = beta
     if obj.advantage == "soft_value":

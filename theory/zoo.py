@@ -26,7 +26,7 @@ import torch
 
 from . import losses as L
 from .objectives import ObjectiveSpec, register_objective
-from .recipes import TrlRecipe, VerlRecipe
+from .recipes import VERL_MEAN_ADVANTAGE, TrlRecipe, VerlRecipe
 
 __all__ = ["BUILTIN_SPECS", "TRANSITION_RTOL"]
 
@@ -331,10 +331,9 @@ def _minus_beta(p):
     return -p["beta"]
 
 
-# verl settings shared by the recipes: PPO's clip at 0.2 without dual clip; verl's grpo estimator without the
-# std (r - mean); token-level rollout importance sampling (the truncated-IS family)
+# verl settings shared by the recipes: PPO's clip at 0.2 without dual clip; token-level rollout importance
+# sampling (the truncated-IS family); verl's grpo estimator without the std is theory.recipes.VERL_MEAN_ADVANTAGE
 _VERL_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=math.inf, loss_agg_mode="token-mean")
-_VERL_MEAN = dict(norm_adv_by_std_in_grpo=False)
 _VERL_IS = {"rollout_correction.rollout_is": "token", "rollout_correction.bypass_mode": False}
 
 _LP = ("LP on the simplex: set-valued on the clip plateaus; reported: the set (per-arm ranges) and the point of its "
@@ -444,7 +443,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, norm_constant=None),
         aggregation='seq-mean-token-sum-norm',
         equation='PPO-clip on r - mean; token sum / constant',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, loss_agg_mode="seq-mean-token-sum-norm"), dict(_VERL_MEAN)),
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, loss_agg_mode="seq-mean-token-sum-norm"),
+                        dict(VERL_MEAN_ADVANTAGE)),
         trl=TrlRecipe({"loss_type": "dr_grpo", "epsilon": 0.2, "epsilon_high": 0.2, "scale_rewards": "none"}),
         source='Liu et al. 2025 (Dr. GRPO)',
     ),
@@ -474,7 +474,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         equation='PPO-clip on the length-normalized sequence ratio exp(mean_t s_t)',
         nominal='greedy within a sequence trust region',
         induced=_LP,
-        verl=VerlRecipe("gspo", "grpo", dict(clip_ratio_low=3e-4, clip_ratio_high=4e-4, loss_agg_mode="seq-mean-token-mean")),
+        verl=VerlRecipe("gspo", "grpo",
+                        dict(clip_ratio_low=3e-4, clip_ratio_high=4e-4, loss_agg_mode="seq-mean-token-mean")),
         trl=TrlRecipe({"loss_type": "grpo", "importance_sampling_level": "sequence", "epsilon": 3e-4,
                        "epsilon_high": 4e-4}, {"eps": 1e-4}),
         source="Zheng et al. 2025 (GSPO); verl 'gspo'",
@@ -512,7 +513,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
             'kappa; tied arms at A = kappa: a face (reported as a set), the flow fills them to u = C in '
             'decreasing mu'
         ),
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO), dict(_VERL_IS, **{"rollout_correction.rollout_is_threshold": 2.0})),
+        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+                        dict(_VERL_IS, **{"rollout_correction.rollout_is_threshold": 2.0})),
         source='Yao et al. 2025 (truncated importance sampling); verl rollout correction',
     ),
     ObjectiveSpec(
@@ -622,7 +624,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         target_kind='lambert',
         equation='-A log pi + beta s^2/2',
         induced='Lambert: u = W0(eta e^{A/beta})/eta',
-        verl=VerlRecipe("dro", "grpo", {"policy_loss.dro_beta": 0.1, "loss_agg_mode": "token-mean"}, dict(_VERL_MEAN)),
+        verl=VerlRecipe("dro", "grpo", {"policy_loss.dro_beta": 0.1, "loss_agg_mode": "token-mean"},
+                        dict(VERL_MEAN_ADVANTAGE)),
         source='Schulman 2020 (k2)',
     ),
     _kl_spec(
