@@ -701,5 +701,6 @@ def make_objective(name: str, **overrides) -> Objective:
 
 
 from . import zoo as _zoo  # noqa: E402,F401  (registers the built-in objectives)
+from . import zoo_2026 as _zoo_2026  # noqa: E402,F401  (registers the 2026 objectives)
 
 _BUILTIN = frozenset(_REGISTRY)
