@@ -514,3 +514,168 @@ def anchored_regression_loss(logp, logp_mu, adv, mask=None, *, beta=1e-3, anchor
         raise ValueError("anchor='reference' needs logp_ref (reference log-probabilities)")
     return regression_loss(logp, logp_mu if anchor == "behaviour" else logp_ref, adv, mask, beta=beta,
                            level="sequence")
+
+
+# ---------------------------------------------------------------------------
+# objectives added in 2026 (specs in theory.zoo_2026)
+# ---------------------------------------------------------------------------
+
+#: M2PO's reference code leaves the clip open, ratio in [0, 1e5], when the budget holds.
+M2PO_CLIP_OPEN = 1e5
+
+
+def m2po_budget_level(delta_sq: torch.Tensor, weight: torch.Tensor, tau: float) -> torch.Tensor:
+    r"""M2PO's cap level :math:`\tau_c^2` from a second-moment budget (Zheng et al. 2025, the authors' rule).
+
+    Over the weighted set (``weight`` 0 leaves a value out), with
+    :math:`M_2 = \sum w\,\delta^2 / \sum w`: no cap (``inf``) when the set is
+    empty or :math:`M_2 \le \tau`; otherwise, with the values sorted ascending,
+    the first :math:`k` whose cap at :math:`v_k` keeps
+    :math:`\sum_{i\le k} w_iv_i + v_k\sum_{i>k} w_i \ge \tau\sum w` gives
+    :math:`\tau_c^2 = v_{k-1}` (0 when :math:`k` is the first), so the capped
+    second moment :math:`E_w[\min(\delta^2, \tau_c^2)]` stays at or below
+    :math:`\tau` (a breakpoint, not the exact solution of
+    :math:`E_w[\min(\delta^2, t)] = \tau`).
+
+    Source: ``_solve_tau_from_sorted_delta2`` and ``kpo_clip_harmful_tokens`` in
+    ``verl/trainer/ppo/core_algos.py`` of github.com/Infini-AI-Lab/M2PO (unit
+    weights there; the tolerance 1e-12 of that code, on sums, is kept).
+
+    Parameters
+    ----------
+    delta_sq, weight : torch.Tensor, shape (..., N)
+        Squared log-ratios and their weights (>= 0).
+    tau : float
+        The budget.
+
+    Returns
+    -------
+    torch.Tensor, shape (...)
+        :math:`\tau_c^2`, ``inf`` where nothing is capped.
+    """
+    w_all = weight.sum(-1)
+    m2_sum = (weight * delta_sq).sum(-1)
+    open_ = (w_all <= 0) | (m2_sum <= (tau + 1e-12) * w_all)
+    v, order = torch.sort(torch.where(weight > 0, delta_sq, torch.zeros_like(delta_sq)), dim=-1)
+    w = torch.gather(weight, -1, order)
+    csum = torch.cumsum(w * v, -1)
+    rest = w_all.unsqueeze(-1) - torch.cumsum(w, -1)
+    hit = (w > 0) & (csum + v * rest >= (tau * w_all).unsqueeze(-1) - 1e-12)
+    k = torch.argmax(hit.to(torch.int8), dim=-1, keepdim=True)  # first hit (one always exists when not open)
+    below = torch.gather(v, -1, (k - 1).clamp(min=0)).squeeze(-1)
+    level = torch.where(k.squeeze(-1) > 0, (below - 1e-12).clamp(min=0.0), torch.zeros_like(below))
+    return torch.where(open_, torch.full_like(level, math.inf), level)
+
+
+def m2po_clip_bounds(level: torch.Tensor, min_eps_low=None, min_eps_high=None):
+    r"""PPO clip widths from M2PO's cap level: :math:`1-\epsilon_l = e^{-\tau_c}`, :math:`1+\epsilon_h = e^{\tau_c}`.
+
+    Floored at ``min_eps_low`` / ``min_eps_high`` when given (the reference
+    code's ``miniclip_low`` / ``miniclip_high``); where nothing is capped
+    (``level`` inf) the ratio is left in :math:`[0, 10^5]` as the reference does.
+    Returns ``(eps_low, eps_high)``, tensors of ``level``'s shape.
+    """
+    t = torch.sqrt(level)
+    eps_low = torch.where(torch.isinf(level), torch.ones_like(t), -torch.expm1(-t))
+    eps_high = torch.where(torch.isinf(level), torch.full_like(t, M2PO_CLIP_OPEN - 1.0), torch.expm1(t))
+    if min_eps_low is not None:
+        eps_low = eps_low.clamp(min=min_eps_low)
+    if min_eps_high is not None:
+        eps_high = eps_high.clamp(min=min_eps_high)
+    return eps_low, eps_high
+
+
+def m2po_harmful(s: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+    """Tokens whose ratio moved with their advantage: (A > 0, u > 1) or (A < 0, u < 1), at M2PO's 1e-12."""
+    return ((adv > 1e-12) & (s > math.log1p(1e-12))) | ((adv < -1e-12) & (s < math.log1p(-1e-12)))
+
+
+def m2po_clip_loss(logp, logp_mu, adv, mask=None, *, tau=0.04, min_eps_low=None, min_eps_high=None):
+    r"""M2PO as its authors' code runs it: PPO-clip with bounds set by the second-moment budget.
+
+    .. math::
+        \ell_t = \max\big(-u_tA_t,\; -\mathrm{clip}(u_t, e^{-\tau_c}, e^{\tau_c})A_t\big)
+
+    where :math:`\tau_c` (one per batch, :func:`m2po_budget_level`) caps the
+    squared log-ratios :math:`s_t^2` of the batch's harmful tokens (those whose
+    ratio moved with their advantage, :func:`m2po_harmful`) so that their capped
+    mean is at most :math:`\tau`; no clip when their mean already is. Unlike
+    :func:`m2po_loss` (AReaL's token mask over all tokens), only the
+    harmful tokens set the budget, and the excess is clipped, not dropped.
+    Weight: :math:`h = uA` inside the bounds, 0 beyond. The advantage sign is
+    read per token (per sequence in the reference, equal for sequence advantages).
+
+    Source: ``compute_m2po_policy_loss`` in ``verl/trainer/ppo/core_algos.py``
+    of github.com/Infini-AI-Lab/M2PO (commit af54a3e); arXiv 2510.01161.
+    """
+    _check_eps(tau=tau, min_eps_low=min_eps_low, min_eps_high=min_eps_high)
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    s = (logp.detach() - logp_mu).double()
+    harm = (m > 0) & m2po_harmful(s, adv)
+    level = m2po_budget_level((s * s)[harm], torch.ones(int(harm.sum()), dtype=s.dtype), tau)
+    eps_low, eps_high = m2po_clip_bounds(level, min_eps_low, min_eps_high)
+    return _clipped_surrogate(_ratio(logp, logp_mu), adv, float(eps_low), float(eps_high), None)
+
+
+def kpop_keep(logp, logp_mu, threshold: float) -> torch.Tensor:
+    r"""KPop's symmetric binary-KL trust region: 1 where both binary KLs are at most the threshold.
+
+    With token probabilities :math:`p = \pi(y_t)`, :math:`q = \mu(y_t)` (clamped
+    to :math:`[10^{-6}, 1 - 10^{-6}]`) and
+    :math:`d(a\|b) = a\log\frac ab + (1-a)\log\frac{1-a}{1-b}` (this token
+    against the rest of the vocabulary), keep the token iff
+    :math:`\max(d(p\|q), d(q\|p)) \le \phi`. Float tensor, no gradient.
+    """
+    p = torch.exp(torch.as_tensor(logp).detach().double()).clamp(1e-6, 1 - 1e-6)
+    q = torch.exp(torch.as_tensor(logp_mu).detach().double()).clamp(1e-6, 1 - 1e-6)
+
+    def d(a, b):
+        return a * torch.log(a / b) + (1 - a) * torch.log((1 - a) / (1 - b))
+
+    return ((d(p, q) <= threshold) & (d(q, p) <= threshold)).to(torch.as_tensor(logp).dtype)
+
+
+def kpop_loss(logp, logp_mu, adv, mask=None, *, kpop_threshold=0.1, adv_tau=1.0, kl_tau=1e-3):
+    r"""KPop: the unclipped ratio surrogate inside a binary-KL trust region, plus a squared log-ratio.
+
+    .. math::
+        \ell_t = -M_t\,\alpha\,u_tA_t + \lambda s_t^2,\qquad
+        h(u, A; \mu) = M(\mu u, \mu)\,\alpha uA - 2\lambda\log u
+
+    with :math:`M` of :func:`kpop_keep` (threshold :math:`\phi`), :math:`\alpha`
+    = ``adv_tau``, :math:`\lambda` = ``kl_tau``. The mask depends on the token
+    probabilities themselves, not only on their ratio: the band is wide in
+    ratio for rare tokens and tight for likely ones.
+
+    Source: ``kpop_loss_fn`` in ``src/prime_rl/trainer/rl/loss.py`` of
+    github.com/PrimeIntellect-ai/prime-rl, branch ``feat/kpop-loss`` (commit
+    b9ba0608d; not on main at 559b447), after ringtech.notion.site/kpop.
+    """
+    _check_eps(kpop_threshold=kpop_threshold)
+    if not (math.isfinite(adv_tau) and adv_tau >= 0 and math.isfinite(kl_tau) and kl_tau >= 0):
+        raise ValueError(f"adv_tau and kl_tau must be finite numbers >= 0, got {adv_tau!r}, {kl_tau!r}")
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    keep = kpop_keep(logp, logp_mu, kpop_threshold)
+    return -keep * adv_tau * adv * _ratio(logp, logp_mu) + kl_tau * (logp - logp_mu) ** 2
+
+
+def up_grpo_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2):
+    r"""UP-GRPO: ratio-free, unclipped on positive advantages; GRPO's clipped surrogate on negative ones.
+
+    .. math::
+        \ell_t = \begin{cases} -A\log\pi_t & A > 0 \\
+        \max\big(-u_tA, -\max(u_t, 1-\epsilon_l)A\big) & A \le 0 \end{cases},
+        \qquad h(u, A) = A_+ + uA\,\mathbb 1[A<0,\ u > 1-\epsilon_l]
+
+    (for :math:`A<0` only PPO's lower clip binds). Population target:
+    :math:`\pi \propto \mu A_+`, TOPR's.
+
+    Source: "UP-GRPO: Unbounded Positive Group Relative Policy Optimization",
+    rocfly88.github.io/2026/02/26/UP-GRPO.html (positive advantages: no
+    importance ratio, no clip, advantage-weighted SFT; negative advantages:
+    GRPO's trust region).
+    """
+    _check_eps(eps_low=eps_low)
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    neg = _clipped_surrogate(_ratio(logp, logp_mu), adv, eps_low, eps_low, None)
+    return torch.where(adv > 0, -adv * logp, neg)

@@ -591,7 +591,8 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
             'numerical (explicit Euler on the flow): the mask freezes arms once E[s^2] exceeds tau; tied kept'
             ' arms form a face of fixed points (reported as a set, the point not certified)'
         ),
-        source='Zheng et al. 2025 (M2PO); AReaL docs',
+        source=("M2PO (Zheng et al. 2025, arXiv 2510.01161) as AReaL reads it (AReaL docs): a token mask, largest "
+                "s^2 dropped; the authors' own code clips instead: 'm2po_clip'"),
     ),
     ObjectiveSpec(
         name='asymre',
