@@ -109,6 +109,7 @@ by enumerating the multinomial counts of the other G - 1 samples over the arms.
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ from ._checks import (
 from ._numerics import softmax
 from .values import soft_value
 
-__all__ = ["ADVANTAGES", "BATCH_COUPLED", "group_advantage", "population_advantage", "conditional_group_advantage"]
+__all__ = ["ADVANTAGES", "BATCH_COUPLED", "GROUP_INPUTS", "group_advantage", "population_advantage", "conditional_group_advantage"]
 
 #: Estimator names and the parameters each one takes.
 ADVANTAGES: dict[str, tuple[str, ...]] = {
@@ -166,6 +167,9 @@ _INPUTS = {
 }
 #: Inputs of the group form that a bandit derives from mu (the population and conditional forms refuse them).
 _FROM_MU = {"remax": "baseline", "optimal_token_baseline": "score_norms"}
+#: Estimators whose group form needs a per-group input beyond the rewards, which a trainer must compute
+#: (read-only): ``remax`` the greedy completion's reward, ``optimal_token_baseline`` the squared score norms.
+GROUP_INPUTS = MappingProxyType(dict(_FROM_MU))
 #: Estimators whose group form couples the whole batch (the rewards tensor is one batch).
 BATCH_COUPLED = frozenset({"reinforce_plus_plus", "reinforce_plus_plus_baseline", "gdpo", "gpg"})
 #: verl's masked_whiten: (x - mean) / sqrt(var + 1e-8) over the response tokens

@@ -80,6 +80,7 @@ __all__ = [
     "register_objective",
     "unregister_objective",
     "objective_spec",
+    "builtin_objectives",
     "make_objective",
     "objective_names",
     "on_register",
@@ -580,6 +581,11 @@ OBJECTIVES = _Names()
 def objective_names() -> tuple[str, ...]:
     """Every registered objective name."""
     return tuple(_REGISTRY)
+
+
+def builtin_objectives() -> tuple[str, ...]:
+    """The objectives the toolkit itself registers (every module of the zoo), in registration order."""
+    return tuple(n for n in _REGISTRY if n in _BUILTIN)
 
 
 def on_register(listener: Callable[[ObjectiveSpec], None]) -> None:

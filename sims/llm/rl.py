@@ -66,6 +66,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sims.integrations.eta import fitted_eta, lambert_eta
+from theory.advantages import GROUP_INPUTS
 from theory.objectives import Objective, make_objective, objective_names
 from theory.outputs import UsageError, cli_main
 
@@ -217,6 +218,12 @@ class RLConfig:
         except ValueError as e:
             which = "objective_params" if self.objective in objective_names() else "objective"
             raise ValueError(f"{which}: {e}") from None
+        needs = GROUP_INPUTS.get(obj.spec.advantage)
+        if needs is not None:
+            raise ValueError(
+                f"objective: {self.objective!r} uses the {obj.spec.advantage!r} estimator, whose group form needs "
+                f"{needs} per group, which this trainer does not compute (verl does: see docs/integrations.md)"
+            )
         try:
             obj.advantages(torch.zeros(1, self.group_size))
         except ValueError as e:
