@@ -701,5 +701,6 @@ def make_objective(name: str, **overrides) -> Objective:
 
 
 from . import zoo as _zoo  # noqa: E402,F401  (registers the built-in objectives)
+from . import zoo_verl as _zoo_verl  # noqa: E402,F401  (verl's DPPO, GMPO, Clip-Cov, KL-Cov)
 
 _BUILTIN = frozenset(_REGISTRY)
