@@ -96,14 +96,18 @@ def builtin_and_zoo(name, mode, info, batch, with_is_weights=False):
         w, _ = compute_rollout_correction_weights(old - batch["mu"], mask, rollout_is="token", rollout_is_threshold=cap)
         zoo_tok = obj.loss(lp, batch["mu"], adv, m, logp_prox=old)
     else:
+        torch.manual_seed(0)  # clip_cov draws its detached tokens from the default generator, as verl does
         zoo_tok = obj.loss(lp, old, adv, m)
         if w is not None:
             zoo_tok = zoo_tok * w
     verl_fn = core_algos.get_policy_loss_fn(rec.loss_mode)
+    torch.manual_seed(0)
     verl_loss, _ = verl_fn(old_log_prob=old, log_prob=lp, advantages=adv, response_mask=mask, loss_agg_mode=mode,
                            config=cfg, rollout_is_weights=w)
     agg = "seq-mean-token-mean" if rec.loss_mode == "sapo" else mode  # verl's sapo ignores loss_agg_mode
-    return value_and_grad(verl_loss, lp), value_and_grad(zv.aggregate(zoo_tok, m, agg, **info), lp)
+    # a per-sequence loss (GMPO): verl's geo_mean averages over the rows whatever loss_agg_mode says
+    zoo = obj.aggregate(zoo_tok, m) if obj.level == "sequence" else zv.aggregate(zoo_tok, m, agg, **info)
+    return value_and_grad(verl_loss, lp), value_and_grad(zoo, lp)
 
 
 @pytest.mark.parametrize("info", [{}, GLOBAL], ids=["local", "global"])

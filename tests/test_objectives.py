@@ -52,6 +52,8 @@ def _autograd_weight(obj, mu, adv, u):
 @pytest.mark.parametrize("name", OBJECTIVES)
 def test_declared_weight_equals_autograd(name):
     obj = make_objective(name)
+    if obj.couples_batch and name != "m2po":  # a batch share's limit: tests/test_zoo_verl_losses.py, N mu batches
+        pytest.skip("the population weight of a batch selection (clip_cov, kl_cov) is its large-batch limit")
     for seed in range(3):
         mu, r = _bandit(6, seed)
         if name in ("m2po", "m2po_clip"):  # a plain mean over samples: equal to the mu-weighted one at uniform mu

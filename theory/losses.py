@@ -54,6 +54,13 @@ __all__ = [
     "ppo_clip_kl_loss",
     "sample_weighted_ce_loss",
     "anchored_regression_loss",
+    "dppo_mask",
+    "dppo_loss",
+    "geo_mean_loss",
+    "covariance_score",
+    "clip_cov_loss",
+    "kl_cov_selection",
+    "kl_cov_loss",
 ]
 
 #: Named aggregation modes (verl's ``loss_agg_mode`` names where verl has one).
@@ -679,3 +686,181 @@ def up_grpo_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2):
     logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
     neg = _clipped_surrogate(_ratio(logp, logp_mu), adv, eps_low, eps_low, None)
     return torch.where(adv > 0, -adv * logp, neg)
+
+
+# verl 0.9.1's remaining built-in policy losses (verl/trainer/ppo/core_algos.py)
+# ---------------------------------------------------------------------------
+
+#: verl's smoothing of 1 - p inside DPPO's binary KL (``compute_policy_loss_dppo_kl``)
+DPPO_KL_SMOOTHING = 1e-8
+
+
+def _binary_kl(logq, logp):
+    """KL(Bernoulli(q) || Bernoulli(p)) from log-probabilities, 1 - p smoothed by :data:`DPPO_KL_SMOOTHING` (verl's)."""
+    eps, q, p = DPPO_KL_SMOOTHING, logq.exp(), logp.exp()
+    return q * (logq - logp) + (1 - q) * torch.log((1 - q + eps) / (1 - p + eps))
+
+
+def dppo_mask(logp, logp_mu, adv, *, divergence="tv", delta_low=0.2, delta_high=0.2):
+    r"""DPPO's trust-region mask (Qi et al. 2026, arXiv 2602.04879): 1 where a token keeps its gradient.
+
+    With :math:`p = \pi(y_t)`, :math:`q = \mu(y_t)` (probabilities, not ratios):
+
+    * ``divergence='tv'`` (DPPO-Binary-TV): :math:`M = \mathbb 1[p - q \le \delta_h]` for
+      :math:`A > 0` and :math:`\mathbb 1[p - q \ge -\delta_l]` otherwise;
+    * ``divergence='kl'`` (DPPO-Binary-KL), with the binary KL
+      :math:`D = q\log\frac qp + (1-q)\log\frac{1-q+10^{-8}}{1-p+10^{-8}}`:
+      :math:`M = \mathbb 1[D \le \delta_h \text{ or } p \le q]` for :math:`A > 0` and
+      :math:`\mathbb 1[D \le \delta_l \text{ or } p \ge q]` otherwise.
+
+    A token is masked only when it has left the divergence ball in the direction its advantage
+    pushes it. ``logp``, ``logp_mu``: ``(..., T)``; ``adv`` broadcastable to them. Returns a 0/1
+    tensor of ``logp``'s shape (no gradient). Source: verl ``compute_policy_loss_dppo_tv`` /
+    ``compute_policy_loss_dppo_kl``.
+    """
+    if divergence not in ("tv", "kl"):
+        raise ValueError(f"divergence must be 'tv' or 'kl', got {divergence!r}")
+    _check_eps(delta_low=delta_low, delta_high=delta_high)
+    lp, lq = logp.detach(), torch.as_tensor(logp_mu, dtype=logp.dtype)
+    p, q = lp.exp(), lq.exp()
+    a = torch.as_tensor(adv, dtype=logp.dtype)
+    if divergence == "tv":
+        up, down = p - q <= delta_high, p - q >= -delta_low
+    else:
+        d = _binary_kl(lq, lp)
+        up, down = (d <= delta_high) | (p <= q), (d <= delta_low) | (p >= q)
+    return torch.where(a > 0, up, down).to(logp.dtype)
+
+
+def dppo_loss(logp, logp_mu, adv, mask=None, *, divergence="tv", delta_low=0.2, delta_high=0.2, is_cap=3.0):
+    r"""DPPO (Qi et al. 2026, "Rethinking the trust region in LLM RL"): truncated IS inside a divergence mask.
+
+    .. math::
+        \ell_t = -M_t\,\mathrm{sg}\big(\min(u_t, C)\big)\,A_t\log\pi_t,\qquad
+        h(u, A) = M\,\min(u, C)\,A
+
+    with the mask :math:`M` of :func:`dppo_mask` (binary TV or binary KL between
+    :math:`\pi(y_t)` and :math:`\mu(y_t)`, thresholds :math:`\delta_l, \delta_h`) and the
+    truncation :math:`C` = ``is_cap`` (verl's ``clip_ratio_c``; ``None``: no truncation). The mask
+    reads the token's probabilities, not only its ratio, so the weight depends on :math:`\mu` itself.
+    Induced target on a bandit (``theory.zoo_verl``): the optimal face of the linear program
+    :math:`\max_\pi \sum_{A>0} A\min(\pi, b^+) + \sum_{A<0} A\max(\pi, b^-)` with the ball's
+    edges :math:`b^\pm`. Source: verl ``compute_policy_loss_dppo_tv`` / ``_dppo_kl``
+    (``verl/trainer/ppo/core_algos.py``). Per-token loss ``(..., T)``.
+    """
+    _check_eps(is_cap=is_cap)
+    logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
+    keep = dppo_mask(logp, logp_mu, adv, divergence=divergence, delta_low=delta_low, delta_high=delta_high)
+    w = _ratio(logp, logp_mu).detach()
+    if is_cap is not None:
+        w = w.clamp(max=is_cap)
+    return -adv * w * logp * keep
+
+
+def geo_mean_loss(logp, logp_mu, adv, mask=None, *, log_eps_low=0.4, log_eps_high=0.4):
+    r"""GMPO (Zhao et al. 2025, arXiv 2507.20673): the geometric mean of token ratios, clipped in log space.
+
+    .. math::
+        \tilde s_t = \mathrm{sgn}(A_t)\min\big(\mathrm{sgn}(A_t)s_t,\ \mathrm{sgn}(A_t)
+        \mathrm{clip}(s_t, -\epsilon_l, \epsilon_h)\big),\qquad
+        \ell_i = -\bar A_i\exp\Big(\frac{1}{|y_i|}\sum_t \tilde s_{it}\Big)
+
+    (:math:`\bar A_i` the mean advantage over the sequence's tokens). One loss per sequence
+    ``(...)``; aggregate with ``'sequence'`` (verl: ``torch.mean`` over the rows, whatever
+    ``loss_agg_mode``). For one-token sequences it is PPO-clip with the ratio range
+    :math:`[e^{-\epsilon_l}, e^{\epsilon_h}]`: weight :math:`h = uA` inside, 0 outside, and the
+    induced target the optimal face of PPO's linear program with those bounds.
+    Source: verl ``compute_policy_loss_geo_mean``; TRL ``trl/experimental/gmpo`` (GMPO recommends 0.4).
+    """
+    _check_eps(log_eps_low=log_eps_low, log_eps_high=log_eps_high)
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    s = logp - logp_mu
+    sgn = torch.sign(adv)
+    s_clip = sgn * torch.minimum(sgn * s, sgn * s.clamp(-log_eps_low, log_eps_high))
+    n = m.sum(-1).clamp_min(1.0)
+    ratio = torch.exp((s_clip * m).sum(-1) / n)
+    return -(adv * m).sum(-1) / n * ratio
+
+
+def covariance_score(logp, adv, mask=None):
+    r"""Per-token centred covariance :math:`(A_t - \bar A)(\log\pi_t - \overline{\log\pi})` (no gradient).
+
+    Means over the unmasked tokens of the whole batch (every leading axis); masked tokens get
+    :math:`-\infty`. Clip-Cov and KL-Cov (Cui et al. 2025, arXiv 2505.22617) pick the tokens
+    whose score is high: the tokens whose update lowers the entropy most. ``(..., T)``.
+    """
+    m = _mask_like(mask, logp) > 0
+    lp = logp.detach()
+    a = torch.as_tensor(adv, dtype=lp.dtype).expand_as(lp)
+    if not m.any():
+        return torch.full_like(lp, -math.inf)
+    cov = (a - a[m].mean()) * (lp - lp[m].mean())
+    return torch.where(m, cov, torch.full_like(cov, -math.inf))
+
+
+def clip_cov_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2, eps_high=0.2, cov_ratio=2e-4, cov_low=1.0,
+                  cov_high=5.0, generator=None):
+    r"""Clip-Cov (Cui et al. 2025, arXiv 2505.22617): PPO-clip with a few high-covariance tokens detached.
+
+    .. math::
+        \ell_t = (1 - D_t)\max\big(-u_tA_t,\ -\mathrm{clip}(u_t, 1-\epsilon_l, 1+\epsilon_h)A_t\big)
+
+    :math:`D_t = 1` on :math:`\max(1, \lfloor rN\rfloor)` tokens (:math:`r` = ``cov_ratio``,
+    :math:`N` the batch's unmasked tokens) drawn uniformly without replacement from the candidates:
+    unmasked tokens that PPO's clip leaves alone and whose :func:`covariance_score` lies in
+    ``(cov_low, cov_high)``; all candidates when there are fewer. The draw is ``torch.randperm``
+    with ``generator`` (``None``: torch's default generator, the stream verl's own draw uses, so a
+    seeded default generator reproduces verl's choice). The loss couples the whole batch.
+    Population weight (``theory.zoo_verl``): PPO's times :math:`1 - \mathbb 1[y\in C]\min(1, r/\mu(C))`.
+    Source: verl ``compute_policy_loss_clip_cov`` (``verl/trainer/ppo/core_algos.py``).
+    Per-token loss ``(..., T)``.
+    """
+    _check_eps(eps_low=eps_low, eps_high=eps_high, cov_ratio=cov_ratio)
+    if not (math.isfinite(cov_low) and math.isfinite(cov_high) and cov_low < cov_high):
+        raise ValueError(f"need finite cov_low < cov_high, got {cov_low!r}, {cov_high!r}")
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    ratio = _ratio(logp, logp_mu)
+    loss = _clipped_surrogate(ratio, adv, eps_low, eps_high, None)
+    valid = m > 0
+    by_clip = (-adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high) > -adv * ratio) & valid
+    cov = torch.where(by_clip, -math.inf, covariance_score(logp, adv, m))
+    idx = torch.nonzero(((cov > cov_low) & (cov < cov_high) & valid).reshape(-1)).reshape(-1)
+    detach = torch.zeros(loss.numel(), dtype=torch.bool, device=loss.device)
+    if idx.numel():
+        n_clip = max(int(cov_ratio * valid.sum().item()), 1)
+        detach[idx[torch.randperm(idx.numel(), generator=generator)[:n_clip]]] = True
+    return loss * (~detach.reshape(loss.shape)).to(loss.dtype)
+
+
+def kl_cov_selection(logp, adv, mask=None, *, cov_ratio=2e-4):
+    r"""KL-Cov's token set: the top :math:`\max(1, \lfloor rN\rfloor)` unmasked tokens by :func:`covariance_score`.
+
+    ``torch.topk`` over the unmasked tokens in row-major order (verl's order, so ties break alike).
+    Returns a 0/1 tensor of ``logp``'s shape (no gradient); all zeros on an empty mask.
+    """
+    _check_eps(cov_ratio=cov_ratio)
+    m = _mask_like(mask, logp) > 0
+    sel = torch.zeros(logp.numel(), dtype=logp.dtype, device=logp.device)
+    n = int(m.sum())
+    if n:
+        cov = covariance_score(logp, adv, m)[m]
+        top = torch.topk(cov, max(1, int(n * cov_ratio))).indices
+        sel[torch.nonzero(m.reshape(-1)).reshape(-1)[top]] = 1.0
+    return sel.reshape(logp.shape)
+
+
+def kl_cov_loss(logp, logp_mu, adv, mask=None, *, cov_ratio=2e-4, kl_coef=0.1):
+    r"""KL-Cov (Cui et al. 2025, arXiv 2505.22617): the ratio surrogate plus :math:`|s|` on high-covariance tokens.
+
+    .. math:: \ell_t = -u_tA_t + \beta_{KL}\,S_t\,|s_t|,\qquad h = uA - \beta_{KL}\,q\,\mathrm{sgn}(s)
+
+    :math:`S` from :func:`kl_cov_selection` (fraction :math:`r` = ``cov_ratio`` of the batch's
+    tokens, at least one). The loss couples the whole batch; :math:`q` is the population share of
+    an arm in the selected top-:math:`r` mass (``theory.zoo_verl``).
+    Source: verl ``compute_policy_loss_kl_cov`` (``verl/trainer/ppo/core_algos.py``; its
+    ``ppo_kl_coef`` is :math:`\beta_{KL}`). Per-token loss ``(..., T)``.
+    """
+    _check_eps(kl_coef=kl_coef)
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    sel = kl_cov_selection(logp, adv, m, cov_ratio=cov_ratio)
+    return -adv * _ratio(logp, logp_mu) + kl_coef * (logp - logp_mu).abs() * sel
