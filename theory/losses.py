@@ -688,6 +688,7 @@ def up_grpo_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2):
     return torch.where(adv > 0, -adv * logp, neg)
 
 
+# ---------------------------------------------------------------------------
 # verl 0.9.1's remaining built-in policy losses (verl/trainer/ppo/core_algos.py)
 # ---------------------------------------------------------------------------
 
