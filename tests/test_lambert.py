@@ -691,3 +691,55 @@ def test_relaxed_target_batches_and_checks_input():
         relaxed_lambert_target([0.5, 0.6], [0.0, 1.0], 0.1)
     with pytest.raises(ValueError):
         relaxed_lambert_target([0.5, 0.5], [0.0, 1.0], -1.0)
+
+
+def test_chunking_does_not_change_the_answers(monkeypatch):
+    """Rows of every regime spread over many chunks (and the slow rows gathered across them) give the
+    answers of one row at a time, bit for bit up to rounding, at two chunk sizes."""
+    from theory import lambert
+
+    rng = np.random.default_rng(7)
+    n, K = 600, 5
+    mu = rng.dirichlet(np.ones(K), size=n)
+    r = rng.uniform(size=(n, K))
+    base = (mu * r).sum(-1, keepdims=True)
+    shift = rng.choice([0.0, 0.0, 0.3, -0.3, 1e-9], size=(n, 1))  # positive, optimistic, pessimistic, near boundary
+    adv = r - base + shift
+    beta = 10.0 ** rng.uniform(-1.5, 0.5, size=n)
+    one = [T.lambert_target(mu[i], adv[i], beta[i]) for i in range(n)]
+    pi1 = np.array([p for p, _ in one])
+    eta1 = np.array([e for _, e in one])
+    assert (eta1 > 0).any() and (eta1 < 0).any() and (np.abs(eta1) < 0.05).any()
+    for elements in (40, 1000):  # 8 and 200 bandits per chunk
+        monkeypatch.setattr(lambert, "_CHUNK_ELEMENTS", elements)
+        pi, eta = T.lambert_target(mu, adv, beta)
+        np.testing.assert_allclose(pi, pi1, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(eta, eta1, rtol=1e-13, atol=1e-15)
+
+
+def test_fast_positive_path_equals_the_bracketed_route():
+    """Two routes to the positive-regime target: the float32-then-float64 joint Newton and the bracketed
+    solve in log eta with exact Wright omega, polished in eta (the route of badly scaled rows)."""
+    from theory import lambert
+
+    rng = np.random.default_rng(3)
+    for K in (2, 16, 300):
+        n = 200
+        mu = rng.dirichlet(np.full(K, 0.5), size=n)
+        r = rng.uniform(size=(n, K))
+        a = (r - (mu * r).sum(-1, keepdims=True)) / 10.0 ** rng.uniform(-2, 0.5, size=(n, 1))
+        lmu = lambert._logmu(mu)
+        g0 = np.log(np.einsum("ij,ij->i", mu, np.exp(a)))
+        keep = g0 > 1e-6
+        mu, a, lmu, g0 = mu[keep], a[keep], lmu[keep], g0[keep]
+        pi_f, eta_f, ok = lambert._fast_positive(mu, a, g0)
+        assert ok.all()
+        s, eta_b, F = lambert._polish(mu, lmu, a, lambert._robust_positive(lmu, a, g0))
+        pi_b = lambert._from_log_ratio(lmu, s)
+        np.testing.assert_allclose(pi_f, pi_b, rtol=0, atol=1e-14)
+        # the fast path's eta is exact to a few ulps of 1 (absolute); relative where it is not small
+        # (smaller ones are polished by lambert_target)
+        np.testing.assert_allclose(eta_f, eta_b, rtol=1e-13, atol=1e-14)
+        big = eta_b >= 0.05
+        assert big.sum() > 10
+        np.testing.assert_allclose(eta_f[big], eta_b[big], rtol=1e-13)

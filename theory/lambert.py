@@ -109,9 +109,13 @@ __all__ = [
     "regime_of",
 ]
 
-_CHUNK = 4096  # bandits per chunk in the fast path: keeps the working set in cache
-_FAST_MAXITER = 12
-_FAST_TOL = 1e-9  # |dc| below which one more Newton step reaches machine precision
+# Elements (bandits x arms) per chunk, whatever K: each (n, K) work array is 256 KiB, so the working set
+# stays in a core's L2 and every temporary stays under glibc's mmap/trim thresholds (larger ones are
+# returned to the kernel when freed and page-faulted back in on the next allocation, ~3x slower).
+_CHUNK_ELEMENTS = 32768
+_FAST_MAXITER = 12  # float64 Newton steps at most
+_FAST_F32_STEPS = 3  # float32 Newton steps before the float64 ones (error ~1e-5 of the float32 rounding)
+_FAST_TOL = 1e-9  # a step below this leaves an error ~1e-18 (quadratic convergence): converged
 
 
 #: Largest |adv/beta| the solver accepts (differences of a and log-space brackets stay finite).
@@ -129,8 +133,8 @@ def _prepare(mu, adv, beta):
     (mu, adv), (beta,), batch = broadcast_with_batch({"mu": mu, "adv": adv}, {"beta": beta})
     with np.errstate(over="ignore", under="ignore"):
         a = adv / beta[..., None]
-    big = ~(np.abs(a) <= A_MAX)
-    if big.any():
+    if a.size and not (a.max() <= A_MAX and a.min() >= -A_MAX):  # two reductions, no temporary
+        big = ~(np.abs(a) <= A_MAX)
         pos = tuple(int(i) for i in np.argwhere(big)[0])
         raise ValueError(
             f"adv/beta = {float(adv[pos]):.3g}/{float(beta[pos[:-1]]):.3g} at index {pos} exceeds {A_MAX:g} in "
@@ -172,60 +176,116 @@ def _g0_and_noise(mu, lmu, a):
     return g0, noise
 
 
-def _fast_positive(mu, a, g0):
-    """Joint Newton on (t_y = log(eta u_y), c = log eta) for well-scaled positive-regime bandits.
+def _fast_positive(mu, a, g0, work=None):
+    r"""Joint Newton on (t_y = log(eta u_y), c = log eta) for well-scaled positive-regime bandits.
 
     Equations: ``t_y + e^{t_y} = a_y + c`` and ``log sum_y mu_y e^{t_y - c} = 0``.
     Eliminating ``dt_y = (dc - F_y)/(1 + e^{t_y})`` from the linearization leaves
-    one scalar equation for ``dc`` per bandit, so a step costs one ``exp`` per arm.
-    The start ``eta = g0/(1 + g0)`` interpolates the small-eta expansion
-    (``eta ~ g0``) and the saturation of eta at large advantages.
-    Returns (logpi, eta, converged) with convergence judged on the returned
-    quantities: ``|d log u| <= 1e-9`` and ``|d eta| <= 1e-9``, after which one more
-    step has been taken (quadratic convergence puts the error near 1e-16).
-    Rows that diverge (overflow on the way) come back unconverged, without warnings,
-    for the bracketed solver.
+    one scalar equation for ``dc`` per bandit, so a step costs one ``exp`` per arm
+    (:func:`_newton_step`). The start ``eta = g0/(1 + g0)`` interpolates the
+    small-eta expansion (``eta ~ g0``) and the saturation of eta at large
+    advantages; ``t = min(x, log1p(max(x, 0)))`` with ``x = a + c`` follows the
+    Wright omega function's two limits (``log omega(x) = x - omega(x)``). The
+    first :data:`_FAST_F32_STEPS` steps run in float32 (to its rounding, ~1e-5
+    in ``c`` and ``t`` for ``|a| < 300``), the rest in float64 until a step moves
+    ``log u`` and ``eta`` by at most :data:`_FAST_TOL`: quadratic convergence
+    leaves an error ~1e-18 after it, so no further step is taken.
+    Returns (pi, eta, converged), ``pi`` normalized; rows that diverge (overflow
+    on the way) come back unconverged, without warnings, for the bracketed solver.
+    ``work``: optional scratch ``(float64 (4, >= n, K), float32 (4, >= n, K))``,
+    reused across chunks (a fresh 1 MiB block per chunk is page-faulted in each time).
     """
+    if work is None:
+        work = (np.empty((4,) + a.shape), np.empty((4,) + a.shape, np.float32))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _fast_positive_steps(mu, a, g0)
+        return _fast_positive_steps(mu, a, g0, work[0][:, : len(a)], work[1][:, : len(a)])
 
 
-def _fast_positive_steps(mu, a, g0):
-    c = np.log(g0 / (1.0 + g0))
-    x = a + c[:, None]
-    t = np.where(x < 1.0, x, np.log(np.maximum(x, 1.0)))
-    ones = np.ones(a.shape[1])
-    done = False
-    for _ in range(_FAST_MAXITER):
-        w = np.exp(t)
-        F = t + w
-        F -= a
-        F -= c[:, None]
-        d = np.reciprocal(1.0 + w)
-        q = mu * w
-        S0 = q @ ones
-        N = np.log(S0) - c
-        q *= d
-        S1 = np.einsum("ij,ij->i", q, F)
-        S2 = np.einsum("ij,ij->i", q, w)
-        dc = (N * S0 - S1) / S2
-        F -= dc[:, None]
-        F *= d
-        t -= F
-        c += dc
-        if done:
-            break
-        F += dc[:, None]  # change of log u = t - c
-        deta = np.abs(dc) * np.minimum(np.exp(c), 1.0)
-        done = max(np.abs(F).max(), deta.max()) < _FAST_TOL
-    if done:
-        converged = np.ones(len(c), bool)
-    else:
-        converged = np.maximum(np.abs(F).max(-1), deta) < _FAST_TOL
-    converged &= np.isfinite(c) & np.isfinite(t).all(-1)
-    t -= c[:, None]
-    pi = mu * np.exp(t, out=t)
+def _fast_start(a, g0, dtype):
+    """Newton start (t, c) in ``dtype``: c = log(g0/(1 + g0)), t = min(x, log1p(max(x, 0))), x = a + c."""
+    c = np.log(g0 / (1.0 + g0)).astype(dtype)
+    x = a.astype(dtype)
+    x += c[:, None]
+    t = np.maximum(x, 0.0)
+    np.log1p(t, out=t)
+    np.minimum(x, t, out=t)
+    return t, c
+
+
+def _newton_step(mu, a, t, c, work):
+    """One joint Newton step on (t, c), in place, in the dtype of the arrays; returns (-dt, dc).
+
+    ``work``: four (n, K) scratch arrays. The row sums are ``einsum`` reductions (no BLAS call).
+    """
+    w = np.exp(t, out=work[0])
+    q = np.multiply(mu, w, out=work[1])
+    S0 = np.einsum("ij->i", q)  # sum mu e^t = eta E_mu[u]
+    d = np.add(w, 1.0, out=work[2])
+    np.divide(1.0, d, out=d)  # 1/(1 + w) = dt/dx along the curve
+    F = np.add(t, w, out=work[3])
+    F -= a
+    F -= c[:, None]  # F_y = t_y + e^{t_y} - a_y - c
+    q *= d
+    S1 = np.einsum("ij,ij->i", q, F)
+    S2 = np.einsum("ij,ij->i", q, w)
+    dc = ((np.log(S0) - c) * S0 - S1) / S2
+    F -= dc[:, None]
+    F *= d
+    t -= F
+    c += dc
+    return F, dc
+
+
+def _fast_positive_steps(mu, a, g0, work64, work32):
+    t, c = _fast_start(a, g0, np.float32)
+    mu32, a32 = mu.astype(np.float32), a.astype(np.float32)
+    for _ in range(_FAST_F32_STEPS):
+        _newton_step(mu32, a32, t, c, work32)
+    t, c = t.astype(np.float64), c.astype(np.float64)
+    if not (np.isfinite(c).all() and np.isfinite(t.max()) and np.isfinite(t.min())):
+        bad = ~(np.isfinite(c) & np.isfinite(t).all(-1))  # diverged in float32: restart in float64
+        t[bad], c[bad] = _fast_start(a[bad], g0[bad], np.float64)
+    converged = _fast_refine(mu, a, t, c, work64)
+    if not (np.isfinite(c).all() and np.isfinite(t.max()) and np.isfinite(t.min())):
+        converged &= np.isfinite(c) & np.isfinite(t).all(-1)
+    pi = np.exp(t, out=t)
+    pi *= mu
+    pi /= np.einsum("ij->i", pi)[:, None]
     return pi, np.exp(c), converged
+
+
+def _fast_refine(mu, a, t, c, work):
+    """float64 Newton steps on (t, c) in place until each row's last step is below :data:`_FAST_TOL`.
+
+    Convergence is judged on the whole chunk first (``max|dt| + max|dc|``), then per
+    row (``|dt|_2 + |dc|``, which bounds ``max |d log u|``), and the rows still moving
+    continue alone. ``work``: (4, n, K) float64 scratch. Returns the per-row flag.
+    """
+    n = len(c)
+    converged = np.zeros(n, bool)
+    rows = np.arange(n)
+    T, C, M, A = t, c, mu, a
+    for it in range(_FAST_MAXITER):
+        F, dc = _newton_step(M, A, T, C, work[:, : len(C)])
+        adc = np.abs(dc)
+        deta = adc * np.minimum(np.exp(C), 1.0)
+        if max(F.max(), -F.min()) + adc.max() <= _FAST_TOL and deta.max() <= _FAST_TOL:
+            done = np.ones(len(C), bool)
+        elif it == 0:
+            continue
+        else:
+            done = (np.sqrt(np.einsum("ij,ij->i", F, F)) + adc <= _FAST_TOL) & (deta <= _FAST_TOL)
+        if T is not t:
+            t[rows], c[rows] = T, C
+        converged[rows] = done
+        if done.all():
+            break
+        rows = rows[~done]
+        T, C, M, A = t[rows], c[rows], mu[rows], a[rows]
+    else:
+        if T is not t:
+            t[rows], c[rows] = T, C
+    return converged
 
 
 def _robust_positive(lmu, a, g0):
@@ -378,31 +438,48 @@ def _from_log_ratio(lmu, s):
     return softmax(z)
 
 
-def _solve_chunk(mu, a, beta):
-    """Induced target for one chunk of bandits: (pi, eta), pi not yet renormalized."""
+def _fast_chunk(mu, a, work=None):
+    """The fast path for one chunk: (pi normalized, eta, converged, todo); ``todo`` rows need :func:`_solve_chunk`.
+
+    Well-scaled rows (``exp(a)`` neither overflows nor underflows, ``mu`` zero or
+    >= 1e-200) with a plain ``g0 = log E_mu[e^a] > 1e-6`` (its rounding immaterial)
+    take :func:`_fast_positive`; the others, the rows it leaves unconverged, and
+    those with ``eta < 0.05`` (the fast path's eta has an absolute error of a few
+    ulps of 1: they are polished) are ``todo``. ``work``: as in :func:`_fast_positive`.
+    """
     n, K = a.shape
-    # well-scaled rows: exp(a) neither overflows nor underflows, mu is zero or >= 1e-200; there a
-    # plain E_mu[e^a] decides which rows the fast path takes (g0 > 1e-6: its rounding is immaterial)
-    tiny = (mu > 0) & (mu < 1e-200)
-    well = (np.abs(a).max(-1) < 300.0) & ~tiny.any(-1)
-    if well.all():
-        g0 = np.log(np.einsum("ij,ij->i", mu, np.exp(a)))
-    else:
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        if a.max() < 300.0 and a.min() > -300.0 and not (mu < 1e-200).any():  # the whole chunk, cheaply
+            well = np.ones(n, bool)
+        else:
+            well = (np.abs(a).max(-1) < 300.0) & ~((mu > 0) & (mu < 1e-200)).any(-1)
         g0 = np.full(n, -np.inf)
-        w = np.flatnonzero(well)
-        g0[w] = np.log(np.einsum("ij,ij->i", mu[w], np.exp(a[w])))
-    fast = well & (g0 > 1e-6)
+        if well.all():
+            g0 = np.log(np.einsum("ij,ij->i", mu, np.exp(a)))
+        else:
+            w = np.flatnonzero(well)
+            g0[w] = np.log(np.einsum("ij,ij->i", mu[w], np.exp(a[w])))
+    fast = g0 > 1e-6
     if fast.all():
-        pi, eta, ok = _fast_positive(mu, a, g0)
+        pi, eta, ok = _fast_positive(mu, a, g0, work)
     else:
-        pi, eta, ok = np.zeros_like(a), np.zeros(n), np.zeros(n, bool)
+        pi, eta, ok = np.full_like(a, np.nan), np.zeros(n), np.zeros(n, bool)
         r = np.flatnonzero(fast)
         if r.size:
-            pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r])
-    # the fast path's eta has an absolute error of a few ulps (of 1): polish where that is not relative
-    rough = np.flatnonzero(ok & (eta < 0.05))
-    if ok.all() and rough.size == 0:
-        return pi, eta
+            pi[r], eta[r], ok[r] = _fast_positive(mu[r], a[r], g0[r], work)
+    return pi, eta, ok, ~ok | (eta < 0.05)
+
+
+def _solve_chunk(mu, a, beta, pi, eta, ok):
+    """Induced target for rows the fast path did not finish: (pi, eta), pi normalized.
+
+    ``pi, eta, ok``: the fast path's answers and convergence flags for these rows
+    (converged rows are only polished, from their ``pi`` as a warm start).
+    """
+    n, K = a.shape
+    pi, eta, ok = pi.copy(), eta.copy(), ok.copy()
+    rough = np.flatnonzero(ok)
+    g0 = np.zeros(n)
     lmu = _logmu(mu)
     rest = np.flatnonzero(~ok)  # g0 to the precision the regime needs, with its rounding level
     noise = np.zeros(n)
@@ -433,7 +510,7 @@ def _solve_chunk(mu, a, beta):
         rows, branch, pi_c, eta_c, log_loss, _ = _solve_negative(mu[neg], lmu[neg], a[neg], g0[neg], beta[neg])
         best = _argmin_by_row(rows, log_loss, neg.size)
         pi[neg], eta[neg] = pi_c[best], eta_c[best]
-    return pi, eta
+    return pi / np.einsum("ij->i", pi)[:, None], eta
 
 
 def _boundary_eta(lmu, a, g0):
@@ -819,10 +896,18 @@ def lambert_target(mu, adv, beta):
     N, K = a.shape
     pi = np.empty((N, K))
     eta = np.empty(N)
-    for s in range(0, N, _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        p, eta[sl] = _solve_chunk(mu[sl], a[sl], beta[sl])
-        pi[sl] = p / (p @ np.ones(K))[:, None]
+    ok = np.empty(N, bool)
+    todo = np.empty(N, bool)
+    step = max(1, _CHUNK_ELEMENTS // K)
+    shape = (4, min(step, N), K)
+    work = (np.empty(shape), np.empty(shape, np.float32))
+    for s in range(0, N, step):
+        sl = slice(s, s + step)
+        pi[sl], eta[sl], ok[sl], todo[sl] = _fast_chunk(mu[sl], a[sl], work)
+    rest = np.flatnonzero(todo)  # gathered from every chunk: the slower paths run on few, large batches
+    for s in range(0, rest.size, step):
+        r = rest[s : s + step]
+        pi[r], eta[r] = _solve_chunk(mu[r], a[r], beta[r], pi[r], eta[r], ok[r])
     return pi.reshape(batch + (K,)), eta.reshape(batch)
 
 
