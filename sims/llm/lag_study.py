@@ -144,6 +144,19 @@ class LagStudy:
     def arm_list(self) -> list[Arm]:
         return [Arm.parse(a) for a in self.arms]
 
+    def protocol(self) -> dict:
+        """The settings the presets named by ``sft`` and ``rl_preset`` stand for, JSON-ready.
+
+        ``study.json`` records them, so a folder whose cells were trained under other
+        preset contents (a changed learning rate, SFT stop, ...) is refused, not grown.
+        """
+        sft = dataclasses.asdict(SFT_PRESETS[self.sft]) if self.sft in SFT_PRESETS else {"file": str(self.sft)}
+        rl = dataclasses.asdict(RL_PRESETS[self.rl_preset])
+        for per_cell in ("objective", "objective_params", "lag", "seed", "steps", "progress", "out_dir",
+                         "tensorboard_dir", "num_threads"):
+            rl.pop(per_cell)
+        return json.loads(json.dumps({"sft": sft, "rl": rl}))
+
     def rl_config(self, arm: Arm, lag: int, seed: int) -> RLConfig:
         """The RL config of one cell (one thread, no output folder, no progress bar)."""
         base = RL_PRESETS[self.rl_preset]
@@ -163,6 +176,8 @@ class LagStudy:
 
 STUDY_PRESETS = {
     "full": LagStudy(),
+    # the first protocol (results/llm_lag_v1): SFT stopped at pass@1 >= 0.15, a constant RL learning rate
+    "v1": LagStudy(sft="countdown_v1", rl_preset="lag_v1"),
     "smoke": LagStudy(arms=("grpo", "opmd"), lags=(0, 2), seeds=(0, 1), sft="smoke", rl_preset="smoke", steps=6),
 }
 
@@ -297,6 +312,7 @@ def _write(study: LagStudy, out_dir: Path, cells: list[dict], steps: list[dict])
     key = _order(study, cells)
     cells, steps = sorted(cells, key=key), sorted(steps, key=key)
     settings = dataclasses.asdict(study)
+    settings["protocol"] = study.protocol()
     record = out_dir / "study.json"
     earlier = json.loads(record.read_text()) if record.exists() else {"arms": [], "lags": [], "seeds": []}
     settings.update(
@@ -338,6 +354,7 @@ def run(study: LagStudy, out_dir, *, jobs: int = 2, overwrite: bool = False, pro
     out_dir = require_folder(out_dir, "out_dir")
     settings = json.loads(json.dumps(dataclasses.asdict(study)))
     settings["arms"] = [str(a) for a in study.arm_list()]
+    settings["protocol"] = study.protocol()
     keep = grid_to_grow(out_dir, out_dir / "study.json", settings, GRID, OUTPUT_NAMES + STUDY_FILES, overwrite=overwrite)
     if overwrite:
         from theory.outputs import remove_outputs
@@ -354,10 +371,13 @@ def run(study: LagStudy, out_dir, *, jobs: int = 2, overwrite: bool = False, pro
     for s in study.seeds:
         if s not in starts:
             starts[s] = sft_start(sft_path, study, s)
+    # lag 0 first (the learning goal), then the largest lag, then the rest: a study run in parts answers the
+    # extremes first; a cell's numbers do not depend on the order
+    lags = sorted(study.lags, key=lambda L: (L != 0, L != max(study.lags), L))
     todo = [
         (study, arm, lag, seed, sft_path, starts[seed])
+        for lag in lags
         for seed in study.seeds
-        for lag in study.lags
         for arm in study.arm_list()
         if (arm.label, lag, seed) not in done
     ]

@@ -38,7 +38,7 @@ metrics so far) every ``ckpt_every`` steps and at the end, and ``summary.json``
 (each atomically, with the user's umask, through :mod:`theory.outputs`);
 ``--resume`` continues from ``ckpt.pt`` with identical metrics (wall-clock
 columns aside), also after ``kill -9``. ``steps`` is a stopping rule, not part
-of the trajectory (the learning rate is constant): ``--resume --steps 2N``
+of the trajectory (the learning-rate schedule has its own horizon, ``decay_steps``): ``--resume --steps 2N``
 extends a finished N-step run to the run a straight ``--steps 2N`` gives. A
 folder that already holds another run's files is refused unless ``--resume``
 or ``--overwrite`` (remove that run's files, its ``sft/`` warm start and its
@@ -57,6 +57,7 @@ import sys
 import copy
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,14 +124,19 @@ class RLConfig:
     inner_steps: int = 1
     """k: optimizer steps on each batch."""
     lr: float = 1e-4
-    """AdamW learning rate (constant)."""
+    """AdamW learning rate (constant unless min_lr is set)."""
+    min_lr: float | None = None
+    """None: a constant learning rate. Otherwise cosine decay from lr at step 0 to min_lr at decay_steps, then
+    min_lr (the schedule's horizon is its own field, so steps stays a stopping rule)."""
+    decay_steps: int = 0
+    """Horizon of the cosine decay (>= 1 when min_lr is set)."""
     weight_decay: float = 0.0
     """AdamW weight decay on matrices and embeddings."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value (0 disables clipping)."""
     steps: int = 200
     """RL steps (batches). A stopping rule, not part of the run: --resume with a larger value extends a finished
-    run along the same trajectory (the learning rate is constant), keeping the evaluation it made at its old
+    run along the same trajectory (the learning-rate schedule has its own horizon), keeping the evaluation it made at its old
     last step."""
     temperature: float = 1.0
     """Sampling temperature; the behaviour and current log-probabilities are taken at it too."""
@@ -195,6 +201,10 @@ class RLConfig:
             raise ValueError(f"seed: must be >= 0, got {self.seed}")
         if not self.lr > 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr: must lie in [0, lr={self.lr}] (or be None for a constant lr), got {self.min_lr}")
+        if self.min_lr is not None and not (isinstance(self.decay_steps, int) and self.decay_steps >= 1):
+            raise ValueError(f"decay_steps: the cosine decay to min_lr needs a horizon >= 1, got {self.decay_steps!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay: must be >= 0, got {self.weight_decay}")
         if self.grad_clip < 0:
@@ -248,12 +258,15 @@ RL_PRESETS = {
     ),
     "default": RLConfig(),
     # the lag study's cells (sims.llm.lag_study): countdown from the 'countdown' SFT warm start, fresh problems,
-    # reward 1 for a correct expression and 0 otherwise
+    # reward 1 for a correct expression and 0 otherwise; the learning rate decays (cosine) from 3e-4 to 3e-5 over
+    # the 240 steps: at a constant rate, held-out pass@1 fell back from its best late in some runs
     "lag": RLConfig(
         sft="countdown",
         group_size=8,
         prompts_per_step=16,
         lr=3e-4,
+        min_lr=3e-5,
+        decay_steps=240,
         steps=240,
         reward="correct",
         problems="fresh",
@@ -265,6 +278,8 @@ RL_PRESETS = {
         num_threads=1,
     ),
 }
+# the lag study's first protocol (results/llm_lag_v1): the same at a constant learning rate
+RL_PRESETS["lag_v1"] = dataclasses.replace(RL_PRESETS["lag"], sft="countdown_v1", min_lr=None, decay_steps=0)
 
 
 @dataclass
@@ -564,12 +579,23 @@ def _eta_columns(cfg: RLConfig, beta: float, batch: Batch, logp_after, s_after) 
     return out
 
 
+def lr_at(step: int, cfg: RLConfig) -> float:
+    r"""Learning rate of step ``step`` (from 0): ``lr``, or with ``min_lr`` set the cosine
+    :math:`\eta_{min} + \tfrac12(\eta - \eta_{min})(1 + \cos(\pi \min(1, s/S)))`, ``S = decay_steps``."""
+    if cfg.min_lr is None:
+        return cfg.lr
+    frac = min(1.0, step / cfg.decay_steps)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+
+
 def rl_step(cfg: RLConfig, obj: Objective, task: Task, state: RLState, stream=None) -> tuple[Batch, dict]:
     """One RL step (the module docstring's 1 to 4) from ``state``, which it advances except for ``step``.
 
     Returns the batch and its row of metrics.csv, without ``time_s`` and the evaluation.
     """
     t0 = time.perf_counter()
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr_at(state.step, cfg)
     batch = sample_batch(cfg, obj, task, state, stream)
     upd = update_policy(cfg, obj, state, batch)
     logp_after = None
@@ -648,8 +674,8 @@ def train_rl(
         Continue from ``cfg.out_dir/ckpt.pt`` when it exists. Its config must equal
         ``cfg`` up to ``RESUME_IGNORES`` (progress, output places, ``ckpt_every``
         and the stopping rule ``steps``); ``cfg.steps`` may exceed the steps done,
-        which extends a finished run (the learning rate is constant, so the
-        extended run is the straight run of ``cfg.steps``).
+        which extends a finished run (the learning-rate schedule does not depend on
+        ``steps``, so the extended run is the straight run of ``cfg.steps``).
     overwrite : bool
         Remove the earlier run's files in ``cfg.out_dir`` (metrics.csv, ckpt.pt,
         summary.json, its ``sft/`` warm start) and its TensorBoard events, and

@@ -234,12 +234,14 @@ SFT_PRESETS = {
         eval_every=25,
         eval_samples=8,
         eval_ks=(1, 8),
-        stop_low=0.15,
+        stop_low=0.10,
         stop_high=0.30,
         checkpoint_every=500,
         num_threads=1,
     ),
 }
+# the lag study's first protocol (results/llm_lag_v1): the same, stopped at pass@1 >= 0.15
+SFT_PRESETS["countdown_v1"] = dataclasses.replace(SFT_PRESETS["countdown"], stop_low=0.15)
 
 
 @dataclass
