@@ -701,5 +701,6 @@ def make_objective(name: str, **overrides) -> Objective:
 
 
 from . import zoo as _zoo  # noqa: E402,F401  (registers the built-in objectives)
+from . import zoo_corrections as _zoo_corrections  # noqa: E402,F401  (the trainers' off-policy corrections)
 
 _BUILTIN = frozenset(_REGISTRY)
