@@ -61,6 +61,13 @@ __all__ = [
     "clip_cov_loss",
     "kl_cov_selection",
     "kl_cov_loss",
+
+
+    "rollout_is_weight",
+    "rejection_keep",
+    "offpolicy_sequence_keep",
+    "rollout_corrected_loss",
+    "vespo_loss",
 ]
 
 #: Named aggregation modes (verl's ``loss_agg_mode`` names where verl has one).
@@ -865,3 +872,230 @@ def kl_cov_loss(logp, logp_mu, adv, mask=None, *, cov_ratio=2e-4, kl_coef=0.1):
     logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
     sel = kl_cov_selection(logp, adv, m, cov_ratio=cov_ratio)
     return -adv * _ratio(logp, logp_mu) + kl_coef * (logp - logp_mu).abs() * sel
+
+
+# off-policy corrections of the trainers (verl rollout_correction, TRL vLLM IS and OPSM) and VESPO
+# ---------------------------------------------------------------------------
+
+#: verl's rejection-sampling options (``algorithm.rollout_correction.rollout_rs``): an aggregation
+#: (``token``, ``seq_sum``, ``seq_mean``, ``seq_max``) of a per-token divergence estimator (k1, k2, k3).
+RS_OPTIONS = ("token_k1", "token_k2", "token_k3", "seq_sum_k1", "seq_sum_k2", "seq_sum_k3", "seq_mean_k1",
+              "seq_mean_k2", "seq_mean_k3", "seq_max_k2", "seq_max_k3")
+
+
+def _bounded(x, low, high):
+    """Bool: ``low <= x <= high`` (a None bound is absent)."""
+    keep = torch.ones_like(x, dtype=torch.bool)
+    if low is not None:
+        keep = keep & (x >= low)
+    if high is not None:
+        keep = keep & (x <= high)
+    return keep
+
+
+def rollout_is_weight(log_ratio, mask=None, *, level="token", mode="truncate", low=None, high=2.0):
+    r"""The trainers' importance weight of the data, truncated or masked (no gradient).
+
+    .. math::
+        \rho = e^{s_t}\ (\text{token}),\qquad \rho = e^{\sum_t m_t s_t}\ (\text{sequence}),\qquad
+        w = \mathrm{clip}(\rho, c_{lo}, c_{hi})\ (\text{truncate}),\quad
+        w = \rho\,\mathbb 1[c_{lo}\le\rho\le c_{hi}]\ (\text{mask})
+
+    with :math:`s_t` = ``log_ratio`` clamped to :math:`\pm 20` (the sequence sum
+    clamped after summing). A None bound is absent. verl 0.9
+    (``verl/trainer/ppo/rollout_corr_helper.py``, ``compute_rollout_correction_weights``):
+    ``rollout_is`` = level, a float ``rollout_is_threshold`` C is truncate at
+    ``high = C`` (no lower end; TIS), a ``"lo_hi"`` string is mask on
+    ``[lo, hi]`` (IcePop). TRL 1.16 (``trl/trainer/grpo_trainer.py``,
+    ``_generate_and_score_completions``): ``vllm_importance_sampling_mode``
+    ``{token,sequence}_{truncate,mask}`` with ``low, high`` =
+    ``vllm_importance_sampling_clip_min, _clip_max`` (TRL does not clamp the
+    log-ratio). The ratio is the trainer's old (proximal) policy over the
+    rollout engine's: ``log_ratio`` = :math:`\log\pi_{prox} - \log\mu`.
+
+    Args: ``log_ratio`` ``(..., T)``, ``mask`` ``(..., T)``. Returns ``(..., T)``,
+    0 on padding.
+    """
+    if level not in ("token", "sequence"):
+        raise ValueError(f"level must be 'token' or 'sequence', got {level!r}")
+    if mode not in ("truncate", "mask"):
+        raise ValueError(f"mode must be 'truncate' or 'mask', got {mode!r}")
+    if low is not None and not (math.isfinite(low) and low > 0):
+        raise ValueError(f"low must be a finite number > 0 or None, got {low!r}")
+    if high is not None and not (high > 0):
+        raise ValueError(f"high must be a number > 0 (inf allowed) or None, got {high!r}")
+    if mode == "truncate" and low is None and high is None:
+        raise ValueError("mode 'truncate' needs a bound: give low, high or both")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"low must be <= high, got low = {low!r}, high = {high!r}")
+    s = torch.as_tensor(log_ratio).detach()
+    m = _mask_like(mask, s)
+    if level == "sequence":
+        s = (s * m).sum(-1, keepdim=True).expand_as(s)
+    rho = torch.exp(s.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
+    w = rho.clamp(min=low, max=high) if mode == "truncate" else torch.where(_bounded(rho, low, high), rho, 0.0)
+    return w * m
+
+
+def rejection_keep(log_ratio, mask=None, *, rs="seq_mean_k1", low=None, high=None):
+    r"""verl's rejection sampling: 1 on the tokens a divergence bound keeps, 0 on those it rejects (no gradient).
+
+    Per token, from :math:`s_t` = ``log_ratio`` (clamped to :math:`\pm 20`):
+    :math:`k_1 = -s`, :math:`k_2 = s^2/2`, :math:`k_3 = e^s - 1 - s`; aggregated
+    over the sequence's tokens by ``seq_sum``, ``seq_mean`` or ``seq_max`` (every
+    token of the sequence then shares the decision) or not at all (``token``).
+    Keep
+
+    .. math:: k_1:\ \log c_{lo} \le \bar k_1 \le \log c_{hi},\qquad
+        k_2, k_3:\ \bar k \le c_{hi}
+
+    (``low = None`` for a k1 option is :math:`1/c_{hi}`, as verl reads a single
+    threshold). Note the k1 bounds act on :math:`-s`, i.e. on
+    :math:`\mu/\pi_{prox}`. Source: verl 0.9
+    ``verl/trainer/ppo/rollout_corr_helper.py`` (``compute_rollout_rejection_mask``;
+    ``rollout_rs`` = ``rs``, ``rollout_rs_threshold`` = ``"low_high"`` or
+    ``high``); Liu et al. 2025, "When speed kills stability".
+
+    Args: ``log_ratio``, ``mask`` ``(..., T)``. Returns ``(..., T)`` in {0, 1}, 0 on padding.
+    """
+    if rs not in RS_OPTIONS:
+        raise ValueError(f"rs must be one of {', '.join(RS_OPTIONS)}, got {rs!r}")
+    if high is None or not (high > 0):
+        raise ValueError(f"rejection sampling {rs!r} needs an upper bound high > 0, got {high!r}")
+    k1 = rs.endswith("k1")
+    if k1:
+        low = 1.0 / high if low is None else low
+        if not (0 < low <= high):
+            raise ValueError(f"{rs}: need 0 < low <= high, got low = {low!r}, high = {high!r}")
+    elif low is not None:
+        raise ValueError(f"{rs} has an upper bound only; set low=None")
+    s = torch.as_tensor(log_ratio).detach().clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    m = _mask_like(mask, s)
+    stat = {"1": -s, "2": 0.5 * s**2, "3": torch.expm1(s) - s}[rs[-1]]
+    agg = rs.rsplit("_", 1)[0]
+    if agg == "seq_sum":
+        stat = (stat * m).sum(-1, keepdim=True)
+    elif agg == "seq_mean":
+        stat = (stat * m).sum(-1, keepdim=True) / (m.sum(-1, keepdim=True) + 1e-8)
+    elif agg == "seq_max":
+        top = torch.where(m > 0, stat, -math.inf).amax(-1, keepdim=True)
+        stat = torch.where(torch.isinf(top), 0.0, top)
+    keep = _bounded(stat, math.log(low), math.log(high)) if k1 else stat <= high
+    return keep.expand_as(s).to(m.dtype) * m
+
+
+def offpolicy_sequence_keep(logp, logp_mu, adv, mask=None, *, delta=0.5):
+    r"""DeepSeek-V3.2's off-policy sequence mask (TRL ``off_policy_mask_threshold``): 1 keep, 0 drop (no gradient).
+
+    .. math:: M_i = \mathbb 1\Big[A_i \ge 0\ \lor\ \frac{1}{|y_i|}\sum_t m_t(\log\mu_t - \log\pi_t)
+        \le \delta\Big]
+
+    Negative-advantage sequences on which the current policy has drifted from the
+    behaviour policy by more than :math:`\delta` nats per token are dropped.
+    Source: DeepSeek-AI 2025 (DeepSeek-V3.2, arXiv 2512.02556, eq. 9); TRL 1.16
+    ``trl/trainer/grpo_trainer.py`` (``GRPOTrainer.get_off_policy_mask``).
+
+    Args: ``logp``, ``logp_mu``, ``mask`` ``(..., T)``; ``adv`` ``(...)`` or ``(..., T)``.
+    Returns ``(..., T)`` (or the advantage's shape broadcast to tokens).
+    """
+    _check_eps(delta=delta)
+    logp, logp_mu, a, m = check_inputs(logp, logp_mu, adv, mask)
+    kl = ((logp_mu - logp.detach()) * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1.0)
+    return ((a >= 0) | (kl <= delta)).to(m.dtype)
+
+
+def rollout_corrected_loss(logp, logp_mu, adv, mask=None, *, logp_prox=None, bypass=False, surrogate="ppo_clip",
+                           eps_low=0.2, eps_high=None, is_level=None, is_mode="truncate", is_low=None, is_high=2.0,
+                           rs=None, rs_low=None, rs_high=None, opsm_delta=None):
+    r"""A base surrogate times the trainers' off-policy corrections (verl ``rollout_correction``, TRL OPSM).
+
+    .. math::
+        \ell_t = \mathrm{sg}(w_t)\,K_t\,M_t\,\ell^{\rm base}_t,\qquad
+        \ell^{\rm base}_t = \begin{cases}\text{PPO-clip of } \pi_t/\pi_{a,t} & \texttt{ppo\_clip}\\
+        -A\log\pi_t & \texttt{reinforce}\end{cases}
+
+    with :math:`w` of :func:`rollout_is_weight` (1 when ``is_level`` is None),
+    :math:`K` of :func:`rejection_keep` (1 when ``rs`` is None) and :math:`M` of
+    :func:`offpolicy_sequence_keep` (1 when ``opsm_delta`` is None). Two modes (verl's
+    ``rollout_correction.bypass_mode``):
+
+    * **decoupled** (``bypass=False``, three policies): :math:`w, K` from
+      :math:`\log\pi_{prox} - \log\mu` and the PPO ratio against
+      :math:`\pi_a = \pi_{prox}` (verl's ``old_log_prob``); needs ``logp_prox``;
+    * **bypass** (two policies, :math:`\pi_{prox} = \mu`): :math:`w, K` from the
+      current :math:`\log\pi` (detached) :math:`- \log\mu` and the PPO ratio against
+      :math:`\mu`. verl's bypass PPO-clip applies no IS weight (the ratio is the
+      correction), so ``is_level`` must then be None.
+
+    :math:`M` compares the current policy with the behaviour one in both modes (TRL).
+    Population weight (bandit, :math:`\pi_{prox} = \pi`, :math:`u = \pi/\mu`):
+    decoupled :math:`h = w(u)K(u)M(u, A)A` whatever the base (its ratio is 1);
+    bypass :math:`h = K(u)M(u,A)\,h^{\rm base}(u, A)` with :math:`h^{\rm base}`
+    PPO's or :math:`w(u)A` (reinforce). Sources: verl 0.9
+    ``verl/trainer/ppo/core_algos.py`` (``compute_policy_loss_vanilla``,
+    ``compute_policy_loss_bypass_mode``, ``compute_policy_loss_reinforce``) and
+    ``rollout_corr_helper.py``; TRL 1.16 ``grpo_trainer.py`` (``_compute_loss``).
+
+    verl drops rejected tokens from ``response_mask``: aggregating this loss over
+    ``mask * K`` reproduces verl's denominators (for sequence-level ``rs`` and
+    verl's global-batch normalizers they are the same as over ``mask``).
+    Returns ``(..., T)``.
+    """
+    if surrogate not in ("ppo_clip", "reinforce"):
+        raise ValueError(f"surrogate must be 'ppo_clip' or 'reinforce', got {surrogate!r}")
+    if bypass and surrogate == "ppo_clip" and is_level is not None:
+        raise ValueError("bypass mode with the PPO-clip surrogate applies no IS weight (verl ignores "
+                         "rollout_is there): set is_level=None")
+    logp, logp_mu, a, m = check_inputs(logp, logp_mu, adv, mask)
+    if bypass:
+        prox = logp.detach()
+    elif logp_prox is None:
+        raise ValueError("decoupled mode (bypass=False) needs logp_prox (the trainer's old log-probabilities)")
+    else:
+        prox = torch.as_tensor(logp_prox, dtype=logp.dtype).detach()
+        if prox.shape != logp.shape:
+            raise ValueError(f"logp_prox has shape {tuple(prox.shape)} but logp has shape {tuple(logp.shape)}")
+    if surrogate == "reinforce":
+        out = -a * logp
+    else:
+        eps_high = eps_low if eps_high is None else eps_high
+        _check_eps(eps_low=eps_low, eps_high=eps_high)
+        out = _clipped_surrogate(_ratio(logp, logp_mu if bypass else prox), a, eps_low, eps_high, None)
+    s = prox - logp_mu
+    if is_level is not None:
+        out = out * rollout_is_weight(s, m, level=is_level, mode=is_mode, low=is_low, high=is_high)
+    if rs is not None:
+        out = out * rejection_keep(s, m, rs=rs, low=rs_low, high=rs_high)
+    if opsm_delta is not None:
+        out = out * offpolicy_sequence_keep(logp, logp_mu, adv, m, delta=opsm_delta)
+    return out
+
+
+def vespo_loss(logp, logp_mu, adv, mask=None, *, k_pos=2.0, lambda_pos=3.0, k_neg=3.0, lambda_neg=2.0):
+    r"""VESPO: REINFORCE weighted by a Gamma-shaped function of the sequence importance ratio.
+
+    .. math::
+        \ell_t = -\mathrm{sg}\big(\phi(W)\big)A\log\pi_t,\qquad
+        \phi(W) = e^{\lambda}W^k e^{-\lambda W},\qquad W = \prod_t \frac{\pi_t}{\mu_t}
+
+    (:math:`\phi(1) = 1`), :math:`(k, \lambda) = (k_+, \lambda_+)` for
+    :math:`A \ge 0` and :math:`(k_-, \lambda_-)` otherwise; :math:`\log W` is the
+    masked sum of the token log-ratios clamped to :math:`\pm 20`, then clamped
+    to :math:`[\log 10^{-8}, 20]`. Population weight (bandit): :math:`h = \phi(u)A`,
+    maximal at :math:`u = k/\lambda`. Source: VESPO (arXiv 2602.10693); TRL 1.16
+    ``trl/trainer/grpo_trainer.py`` (``GRPOTrainer.get_gamma_weights``; with vLLM,
+    TRL adds the log of its token IS ratio to :math:`\log W`, i.e. :math:`\mu` is the
+    rollout engine's policy). Aggregated by ``token-mean``. Returns ``(..., T)``.
+    """
+    for name, v in (("k_pos", k_pos), ("k_neg", k_neg)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    _check_eps(lambda_pos=lambda_pos, lambda_neg=lambda_neg)
+    logp, logp_mu, a, m = check_inputs(logp, logp_mu, adv, mask)
+    s = (logp.detach() - logp_mu).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    log_w = (s * m).sum(-1, keepdim=True).clamp(math.log(1e-8), LOG_RATIO_CLAMP)
+    pos = a >= 0
+    k = torch.where(pos, k_pos, k_neg)
+    lam = torch.where(pos, lambda_pos, lambda_neg)
+    phi = torch.exp(lam + k * log_w - lam * torch.exp(log_w)).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    return -phi * a * logp

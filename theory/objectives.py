@@ -709,6 +709,7 @@ def make_objective(name: str, **overrides) -> Objective:
 from . import zoo as _zoo  # noqa: E402,F401  (registers the built-in objectives)
 from . import zoo_verl as _zoo_verl  # noqa: E402,F401  (verl's DPPO, GMPO, Clip-Cov, KL-Cov)
 from . import zoo_verl_adv as _zoo_verl_adv  # noqa: E402,F401  (verl's own advantage estimators)
+from . import zoo_corrections as _zoo_corrections  # noqa: E402,F401  (the trainers' off-policy corrections)
 from . import zoo_2026 as _zoo_2026  # noqa: E402,F401  (registers the 2026 objectives)
 
 _BUILTIN = frozenset(_REGISTRY)

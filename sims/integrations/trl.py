@@ -19,7 +19,8 @@ policy that generated the batch), or the detached current ones when TRL skips th
 adds TRL's k3 penalty to the reference for token-level objectives (A*-PO uses the
 reference as its anchor instead). vLLM importance-sampling ratios, when present,
 multiply the loss as in TRL. Unsupported (refused at construction): the entropy
-bonus, ``top_entropy_quantile < 1``, ``off_policy_mask_threshold``.
+bonus, ``top_entropy_quantile < 1``, and ``off_policy_mask_threshold`` other than the objective's own
+``opsm_delta`` (``grpo_opsm``, ``theory.zoo_corrections``: the loss applies the mask).
 
 :data:`TRL_LOSS_TYPES` lists the zoo objectives that TRL ships as loss types and the
 ``GRPOConfig`` settings under which TRL's loss is the zoo's (tested to 1e-6).
@@ -104,8 +105,10 @@ class ZooGRPOTrainer(GRPOTrainer):
             raise ValueError("ZooGRPOTrainer does not add TRL's entropy bonus: set entropy_coef=0")
         if args.top_entropy_quantile < 1.0:
             raise ValueError("ZooGRPOTrainer does not support top_entropy_quantile < 1")
-        if args.off_policy_mask_threshold is not None:
-            raise ValueError("ZooGRPOTrainer does not support off_policy_mask_threshold")
+        opsm = args.off_policy_mask_threshold
+        if opsm is not None and opsm != obj.params.get("opsm_delta"):
+            raise ValueError("ZooGRPOTrainer applies off_policy_mask_threshold only as the objective's own opsm_delta "
+                             "(e.g. objective 'grpo_opsm'): set them equal, or off_policy_mask_threshold=None")
         if "ref" in obj.needs and args.beta == 0.0:
             raise ValueError(f"objective {obj.name!r} regresses on log(pi/pi_ref): set beta > 0 in GRPOConfig so "
                              "that TRL loads the reference model (it is not used as a KL coefficient here)")
