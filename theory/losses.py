@@ -874,6 +874,7 @@ def kl_cov_loss(logp, logp_mu, adv, mask=None, *, cov_ratio=2e-4, kl_coef=0.1):
     return -adv * _ratio(logp, logp_mu) + kl_coef * (logp - logp_mu).abs() * sel
 
 
+# ---------------------------------------------------------------------------
 # off-policy corrections of the trainers (verl rollout_correction, TRL vLLM IS and OPSM) and VESPO
 # ---------------------------------------------------------------------------
 
