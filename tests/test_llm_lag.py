@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sims.llm import lag_study
-from sims.llm.lag_study import Arm, LagStudy, collapse_step, read_cells, run
+from sims.llm.lag_study import STUDY_PRESETS, Arm, LagStudy, collapse_step, read_cells, run
 from sims.llm.model import GPT, GPTConfig
 from sims.llm.rl import RL_PRESETS, RLConfig, train_rl
 from sims.llm.stats import bootstrap_ci, iqm, paired, seeds_to_resolve, stratified_bootstrap_ci
@@ -250,19 +250,25 @@ def test_the_cli_help_and_a_bad_flag(capsys):
     assert "--collapse-drop: must lie in (0, 1)" in capsys.readouterr().err
 
 
-def test_committed_tables_are_current(tmp_path):
-    """results/llm_lag/summary.csv and claims.md are what the committed cells give (rebuild: --tables-only)."""
+@pytest.mark.parametrize("folder, preset", [("llm_lag", "full"), ("llm_lag_v1", "v1")])
+def test_committed_tables_are_current(tmp_path, folder, preset):
+    """results/<folder>/summary.csv and claims.md are what the committed cells give (rebuild: --tables-only), and
+    study.json records what the study preset's SFT and RL presets hold today (else its cells are another protocol's)."""
     import json
     import shutil
     from pathlib import Path
 
-    committed = Path(__file__).resolve().parents[1] / "results" / "llm_lag"
+    committed = Path(__file__).resolve().parents[1] / "results" / folder
     for name in ("study.json", "cells.csv"):
         shutil.copy(committed / name, tmp_path / name)
     settings = json.loads((committed / "study.json").read_text())
+    protocol = settings.pop("protocol")
     study = LagStudy(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    assert study.sft == STUDY_PRESETS[preset].sft and study.rl_preset == STUDY_PRESETS[preset].rl_preset
+    assert protocol == study.protocol(), f"results/{folder} was trained under other preset settings than today's"
     lag_study.write_tables(study, tmp_path, read_cells(tmp_path))
     for name in ("summary.csv", "claims.md"):
         assert (tmp_path / name).read_text() == (committed / name).read_text(), (
-            f"results/llm_lag/{name} is stale: run python -m sims.llm.lag_study --out-dir results/llm_lag --tables-only"
+            f"results/{folder}/{name} is stale: run python -m sims.llm.lag_study --preset {preset} "
+            f"--out-dir results/{folder} --tables-only"
         )

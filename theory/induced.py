@@ -274,6 +274,21 @@ def _tied_rows(mu, adv) -> np.ndarray:
         return (d <= 1e-12 * scale).any(-1)
 
 
+def _masked_rows(weight, mu, adv, pi) -> np.ndarray:
+    """Rows where a support arm with a nonzero advantage carries no weight at ``pi`` (a clip or mask
+    plateau: the weight is 0 there whatever the advantage, so its value does not single the arm out): (N,) bool."""
+    ok = _is_distribution(pi)
+    out = np.zeros(mu.shape[0], dtype=bool)
+    if not ok.any():
+        return out
+    M, A, P = mu[ok], adv[ok], np.asarray(pi, dtype=np.float64)[ok]
+    sup = M > 0
+    u = torch.as_tensor(np.where(sup, np.maximum(P / np.where(sup, M, 1.0), U_ZERO), 1.0))
+    h = weight(u, torch.as_tensor(A), torch.as_tensor(M)).expand_as(u).numpy()
+    out[ok] = (sup & (A != 0) & (h == 0)).any(-1)
+    return out
+
+
 class _Plateau:
     r"""The level set :math:`|q_z(u) - \kappa| \le` ``qtol`` of :math:`q_z(u) = h(u, A_z)/u`, arm by arm.
 
@@ -409,9 +424,12 @@ def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
     \mathrm{tol}\cdot\max(|\kappa|, \max_y|h(1, A_y)|)\}` around :math:`u_z`,
     found on a grid of ``_FACE_GRID`` points and refined by bisection at each
     end, with the other arms held at ``pi`` (so batch-dependent weights such as
-    M2PO's mask are handled). Only rows with tied advantages are examined: a
-    plateau value depends on the arm only through :math:`A_z`, so two free
-    arms must tie.
+    M2PO's mask are handled). Only rows with tied advantages, or with an arm
+    that a clip or mask leaves without weight, are examined: a plateau value
+    depends on the arm only through :math:`A_z`, so two free arms must tie,
+    except on a zero-weight plateau, where every arm's value is 0 (a mask
+    window narrower than an integrator's step is crossed in one step, and
+    the point it lands on is one of that set, not the flow's).
 
     Parameters
     ----------
@@ -430,7 +448,7 @@ def stationary_face(weight, mu, adv, pi, *, tol: float = 1e-9):
     pi_min = np.array(pi, dtype=np.float64, copy=True)
     pi_max = pi_min.copy()
     set_valued = np.zeros(N, dtype=bool)
-    rows = np.flatnonzero(_tied_rows(mu, adv) & _is_distribution(pi))
+    rows = np.flatnonzero((_tied_rows(mu, adv) | _masked_rows(weight, mu, adv, pi)) & _is_distribution(pi))
     if rows.size == 0:
         return set_valued, pi_min, pi_max
     M, A, P = mu[rows], adv[rows], pi_min[rows]
