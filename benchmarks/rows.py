@@ -104,7 +104,7 @@ def token_mdp(d):
     what = (f"exact token-MDP targets (`sims.token_mdp`, beta {d['beta']}): the conditional-advantage DP, the "
             f"token-level Lambert target with the mean baseline (its negative-regime states need the branch scan) "
             f"and the min baseline, the sequence-level target; best of {d['repeats']}")
-    parts = [f"V={t['V']},T={t['T']} ({t['leaves']:,} leaves, {t['negative_regime_states_mean_baseline']} of "
+    parts = [f"V={t['V']},T={t['T']} ({t['leaves']:,} leaves, {t['negative_regime_states_mean_baseline']:,} of "
              f"{t['states']:,} states negative): sequence-level {_secs(t['sequence_level_mean_baseline_s'])}, "
              f"token-level {_secs(t['token_level_mean_baseline_s'])} (mean baseline) and "
              f"{_secs(t['token_level_min_baseline_s'])} (min baseline)" for t in d["trees"]]
@@ -138,7 +138,7 @@ def llm(d):
     res = (f"plain step {d['train']['tok_per_s']:,.0f} tok/s, MFU {d['train']['mfu']:.2f}; sampling "
            f"{d['sample']['tok_per_s']:,.0f} tok/s; peak memory {d['peak_rss_gb']:.2f} GB. RL step: MFU "
            f"{_spread(rl['rl_mfu'], rl['rl_mfu_range'])} against {_spread(rl['plain_mfu'], rl['plain_mfu_range'])} "
-           f"for the plain step on its rows; tokens/s {_spread(rl['rl_over_train'], rl['rl_over_train_range'])}x "
+           f"for the plain step on its rows; tokens/s {_spread(rl['rl_over_train'], rl['rl_over_train_range'], unit='x')} "
            f"the plain step's counting completion tokens, {_x(rl['rl_seq_over_train'])} counting prompt and "
            f"completion (goal 0.5x on completion tokens: {'met' if rl['rl_over_train'] >= 0.5 else 'not met'})")
     return what, res
