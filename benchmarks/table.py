@@ -31,7 +31,7 @@ from pathlib import Path
 
 from benchmarks.rows import BENCHMARKS, Benchmark, render_table
 from theory.outputs import CommandParser, UsageError, atomic_write_text, cli_main
-from theory.tables import _replace_block
+from theory.tables import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -150,7 +150,7 @@ def stale(readme: Path, results: dict) -> tuple[str, str]:
     if not readme.is_file():
         raise UsageError(f"--readme {readme}: no such file")
     old = readme.read_text()
-    return old, _replace_block(old, BLOCK, readme_block(results), str(readme))
+    return old, replace_block(old, BLOCK, readme_block(results), str(readme))
 
 
 @cli_main
