@@ -53,9 +53,13 @@ def machine() -> dict:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    try:  # the commit measured (none outside a git checkout)
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip() or None
+    except OSError:
+        commit = None
     return dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), numpy=numpy.__version__,
-                scipy=scipy.__version__, torch=torch.__version__, commit=commit.stdout.strip() or None)
+                scipy=scipy.__version__, torch=torch.__version__, commit=commit)
 
 
 def _last_json(stdout: str):
