@@ -24,7 +24,12 @@ Measures in one run, on this machine:
   ``seq_tok_per_s`` every real token of the sequences (prompt and completion, as
   the plain step counts every token it reads); the first step of each round,
   which also generates the first chunk of fresh problems, is left out.
-  ``rl_over_train`` is the median over rounds of the per-round ratio.
+  ``rl_over_train`` is the median over rounds of the per-round ratio. Both
+  steps' MFU use the same accounting: ``flops_per_token`` at the model's full
+  length times every real token the step trains on per second of the whole step
+  (``plain_mfu`` on the dense batch, ``rl_mfu`` with ``seq_tok_per_s``: sampling,
+  scoring and diagnostics take wall time but their forward FLOPs are not
+  counted), over the same peak.
 
 The three timings are interleaved ``--repeats`` times and the best of each is
 kept, since the machine is shared and other work slows single measurements; the
@@ -125,10 +130,23 @@ def rl_vs_plain(preset: str, rounds: int, steps: int, threads: int) -> dict:
         "rl_over_train": statistics.median(ratios),
         "rl_over_train_range": [min(ratios), max(ratios)],
         "rl_seq_over_train": statistics.median([s / p for s, p in zip(seq_tps, plain_tps)]),
+        "rl_seq_tok_per_s_range": [min(seq_tps), max(seq_tps)],
+        "plain_tok_per_s_range": [min(plain_tps), max(plain_tps)],
+        "flops_per_token": plain.flops_per_token(idx.shape[1] - 1),
     }
 
 
-def main(argv=None):
+def with_mfu(rl: dict, peak: float) -> dict:
+    """``rl`` with the plain and the RL step's MFU: ``flops_per_token`` x tokens per second / ``peak`` for both."""
+    fpt = rl["flops_per_token"]
+    return dict(rl, plain_mfu=fpt * rl["plain_tok_per_s"] / peak,
+                plain_mfu_range=[fpt * t / peak for t in rl["plain_tok_per_s_range"]],
+                rl_mfu=fpt * rl["rl_seq_tok_per_s"] / peak,
+                rl_mfu_range=[fpt * t / peak for t in rl["rl_seq_tok_per_s_range"]])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with the ``--smoke`` sizes applied."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="smoke preset and small sizes, for CI")
     p.add_argument("--preset", default=None, help="model preset (default: default, or smoke with --smoke)")
@@ -149,6 +167,11 @@ def main(argv=None):
     if args.smoke:
         args.batch, args.seq, args.prompts, args.group, args.new_tokens = 16, 32, 8, 4, 16
         args.repeats, args.steps = 1, 2
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     preset = args.preset or ("smoke" if args.smoke else "default")
     sizes = (256, 512) if args.smoke else (2048, 4096)
 
@@ -183,7 +206,8 @@ def main(argv=None):
         roll = model.sample(prompts, args.group, args.new_tokens, 1.0, gen)
         sample_tps = max(sample_tps, int(roll.mask.sum()) / (time.perf_counter() - t0))
 
-    rl = rl_vs_plain(preset, 1 if args.smoke else args.repeats, 2 if args.smoke else args.rl_steps, args.threads)
+    rl = with_mfu(rl_vs_plain(preset, 1 if args.smoke else args.repeats, 2 if args.smoke else args.rl_steps,
+                              args.threads), peak)
     train_tps = args.batch * args.seq / t_train
     fpt = model.flops_per_token(args.seq)
     mfu = fpt * train_tps / peak

@@ -15,8 +15,10 @@ the built-in of its family under the same ``loss_agg_mode``:
 
 Both sides of a pair are timed alternately in one run (the machine is shared and
 noisy); each time is the minimum (and the median) of ``--repeats`` calls after a
-warm-up, and the ratio is of the minima, the least disturbed by other load (as
-``timeit`` advises). The goal is a ratio of at most 1.1.
+warm-up, and ``ratio`` is of the minima, the least disturbed by other load (as
+``timeit`` advises); ``round_ratio`` is the median over the alternated rounds of
+the per-round ratio, with its range (min-max over rounds). The goal is a ratio
+of at most 1.1.
 Requires the verl extra.
 
     python benchmarks/bench_verl_losses.py [--repeats 30] [--threads 1] [--json out.json]
@@ -104,11 +106,14 @@ def main(argv=None):
             t_read.append(timed(zoo_fn, b, mode, cfg))
         z, r, zr = min(t_zoo), min(t_ref), min(t_read)
         zm, rm = statistics.median(t_zoo), statistics.median(t_ref)
+        per_round = [a / b for a, b in zip(t_zoo, t_ref)]
         rows.append(dict(loss_mode=f"zoo_{name}", builtin=builtin, agg=mode, zoo_ms=1e3 * z, builtin_ms=1e3 * r,
                          zoo_median_ms=1e3 * zm, builtin_median_ms=1e3 * rm, ratio=z / r,
+                         round_ratio=statistics.median(per_round), round_ratio_range=[min(per_round), max(per_round)],
                          readings_ms=1e3 * (zr - z), ratio_with_readings=zr / r))
         print(f"zoo_{name:20s} vs {builtin:8s} {mode:20s} min {1e3 * z:7.2f} / {1e3 * r:7.2f} ms  "
-              f"(median {1e3 * zm:7.2f} / {1e3 * rm:7.2f})  ratio {z / r:5.2f}; "
+              f"(median {1e3 * zm:7.2f} / {1e3 * rm:7.2f})  ratio {z / r:5.2f} "
+              f"(per round {rows[-1]['round_ratio']:5.2f}, {min(per_round):4.2f}-{max(per_round):4.2f}); "
               f"readings +{1e3 * (zr - z):5.2f} ms (ratio {zr / r:5.2f})", flush=True)
     worst = max(r["ratio"] for r in rows)
     print(f"worst ratio {worst:.2f} (goal <= 1.1, the loss alone; with the zoo's readings "

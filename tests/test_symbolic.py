@@ -250,16 +250,11 @@ def test_second_order_numeric_k3():
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
-def test_latex_report_content():
-    rep = sym.latex_report()
-    assert rep.strip()
-    assert "W" in rep or "LambertW" in rep
-    assert "FAILED" not in rep
-    assert "\\documentclass" not in rep and "\\begin{document}" not in rep
-
-
-def test_module_runs_as_script():
-    proc = subprocess.run(
+@pytest.fixture(scope="module")
+def script_run():
+    """``python -m theory.symbolic`` run once: it prints ``latex_report()`` (the derivations take most of a minute,
+    so the report's content is checked on this output rather than recomputed in-process)."""
+    return subprocess.run(
         [sys.executable, "-m", "theory.symbolic"],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -267,5 +262,17 @@ def test_module_runs_as_script():
         timeout=120,
         check=False,
     )
+
+
+def test_latex_report_content(script_run):
+    rep = script_run.stdout
+    assert rep.strip()
+    assert "W" in rep or "LambertW" in rep
+    assert "FAILED" not in rep
+    assert "\\documentclass" not in rep and "\\begin{document}" not in rep
+
+
+def test_module_runs_as_script(script_run):
+    proc = script_run
     assert proc.returncode == 0, proc.stderr
     assert "W" in proc.stdout

@@ -21,7 +21,7 @@ from typing import Mapping
 from .outputs import CommandParser, UsageError, atomic_write_text, cli_main
 from .recipes import LOSS_BETA, fmt_value, runs_as_zoo_loss, verl_recipe
 
-__all__ = ["integration_table", "objective_list", "GENERATED_BLOCKS", "render_blocks", "main"]
+__all__ = ["integration_table", "objective_list", "GENERATED_BLOCKS", "replace_block", "render_blocks", "main"]
 
 
 def _settings(items: Mapping) -> str:
@@ -106,7 +106,9 @@ GENERATED_BLOCKS = {
 }
 
 
-def _replace_block(text: str, name: str, body: str, path: str) -> str:
+def replace_block(text: str, name: str, body: str, path: str) -> str:
+    """``text`` with the block between ``<!-- generated: name -->`` and ``<!-- end generated: name -->`` replaced by
+    ``body`` (also used by ``python -m benchmarks``); ``path`` names the file in the error when a marker is missing."""
     start, end = f"<!-- generated: {name} -->", f"<!-- end generated: {name} -->"
     i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
@@ -124,7 +126,7 @@ def render_blocks(root: Path) -> dict[Path, tuple[str, str]]:
             raise UsageError(f"--root {root}: no {rel} there; give the repository's root folder")
         old = new = path.read_text()
         for name, render in blocks.items():
-            new = _replace_block(new, name, rendered[render], rel)
+            new = replace_block(new, name, rendered[render], rel)
         out[path] = (old, new)
     return out
 
