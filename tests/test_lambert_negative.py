@@ -40,17 +40,25 @@ def _search(mu, adv, beta, exhaustive=False):
     return L._solve_negative(mu, lmu, a, g0, beta, exhaustive=exhaustive)
 
 
-def _both_searches(mu, adv, beta):
-    """(pruned candidates, exhaustive candidates)."""
-    return _search(mu, adv, beta), _search(mu, adv, beta, exhaustive=True)
+def _check_same_minimizer(mu, adv, beta):
+    """The pruned search's global minimizer is the exhaustive search's; returns the two candidate counts.
 
-
-def _check_same_minimizer(pruned, full, n):
-    rows_p, branch_p, pi_p, eta_p, loss_p, _ = pruned
-    rows_f, branch_f, pi_f, eta_f, loss_f, _ = full
+    Exception checked here too: where arms j < k share (mu, adv), their branches are mirror images
+    with equal losses; the pruned search then answers with the first arm j, the exhaustive one with
+    whichever rounds lowest, and the two targets are equal after swapping arms j and k.
+    """
+    mu, adv = np.atleast_2d(mu), np.atleast_2d(adv)
+    n = len(mu)
+    rows_p, branch_p, pi_p, eta_p, loss_p, _ = _search(mu, adv, beta)
+    rows_f, branch_f, pi_f, eta_f, loss_f, _ = _search(mu, adv, beta, exhaustive=True)
     bp, bf = L._argmin_by_row(rows_p, loss_p, n), L._argmin_by_row(rows_f, loss_f, n)
-    np.testing.assert_array_equal(branch_p[bp], branch_f[bf])
-    np.testing.assert_allclose(pi_p[bp], pi_f[bf], rtol=0, atol=1e-13)
+    want = pi_f[bf].copy()
+    for i in np.flatnonzero(branch_p[bp] != branch_f[bf]):
+        j, k = branch_p[bp][i], branch_f[bf][i]
+        assert 0 <= j < k and mu[i, j] == mu[i, k] and adv[i, j] == adv[i, k]
+        assert loss_p[bp][i] == pytest.approx(loss_f[bf][i], rel=1e-12)
+        want[i, [j, k]] = want[i, [k, j]]
+    np.testing.assert_allclose(pi_p[bp], want, rtol=0, atol=1e-13)
     np.testing.assert_allclose(eta_p[bp], eta_f[bf], rtol=1e-13, atol=0)
     # the pruned search evaluates a subset of the exhaustive one's candidates
     full_set = set(zip(rows_f.tolist(), branch_f.tolist(), np.round(eta_f, 12).tolist(), strict=True))
@@ -63,7 +71,7 @@ def test_pruned_search_finds_the_exhaustive_minimizer(K):
     # Exhaustive reference: every bracket's roots polished and compared (the search before pruning).
     rng = np.random.default_rng(1000 + K)
     mu, adv, beta = _negative_rows(rng, 120, K)
-    evaluated, total = _check_same_minimizer(*_both_searches(mu, adv, beta), len(mu))
+    evaluated, total = _check_same_minimizer(mu, adv, beta)
     if K >= 17:
         assert evaluated < total  # the bound prunes (otherwise this test would not test it)
 
@@ -74,8 +82,24 @@ def test_pruned_search_on_a_few_hundred_arms():
         mu = rng.dirichlet(np.full(400, alpha))
         r = rng.uniform(size=400)
         adv = r - T.soft_value(mu, r, 0.5) - 0.05
-        evaluated, total = _check_same_minimizer(*_both_searches(mu[None], adv[None], 0.5), 1)
+        evaluated, total = _check_same_minimizer(mu, adv, 0.5)
         assert total > 50 and evaluated <= 10
+
+
+def test_arms_sharing_mu_and_adv_are_searched_once():
+    # One heavy arm and K - 1 identical light ones: the K - 1 one-arm branches are mirror images
+    # with equal losses (the exhaustive search picks one by rounding); the pruned search answers
+    # with the first and evaluates a handful of roots, not K - 1.
+    for K, big, delta in [(60, 0.99, 0.5), (60, 0.5, 1.0), (200, 0.9, 0.3)]:
+        mu = np.full(K, (1.0 - big) / (K - 1))
+        mu[0] = big
+        r = np.ones(K)
+        r[0] = 0.0
+        adv = r - T.soft_value(mu, r, 0.5) - delta
+        evaluated, total = _check_same_minimizer(mu, adv, 0.5)
+        assert total >= K - 1 and evaluated <= 3
+        pi, _ = T.lambert_target(mu, adv, 0.5)
+        assert pi[1] > pi[2] == pi[K - 1]  # arm 1 carries the W_{-1} branch
 
 
 @settings(max_examples=150, deadline=None)
@@ -85,7 +109,7 @@ def test_pruned_search_matches_exhaustive_on_hypothesis_bandits(bandit, beta, de
     adv = r - T.soft_value(mu, r, beta) - delta * beta  # baseline above the soft value: negative regime
     if T.regime_of(mu, adv, beta) != -1:  # delta within the rounding of the soft value
         return
-    _check_same_minimizer(*_both_searches(mu[None], adv[None], beta), 1)
+    _check_same_minimizer(mu, adv, beta)
     pi, _ = T.lambert_target(mu, adv, beta)
     sp = T.lambert_stationary_points(mu, adv, beta)
     np.testing.assert_allclose(pi, sp.pi[sp.global_index], rtol=0, atol=1e-13)

@@ -838,6 +838,17 @@ def _score(mu, lmu, a, g0, beta, rows, branch, c):
     return pi, eta, log_loss, is_min
 
 
+def _duplicate_arms(lmu, a):
+    """(N, K) bool: arm j repeats the (mu, a) of an earlier arm of its row (its branch mirrors that arm's)."""
+    order = np.lexsort((a, lmu), axis=-1)  # stable: within a run of equal (mu, a), arms in increasing index
+    ls, as_ = np.take_along_axis(lmu, order, -1), np.take_along_axis(a, order, -1)
+    repeat = np.zeros(a.shape, bool)
+    repeat[:, 1:] = (ls[:, 1:] == ls[:, :-1]) & (as_[:, 1:] == as_[:, :-1])
+    dup = np.zeros(a.shape, bool)
+    np.put_along_axis(dup, order, repeat, -1)
+    return dup
+
+
 def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
     r"""Global minimizer (and, with ``exhaustive``, every stationary point) for negative-regime rows.
 
@@ -855,7 +866,12 @@ def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
     **Exact.** A dropped bracket's roots all have loss :math:`\ge B > L_{\rm best}`,
     so none of them is (or ties with) the global minimizer; the tolerance exceeds
     the rounding of :math:`B` and of the losses. Hence the minimizer (ties: first in
-    the order above) is the one the exhaustive search returns. Typically the
+    the order above) is the one the exhaustive search returns. One exception, by
+    design: an arm whose :math:`(\mu_j, a_j)` repeats an earlier arm's
+    (:func:`_duplicate_arms`) has the same branch up to swapping the two arms, so the
+    same losses; only the first arm of such a class is searched. Where such a class
+    holds the minimizer, the answer is its first arm, where the exhaustive search
+    picks whichever of the equal losses rounds lowest (an equally global minimizer). Typically the
     smallest bound is the minimizer's and a handful of roots are evaluated, O(K)
     time each; the scan itself is O(K) per grid point and O(K) memory. At worst
     (all bounds below the minimum loss) every bracket is evaluated, as exhaustively.
@@ -868,6 +884,8 @@ def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
     best = np.full(N, np.inf)
     np.fmin.at(best, r0, found[0][5])
     br, width = _scan_brackets(lmu, a, cmax), 1
+    if not exhaustive:
+        br = br.take(~_duplicate_arms(lmu, a)[br.row, br.arm])
     while br.row.size:
         if not exhaustive:
             br = br.take(br.bound + 2.0 * np.log(beta[br.row]) <= best[br.row] + _PRUNE_TOL)
