@@ -1,5 +1,10 @@
 """The negative-regime search of ``theory.lambert``: the pruned search against the exhaustive one, its loss bound."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -172,3 +177,12 @@ def test_large_bandit_minimizer_is_stationary_and_beats_its_neighbours():
     np.testing.assert_allclose(s + eta * pi / mu, a, rtol=0, atol=1e-9 * np.abs(a).max())
     rows, branch, _, _, log_loss, _ = _search(mu[None], adv[None], 0.5)
     assert branch[np.argmin(log_loss)] == int(np.argmax(w))
+
+
+def test_benchmark_smoke():
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "benchmarks/bench_lambert_negative.py", "--smoke"]
+    res = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True, timeout=600)
+    out = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    assert [(r["case"], r["size"], r["status"]) for r in out] == [("bandit", 500, "ok"), ("sequence", 1024, "ok")]
+    assert out[0]["eta"] < 0 and out[0]["peak_rss_mib"] >= out[0]["rss_after_import_mib"] > 0
