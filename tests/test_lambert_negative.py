@@ -66,8 +66,9 @@ def _check_same_minimizer(mu, adv, beta):
     np.testing.assert_allclose(pi_p[bp], want, rtol=0, atol=1e-13)
     np.testing.assert_allclose(eta_p[bp], eta_f[bf], rtol=1e-13, atol=0)
     # the pruned search evaluates a subset of the exhaustive one's candidates
-    full_set = set(zip(rows_f.tolist(), branch_f.tolist(), np.round(eta_f, 12).tolist(), strict=True))
-    assert set(zip(rows_p.tolist(), branch_p.tolist(), np.round(eta_p, 12).tolist(), strict=True)) <= full_set
+    for r, b, e in zip(rows_p, branch_p, eta_p, strict=True):
+        same = eta_f[(rows_f == r) & (branch_f == b)]
+        assert np.abs(same - e).min() <= 1e-12 * abs(e)
     return rows_p.size, rows_f.size
 
 
@@ -79,6 +80,17 @@ def test_pruned_search_finds_the_exhaustive_minimizer(K):
     evaluated, total = _check_same_minimizer(mu, adv, beta)
     if K >= 17:
         assert evaluated < total  # the bound prunes (otherwise this test would not test it)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-8, 1.0, 1e3, 1e100, 1e300])
+def test_pruned_search_finds_the_exhaustive_minimizer_at_every_scale(scale):
+    # Every a = adv/beta < 0, so the regime stays negative under scaling; the logs of the losses
+    # then range from ~ -900 to ~ 1e300, and the pruning tolerance must follow them.
+    rng = np.random.default_rng(21)
+    mu, adv, _ = _negative_rows(rng, 60, 12)
+    r = rng.uniform(size=adv.shape)
+    adv = (r - r.max(-1, keepdims=True) - rng.uniform(0.01, 1.0, (len(r), 1))) * scale
+    _check_same_minimizer(mu, adv, 1.0)
 
 
 def test_pruned_search_on_a_few_hundred_arms():

@@ -484,8 +484,9 @@ _GRID = 48  # uniform points per row in the branch scan over c = log(-eta)
 _EDGE = 16  # geometric points towards the branch point c_max
 _SCAN_ROWS = 1024  # rows per scan block
 _SCAN_ENTRIES = 1 << 18  # (rows, points, arms) entries per scan step: work arrays of a few MiB at any K
-# A bracket is skipped when its loss bound exceeds the best loss found by more than this, in log(loss): far
-# above the rounding of either (each is exact to ~1e-12 relative), so rounding never drops the minimizer.
+# A bracket is skipped when the log of its loss bound exceeds the log of the best loss found by more than
+# this times max(1, |log loss|): far above the rounding of either (a few ulps of the log-space quantities
+# they are formed from), so rounding never drops the minimizer.
 _PRUNE_TOL = 1e-9
 
 
@@ -860,8 +861,8 @@ def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
     bracket carries a lower bound :math:`B` on the loss of every root in it
     (:func:`_loss_bound`); the principal root is evaluated first, then per row the
     brackets in increasing :math:`B`, 1, 2, 4, ... at a time, and a bracket is
-    dropped once :math:`\log B > \log L_{\rm best} + 10^{-9}`, :math:`L_{\rm best}`
-    the least loss evaluated so far in its row.
+    dropped once :math:`\log B > \log L_{\rm best} + 10^{-9}\max(1, |\log L_{\rm best}|)`,
+    :math:`L_{\rm best}` the least loss evaluated so far in its row.
 
     **Exact.** A dropped bracket's roots all have loss :math:`\ge B > L_{\rm best}`,
     so none of them is (or ties with) the global minimizer; the tolerance exceeds
@@ -888,7 +889,8 @@ def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
         br = br.take(~_duplicate_arms(lmu, a)[br.row, br.arm])
     while br.row.size:
         if not exhaustive:
-            br = br.take(br.bound + 2.0 * np.log(beta[br.row]) <= best[br.row] + _PRUNE_TOL)
+            tol = _PRUNE_TOL * np.maximum(1.0, np.abs(best[br.row]))  # logs of losses as large as ~1e300
+            br = br.take(br.bound + 2.0 * np.log(beta[br.row]) <= best[br.row] + tol)
         rank = np.arange(br.row.size) - np.searchsorted(br.row, br.row)  # sorted by (row, bound)
         take = np.ones(br.row.size, bool) if exhaustive else rank < width
         rows, arms, c, key = _bracket_roots(lmu, a, br.take(take))
