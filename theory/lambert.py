@@ -85,7 +85,7 @@ this against mpmath at up to 400 digits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -559,15 +559,29 @@ class StationaryPoints:
 
 _GRID = 48  # uniform points per row in the branch scan over c = log(-eta)
 _EDGE = 16  # geometric points towards the branch point c_max
-_SCAN_ROWS = 1024  # rows per scan block: (rows, points, arms) work arrays stay a few MiB
+_SCAN_ROWS = 1024  # rows per scan block
+_SCAN_ENTRIES = 1 << 18  # (rows, points, arms) entries per scan step: work arrays of a few MiB at any K
+# A bracket is skipped when the log of its loss bound exceeds the log of the best loss found by more than
+# this times max(1, |log loss|): far above the rounding of either (a few ulps of the log-space quantities
+# they are formed from), so rounding never drops the minimizer.
+_PRUNE_TOL = 1e-9
 
 
 def _neg_branch_values(lmu, a, c, j):
-    """log-mass phi(c) = log sum_y mu_y u_y on branch j (-1: all principal), and t (arm log(m u))."""
+    """log-mass phi(c) = log sum_y mu_y u_y on branch j (-1: all principal), and t (arm log(m u)).
+
+    ``j`` is one branch for all rows, or an int array (n,) with one branch per row of (n, K) inputs.
+    """
     x = np.minimum(a + c[..., None], -1.0)
     t = log_neg_lambert(x, 0)
-    if j >= 0:
-        t[..., j] = log_neg_lambert(x[..., j], -1)
+    j = np.asarray(j)
+    if j.ndim == 0:
+        if j >= 0:
+            t[..., j] = log_neg_lambert(x[..., j], -1)
+    else:
+        r = np.flatnonzero(j >= 0)
+        if r.size:
+            t[r, j[r]] = log_neg_lambert(x[r, j[r]], -1)
     phi = logsumexp(lmu + t - c[..., None])
     return phi, t
 
@@ -591,7 +605,8 @@ def _branch_scan(lmu, a, c):
     branch j's mass is the principal masses of the other arms plus arm j's
     :math:`W_{-1}` mass: two Lambert evaluations per arm serve all K branches.
     Masses are scaled by a common positive factor :math:`e^{-z}` per point (signs
-    are exact); the third output is that :math:`z`, shape (...,).
+    are exact); the third output is that :math:`z`, shape (...,); the last two are
+    :math:`t_0 = \log w_0` and :math:`t_1 = \log w_1`, shape (..., K).
     """
     # the scaling below is by max(zmax, 0), not a log-sum-exp: not theory._numerics.logsumexp
     x = np.minimum(a + c[..., None], -1.0)
@@ -610,41 +625,115 @@ def _branch_scan(lmu, a, c):
     one = np.exp(-zmax)
     f = _exclusive_sum(p0) + p1 - one
     df = _exclusive_sum(d0) + d1
-    return f, df, zmax[..., 0]
+    return f, df, zmax[..., 0], t0, t1
 
 
-def _neg_candidates(lmu, a, g0):
-    r"""All stationary points with at most one W_{-1} arm, for negative-regime rows (N, K).
+@dataclass(frozen=True)
+class _Brackets:
+    """Intervals of c = log(-eta) that may hold roots of one-arm branches; one entry per interval, shape (n,) each."""
 
-    Returns a list of (rows, branch, c) root arrays; branch -1 is "all principal".
+    row: np.ndarray  # bandit
+    arm: np.ndarray  # the arm on W_{-1}
+    cell: np.ndarray  # index of the left grid point
+    dip: np.ndarray  # equal signs at both ends (0 or 2 roots) instead of a sign change
+    lo: np.ndarray
+    hi: np.ndarray
+    side: np.ndarray  # sign of the branch's mass - 1 at lo
+    bound: np.ndarray  # log of a lower bound on loss / beta^2 at every root in [lo, hi]
+
+    def take(self, sel):
+        return _Brackets(*(getattr(self, f.name)[sel] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts):
+        if not parts:
+            ints, floats = np.zeros(0, int), np.zeros(0)
+            return _Brackets(ints, ints, ints, np.zeros(0, bool), floats, floats, floats, floats)
+        return _Brackets(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(_Brackets)))
+
+
+def _loss_bound(lmu, lp2, t0, t1, lo):
+    r"""Log of a lower bound on :math:`L/\beta^2` at every root of branch j in a grid cell :math:`[c_l, c_r]`.
+
+    At a stationary point the loss is :math:`\beta^2\sum_y \mu_y w_y^2` with :math:`w_y = m u_y`
+    (:math:`s - a = w`). On branch j, :math:`w_y = w_0(a_y + c)` for :math:`y \ne j` and
+    :math:`w_j = w_1(a_j + c)`, with :math:`w_0 = -W_0(-e^x) \in (0, 1]` increasing and
+    :math:`w_1 = -W_{-1}(-e^x) \ge 1` decreasing in :math:`x`. Hence, along the branch,
+
+    .. math::
+
+        \frac{L_j(c)}{\beta^2} = P(c) + \mu_j E(a_j + c), \quad
+        P(c) = \sum_y \mu_y w_0(a_y + c)^2 \ \uparrow, \quad E = w_1^2 - w_0^2 \ \downarrow,
+
+    so :math:`L_j/\beta^2 \ge P(c_l) + \mu_j E(a_j + c_r)` on the cell. Also
+    :math:`\sum_y \mu_y w_y^2 \ge (\sum_y \mu_y w_y)^2 = m^2` (Jensen; the mass
+    constraint is :math:`\sum_y \mu_y w_y = m`), so :math:`L_j/\beta^2 \ge e^{2 c_l}`. Returns
+    the larger. Inputs per bracket, shape (n,): ``lmu`` :math:`\log\mu_j`, ``lp2``
+    :math:`\log P(c_l)`, ``t0``, ``t1`` :math:`\log w_{0,1}(a_j + c_r)`, ``lo`` :math:`c_l`.
+    :math:`t_1 - t_0` is shrunk by its rounding (it is ~0 near the branch point), so the
+    bound stays below the exact one.
+    """
+    slack = 8 * _EPS * (np.maximum(1.0, np.abs(t0)) + np.maximum(1.0, np.abs(t1)))
+    gap = np.maximum(t1 - t0 - slack, 0.0)
+    with np.errstate(divide="ignore"):
+        lE = 2.0 * (t1 - slack) + np.log(-np.expm1(-2.0 * gap))  # w1^2 (1 - (w0/w1)^2)
+    return np.maximum(np.logaddexp(lp2, lmu + lE), 2.0 * lo)
+
+
+def _cell_brackets(lmu, a, has, grid, vals, k0, rows):
+    """The brackets between consecutive points of one stretch of the scan grid (see :func:`_scan_brackets`)."""
+    f, df, zs, t0, t1, lp2 = vals
+    sgn = np.sign(f)
+    left, right = sgn[:, :-1], sgn[:, 1:]
+    live = has[:, None, :]
+    change = (left * right <= 0) & (left != 0) & live
+    dl, dr = df[:, :-1], df[:, 1:]
+    with np.errstate(invalid="ignore"):  # df is inf - inf = NaN exactly at the branch point: no dip there
+        dip = (left == right) & (left != 0) & live & (left * dl < 0) & (left * dr > 0)
+    dip &= ~_dip_excluded(f, df, zs, grid, a)
+    r, k, j = np.nonzero(change | dip)
+    lo = grid[r, k]
+    bound = _loss_bound(lmu[r, j], lp2[r, k], t0[r, k + 1, j], t1[r, k + 1, j], lo)
+    return _Brackets(rows[r], j, k0 + k, dip[r, k, j], lo, grid[r, k + 1], left[r, k, j], bound)
+
+
+def _scan_block(lmu, a, has, grid, rows):
+    """Brackets of a block of rows (n, K) over their grids (n, G), a few points at a time (O(n K) memory)."""
+    n, K = a.shape
+    step = max(1, _SCAN_ENTRIES // (n * K))
+    out, prev = [], None
+    for g in range(0, grid.shape[1], step):
+        f, df, zs, t0, t1 = _branch_scan(lmu[:, None, :], a[:, None, :], grid[:, g : g + step])
+        vals = (f, df, zs, t0, t1, logsumexp(lmu[:, None, :] + 2.0 * t0))  # last: log P(c)
+        start = g
+        if prev is not None:  # the previous stretch's last point closes the cell across the seam
+            vals = tuple(np.concatenate([p, v], axis=1) for p, v in zip(prev, vals, strict=True))
+            start = g - 1
+        out.append(_cell_brackets(lmu, a, has, grid[:, start : start + vals[0].shape[1]], vals, start, rows))
+        prev = tuple(v[:, -1:] for v in vals)
+    return out
+
+
+def _scan_brackets(lmu, a, cmax):
+    r"""Every bracket of a one-arm-branch root, with its loss bound, for negative-regime rows (N, K).
 
     Branch j's roots lie in :math:`[\log\mu_j, c_{\max}]` (:math:`\mu_j u_j \le 1`
     and :math:`m u_j \ge 1`); below :math:`\log\mu_j` its mass exceeds 1. One grid
     per row over :math:`[\min_j\log\mu_j, c_{\max}]` (uniform, plus geometric points
     towards the branch point) serves every branch. A bracket is a sign change of
     mass - 1, or a *dip*: equal signs at both ends with the derivative turning
-    towards zero between them (a possible pair of roots between two grid points);
-    the turning point is located by bisection on the derivative's sign and splits
-    the dip into two brackets when it crosses. Roots are polished by
-    :func:`_refine_branch`.
+    towards zero between them (a possible pair of roots between two grid points)
+    that :func:`_dip_excluded` does not rule out. The grid is walked a few points
+    at a time, so memory is O(K) per row at any K; each bracket carries
+    :func:`_loss_bound`. Sorted by row, then bound.
     """
     N, K = a.shape
-    supp = np.isfinite(lmu)
-    amax = np.where(supp, a, -np.inf).max(-1)
-    cmax = -1.0 - amax
-    # principal branch: phi increasing in c, phi(-inf) = g0 < 0, root iff phi(cmax) >= 0
-    lo0 = np.minimum(np.log(-0.5 * g0) - amax - 1.0, cmax - 1.0)
-    phi_hi, _ = _neg_branch_values(lmu, a, cmax, -1)
-    roots = []  # (row, branch, c)
-    r0 = np.flatnonzero(phi_hi >= 0)
-    if r0.size:
-        c0 = _refine_branch(lmu[r0], a[r0], lo0[r0], cmax[r0], -1)
-        roots.append((r0, np.full(r0.size, -1), c0))
-    has = supp & (lmu < cmax[:, None])
+    has = np.isfinite(lmu) & (lmu < cmax[:, None])
     todo = np.flatnonzero(has.any(-1))
     q = np.linspace(0.0, 1.0, _GRID)
     edge = np.logspace(-1, -13, _EDGE)
     block = max(1, min(_SCAN_ROWS, (1 << 20) // ((_GRID + _EDGE) * K)))
+    parts = []
     for s in range(0, todo.size, block):
         rows = todo[s : s + block]
         lo, hi = np.where(has[rows], lmu[rows], np.inf).min(-1), cmax[rows]
@@ -652,44 +741,75 @@ def _neg_candidates(lmu, a, g0):
         grid = np.concatenate([lo[:, None] + q * (hi - lo)[:, None], hi[:, None] - edge * width[:, None]], axis=1)
         grid = np.sort(grid, axis=1)
         grid[:, -1] = hi
-        f, df, zs = _branch_scan(lmu[rows][:, None, :], a[rows][:, None, :], grid)  # (n, G, K)
-        sgn = np.sign(f)
-        left, right = sgn[:, :-1], sgn[:, 1:]
-        live = has[rows][:, None, :]
-        change = (left * right <= 0) & (left != 0) & live
-        dl, dr = df[:, :-1], df[:, 1:]
-        with np.errstate(invalid="ignore"):  # df is inf - inf = NaN exactly at the branch point: no dip there
-            dip = (left == right) & (left != 0) & live & (left * dl < 0) & (left * dr > 0)
-        dip &= ~_dip_excluded(f, df, zs, grid, a[rows])
-        rr, kk, jj = np.nonzero(change)
-        lo_b, hi_b = grid[rr, kk], grid[rr, kk + 1]
-        if dip.any():
-            dr_, dk, dj = np.nonzero(dip)
-            cstar, fstar = np.empty(dr_.size), np.empty(dr_.size)
-            for sl in _blocks(dr_.size, K):
-                cstar[sl], fstar[sl] = _turning_point(
-                    lmu[rows[dr_[sl]]], a[rows[dr_[sl]]], dj[sl], grid[dr_[sl], dk[sl]], grid[dr_[sl], dk[sl] + 1]
-                )
-            split = np.sign(fstar) != left[dr_, dk, dj]
-            dr_, dk, dj, cstar = dr_[split], dk[split], dj[split], cstar[split]
-            rr = np.concatenate([rr, dr_, dr_])
-            jj = np.concatenate([jj, dj, dj])
-            lo_b = np.concatenate([lo_b, grid[dr_, dk], cstar])
-            hi_b = np.concatenate([hi_b, cstar, grid[dr_, dk + 1]])
-        for j in np.unique(jj):
-            for sl in _blocks(int((jj == j).sum()), K):
-                sel = np.flatnonzero(jj == j)[sl]
-                c = _refine_branch(lmu[rows[rr[sel]]], a[rows[rr[sel]]], lo_b[sel], hi_b[sel], int(j))
-                roots.append((rows[rr[sel]], np.full(sel.size, int(j)), c))
+        parts += _scan_block(lmu[rows], a[rows], has[rows], grid, rows)
+    br = _Brackets.concat(parts)
+    return br.take(np.lexsort((br.bound, br.row)))
+
+
+def _principal_root(lmu, a, g0, cmax):
+    r"""The all-principal stationary point where it exists: (rows, c).
+
+    :math:`\phi(c) = \log\sum_y\mu_y u_y` is increasing in c on the principal branch, with
+    :math:`\phi(-\infty) = g_0 < 0`: a root iff :math:`\phi(c_{\max}) \ge 0`.
+    """
+    amax = -1.0 - cmax
+    lo0 = np.minimum(np.log(-0.5 * g0) - amax - 1.0, cmax - 1.0)
+    phi_hi, _ = _neg_branch_values(lmu, a, cmax, -1)
+    r0 = np.flatnonzero(phi_hi >= 0)
+    c0 = np.empty(r0.size)
+    for sl in _blocks(r0.size, a.shape[1]):
+        c0[sl] = _refine_branch(lmu[r0[sl]], a[r0[sl]], lo0[r0[sl]], cmax[r0[sl]], -1)
+    return r0, c0
+
+
+def _bracket_roots(lmu, a, br):
+    r"""The roots in brackets ``br``: (rows, branch, c, key), one per sign change and two per split dip.
+
+    A dip's turning point is located by bisection on the derivative's sign and splits it
+    into two brackets when the mass crosses 1 there. Roots are polished by
+    :func:`_refine_branch`. ``key`` orders a row's candidates: principal first, then by
+    arm, kind (sign change, left and right half of a dip) and grid cell.
+    """
+    K = a.shape[1]
+    d, ch = np.flatnonzero(br.dip), np.flatnonzero(~br.dip)
+    rows, arms, cells = [br.row[ch]], [br.arm[ch]], [br.cell[ch]]
+    lo, hi, kind = [br.lo[ch]], [br.hi[ch]], [np.zeros(ch.size, int)]
+    if d.size:
+        cstar, fstar = np.empty(d.size), np.empty(d.size)
+        for sl in _blocks(d.size, K):
+            i = d[sl]
+            cstar[sl], fstar[sl] = _turning_point(lmu[br.row[i]], a[br.row[i]], br.arm[i], br.lo[i], br.hi[i])
+        split = np.sign(fstar) != br.side[d]
+        d, cstar = d[split], cstar[split]
+        rows += [br.row[d]] * 2
+        arms += [br.arm[d]] * 2
+        cells += [br.cell[d]] * 2
+        lo += [br.lo[d], cstar]
+        hi += [cstar, br.hi[d]]
+        kind += [np.ones(d.size, int), np.full(d.size, 2)]
+    rows, arms, cells, lo, hi, kind = (np.concatenate(v) for v in (rows, arms, cells, lo, hi, kind))
+    c = np.empty(rows.size)
+    for sl in _blocks(rows.size, K):
+        c[sl] = _refine_branch(lmu[rows[sl]], a[rows[sl]], lo[sl], hi[sl], arms[sl])
+    return rows, arms, c, ((arms + 1) * 3 + kind) * (_GRID + _EDGE) + cells
+
+
+def _neg_candidates(lmu, a, g0):
+    r"""All stationary points with at most one W_{-1} arm, for negative-regime rows (N, K).
+
+    Returns a list of (rows, branch, c) root arrays; branch -1 is "all principal":
+    :func:`_principal_root`, then the root of every bracket of :func:`_scan_brackets`
+    (:func:`_bracket_roots`), then the branch point of rows left without any.
+    """
+    cmax = -1.0 - np.where(np.isfinite(lmu), a, -np.inf).max(-1)
+    r0, c0 = _principal_root(lmu, a, g0, cmax)
+    rows, arms, c, _ = _bracket_roots(lmu, a, _scan_brackets(lmu, a, cmax))
+    roots = [(r0, np.full(r0.size, -1), c0), (rows, arms, c)]
     # A root at the branch point itself (principal mass reaching 1 exactly there, where the W_{-1}
     # interval [log mu_j, c_max] of the top arm is empty) can fall between the two tests by rounding;
     # the branch point is then the stationary point, to the sqrt(eps) the problem allows there.
-    found = np.zeros(N, bool)
-    for r in roots:
-        found[r[0]] = True
-    lost = np.flatnonzero(~found)
-    if lost.size:
-        roots.append((lost, np.full(lost.size, -1), cmax[lost]))
+    lost = np.setdiff1d(np.arange(a.shape[0]), np.concatenate([r0, rows]))
+    roots.append((lost, np.full(lost.size, -1), cmax[lost]))
     return roots
 
 
@@ -745,8 +865,11 @@ def _turning_point(lmu, a, j, lo, hi):
 
 
 def _refine_branch(lmu, a, lo, hi, j):
+    """The root of branch j's log-mass in each bracket [lo, hi] (safeguarded Newton); ``j`` int or (n,) ints."""
+    j = np.asarray(j)
+
     def fun(c, idx):
-        phi, t = _neg_branch_values(lmu[idx], a[idx], c, j)
+        phi, t = _neg_branch_values(lmu[idx], a[idx], c, j[idx] if j.ndim else j)
         # d phi/dc = sum_y p_y dl_y/dc with l = t - c and dt/dc = 1/(1 - e^t)
         z = lmu[idx] + t - c[:, None]
         p = np.exp(z - phi[:, None])
@@ -758,41 +881,108 @@ def _refine_branch(lmu, a, lo, hi, j):
     return safeguarded_newton(fun, lo, hi)
 
 
-def _solve_negative(mu, lmu, a, g0, beta):
-    r"""Global minimizer (and every local minimum) for negative-regime rows.
+def _score(mu, lmu, a, g0, beta, rows, branch, c):
+    r"""Polish candidates (row, branch, c) into ``(pi, eta, log_loss, is_min)``; memory-bounded blocks.
 
-    Returns ``(rows, branch, pi, eta, log_loss, is_min)`` per candidate; the loss
-    is kept as its logarithm, :math:`\log(\beta^2 \sum_y \mu_y (\eta u_y)^2)`, which
-    neither overflows nor underflows at any scale (candidates are compared by it).
+    The loss is kept as its logarithm, :math:`\log(\beta^2 \sum_y \mu_y (\eta u_y)^2)`,
+    which neither overflows nor underflows at any scale; ``is_min`` is the second-order
+    test (module docstring): :math:`S = \sum_y \mu_y u_y^2/(1 + \eta u_y) \le 0` with one
+    :math:`W_{-1}` arm, always for the principal point.
+    """
+    K = a.shape[1]
+    n = rows.size
+    pi, eta, log_loss, is_min = np.empty((n, K)), np.empty(n), np.empty(n), np.empty(n, bool)
+    for sl in _blocks(rows.size, K):
+        r, br = rows[sl], branch[sl]
+        eta0 = -np.exp(c[sl])
+        near = (br < 0) & (np.abs(g0[r]) < 1e-8)  # the boundary expansion beats a bracket resting on rounding
+        eta0[near] = _boundary_eta(lmu[r[near]], a[r[near]], g0[r[near]])
+        lower = np.arange(K)[None, :] == br[:, None]
+        s, eta[sl], _ = _polish(mu[r], lmu[r], a[r], eta0, lower)  # at a branch point F ~ sqrt(eps)
+        lm = lmu[r]
+        supp = np.isfinite(lm)
+        pi[sl] = _from_log_ratio(lm, s)
+        lw = np.log(-eta[sl])[:, None] + s  # log |eta u|
+        log_loss[sl] = 2.0 * np.log(beta[r]) + logsumexp(np.where(supp, lm + 2.0 * lw, -np.inf))
+        # Terms of S scaled by the largest mu u^2 (signs exact at any scale).
+        z2 = np.where(supp, lm + 2.0 * s, -np.inf)
+        scaled = np.exp(z2 - z2.max(-1, keepdims=True))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            terms = np.where(
+                lw > 700.0, -scaled * np.exp(-np.minimum(lw, 745.0)), scaled / (1.0 - np.exp(np.minimum(lw, 700.0)))
+            )
+            S = np.where(supp & np.isfinite(terms), terms, 0.0).sum(-1)
+        is_min[sl] = (br < 0) | (S <= 0)
+    return pi, eta, log_loss, is_min
+
+
+def _duplicate_arms(lmu, a):
+    """(N, K) bool: arm j repeats the (mu, a) of an earlier arm of its row (its branch mirrors that arm's)."""
+    order = np.lexsort((a, lmu), axis=-1)  # stable: within a run of equal (mu, a), arms in increasing index
+    ls, as_ = np.take_along_axis(lmu, order, -1), np.take_along_axis(a, order, -1)
+    repeat = np.zeros(a.shape, bool)
+    repeat[:, 1:] = (ls[:, 1:] == ls[:, :-1]) & (as_[:, 1:] == as_[:, :-1])
+    dup = np.zeros(a.shape, bool)
+    np.put_along_axis(dup, order, repeat, -1)
+    return dup
+
+
+def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
+    r"""Global minimizer (and, with ``exhaustive``, every stationary point) for negative-regime rows.
+
+    Returns ``(rows, branch, pi, eta, log_loss, is_min)`` per evaluated candidate (see
+    :func:`_score`), in the order of :func:`_neg_candidates` (principal first, then by
+    arm). The stationary points are the principal root and one or two roots per
+    bracket of :func:`_scan_brackets`; ``exhaustive`` evaluates them all (for
+    :func:`lambert_stationary_points`). Otherwise a branch-and-bound search: each
+    bracket carries a lower bound :math:`B` on the loss of every root in it
+    (:func:`_loss_bound`); the principal root is evaluated first, then per row the
+    brackets in increasing :math:`B`, 1, 2, 4, ... at a time, and a bracket is
+    dropped once :math:`\log B > \log L_{\rm best} + 10^{-9}\max(1, |\log L_{\rm best}|)`,
+    :math:`L_{\rm best}` the least loss evaluated so far in its row.
+
+    **Exact.** A dropped bracket's roots all have loss :math:`\ge B > L_{\rm best}`,
+    so none of them is (or ties with) the global minimizer; the tolerance exceeds
+    the rounding of :math:`B` and of the losses. Hence the minimizer (ties: first in
+    the order above) is the one the exhaustive search returns. One exception, by
+    design: an arm whose :math:`(\mu_j, a_j)` repeats an earlier arm's
+    (:func:`_duplicate_arms`) has the same branch up to swapping the two arms, so the
+    same losses; only the first arm of such a class is searched. Where such a class
+    holds the minimizer, the answer is its first arm, where the exhaustive search
+    picks whichever of the equal losses rounds lowest (an equally global minimizer). Typically the
+    smallest bound is the minimizer's and a handful of roots are evaluated, O(K)
+    time each; the scan itself is O(K) per grid point and O(K) memory. At worst
+    (all bounds below the minimum loss) every bracket is evaluated, as exhaustively.
     """
     N, K = a.shape
-    roots = _neg_candidates(lmu, a, g0)
-    rows = np.concatenate([r[0] for r in roots]) if roots else np.zeros(0, int)
-    if rows.size == 0 or np.unique(rows).size < N:  # pragma: no cover - guarded by theory
+    cmax = -1.0 - np.where(np.isfinite(lmu), a, -np.inf).max(-1)
+    r0, c0 = _principal_root(lmu, a, g0, cmax)
+    b0 = np.full(r0.size, -1)
+    found = [(r0, b0, np.zeros(r0.size, int), *_score(mu, lmu, a, g0, beta, r0, b0, c0))]  # key 0: first
+    best = np.full(N, np.inf)
+    np.fmin.at(best, r0, found[0][5])
+    br, width = _scan_brackets(lmu, a, cmax), 1
+    if not exhaustive:
+        br = br.take(~_duplicate_arms(lmu, a)[br.row, br.arm])
+    while br.row.size:
+        if not exhaustive:
+            tol = _PRUNE_TOL * np.maximum(1.0, np.abs(best[br.row]))  # logs of losses as large as ~1e300
+            br = br.take(br.bound + 2.0 * np.log(beta[br.row]) <= best[br.row] + tol)
+        rank = np.arange(br.row.size) - np.searchsorted(br.row, br.row)  # sorted by (row, bound)
+        take = np.ones(br.row.size, bool) if exhaustive else rank < width
+        rows, arms, c, key = _bracket_roots(lmu, a, br.take(take))
+        found.append((rows, arms, key, *_score(mu, lmu, a, g0, beta, rows, arms, c)))
+        np.fmin.at(best, rows, found[-1][5])
+        br, width = br.take(~take), 2 * width
+    lost = np.flatnonzero(~np.isin(np.arange(N), np.concatenate([f[0] for f in found])))
+    if lost.size:  # a root at the branch point itself, between the two tests by rounding (see _neg_candidates)
+        b0, last = np.full(lost.size, -1), np.full(lost.size, np.iinfo(int).max)
+        found.append((lost, b0, last, *_score(mu, lmu, a, g0, beta, lost, b0, cmax[lost])))
+    rows, branch, key, pi, eta, log_loss, is_min = (np.concatenate(v) for v in zip(*found, strict=True))
+    if np.unique(rows).size < N:  # pragma: no cover - guarded by theory
         raise RuntimeError("negative regime: a bandit without any stationary point (please report)")
-    branch = np.concatenate([r[1] for r in roots])
-    c = np.concatenate([r[2] for r in roots])
-    eta0 = -np.exp(c)
-    near = (branch < 0) & (np.abs(g0[rows]) < 1e-8)  # the boundary expansion beats a bracket resting on rounding
-    eta0[near] = _boundary_eta(lmu[rows[near]], a[rows[near]], g0[rows[near]])
-    lower = np.arange(K)[None, :] == branch[:, None]
-    s, eta, _ = _polish(mu[rows], lmu[rows], a[rows], eta0, lower)  # at a branch point F ~ sqrt(eps)
-    lm = lmu[rows]
-    supp = np.isfinite(lm)
-    pi = _from_log_ratio(lm, s)
-    lw = np.log(-eta)[:, None] + s  # log |eta u|
-    log_loss = 2.0 * np.log(beta[rows]) + logsumexp(np.where(supp, lm + 2.0 * lw, -np.inf))
-    # second-order test: S = sum mu u^2 / (1 + eta u) <= 0 with one W_{-1} arm; principal: always a min.
-    # Terms scaled by the largest mu u^2 (signs exact at any scale).
-    z2 = np.where(supp, lm + 2.0 * s, -np.inf)
-    scaled = np.exp(z2 - z2.max(-1, keepdims=True))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        terms = np.where(
-            lw > 700.0, -scaled * np.exp(-np.minimum(lw, 745.0)), scaled / (1.0 - np.exp(np.minimum(lw, 700.0)))
-        )
-        S = np.where(supp & np.isfinite(terms), terms, 0.0).sum(-1)
-    is_min = (branch < 0) | (S <= 0)
-    return rows, branch, pi, eta, log_loss, is_min
+    order = np.lexsort((key, rows))
+    return rows[order], branch[order], pi[order], eta[order], log_loss[order], is_min[order]
 
 
 def lambert_log_ratio(a, eta, branch: int = 0):
@@ -946,7 +1136,9 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     if neg.size:
         for i in neg:
             cands[i] = []
-        rows, branch, pi_c, eta_c, log_loss, is_min = _solve_negative(mu[neg], lmu[neg], a[neg], g0[neg], beta_b[neg])
+        rows, branch, pi_c, eta_c, log_loss, is_min = _solve_negative(
+            mu[neg], lmu[neg], a[neg], g0[neg], beta_b[neg], exhaustive=True
+        )
         is_min[_argmin_by_row(rows, log_loss, neg.size)] = True  # the global minimizer (its test can sit at 0/0)
         for r, b, p, e in zip(rows[is_min], branch[is_min], pi_c[is_min], eta_c[is_min]):
             cands[neg[r]].append((p, e, int(b)))
