@@ -16,7 +16,7 @@ reported as such. Defaults: K = 2,000 / 8,000 / 100,000 and L = 4,096 / 65,536;
 ``--huge`` adds K = 10^6 and L = 262,144; ``--smoke``: K = 500 and L = 1,024.
 
     python benchmarks/bench_lambert_negative.py [--arms 2000 8000 100000] [--leaves 4096 65536]
-        [--huge] [--smoke] [--timeout 300] [--seed 0]
+        [--huge] [--smoke] [--timeout 300] [--seed 0] [--json]
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ def main(argv=None):
     p.add_argument("--smoke", action="store_true", help="K = 500 and 1,024 leaves only")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per case")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object {cases: [...]} at the end instead of "
+                   "a line per case (what python -m benchmarks reads)")
     p.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
@@ -124,7 +126,10 @@ def main(argv=None):
     results = []
     for kind, size in cases:
         results.append(spawn(kind, size, args.seed, args.timeout))
-        print(json.dumps(results[-1]), flush=True)
+        if not args.json:
+            print(json.dumps(results[-1]), flush=True)
+    if args.json:
+        print(json.dumps({"cases": results}))
     return results
 
 

@@ -79,6 +79,18 @@ def lambert(d):
     return what, res
 
 
+def lambert_negative(d):
+    what = ("`theory.lambert_target` on ONE bandit of K arms in the negative regime (baseline V*_beta + 0.05), and "
+            "`sims.token_mdp.sequence_level_target` on L leaves (one such row), each in a fresh process: time and "
+            "peak resident memory (imports alone about 270 MiB)")
+    parts = []
+    for c in d["cases"]:
+        name = f"K = {c['size']:,}" if c["case"] == "bandit" else f"{c['size']:,} leaves"
+        parts.append(f"{name}: {_secs(c['seconds'])}, {c['peak_rss_mib']:,.0f} MiB" if c["status"] == "ok"
+                     else f"{name}: {c['status']}")
+    return what, "; ".join(parts)
+
+
 def zoo_solver(d):
     what = (f"each objective's target solver on {d['bandits']:,} bandits x {d['arms']} arms against integrating the "
             f"flow to the same answer (`theory.flow.logit_flow` on {d['flow_bandits']} bandits, scaled), and the "
@@ -186,6 +198,8 @@ def token_train(d):
 BENCHMARKS = {b.name: b for b in (
     Benchmark("lambert", "bench_lambert.py", ("--huge-row",), ("--n", "2000", "--n-ref", "50", "--rounds", "3"), True,
               lambert),
+    Benchmark("lambert_negative", "bench_lambert_negative.py", ("--huge", "--json"), ("--smoke", "--json"), False,
+              lambert_negative),
     Benchmark("zoo_solver", "bench_zoo_solver.py", ("--json",),
               ("--smoke", "--json", "--objectives", "topr", "opmd", "cispo"), True, zoo_solver),
     Benchmark("tpo", "bench_tpo.py", (), ("--smoke",), False, tpo),
