@@ -1,12 +1,14 @@
 """Figure 11: the lag study — learning curves, final pass@1, entropy and collapse against lag, and
 predicted pessimism against measured stability.
 
-Reads ``results/llm_lag/cells.csv`` and ``steps.csv.gz``, written by
+Reads ``results/llm_lag_v1/cells.csv`` and ``steps.csv.gz``, the complete study of the first protocol, written by
 
-    python -m sims.llm.lag_study --out-dir results/llm_lag
+    python -m sims.llm.lag_study --preset v1 --out-dir results/llm_lag_v1
+
+(the study of the current protocol, ``results/llm_lag``, is still growing; ``load(False, folder)`` draws it)
 
 (countdown, the character-level smoke model after its SFT warm start; each arm
-x lag x seed is one RL run of the ``lag`` preset; ``results/llm_lag/README.md``
+x lag x seed is one RL run of the ``lag_v1`` preset; ``results/llm_lag_v1/README.md``
 states the protocol). When the files are missing the study is run into that
 folder (under ``--smoke``, the smoke study into the results cache instead).
 Every band and error bar is a 95% bootstrap interval over seeds
@@ -37,7 +39,7 @@ from . import _style
 __all__ = ["load", "arms", "palette", "plot_curve", "plot_lag_metric", "plot_theory", "make"]
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "results" / "llm_lag"
+RESULTS = ROOT / "results" / "llm_lag_v1"  # complete; results/llm_lag (the current protocol) is still growing
 FIGSIZE = (7.0, 5.6)
 #: the parameters the panels share, filled into their docstrings (``_style.shared_doc``); ``params`` opens
 #: the Parameters section with ``cells``
@@ -50,7 +52,7 @@ _doc = _style.shared_doc(
 
 
 def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
-    """``(cells, steps)`` of a study folder (default ``results/llm_lag``), running the study when they are missing.
+    """``(cells, steps)`` of a study folder (default ``results/llm_lag_v1``), running the study when they are missing.
 
     Under ``smoke`` with no committed study, the smoke study runs into
     ``llm_lag_smoke/`` of the results cache (``sims.sweeps.result_path``), never
@@ -65,7 +67,7 @@ def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = Non
             if not (folder / "cells.csv").exists():
                 from sims.llm.lag_study import main
 
-                main(["--out-dir", str(folder), *(["--preset", "smoke", "--jobs", "1"] if smoke else [])])
+                main(["--out-dir", str(folder), *(["--preset", "smoke", "--jobs", "1"] if smoke else ["--preset", "v1"])])
     return read_cells(folder), read_steps(folder)
 
 

@@ -39,7 +39,37 @@ __all__ = [
     "trl_loss_types",
     "VERL_BUILTIN",
     "TRL_LOSS_TYPES",
+    "VERL_ESTIMATOR_ALIASES",
+    "VERL_ESTIMATOR_VERDICTS",
+    "TRL_IS_MODES",
 ]
+
+#: verl advantage estimators that are a zoo estimator (``theory.advantages``) under another name: the
+#: vectorized variants compute the same numbers (equal on groups of two or more), and the tool-integrated
+#: optimal-token baseline is the optimal-token baseline on contiguous response masks
+#: (``tests/test_zoo_verl_advantages.py`` checks each against verl).
+VERL_ESTIMATOR_ALIASES = MappingProxyType({
+    "rloo": "loo",
+    "rloo_vectorized": "loo",
+    "grpo_vectorized": "grpo",
+    "tir_optimal_token_baseline": "optimal_token_baseline",
+})
+
+#: verl advantage estimators the zoo does not model, and why (an explicit verdict instead of a target).
+VERL_ESTIMATOR_VERDICTS = MappingProxyType({
+    "gae": "GAE needs a learned critic (a value per token, trained alongside the policy); the toolkit's bandits "
+           "and token MDP have no critic, so it has no induced target here",
+})
+
+#: TRL's ``vllm_importance_sampling_mode`` values as the parameters of ``theory.losses.rollout_corrected_loss``
+#: (the weight between vLLM's sampler and the trainer; TRL computes it only when it samples with vLLM, so no
+#: ``TrlRecipe`` runs it here: ``tests/test_zoo_corrections.py`` checks the weights against TRL's formula).
+TRL_IS_MODES = MappingProxyType({
+    "token_truncate": MappingProxyType({"is_level": "token", "is_mode": "truncate"}),
+    "token_mask": MappingProxyType({"is_level": "token", "is_mode": "mask"}),
+    "sequence_truncate": MappingProxyType({"is_level": "sequence", "is_mode": "truncate"}),
+    "sequence_mask": MappingProxyType({"is_level": "sequence", "is_mode": "mask"}),
+})
 
 
 def fmt_value(v) -> str:

@@ -519,7 +519,7 @@ def _claims_header(cells: list[dict], study: LagStudy) -> list[str]:
         "",
         f"Collapse: an evaluation's pass@1 at least {study.collapse_drop:g} below the best before it (SFT start included).",
         "",
-        f"Compute: {len(cells)} cells, {sum(float(c['wall_s']) for c in cells) / 3600:.1f} h of cell wall time in all "
+        f"Compute: {len(cells)} of the grid's {len(study.arms) * len(study.lags) * len(study.seeds)} cells, {sum(float(c['wall_s']) for c in cells) / 3600:.1f} h of cell wall time in all "
         "(the sum of `wall_s`; the cells run two at a time, one thread each, so about half that on 2 cores).",
         "",
     ]
