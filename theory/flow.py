@@ -659,7 +659,8 @@ class _Integration:
     is then 0), or when the per-arm tolerances are stale.
     """
 
-    def __init__(self, system, out, solver_cls, grid, pi0, *, rtol, tol, plateau_tol, growth_tol):
+    def __init__(self, system, out, solver_cls, grid, pi0, *, rtol, tol, plateau_tol, growth_tol, max_steps=None):
+        self.max_steps, self.steps = max_steps, 0
         self.system, self.out = system, out
         self.solver_cls, self.grid, self.pi0 = solver_cls, grid, pi0
         self.rtol, self.tol, self.plateau_tol, self.growth_tol = rtol, tol, plateau_tol, growth_tol
@@ -725,6 +726,10 @@ class _Integration:
             solver = self.solver
             while solver.t < self.grid[self.k] and solver.status == "running":
                 msg = solver.step()
+                self.steps += 1
+                if self.max_steps is not None and self.steps > self.max_steps:
+                    out.message = f"step budget exhausted: {self.max_steps} solver steps by t = {solver.t:.6g}"
+                    return None
                 if solver.status == "failed":
                     out.message = f"solver failed at t = {solver.t:.6g}: {msg}"
                 elif self.check_underflow(solver.y, solver.t):
@@ -788,6 +793,7 @@ def logit_flow(
     growth_tol: float = GROWTH_TOL,
     rescale: bool = True,
     method: str = "BDF",
+    max_steps: int | None = None,
 ) -> FlowResult:
     r"""Integrate a softmax policy flow to its limit.
 
@@ -826,6 +832,12 @@ def logit_flow(
         Divide each bandit's vector field by a positive scale (see Notes).
     method : {"BDF", "Radau"}
         Stiff scipy integrator.
+    max_steps : int, optional
+        Budget of integrator steps in all (None: none). A field that jumps
+        (a clip or a mask switching on and off along the path) can make the
+        stiff integrator crawl; past the budget the integration stops as a
+        failure (``message`` says so; every bandit still moving is returned
+        not converged where it stood).
 
     Returns
     -------
@@ -946,7 +958,7 @@ def logit_flow(
     out = _FlowOutput(theta_start)
     integration = _Integration(
         system, out, solver_cls, _checkpoints(t_max), pi0,
-        rtol=rtol, tol=tol, plateau_tol=plateau_tol, growth_tol=growth_tol,
+        rtol=rtol, tol=tol, plateau_tol=plateau_tol, growth_tol=growth_tol, max_steps=max_steps,
     )
     integration.run(layout.state(theta_start).copy())
     out.note_underflow()

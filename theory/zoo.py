@@ -13,7 +13,12 @@ of ``theory.objectives``. The functions here are the pieces the specs point to:
 * closed-form targets (numpy, ``(..., K)``) and face points;
 * clip rules (which tokens a clip or mask removes: every trainer's clip fraction).
 
-Adding a built-in objective: its loss in ``theory.losses``, its spec here, its test.
+The zoo spans several modules, registered in this order by ``theory.objectives``: this one (the
+objectives the toolkit started with), ``theory.zoo_verl`` (verl's DPPO, GMPO, Clip-Cov and KL-Cov
+losses), ``theory.zoo_verl_adv`` (verl's own advantage estimators), ``theory.zoo_corrections`` (the
+trainers' off-policy corrections, TRL's VESPO and LUSPO) and ``theory.zoo_2026`` (M2PO's own code, KPop,
+UP-GRPO). Adding a built-in objective: its loss in ``theory.losses``, its spec in the module of its
+source, its test.
 """
 
 from __future__ import annotations

@@ -258,11 +258,16 @@ def _face_entry(obj, b: Bandit, adv, lo, hi, method: str, certify) -> dict:
     return e
 
 
+#: Integrator steps a numerical target's flow may take (``theory.flow.logit_flow``'s ``max_steps``): past
+#: them the entry says the integrator failed instead of the table taking minutes on one bandit.
+FLOW_STEP_BUDGET = 5_000
+
+
 def _flow_entry(obj, b: Bandit, adv) -> dict:
     from .flow import logit_flow
 
     mu_t = torch.as_tensor(b.mu, dtype=torch.float64)
-    fr = logit_flow(b.mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t))
+    fr = logit_flow(b.mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t), max_steps=FLOW_STEP_BUDGET)
     if fr.message != "ok":
         return {"method": "flow", "set_valued": False, "certified": False, "pi": None,
                 "note": f"not computed: the flow's integrator failed ({fr.message.split(':')[0]})",
