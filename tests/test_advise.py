@@ -407,3 +407,16 @@ def test_lag_bound_is_where_the_exact_delayed_iteration_turns_unstable(L):
     assert c.largest_stable_lr <= lr_star < c.smallest_unstable_lr
     assert _exact_gap_after(c.largest_stable_lr, L) < 1e-9 and _exact_gap_after(c.smallest_unstable_lr, L) == np.inf
     assert _exact_gap_after(0.97 * lr_star, L) < 2e-6 and _exact_gap_after(1.03 * lr_star, L) > 2e-5
+
+
+@pytest.mark.skipif(not HAS_VERL, reason="verl (and omegaconf) not installed")
+def test_verl_correction_without_a_recipe_is_refused_not_dropped():
+    """A rejection option no zoo recipe has is named, not silently read as the plain PPO it sits on."""
+    import sims.integrations.verl as V
+
+    lines = [*V.recipe("ppo").overrides(), "algorithm.rollout_correction.rollout_rs=token_k1",
+             "algorithm.rollout_correction.rollout_rs_threshold=0.5"]
+    with pytest.raises(UsageError, match=r"rollout_rs=token_k1.*ppo"):
+        A.read_verl(None, lines)
+    with pytest.raises(UsageError, match=r"^actor_rollout_ref\.actor\.clip_ratio_high=0\.3: the closest zoo objective.*clip_cov"):
+        A.read_verl(None, [*V.recipe("clip_cov").overrides(), "actor_rollout_ref.actor.clip_ratio_high=0.3"])

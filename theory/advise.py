@@ -839,6 +839,9 @@ def _verl_objective(get):
     ``zoo_<name>`` is the zoo's own loss (:func:`_verl_zoo_loss`); verl's built-in loss modes are read by
     the functions of :data:`_VERL_MODES`.
     """
+    mode, adv = get(A_ + "policy_loss.loss_mode"), get(ALG + "adv_estimator")
+    if _needs_recipe_match(get, mode, adv):
+        return _verl_recipe_match(get, mode, adv)
     s = _VerlSettings.read(get)
     if isinstance(s.mode, str) and s.mode.startswith("zoo_"):
         return _verl_zoo_loss(s)
@@ -847,6 +850,78 @@ def _verl_objective(get):
         raise UsageError(f"{A_}policy_loss.loss_mode={s.mode}: not mapped to a zoo objective; the advisor accepts "
                          f"{', '.join(_VERL_LOSS_MODES)} and zoo_<name> (sims.integrations.verl)")
     return reader(s)
+
+
+#: verl settings that only the recipe match reads (the hand-written readers above do not): rejection sampling,
+#: bypass mode, sequence-level or two-sided (``"lo_hi"``) rollout importance weights.
+_RECIPE_ONLY_KEYS = (ALG + "rollout_correction.rollout_rs",)
+
+
+def _needs_recipe_match(get, mode, adv) -> bool:
+    """Whether the settings name a loss mode, estimator or correction that only a spec's recipe maps."""
+    if isinstance(mode, str) and mode.startswith("zoo_"):
+        return False  # the zoo's own losses: read by _verl_zoo_loss (bypass mode is how they run)
+    if isinstance(mode, str) and mode in _VERL_MODES and (adv == "grpo" or adv in _VERL_ADV):
+        is_level = get(ALG + "rollout_correction.rollout_is")
+        threshold = get(ALG + "rollout_correction.rollout_is_threshold")
+        bypass = get(ALG + "rollout_correction.bypass_mode")
+        return (any(get(k) is not None for k in _RECIPE_ONLY_KEYS) or is_level == "sequence"
+                or (isinstance(threshold, str) and "_" in threshold) or bypass in (True, "true", "True"))
+    return True
+
+
+def _same_setting(have, want: str) -> bool:
+    """A verl setting as read equals a recipe's Hydra value (numbers by value, the rest as Hydra writes them)."""
+    if have is None:
+        return want == "null"
+    try:
+        return math.isclose(float(have), float(want), rel_tol=1e-12) or (math.isinf(float(have)) and float(have) == float(want))
+    except (TypeError, ValueError):
+        return str(have).lower() == want.lower()
+
+
+def _verl_recipe_match(get, mode, adv):
+    """(zoo name, its parameters, notes): the built-in objective whose verl recipe these settings are.
+
+    Every setting of the objective's recipe (``theory.recipes.verl_recipe``) must hold; the objective is then
+    read at its published parameters. UsageError naming the closest recipe's first differing setting otherwise.
+    """
+    from .objectives import builtin_objectives
+
+    candidates, matches = [], []
+    for name in builtin_objectives():
+        recipe = objective_spec(name).verl
+        if recipe is None or recipe.loss_mode != mode or recipe.adv_estimator != adv:
+            continue
+        lines = [line.split("=", 1) for line in recipe.overrides()]
+        diff = [(k, v, get(k)) for k, v in lines if not _same_setting(get(k), v)]
+        if diff:
+            candidates.append((len(diff), name, diff[0]))
+        else:
+            matches.append((-len(lines), name))  # the most specific recipe that holds
+    if matches:
+        name = min(matches)[1]
+        keys = {line.split("=", 1)[0] for line in objective_spec(name).verl.overrides()}
+        for key in (ALG + "rollout_correction.rollout_rs", ALG + "rollout_correction.rollout_is"):
+            if get(key) is not None and key not in keys:
+                raise UsageError(f"{key}={get(key)}: the zoo objective these settings otherwise are ({name}) has no such "
+                                 "correction; the advisor accepts the corrections of the zoo_corrections recipes")
+        return name, dict(make_objective(name).params), [f"read as the zoo's {name} at its published settings "
+                                                         "(its verl recipe)"]
+    recipe_advs = {objective_spec(n).verl.adv_estimator for n in builtin_objectives() if objective_spec(n).verl}
+    if adv not in recipe_advs and adv not in _VERL_ADV:
+        from .recipes import VERL_ESTIMATOR_VERDICTS
+
+        why = VERL_ESTIMATOR_VERDICTS.get(adv, "an estimator the zoo does not have")
+        raise UsageError(f"{ALG}adv_estimator={adv}: not mapped to a zoo advantage ({why}); the advisor accepts grpo "
+                         f"(with {ALG}norm_adv_by_std_in_grpo), {', '.join(sorted(recipe_advs | set(_VERL_ADV)))}")
+    if not candidates:
+        raise UsageError(f"{A_}policy_loss.loss_mode={mode} with {ALG}adv_estimator={adv}: not mapped to a zoo "
+                         f"objective; the advisor accepts {', '.join(_VERL_LOSS_MODES)}, zoo_<name> and the recipes of "
+                         "sims.integrations.verl.recipe(name)")
+    _, name, (key, want, have) = min(candidates)
+    raise UsageError(f"{key}={have}: the closest zoo objective for loss_mode={mode}, adv_estimator={adv} is {name}, "
+                     f"whose recipe sets {want}; the advisor reads these objectives at their published settings")
 
 
 def _verl_zoo_loss(s: _VerlSettings):
@@ -1251,7 +1326,6 @@ def _trl_objective(get, eps, eh):
         ("top_entropy_quantile", lambda v: v is None or float(v) >= 1.0, "1.0"),
         ("entropy_coef", lambda v: v is None or float(v) == 0.0, "0"),
         ("use_adaptive_entropy", lambda v: not v, "false"),
-        ("off_policy_mask_threshold", lambda v: v is None, "null"),
     ):
         v = get(key)
         if not ok(v):
@@ -1277,6 +1351,24 @@ def _trl_objective(get, eps, eh):
             raise UsageError(f"scale_rewards={scale} with loss_type {lt}: the zoo's {what} uses the grpo advantage; the "
                              "advisor accepts scale_rewards=group")
 
+    opsm = get("off_policy_mask_threshold")
+    if opsm is not None:
+        if lt != "grpo" or level not in ("token", None):
+            raise UsageError(f"off_policy_mask_threshold={opsm!r} with loss_type {lt} (importance_sampling_level "
+                             f"{level}): the zoo's grpo_opsm is the mask on loss_type grpo at token level; the advisor "
+                             "accepts that, or null")
+        plain("grpo with the off-policy mask (grpo_opsm)")
+        return "grpo_opsm", {"eps_low": eps, "eps_high": eh, "opsm_delta": _as_float_key("off_policy_mask_threshold", opsm),
+                             "eps": 1e-4}
+    if lt == "vespo":
+        plain("VESPO")
+        return "vespo", {k: _as_float_key(f"vespo_{k}", get(f"vespo_{k}"))
+                         for k in ("k_pos", "lambda_pos", "k_neg", "lambda_neg")} | {"eps": 1e-4}
+    if lt == "luspo":
+        plain("LUSPO")
+        if level != "sequence":
+            raise UsageError(f"importance_sampling_level={level!r} with loss_type luspo: TRL requires sequence")
+        return "luspo", {"eps_low": eps, "eps_high": eh, "eps": 1e-4}
     if lt in ("grpo", "dapo", "bnpo", "dr_grpo"):
         if level == "sequence":
             plain("GSPO")
@@ -1307,7 +1399,7 @@ def _trl_objective(get, eps, eh):
         return "sapo", {"tau_pos": _as_float_key("sapo_temperature_pos", get("sapo_temperature_pos")),
                         "tau_neg": _as_float_key("sapo_temperature_neg", get("sapo_temperature_neg")), "eps": 1e-4}
     raise UsageError(f"loss_type={lt!r}: not mapped to a zoo objective (the advisor accepts grpo, dapo, bnpo, dr_grpo, "
-                     "cispo, sapo; luspo and vespo have no zoo counterpart)")
+                     "cispo, sapo, luspo and vespo)")
 
 
 # ----------------------------------------------------------------------------- one class
