@@ -269,9 +269,7 @@ def _flow_entry(obj, b: Bandit, adv) -> dict:
     mu_t = torch.as_tensor(b.mu, dtype=torch.float64)
     fr = logit_flow(b.mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t), max_steps=FLOW_STEP_BUDGET)
     if fr.message != "ok":
-        return {"method": "flow", "set_valued": False, "certified": False, "pi": None,
-                "note": f"not computed: the flow's integrator failed ({fr.message.split(':')[0]})",
-                "reward": None, "entropy": None, "kl": None}
+        return _euler_entry(obj, b, f"the flow's integrator failed ({fr.message.split(':')[0]})")
     conv = bool(np.all(fr.converged))
     note = ""
     if not conv:
@@ -284,6 +282,17 @@ def _flow_entry(obj, b: Bandit, adv) -> dict:
             pass
     e = {"method": "flow", "set_valued": False, "certified": conv, "note": note, "pi": fr.pi}
     e.update(_point_measures(fr.pi, b.mu, b.r))
+    return e
+
+
+def _euler_entry(obj, b: Bandit, why: str) -> dict:
+    """Explicit Euler's point (``induced_target(method='euler')``, its certificate) where the stiff flow failed."""
+    it = obj.induced_target(b.mu[None], b.r[None], method="euler")
+    pi, ok = it.pi[0], bool(it.converged[0]) and bool(np.isfinite(it.pi[0]).all())
+    note = f"{why}; explicit Euler's point" + ("" if ok else ", not certified (it stopped on a clip or mask plateau, "
+                                                            "or did not stop)")
+    e = {"method": "Euler", "set_valued": False, "certified": ok, "note": note, "pi": pi}
+    e.update(_point_measures(pi, b.mu, b.r))
     return e
 
 
