@@ -210,7 +210,26 @@ def compute_token_levels(thresholds, *, preset: str = "seq_tis", V: int = 3, T_l
     return dict(out, thresholds=c, reward_mu=gap.reward_mu, entropy_mu=gap.entropy_mu, preset=preset, V=V, T=T_len)
 
 
-@_style.panel_doc
+def _marked_line(ax, c, y, ok, color, *, ls="-", label=None, ms=4.0):
+    """A line through ``(c, y)``: filled markers where ``ok`` (certified), hollow ones elsewhere."""
+    ax.plot(c, y, ls, color=color, lw=1.2, label=label)
+    ax.plot(c[ok], y[ok], "o", color=color, ms=ms)
+    ax.plot(c[~ok], y[~ok], "o", mfc="white", mec=color, mew=1.0, ms=ms)
+
+
+def _threshold_axis(ax, label: str):
+    """Log x axis of the threshold C from 1.1 to 10, labelled ``label``."""
+    ax.set_xscale("log")
+    ax.set_xticks([1.1, 2, 5, 10], ["1.1", "2", "5", "10"])
+    ax.set_xlabel(label)
+
+
+_doc = _style.shared_doc(ylabel="""ylabel : str, optional
+    Label of the y axis.""", legend="""legend : bool
+    Whether to add a legend of the series.""")
+
+
+@_doc
 def plot_threshold_sweep(data: dict, key: str, *, ylabel: str | None = None, references=(), colors=None,
                          legend: bool = True, ax=None):
     """Draw one measure of each family's induced target against the threshold C (log axis).
@@ -221,30 +240,22 @@ def plot_threshold_sweep(data: dict, key: str, *, ylabel: str | None = None, ref
         The output of :func:`compute_targets`.
     key : str
         ``reward`` or ``entropy``: the (F, N) array of ``data`` to draw.
-    ylabel : str, optional
-        Label of the y axis.
+    {ylabel}
     references : sequence of (value, label, linestyle)
         Horizontal reference lines (the behaviour policy, the nominal target).
     colors : sequence, optional
         One colour per family.
-    legend : bool
-        Whether to add a legend of the families.
+    {legend}
     {ax}
     """
     ax = _style.panel_axes(ax)
     colors = _FAMILY_COLORS if colors is None else colors
     c = data["thresholds"]
     for i, label in enumerate(data["families"]):
-        y, ok = data[key][i], data["certified"][i]
-        col = colors[i % len(colors)]
-        ax.plot(c, y, "-", color=col, lw=1.2, label=label)
-        ax.plot(c[ok], y[ok], "o", color=col, ms=4)
-        ax.plot(c[~ok], y[~ok], "o", mfc="white", mec=col, mew=1.0, ms=4)
+        _marked_line(ax, c, data[key][i], data["certified"][i], colors[i % len(colors)], label=label)
     for value, label, ls in references:
         ax.axhline(value, color="0.3", lw=0.9, ls=ls, label=label)
-    ax.set_xscale("log")
-    ax.set_xticks([1.1, 2, 5, 10], ["1.1", "2", "5", "10"])
-    ax.set_xlabel(r"threshold $C$ ($u = \pi/\mu$)")
+    _threshold_axis(ax, r"threshold $C$ ($u = \pi/\mu$)")
     if ylabel is not None:
         ax.set_ylabel(ylabel)
     if legend:
@@ -252,7 +263,7 @@ def plot_threshold_sweep(data: dict, key: str, *, ylabel: str | None = None, ref
     return ax
 
 
-@_style.panel_doc
+@_doc
 def plot_lag_ends(data: dict, key: str, *, ylabel: str | None = None, colors=None, logy: bool = False,
                   legend: bool = True, ax=None):
     """Draw one end-of-training measure against lag: a dot per seed, and the mean with 2 s.e. over seeds.
@@ -263,14 +274,12 @@ def plot_lag_ends(data: dict, key: str, *, ylabel: str | None = None, colors=Non
         The output of :func:`compute_lag`.
     key : str
         ``reward``, ``kl_mu_pi`` or ``kl_init``: the (O, L, S) array of ``data``.
-    ylabel : str, optional
-        Label of the y axis.
+    {ylabel}
     colors : sequence, optional
         One colour per objective; by default a family's colour of :data:`FAMILIES` for its preset.
     logy : bool
         Symlog y axis (linear below 1e-3, from 0), for KLs spanning decades.
-    legend : bool
-        Whether to add a legend of the objectives.
+    {legend}
     {ax}
     """
     ax = _style.panel_axes(ax)
@@ -316,14 +325,10 @@ def plot_token_levels(data: dict, *, color=None, ax=None):
     c, ok = data["thresholds"], data["certified"]
     for what, col in (("reward", _FAMILY_COLORS[0] if color is None else color), ("entropy", "0.45")):
         for level, ls, name in (("seq", "-", "sequence"), ("tok", "--", "token")):
-            y = data[f"{what}_{level}"]
-            ax.plot(c, y, ls, color=col, lw=1.2, label=f"{name}: {'$E[r]$' if what == 'reward' else '$H$ [nats]'}")
-            ax.plot(c[ok], y[ok], "o", color=col, ms=3.5)
-            ax.plot(c[~ok], y[~ok], "o", mfc="white", mec=col, ms=3.5)
+            unit = "$E[r]$" if what == "reward" else "$H$ [nats]"
+            _marked_line(ax, c, data[f"{what}_{level}"], ok, col, ls=ls, label=f"{name}: {unit}", ms=3.5)
     ax.axhline(data["reward_mu"], color="0.3", lw=0.9, ls=":")
-    ax.set_xscale("log")
-    ax.set_xticks([1.1, 2, 5, 10], ["1.1", "2", "5", "10"])
-    ax.set_xlabel(r"threshold $C$ (on $u_{\rm seq}$ or $u_t$)")
+    _threshold_axis(ax, r"threshold $C$ (on $u_{\rm seq}$ or $u_t$)")
     ax.set_ylabel("reward, entropy of the target")
     ax.legend(fontsize=6.5, frameon=False, loc="upper right")
     return ax
