@@ -29,4 +29,5 @@ FIGURES = [
     "fig09_llm_confirmation",
     "fig10_llm_probe",
     "fig11_llm_lag",
+    "fig12_corrections",
 ]

@@ -59,6 +59,11 @@ def _data(name):
     if name == "fig11_llm_lag":
         cells, steps = m.load(True, m.RESULTS)
         return {"cells": cells, "steps": steps}
+    if name == "fig12_corrections":  # two thresholds of a certified and an uncertified family; 2 x 2 short lag runs
+        cfg = m.BanditSimConfig.smoke(steps=5, num_seeds=3, track_target=False)
+        return {"targets": m.compute_targets([2.0, 5.0], families=dict(list(m.FAMILIES.items())[::2])),
+                "lag": m.compute_lag(cfg, objectives=("seq_tis", "geo_rs"), lags=(0, 4)),
+                "tokens": m.compute_token_levels([2.0, 5.0], V=2, T_len=2)}
     raise KeyError(name)
 
 
@@ -112,6 +117,11 @@ CASES = {
         "plot_curve": lambda d: ((d["cells"], d["steps"], 0), {}),
         "plot_lag_metric": lambda d: ((d["cells"], "pass1_final", "final pass@1", "final pass@1"), {"start_line": True}),
         "plot_theory": lambda d: ((d["cells"],), {}),
+    },
+    "fig12_corrections": {
+        "plot_threshold_sweep": lambda d: ((d["targets"], "reward"), {"references": ((1.0, "greedy", "--"),)}),
+        "plot_lag_ends": lambda d: ((d["lag"], "kl_mu_pi"), {"logy": True}),
+        "plot_token_levels": lambda d: ((d["tokens"],), {}),
     },
 }
 PANELS = [(mod, fn) for mod, fns in CASES.items() for fn in fns]
