@@ -32,6 +32,7 @@ from theory.zoo_corrections import SPECS as CORRECTION_SPECS  # noqa: E402  (tes
 from sims.integrations.diagnostics import offpolicy_readings, predicts_eta, reading_names, temperature  # noqa: E402
 from sims.integrations.eta import fitted_eta, group_regime, lambert_eta  # noqa: E402
 from theory.objectives import builtin_objectives, make_objective, objective_spec  # noqa: E402
+from _zoo_checks import assert_close, value_and_grad  # noqa: E402
 
 TOL = 1e-6
 
@@ -64,17 +65,6 @@ def make_batch(seed, B=8, T=12, spread=0.6, dtype=torch.float64):
     adv = adv_seq[:, None] * mask
     w = 2 * torch.rand(B, T, generator=g, dtype=dtype) * mask
     return dict(lp=lp.requires_grad_(), old=old, mu=mu, adv=adv, adv_seq=adv_seq, mask=mask, w=w)
-
-
-def value_and_grad(loss, lp):
-    (g,) = torch.autograd.grad(loss, lp)
-    return loss.detach(), g
-
-
-def assert_close(a, b, what):
-    (va, ga), (vb, gb) = a, b
-    dv, dg = (va - vb).abs().max().item(), (ga - gb).abs().max().item()
-    assert dv <= TOL and dg <= TOL, f"{what}: |value diff| = {dv:.2e}, |grad diff| = {dg:.2e}"
 
 
 # ---------------------------------------------------------------------------

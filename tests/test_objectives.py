@@ -16,37 +16,9 @@ from theory.lambert import lambert_stationary_points, lambert_target, regime_of
 from theory.losses import AGGREGATIONS, aggregate, kl_estimate
 from theory.measures import kl
 from theory.objectives import OBJECTIVES, make_objective
+from _zoo_checks import autograd_weight, random_bandit
 
 RNG = np.random.default_rng(20261125)
-
-
-def _bandit(K=5, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.dirichlet(np.ones(K)), rng.uniform(size=K)
-
-
-def _autograd_weight(obj, mu, adv, u):
-    """-d/ds of the mu-weighted per-sample loss, divided by mu: the weight autograd implies."""
-    mu_t = torch.tensor(mu)
-    logmu = torch.log(mu_t)[:, None]
-    logp = (logmu + torch.log(torch.tensor(u))[:, None]).clone().requires_grad_(True)
-    sig = torch.tensor(adv)
-    if obj.spec.signal == "awr":
-        sig = torch.exp(sig / obj.params["beta"])
-    elif obj.spec.signal == "tpo":
-        z = sig / obj.params["beta"]
-        w = torch.exp(z - z.max())
-        sig = w / (mu_t * w).sum()
-    kw = {}
-    if "prox" in obj.needs:
-        kw["logp_prox"] = logp.detach()
-    if "ref" in obj.needs:
-        kw["logp_ref"] = logmu
-    loss = obj.loss(logp, logmu, sig, None, **kw)
-    if loss.ndim == 2:
-        loss = loss[:, 0]
-    (g,) = torch.autograd.grad((mu_t * loss).sum(), logp)
-    return -(g[:, 0] / mu_t).numpy()
 
 
 @pytest.mark.parametrize("name", OBJECTIVES)
@@ -55,22 +27,22 @@ def test_declared_weight_equals_autograd(name):
     if obj.couples_batch and name != "m2po":  # a batch share's limit: tests/test_zoo_verl_losses.py, N mu batches
         pytest.skip("the population weight of a batch selection (clip_cov, kl_cov) is its large-batch limit")
     for seed in range(3):
-        mu, r = _bandit(6, seed)
+        mu, r = random_bandit(6, seed)
         if name in ("m2po", "m2po_clip"):  # a plain mean over samples: equal to the mu-weighted one at uniform mu
             mu = np.full(6, 1 / 6)
         adv = obj.population_advantage(mu, r)
         u = np.exp(np.random.default_rng(seed).normal(scale=0.4, size=6))
-        h_auto = _autograd_weight(obj, mu, adv, u)
+        h_auto = autograd_weight(obj, mu, adv, u)
         h_decl = obj.weight(u, adv, torch.tensor(mu)).numpy()
         np.testing.assert_allclose(h_auto, h_decl, rtol=1e-10, atol=1e-14)
 
 
 def test_grpo_kl_weight_equals_autograd():
     obj = make_objective("grpo", kl_beta=0.04)
-    mu, r = _bandit(5, 3)
+    mu, r = random_bandit(5, 3)
     adv = obj.population_advantage(mu, r)
     u = np.exp(np.random.default_rng(1).normal(scale=0.3, size=5))
-    np.testing.assert_allclose(_autograd_weight(obj, mu, adv, u), obj.weight(u, adv).numpy(), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(autograd_weight(obj, mu, adv, u), obj.weight(u, adv).numpy(), rtol=1e-10, atol=1e-14)
 
 
 CLOSED = [n for n in OBJECTIVES if make_objective(n).target_kind in ("lambert", "gibbs", "linear")]
@@ -144,7 +116,7 @@ def test_reinforce_threshold_hand_example():
 
 def test_k1_target_is_linear_tilt_when_all_positive():
     obj = make_objective("reinforce_k1", beta=0.5)
-    mu, r = _bandit(5, 2)
+    mu, r = random_bandit(5, 2)
     adv = obj.population_advantage(mu, r)
     assert (adv + 0.5 > 0).all()
     expect = mu * (adv + 0.5) / (mu * (adv + 0.5)).sum()
@@ -153,7 +125,7 @@ def test_k1_target_is_linear_tilt_when_all_positive():
 
 def test_ppo_flow_point_lies_on_the_lp_face():
     obj = make_objective("ppo")
-    mu, r = _bandit(5, 1)
+    mu, r = random_bandit(5, 1)
     it = obj.induced_target(mu, r)
     assert it.method == "euler" and it.converged
     adv = obj.population_advantage(mu, r)
@@ -166,7 +138,7 @@ def test_ppo_flow_point_lies_on_the_lp_face():
 
 
 def test_pg_and_topr_targets():
-    mu, r = _bandit(5, 4)
+    mu, r = random_bandit(5, 4)
     pi = make_objective("pg").induced_target(mu, r).pi
     assert pi[np.argmax(r)] == 1.0
     obj = make_objective("topr")
@@ -364,7 +336,7 @@ def test_bad_shapes_and_groups():
 
 def test_stationarity_residual_detects_a_non_fixed_point():
     obj = make_objective("opmd")
-    mu, r = _bandit(4, 5)
+    mu, r = random_bandit(4, 5)
     adv = obj.population_advantage(mu, r)
     w = lambda u, a: obj.weight(u, a)  # noqa: E731
     assert stationarity_residual(w, mu, adv, mu) > 1e-3
@@ -407,5 +379,5 @@ def test_cispo_scalerl_is_cispo_with_the_one_sided_cap_of_5():
     u = torch.exp(logp - logp_mu)
     clipped = obj.clipped(logp, logp_mu, adv, None)
     assert torch.equal(clipped, u > 5.0)  # only the upper end clips
-    mu, r = _bandit(6, 1)
+    mu, r = random_bandit(6, 1)
     np.testing.assert_array_equal(obj.induced_target(mu, r).pi, ref.induced_target(mu, r).pi)

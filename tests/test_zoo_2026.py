@@ -12,35 +12,21 @@ from theory import losses as L
 from theory.flow import logit_flow
 from theory.induced import solve_kkt, stationarity_residual
 from theory.objectives import make_objective, objective_spec
+from _zoo_checks import autograd_weight, random_bandit
 
 NEW = ("m2po_clip", "kpop", "up_grpo")
-
-
-def _bandit(K, seed):
-    rng = np.random.default_rng(seed)
-    return rng.dirichlet(np.ones(K)), rng.uniform(size=K)
-
-
-def _autograd_weight(obj, mu, adv, u):
-    """-d/d log pi of the mu-weighted loss of K one-token samples (log mu = log of the arm's mu), over mu."""
-    mu_t = torch.tensor(mu)
-    logmu = torch.log(mu_t)[:, None]
-    logp = (logmu + torch.log(torch.tensor(u))[:, None]).clone().requires_grad_(True)
-    loss = obj.loss(logp, logmu, torch.tensor(adv), None)
-    (g,) = torch.autograd.grad((mu_t * loss[:, 0]).sum(), logp)
-    return -(g[:, 0] / mu_t).numpy()
 
 
 @pytest.mark.parametrize("name", NEW)
 def test_weight_equals_autograd(name):
     obj = make_objective(name)
     for seed in range(5):
-        mu, r = _bandit(6, seed)
+        mu, r = random_bandit(6, seed)
         if name == "m2po_clip":  # the batch's budget is a plain mean over samples: the mu-weighted one at uniform mu
             mu = np.full(6, 1 / 6)
         adv = obj.population_advantage(mu, r)
         u = np.exp(np.random.default_rng(seed).normal(scale=0.5, size=6))
-        np.testing.assert_allclose(obj.weight(u, adv, torch.tensor(mu)).numpy(), _autograd_weight(obj, mu, adv, u),
+        np.testing.assert_allclose(obj.weight(u, adv, torch.tensor(mu)).numpy(), autograd_weight(obj, mu, adv, u),
                                    rtol=1e-10, atol=1e-14)
 
 

@@ -24,6 +24,7 @@ import torch
 from theory import losses as L
 from theory.induced import euler_flow, population_surrogate, ppo_clip_target_set
 from theory.objectives import make_objective
+from _zoo_checks import assert_close, value_and_grad
 
 TOL = 1e-6
 NAMES = ("dppo_tv", "dppo_kl", "gmpo", "clip_cov", "kl_cov")
@@ -55,17 +56,6 @@ def make_batch(seed, B=8, T=12, spread=0.6, dtype=torch.float64):
     old = (lp + spread * torch.randn(B, T, generator=g, dtype=dtype)).clamp(max=-1e-3)
     adv = torch.randn(B, generator=g, dtype=dtype)[:, None] * mask
     return dict(lp=lp.requires_grad_(), old=old, adv=adv, mask=mask)
-
-
-def value_and_grad(loss, lp):
-    (g,) = torch.autograd.grad(loss, lp)
-    return loss.detach(), g
-
-
-def assert_close(a, b, what):
-    (va, ga), (vb, gb) = a, b
-    dv, dg = (va - vb).abs().max().item(), (ga - gb).abs().max().item()
-    assert dv <= TOL and dg <= TOL, f"{what}: |value diff| = {dv:.2e}, |grad diff| = {dg:.2e}"
 
 
 # ---------------------------------------------------------------------------
