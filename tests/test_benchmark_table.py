@@ -63,12 +63,19 @@ def test_rows_say_what_was_skipped_failed_or_not_run(table):
 def test_lambert_row_by_hand(table):
     from benchmarks.rows import lambert
 
-    d = dict(n=100_000, n_ref=2_000, arms=16, beta=0.5, rounds=5, speedup_per_bandit=108.7,
-             speedup_range=[99.6, 115.6], vectorized_us_per_bandit=1.234, reference_us_per_bandit=134.1,
+    def spread(med, lo, hi):
+        return {"median": med, "min": lo, "max": hi, "rounds": [lo, med, hi]}
+
+    s = dict(n=100_000, n_ref=2_000, arms=16, beta=0.5, vectorized_us_per_bandit=spread(1.234, 1.1, 1.5),
+             speedup_wall=spread(108.7, 99.6, 115.6), speedup_cpu=spread(120.2, 110.0, 130.4),
              max_abs_diff_pi=2e-16, max_abs_diff_eta=1e-16)
+    d = {"speedup": s, "k_sweep": {"16": {"ns_per_element": spread(70.0, 60, 80), "ratio_to_K16": 1.0},
+                                   "256": {"ns_per_element": spread(77.0, 70, 90), "ratio_to_K16": 1.1}}}
     what, res = lambert(d)
-    assert "100,000 bandits x 16 arms" in what and "2,000 of them" in what and "5 alternated rounds" in what
-    assert res == "109x (100x-116x) faster (1.23 against 134 us per bandit); agreement 2e-16"
+    assert "100,000 bandits x 16 arms" in what and "2,000 of them" in what and "3 alternated rounds" in what
+    assert res == ("109x (100x-116x) faster in wall time, 120x (110x-130x) in CPU time (1.23 us per bandit); "
+                   "agreement 2e-16; cost per element at the same element count (ratio to K=16): K=16: 70 ns (1.00), "
+                   "K=256: 77 ns (1.10)")
 
 
 def test_quick_run_of_one_benchmark_merges_and_renders(table, tmp_path, readme_copy, capsys):

@@ -26,7 +26,7 @@ def test_sft_help_shows_field_docstrings(capsys):
     "main, wants",
     [
         (rl.main, ["--objective", "(default: 'opmd'; choices: pg, ppo", "--device", "(default: 'cpu')", "--overwrite",
-                   "--resume", "choices: default, lag, smoke", "A stopping rule"]),
+                   "--resume", "choices: default, lag, lag_v1, smoke", "A stopping rule"]),
         (sft_main, ["--task", "choices: basic_arithmetic, chain_sum", "--model", "(default: 'default'", "--overwrite",
                     "--resume cannot change it", "chain_sum: easy, hard, medium, tiny"]),
         (probe.main, ["--objectives", "(default: ('opmd_above'", "--overwrite", "--progress", "(default: 400)",

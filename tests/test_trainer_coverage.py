@@ -28,7 +28,7 @@ def test_every_verl_policy_loss_is_a_zoo_objective():
 
 def test_every_verl_advantage_estimator_is_mapped():
     core_algos = pytest.importorskip("verl.trainer.ppo.core_algos")
-    shipped = set(core_algos.ADV_ESTIMATOR_REGISTRY)
+    shipped = {n for n in core_algos.ADV_ESTIMATOR_REGISTRY if not n.startswith("zoo_")}  # zoo_*: the zoo's own
     as_spec = {s.verl.adv_estimator for s in _verl_specs()}
     missing = shipped - as_spec - set(VERL_ESTIMATOR_ALIASES) - set(VERL_ESTIMATOR_VERDICTS)
     assert missing == set(), f"verl advantage estimators the zoo does not map: {sorted(missing)}"

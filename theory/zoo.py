@@ -33,7 +33,17 @@ from . import losses as L
 from .objectives import ObjectiveSpec, register_objective
 from .recipes import VERL_MEAN_ADVANTAGE, TrlRecipe, VerlRecipe
 
-__all__ = ["BUILTIN_SPECS", "TRANSITION_RTOL"]
+__all__ = [
+    "BUILTIN_SPECS",
+    "TRANSITION_RTOL",
+    "VERL_PPO",
+    "argmax_set",
+    "clip_range",
+    "greedy_fill",
+    "h_ppo",
+    "h_reinforce",
+    "ppo_spec",
+]
 
 
 
@@ -46,7 +56,7 @@ def _h_pg(u, a, p, mu=None):
     return u * a
 
 
-def _h_ppo(u, a, p, mu=None):
+def h_ppo(u, a, p, mu=None):
     lo, hi = 1.0 - p["eps_low"], 1.0 + (p.get("eps_high") or p["eps_low"])
     active = torch.where(a >= 0, u < hi, u > lo)
     h = torch.where(active, u * a, torch.zeros_like(u))
@@ -89,7 +99,7 @@ def _h_m2po(u, a, p, mu):
     return keep * u * a
 
 
-def _h_reinforce(u, a, p, mu=None):
+def h_reinforce(u, a, p, mu=None):
     return a.expand_as(u)
 
 
@@ -145,7 +155,7 @@ def _t_gibbs(mu, adv, p):
 TRANSITION_RTOL = 64 * np.finfo(np.float64).eps
 
 
-def _argmax_set(mu, m):
+def argmax_set(mu, m):
     """Support arms at the maximum of ``m``, ties taken to 1e-12 (relative): bool (..., K)."""
     m = np.where(mu > 0, m, -np.inf)
     best = m.max(-1, keepdims=True)
@@ -161,7 +171,7 @@ def _t_vertex(mu, adv, p):
     point of which is stationary, is left for its most probable vertex.) Exact
     ties in ``mu`` too split the mass equally.
     """
-    top = _argmax_set(mu, adv)
+    top = argmax_set(mu, adv)
     w = np.where(top, mu, -1.0)
     top = w == w.max(-1, keepdims=True)
     return top / top.sum(-1, keepdims=True)
@@ -206,7 +216,7 @@ def _linear_threshold(mu, a_eff):
     s = w.sum(-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         pi = w / s
-    top = _argmax_set(mu, m)
+    top = argmax_set(mu, m)
     # s == 0 (kappa below the rounding of the sort's c) is the kappa -> 0+ limit: the tied maxima share
     pi = np.where(s > 0, pi, top / top.sum(-1, keepdims=True))
     on_top = np.where(top, mu, 0.0)
@@ -214,7 +224,7 @@ def _linear_threshold(mu, a_eff):
     return np.where((total > 0) | at_zero, pi, np.nan)
 
 
-def _greedy_fill(mu, adv, cap):
+def greedy_fill(mu, adv, cap):
     r"""The flow's point on the tied best arms' face for :math:`h = \min(u, C)A` (:math:`C` = ``cap``).
 
     Below the clip the tied best arms :math:`T` (advantage :math:`a`) move at
@@ -231,7 +241,7 @@ def _greedy_fill(mu, adv, cap):
     Ties below the best level are not covered (NaN: not certified).
     """
     mu = np.asarray(mu, dtype=np.float64)
-    top = _argmax_set(mu, adv)
+    top = argmax_set(mu, adv)
     cap_mass = np.where(top, cap * mu, 0.0)
     out = np.full(mu.shape, np.nan)
     M, C = mu.reshape(-1, mu.shape[-1]), cap_mass.reshape(-1, mu.shape[-1])
@@ -252,11 +262,11 @@ def _greedy_fill(mu, adv, cap):
 def _t_fill_cispo(mu, adv, p):
     if p.get("eps_low") is not None:  # a lower clip gives the weight a floor at u -> 0: not this rule
         return None
-    return _greedy_fill(mu, adv, 1.0 + p["eps_high"])
+    return greedy_fill(mu, adv, 1.0 + p["eps_high"])
 
 
 def _t_fill_tis(mu, adv, p):
-    return _t_vertex(mu, adv, p) if p.get("is_cap") is None else _greedy_fill(mu, adv, p["is_cap"])
+    return _t_vertex(mu, adv, p) if p.get("is_cap") is None else greedy_fill(mu, adv, p["is_cap"])
 
 
 def _t_reinforce(mu, adv, p):
@@ -311,7 +321,7 @@ def _induced_soft_value(p) -> str:
 # ---------------------------------------------------------------------------
 
 
-def _clip_range(s, a, m, p):
+def clip_range(s, a, m, p):
     """Tokens whose ratio lies outside [1 - eps_low, 1 + eps_high] (no lower end when eps_low is None)."""
     hi = p.get("eps_high") or p.get("eps_low")
     u = s.exp()
@@ -338,16 +348,16 @@ def _minus_beta(p):
 
 # verl settings shared by the recipes: PPO's clip at 0.2 without dual clip; token-level rollout importance
 # sampling (the truncated-IS family); verl's grpo estimator without the std is theory.recipes.VERL_MEAN_ADVANTAGE
-_VERL_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=math.inf, loss_agg_mode="token-mean")
+VERL_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=math.inf, loss_agg_mode="token-mean")
 _VERL_IS = {"rollout_correction.rollout_is": "token", "rollout_correction.bypass_mode": False}
 
 _LP = ("LP on the simplex: set-valued on the clip plateaus; reported: the set (per-arm ranges) and the point of its "
        "optimal face reached by explicit Euler with decaying steps (a point of the face, not the exact flow's limit)")
 
-def _ppo_spec(name, **fields):
+def ppo_spec(name, **fields):
     """A PPO-clip objective (optional dual clip and k3 penalty): its target is the clip LP's optimal face."""
-    return ObjectiveSpec(name=name, loss=L.ppo_clip_kl_loss, family="ratio", weight=_h_ppo, target_kind="lp",
-                         clip=_clip_range, nominal="greedy within a trust region", induced=_LP, **fields)
+    return ObjectiveSpec(name=name, loss=L.ppo_clip_kl_loss, family="ratio", weight=h_ppo, target_kind="lp",
+                         clip=clip_range, nominal="greedy within a trust region", induced=_LP, **fields)
 
 
 def _kl_spec(name, **fields):
@@ -376,7 +386,7 @@ _CISPO = ObjectiveSpec(
     weight=_h_cispo,
     face_point=_t_fill_cispo,
     target_kind='kkt',
-    clip=_clip_range,
+    clip=clip_range,
     equation='-sg(clip(u, 1-e_l, 1+e_h)) A log pi',
     nominal='greedy (clipped IS policy gradient)',
     induced=(
@@ -410,57 +420,57 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         ),
         source='Williams 1992; exact importance ratio pi/mu',
     ),
-    _ppo_spec(
+    ppo_spec(
         name='ppo',
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='token-mean',
         equation='max(-uA, -clip(u, 1-e_l, 1+e_h) A); dual clip: min(., -cA) for A<0',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO)),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO)),
         trl=TrlRecipe({"loss_type": "bnpo", "epsilon": 0.2, "epsilon_high": 0.2}, {"eps": 1e-4}),
         source="Schulman et al. 2017 (PPO); Ye et al. 2020 (dual clip); verl 'vanilla'",
     ),
-    _ppo_spec(
+    ppo_spec(
         name='ppo_dual_clip',
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=3.0, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='token-mean',
         equation='PPO-clip, then min(loss, -cA) for A<0 (c = 3)',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, clip_ratio_c=3.0)),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO, clip_ratio_c=3.0)),
         source="Ye et al. 2020; verl 'vanilla' with clip_ratio_c = 3",
     ),
-    _ppo_spec(
+    ppo_spec(
         name='grpo',
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='seq-mean-token-mean',
         equation='PPO-clip on (r - mean)/(std + eps); optional k3 KL to a reference (kl_beta)',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, loss_agg_mode="seq-mean-token-mean")),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO, loss_agg_mode="seq-mean-token-mean")),
         trl=TrlRecipe({"loss_type": "grpo", "epsilon": 0.2, "epsilon_high": 0.2}, {"eps": 1e-4}),
         source="Shao et al. 2024 (DeepSeekMath); verl 'grpo' advantage",
     ),
-    _ppo_spec(
+    ppo_spec(
         name='dr_grpo',
         advantage='mean',
         params=dict(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_beta=0.0, norm_constant=None),
         aggregation='seq-mean-token-sum-norm',
         equation='PPO-clip on r - mean; token sum / constant',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, loss_agg_mode="seq-mean-token-sum-norm"),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO, loss_agg_mode="seq-mean-token-sum-norm"),
                         dict(VERL_MEAN_ADVANTAGE)),
         trl=TrlRecipe({"loss_type": "dr_grpo", "epsilon": 0.2, "epsilon_high": 0.2, "scale_rewards": "none"}),
         source='Liu et al. 2025 (Dr. GRPO)',
     ),
-    _ppo_spec(
+    ppo_spec(
         name='dapo',
         advantage='grpo',
         params=dict(eps_low=0.2, eps_high=0.28, dual_clip=None, kl_beta=0.0, eps=1e-06),
         advantage_params=('eps',),
         aggregation='token-mean',
         equation='PPO-clip with clip-higher (0.2, 0.28), token-mean',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO, clip_ratio_high=0.28)),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO, clip_ratio_high=0.28)),
         trl=TrlRecipe({"loss_type": "dapo", "epsilon": 0.2, "epsilon_high": 0.28}, {"eps": 1e-4}),
         source='Yu et al. 2025 (DAPO)',
     ),
@@ -472,10 +482,10 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=('eps',),
         aggregation='seq-mean-token-mean',
         family='ratio',
-        weight=_h_ppo,
+        weight=h_ppo,
         target_kind='lp',
         sequence_ratio=True,
-        clip=_clip_range,
+        clip=clip_range,
         equation='PPO-clip on the length-normalized sequence ratio exp(mean_t s_t)',
         nominal='greedy within a sequence trust region',
         induced=_LP,
@@ -510,7 +520,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         face_point=_t_fill_tis,
         target_kind='kkt',
         needs=('prox',),
-        clip=_clip_range,
+        clip=clip_range,
         equation='min(pi_prox/mu, C) * PPO-clip(pi/pi_prox)',
         nominal='greedy within a trust region',
         induced=(
@@ -518,7 +528,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
             'kappa; tied arms at A = kappa: a face (reported as a set), the flow fills them to u = C in '
             'decreasing mu'
         ),
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO),
                         dict(_VERL_IS, **{"rollout_correction.rollout_is_threshold": 2.0})),
         source='Yao et al. 2025 (truncated importance sampling); verl rollout correction',
     ),
@@ -535,11 +545,11 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         face_point=_t_fill_tis,
         target_kind='vertex',
         needs=('prox',),
-        clip=_clip_range,
+        clip=clip_range,
         equation='(pi_prox/mu) * PPO-clip(pi/pi_prox)',
         nominal='greedy within a trust region',
         induced='with pi_prox = pi: weight u A, vertex at argmax A',
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO),
                          dict(_VERL_IS, **{"rollout_correction.rollout_is_threshold": math.inf})),
         source='Fu et al. 2025 (AReaL decoupled PPO)',
     ),
@@ -607,7 +617,7 @@ BUILTIN_SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=('offset',),
         aggregation='token-mean',
         family='ratio-free',
-        weight=_h_reinforce,
+        weight=h_reinforce,
         closed_form=_t_reinforce,
         target_kind='linear',
         equation='-(r - V) log pi, V = mean - offset',

@@ -57,14 +57,13 @@ over each sequence's tokens (LUSPO's length scaling is exactly that aggregation)
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 from . import losses as L
 from .objectives import ObjectiveSpec, Param, register_objective
 from .recipes import TrlRecipe, VerlRecipe
-from .zoo import _clip_range, _greedy_fill, _h_ppo
+from .zoo import VERL_PPO, clip_range, greedy_fill, h_ppo
 
 __all__ = ["SPECS"]
 
@@ -105,13 +104,13 @@ def _h_corrected(u, a, p, mu=None):
     if p["opsm_delta"] is not None:
         keep = keep * ((a >= 0) | (-torch.log(u) <= p["opsm_delta"])).to(u.dtype)
     if p["bypass"] and p["surrogate"] == "ppo_clip":
-        return keep * _h_ppo(u, a, p)
+        return keep * h_ppo(u, a, p)
     return keep * w * a
 
 
 def _t_fill(mu, adv, p):
     """The flow's point on tied best arms for h = min(u, C) A (C = is_high), as for TIS."""
-    return _greedy_fill(mu, adv, p["is_high"])
+    return greedy_fill(mu, adv, p["is_high"])
 
 
 def _correction_spec(name, *, bypass, preset, **fields):
@@ -121,7 +120,6 @@ def _correction_spec(name, *, bypass, preset, **fields):
                          family="ratio", weight=_h_corrected, needs=() if bypass else ("prox",), **fields)
 
 
-_VERL_PPO = dict(clip_ratio_low=0.2, clip_ratio_high=0.2, clip_ratio_c=math.inf, loss_agg_mode="token-mean")
 _RC = "rollout_correction."
 _BYPASS_OTHER = {"actor_rollout_ref.rollout.calculate_log_probs": True}
 _NUMERICAL = ("numerical (explicit Euler on the flow): the mask freezes arms where u leaves its window; "
@@ -136,7 +134,7 @@ SPECS = (
         aggregation="token-mean", target_kind="kkt", face_point=_t_fill,
         equation="min(prod_t pi_prox/mu, C) * PPO-clip(pi/pi_prox), C = 2",
         nominal="greedy within a trust region (sequence-corrected)", induced=_TIS_TARGET,
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO),
                         {_RC + "rollout_is": "sequence", _RC + "rollout_is_threshold": 2.0, _RC + "bypass_mode": False}),
         source=f"verl rollout_correction decoupled_seq_is (rollout_corr_helper.py); {_PAPER}; TRL "
                "vllm_importance_sampling_mode='sequence_truncate' (vLLM only)",
@@ -146,7 +144,7 @@ SPECS = (
         aggregation="token-mean", target_kind="numerical",
         equation="pi_prox/mu * 1[0.5 <= pi_prox/mu <= 5] * PPO-clip(pi/pi_prox) (token)",
         nominal="greedy within a trust region", induced=_NUMERICAL,
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO),
                         {_RC + "rollout_is": "token", _RC + "rollout_is_threshold": "0.5_5.0",
                          _RC + "bypass_mode": False}),
         source="IcePop (Ling team 2025); verl rollout_correction decoupled_token_icepop; TRL "
@@ -167,7 +165,7 @@ SPECS = (
         aggregation="token-mean", target_kind="numerical",
         equation="1[0.999 <= exp(mean_t log(mu/pi_prox)) <= 1.001] * PPO-clip(pi/pi_prox)",
         nominal="greedy within a trust region", induced=_NUMERICAL,
-        verl=VerlRecipe("vanilla", "grpo", dict(_VERL_PPO),
+        verl=VerlRecipe("vanilla", "grpo", dict(VERL_PPO),
                         {_RC + "rollout_rs": "seq_mean_k1", _RC + "rollout_rs_threshold": "0.999_1.001",
                          _RC + "bypass_mode": False}),
         source=f"verl rollout_correction decoupled_geo_rs (geometric-mean rejection sampling); {_PAPER}",
@@ -184,17 +182,17 @@ SPECS = (
     ),
     _correction_spec(
         "bypass_ppo_k3_rs", bypass=True, preset=dict(rs="seq_mean_k3", rs_high=0.01),
-        aggregation="token-mean", target_kind="numerical", clip=_clip_range,
+        aggregation="token-mean", target_kind="numerical", clip=clip_range,
         equation="1[mean_t k3(log pi/mu) <= 0.01] * PPO-clip(pi/mu)",
         nominal="greedy within a trust region", induced=_NUMERICAL,
-        verl=VerlRecipe("bypass_mode", "grpo", dict(_VERL_PPO),
+        verl=VerlRecipe("bypass_mode", "grpo", dict(VERL_PPO),
                         {_RC + "bypass_mode": True, _RC + "loss_type": "ppo_clip", _RC + "rollout_rs": "seq_mean_k3",
                          _RC + "rollout_rs_threshold": 0.01}, dict(_BYPASS_OTHER)),
         source=f"verl rollout_correction bypass_ppo_clip_k3_rs; {_PAPER}",
     ),
     _correction_spec(
         "grpo_opsm", bypass=True, preset=dict(opsm_delta=0.5),
-        aggregation="seq-mean-token-mean", target_kind="numerical", clip=_clip_range,
+        aggregation="seq-mean-token-mean", target_kind="numerical", clip=clip_range,
         equation="1[A >= 0 or mean_t log(mu/pi) <= delta] * PPO-clip(pi/mu), delta = 0.5",
         nominal="greedy within a trust region", induced=_NUMERICAL,
         trl=TrlRecipe({"loss_type": "grpo", "epsilon": 0.2, "epsilon_high": 0.2, "off_policy_mask_threshold": 0.5},
@@ -215,8 +213,8 @@ SPECS = (
     ObjectiveSpec(
         name="luspo", loss=L.gspo_loss, advantage="grpo",
         params=dict(eps_low=0.0003, eps_high=0.0004, eps=1e-6), advantage_params=("eps",),
-        aggregation="seq-mean-token-sum", family="ratio", weight=_h_ppo, target_kind="lp", sequence_ratio=True,
-        clip=_clip_range,
+        aggregation="seq-mean-token-sum", family="ratio", weight=h_ppo, target_kind="lp", sequence_ratio=True,
+        clip=clip_range,
         equation="|y| x GSPO's clipped surrogate on exp(mean_t s_t): GSPO summed, not averaged, over tokens",
         nominal="greedy within a sequence trust region",
         induced=("LP on the simplex (one-token arms: PPO-clip's): set-valued on the clip plateaus; reported: "

@@ -47,7 +47,7 @@ import torch
 from . import losses as L
 from .objectives import ObjectiveSpec, Param, register_objective
 from .recipes import VerlRecipe
-from .zoo import _clip_range, _h_ppo
+from .zoo import clip_range, h_ppo
 
 __all__ = ["SPECS"]
 
@@ -82,7 +82,7 @@ def _ratio_range(p) -> dict:
 
 
 def _h_geo_mean(u, a, p, mu=None):
-    return _h_ppo(u, a, _ratio_range(p))
+    return h_ppo(u, a, _ratio_range(p))
 
 
 def _population_cov(u, a, mu):
@@ -103,7 +103,7 @@ def _h_clip_cov(u, a, p, mu):
     cand = sup & ~by_clip & (cov > p["cov_low"]) & (cov < p["cov_high"])
     mass = torch.where(cand, m, torch.zeros_like(m)).sum(-1, keepdim=True)
     share = (p["cov_ratio"] / mass.clamp_min(1e-300)).clamp(max=1.0)
-    return _h_ppo(u, a, clip) * (1.0 - torch.where(cand, share, torch.zeros_like(u)))
+    return h_ppo(u, a, clip) * (1.0 - torch.where(cand, share, torch.zeros_like(u)))
 
 
 def _h_kl_cov(u, a, p, mu):
@@ -201,7 +201,7 @@ SPECS: tuple[ObjectiveSpec, ...] = (
         weight_needs_mu=True,
         target_kind="numerical",
         couples_batch=True,
-        clip=_clip_range,
+        clip=clip_range,
         equation="PPO-clip, the loss of max(1, rN) random tokens with covariance in (lb, ub) detached",
         nominal="greedy within a trust region (entropy kept by detaching high-covariance tokens)",
         induced=("numerical (explicit Euler on the flow), not certified: PPO's weight times 1 - min(1, r/mu(C)) on the "

@@ -41,7 +41,7 @@ import numpy as np
 from .objectives import ObjectiveSpec, Param, register_objective
 from .recipes import VerlRecipe
 from . import losses as L
-from .zoo import _VERL_PPO, _argmax_set, _h_reinforce, _ppo_spec
+from .zoo import VERL_PPO, argmax_set, h_reinforce, ppo_spec
 
 __all__ = ["SPECS"]
 
@@ -51,9 +51,9 @@ _CORE = "verl 0.9.1 verl/trainer/ppo/core_algos.py"
 
 def _verl_ppo(name, advantage, params=(), adv_params=(), algorithm=None, actor=None, induced="", **fields):
     """verl's estimator ``advantage`` under verl's default policy loss, the vanilla PPO clip (0.2, token-mean)."""
-    spec = _ppo_spec(name, advantage=advantage, params=dict(_PPO_PARAMS, **dict(params)),
+    spec = ppo_spec(name, advantage=advantage, params=dict(_PPO_PARAMS, **dict(params)),
                      advantage_params=tuple(adv_params), aggregation="token-mean",
-                     verl=VerlRecipe("vanilla", advantage, dict(_VERL_PPO, **(actor or {})), dict(algorithm or {})),
+                     verl=VerlRecipe("vanilla", advantage, dict(VERL_PPO, **(actor or {})), dict(algorithm or {})),
                      **fields)
     return dataclasses.replace(spec, induced=f"{spec.induced}; {induced}")
 
@@ -67,7 +67,7 @@ def _t_centred_vertex(mu, adv, p):
     share is :math:`\mu` restricted to them (``theory.zoo._linear_threshold`` at the
     transition, taken here without testing :math:`E_\mu[A] = 0` against rounding).
     """
-    top = _argmax_set(mu, mu * adv)
+    top = argmax_set(mu, mu * adv)
     on_top = np.where(top, mu, 0.0)
     return on_top / on_top.sum(-1, keepdims=True)
 
@@ -130,7 +130,7 @@ SPECS: tuple[ObjectiveSpec, ...] = (
         advantage_params=("f_norm",),
         aggregation="token-mean",
         family="ratio-free",
-        weight=_h_reinforce,
+        weight=h_reinforce,
         closed_form=_t_centred_vertex,
         target_kind="vertex",
         equation="-A log pi, A = alpha (r - mean r)/f_norm, alpha = N/#{r != 0} over the batch",
