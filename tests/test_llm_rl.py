@@ -292,3 +292,22 @@ def test_confirm_report_pairs_the_differences_by_seed():
     assert line == "| `opmd` → `shifted_regression` | +1 ± 0.058 (z = +17.3) |  |"
     assert "| `opmd` → `shifted_regression` | +1 ± 8.1 (z = +0.1) |" in unpaired
     assert "paired by seed" in paired
+
+
+def test_cosine_learning_rate_schedule_and_its_checks():
+    """lr_at: constant without min_lr; with it, cosine from lr to min_lr over decay_steps, then min_lr."""
+    import math as _m
+
+    from sims.llm.rl import RLConfig, lr_at
+
+    const = RLConfig(lr=3e-4)
+    assert [lr_at(s, const) for s in (0, 10, 10_000)] == [3e-4] * 3
+    cos = RLConfig(lr=3e-4, min_lr=3e-5, decay_steps=240)
+    assert lr_at(0, cos) == pytest.approx(3e-4, rel=1e-15)
+    assert lr_at(120, cos) == pytest.approx((3e-4 + 3e-5) / 2, rel=1e-12)
+    assert lr_at(60, cos) == pytest.approx(3e-5 + 0.5 * (3e-4 - 3e-5) * (1 + _m.cos(_m.pi / 4)), rel=1e-12)
+    assert lr_at(240, cos) == lr_at(1000, cos) == pytest.approx(3e-5, rel=1e-15)
+    with pytest.raises(ValueError, match="min_lr: must lie in"):
+        RLConfig(lr=1e-4, min_lr=1e-3, decay_steps=10)
+    with pytest.raises(ValueError, match="decay_steps: the cosine decay"):
+        RLConfig(lr=1e-4, min_lr=1e-5)
