@@ -366,3 +366,41 @@ def test_batch_shape_is_preserved():
         assert getattr(res, name).shape == (2, 3)
     ref = mu * np.exp(adv)
     np.testing.assert_allclose(res.pi.reshape(6, 3), ref / ref.sum(-1, keepdims=True), rtol=0, atol=1e-9)
+
+
+def _faulty_bdf(fail_from: int, fail_to: float):
+    """A BDF whose steps ``fail_from <= n < fail_to`` (counted over every instance) compute ``inf - inf`` in its
+    difference table, as scipy's BDF can after a diverged Newton step."""
+    from scipy.integrate import BDF
+
+    calls = [0]
+
+    class Faulty(BDF):
+        def _step_impl(self):
+            calls[0] += 1
+            if fail_from <= calls[0] < fail_to:
+                np.float64(np.inf) - np.float64(np.inf)  # a RuntimeWarning, or FloatingPointError under errstate
+            return super()._step_impl()
+
+    return Faulty
+
+
+def test_a_step_with_a_non_finite_solver_state_is_retried(monkeypatch):
+    import theory.flow as flow
+
+    mu, adv = _bandits(7, 6, 3)
+    monkeypatch.setattr(flow, "BDF", _faulty_bdf(40, 42))  # two failures in a row: retried from the last good step
+    res = logit_flow(mu, adv, weight=lambda u, a: torch.exp(a))
+    assert res.converged.all() and res.message == "ok"
+    ref = mu * np.exp(adv)
+    np.testing.assert_allclose(res.pi, ref / ref.sum(-1, keepdims=True), rtol=0, atol=1e-9)
+
+
+def test_a_step_that_keeps_failing_is_reported_not_converged(monkeypatch):
+    import theory.flow as flow
+
+    mu, adv = _bandits(7, 6, 3)
+    monkeypatch.setattr(flow, "BDF", _faulty_bdf(40, np.inf))
+    res = logit_flow(mu, adv, weight=lambda u, a: torch.exp(a))
+    assert not res.converged.any()
+    assert "non-finite solver state" in res.message and np.isfinite(res.pi).all()

@@ -205,6 +205,13 @@ class MinimizeResult:
     theta: np.ndarray
 
 
+#: Fresh-solver retries of one step whose solver state went non-finite (see ``_Integration._step``).
+STEP_RETRIES = 3
+
+#: Returned by ``_Integration._step`` when every retry failed.
+_RETRIES_EXHAUSTED = object()
+
+
 class _FlowIntegrationError(RuntimeError):
     """The vector field could not be evaluated (non-finite values)."""
 
@@ -725,7 +732,15 @@ class _Integration:
                 )
             solver = self.solver
             while solver.t < self.grid[self.k] and solver.status == "running":
-                msg = solver.step()
+                msg = self._step()
+                solver = self.solver  # a fresh solver after a retried step
+                if msg is _RETRIES_EXHAUSTED:
+                    out.message = (
+                        f"solver failed at t = {solver.t:.6g}: non-finite solver state in "
+                        f"{STEP_RETRIES} restarts from the last accepted step"
+                    )
+                    solver.status = "failed"
+                    break
                 self.steps += 1
                 if self.max_steps is not None and self.steps > self.max_steps:
                     out.message = f"step budget exhausted: {self.max_steps} solver steps by t = {solver.t:.6g}"
@@ -746,6 +761,28 @@ class _Integration:
             self.record(system.active, self.solver.y, self.solver.t)
             return None
         return restart
+
+    def _step(self):
+        """One solver step, with floating-point errors raised instead of warned.
+
+        scipy's BDF can produce an overflow or ``inf - inf`` in its own
+        difference table (a Newton step that diverged) even where the field is
+        finite; the step is then retried with a fresh solver started at the
+        last accepted point (first order, its own initial step), at most
+        ``STEP_RETRIES`` times in a row. Returns the solver's message, or
+        ``_RETRIES_EXHAUSTED``.
+        """
+        for _ in range(STEP_RETRIES + 1):
+            t, y = self.solver.t, self.solver.y.copy()
+            try:
+                with np.errstate(over="raise", invalid="raise", divide="raise"):
+                    return self.solver.step()
+            except FloatingPointError:
+                self.t0, self.y = t, y
+                self.solver = self.solver_cls(
+                    self.system.fun, t, y, self.grid[-1], rtol=self.rtol, atol=self.atol_now, jac=self.system.jac
+                )
+        return _RETRIES_EXHAUSTED
 
     def _take_checkpoints(self) -> bool:
         """Test every checkpoint the solver has passed; freeze the bandits converged there (True if any)."""
