@@ -492,8 +492,13 @@ class _BanditRun:
     def loss(self, t, p, b: _Batch):
         """Sum over seeds and contexts of the objective's aggregate (population: the mu-weighted sum)."""
         obj = self.obj
-        logp = b.logp(torch.log_softmax(self.policy.logits(p), -1))
-        loss = obj.loss(logp, b.logp_mu, b.signal, None, **loss_kwargs(obj, logp, b.logp_mu))
+        log_pi = torch.log_softmax(self.policy.logits(p), -1)
+        logp = b.logp(log_pi)
+        expected = None
+        if "expected" in obj.needs:  # E_{v~mu} log pi(v) of each context, at each of its samples
+            expected = (torch.as_tensor(b.mu_np, dtype=log_pi.dtype) * log_pi).sum(-1)[..., None, None]
+            expected = expected.expand_as(logp)
+        loss = obj.loss(logp, b.logp_mu, b.signal, None, **loss_kwargs(obj, logp, b.logp_mu, expected))
         if self.cfg.population:
             per_arm = loss.reshape(self.S, self.B, self.K)
             return self.agg_scale * (b.w_mu * per_arm).sum()

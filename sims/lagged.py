@@ -175,13 +175,18 @@ def run_lagged(sim: LaggedSimulator, param, optimizer, *, lag, steps, inner_step
 # ----------------------------------------------------------------------------- shared pieces of a step
 
 
-def loss_kwargs(obj, logp, logp_mu):
-    """``logp_ref`` (the behaviour) and ``logp_prox`` (the current policy, detached), as the loss needs them."""
+def loss_kwargs(obj, logp, logp_mu, logp_expected=None):
+    """``logp_ref`` (the behaviour), ``logp_prox`` (the current policy, detached) and ``logp_expected``
+    (:math:`E_{v\\sim\\mu}\\log\\pi(v)` at each sample's position, computed by the simulator), as the loss needs them."""
     kw = {}
     if "ref" in obj.needs:
         kw["logp_ref"] = logp_mu
     if "prox" in obj.needs:
         kw["logp_prox"] = logp.detach()
+    if "expected" in obj.needs:
+        if logp_expected is None:
+            raise ValueError(f"objective {obj.name!r} needs logp_expected, which this loss call does not provide")
+        kw["logp_expected"] = logp_expected
     return kw
 
 

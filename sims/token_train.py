@@ -368,6 +368,9 @@ class TokenSimConfig:
         V, T = self._check_tree()
         params, obj = checked_objective(self.objective, self.obj_params)  # raises for bad parameters
         object.__setattr__(self, "obj_params", params)
+        if "expected" in obj.needs and self.level != "token":
+            raise ValueError(f"level: objective {obj.name!r} subtracts the sampler-expected score at every "
+                             f"position; set level='token' (got {self.level!r})")
         if self.level not in LEVELS:
             raise ValueError(f"unknown level {self.level!r}; valid levels: {', '.join(LEVELS)}")
         if obj.sequence_ratio and self.level == "sequence":
@@ -595,11 +598,13 @@ def _aggregate_weight(obj: Objective, level: str, T: int) -> float:
     return float(obj.aggregate(torch.ones(shape, dtype=_DTYPE))) / T_eff
 
 
-def _objective_loss(obj, level, lp_tok, lp_mu_tok, signal):
+def _objective_loss(obj, level, lp_tok, lp_mu_tok, signal, expected_tok=None):
     """The zoo loss on a batch, as elements (S, n, T_eff); see the module docstring for the levels.
 
     ``lp_tok``, ``lp_mu_tok``: token log-probabilities (S, n, T) under pi (with
-    gradient) and mu; ``signal``: (S, n), one value per completion.
+    gradient) and mu; ``signal``: (S, n), one value per completion;
+    ``expected_tok``: (S, n, T) :math:`E_{v\\sim\\mu(\\cdot\\mid s_t)}\\log\\pi(v\\mid s_t)`
+    where the objective needs it (level ``token`` only).
     """
     if level == "sequence":
         lp = lp_tok.sum(-1, keepdim=True)  # (S, n, 1): log pi(y)
@@ -607,7 +612,8 @@ def _objective_loss(obj, level, lp_tok, lp_mu_tok, signal):
         loss = obj.loss(lp, lp_mu, signal, None, **loss_kwargs(obj, lp, lp_mu))
         return loss if obj.level == "token" else loss.unsqueeze(-1)  # (S, n, 1)
     if obj.level == "token":
-        return obj.loss(lp_tok, lp_mu_tok, signal, None, **loss_kwargs(obj, lp_tok, lp_mu_tok))  # (S, n, T)
+        kw = loss_kwargs(obj, lp_tok, lp_mu_tok, expected_tok)
+        return obj.loss(lp_tok, lp_mu_tok, signal, None, **kw)  # (S, n, T)
     # a sequence-level objective on every token as a one-token sequence: (S, n, T, 1) -> (S, n, T)
     lp, lp_mu = lp_tok.unsqueeze(-1), lp_mu_tok.unsqueeze(-1)
     adv = signal.unsqueeze(-1).expand(lp_tok.shape)
@@ -823,7 +829,11 @@ class _TokenRun:
                 f"lower lr (now {self.cfg.lr}) or use optimizer='adam'"
             )
         lp_tok = _gather_tokens(lsm.reshape(self.S, self.N * self.cfg.V), b.idx)
-        loss = _objective_loss(self.obj, self.cfg.level, lp_tok, b.lp_mu_tok, b.signal)  # (S, n, T_eff)
+        expected = None
+        if "expected" in self.obj.needs:  # E_{v~mu(.|s)} log pi(v|s) at each token's state s (level 'token')
+            per_state = (torch.softmax(b.logits_mu, -1) * lsm).sum(-1)  # (S, N)
+            expected = per_state.gather(1, (b.idx // self.cfg.V).reshape(self.S, -1)).reshape(b.idx.shape)
+        loss = _objective_loss(self.obj, self.cfg.level, lp_tok, b.lp_mu_tok, b.signal, expected)  # (S, n, T_eff)
         return (b.w * loss).sum()
 
     def on_grad(self, t, i, grad):

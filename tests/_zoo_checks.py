@@ -32,6 +32,8 @@ def autograd_weight(obj, mu, adv, u):
         kw["logp_prox"] = logp.detach()
     if "ref" in obj.needs:
         kw["logp_ref"] = logmu
+    if "expected" in obj.needs:  # E_{v~mu} log pi(v), the same at every sample (one position), with its gradient
+        kw["logp_expected"] = (mu_t[:, None] * logp).sum(0, keepdim=True).expand_as(logp)
     loss = obj.loss(logp, logmu, sig, None, **kw)
     if loss.ndim == 2:
         loss = loss[:, 0]

@@ -14,7 +14,7 @@ from theory.induced import solve_kkt, stationarity_residual
 from theory.objectives import make_objective, objective_spec
 from _zoo_checks import autograd_weight, random_bandit
 
-NEW = ("m2po_clip", "kpop", "up_grpo")
+NEW = ("m2po_clip", "kpop", "up_grpo", "score_centering")
 
 
 @pytest.mark.parametrize("name", NEW)
@@ -185,6 +185,93 @@ def test_up_grpo_target_agrees_with_flow_and_kkt():
     np.testing.assert_allclose(kk.pi, it.pi, atol=1e-9)
 
 
+# --- score centering ----------------------------------------------------------------------------------
+
+
+def test_score_centering_by_hand():
+    # two samples at one position: the expected score term is E_mu log pi = 0.5 log 0.2 + 0.5 log 0.8
+    lp_all = torch.log(torch.tensor([0.2, 0.8], dtype=torch.float64)).requires_grad_(True)
+    logp = lp_all.reshape(2, 1)
+    expected = (0.5 * lp_all).sum().reshape(1, 1).expand(2, 1)
+    adv = torch.tensor([1.0, 3.0], dtype=torch.float64)
+    loss = L.score_centered_loss(logp, torch.log(torch.tensor([[0.5], [0.5]], dtype=torch.float64)), adv,
+                                 logp_expected=expected)
+    e = 0.5 * math.log(0.2) + 0.5 * math.log(0.8)
+    np.testing.assert_allclose(loss[:, 0].detach().numpy(), [-(math.log(0.2) - e), -3 * (math.log(0.8) - e)])
+    (g,) = torch.autograd.grad(loss.sum(), lp_all)
+    # d/d log pi_0: -1 + (1 + 3) 0.5 = 1; d/d log pi_1: -3 + (1 + 3) 0.5 = -1 (the A's mean is removed)
+    np.testing.assert_allclose(g.numpy(), [1.0, -1.0], rtol=1e-12)
+    with pytest.raises(ValueError, match="needs logp_expected"):
+        L.score_centered_loss(logp, logp.detach(), adv)
+    with pytest.raises(ValueError, match="one expected log-probability per position"):
+        L.score_centered_loss(logp, logp.detach(), adv, logp_expected=expected[:1])
+    with pytest.raises(ValueError, match="needs logp_expected"):
+        make_objective("score_centering").loss(logp, logp.detach(), adv)
+
+
+def test_score_centering_target_agrees_with_flow_and_ignores_the_baseline():
+    rng = np.random.default_rng(17)
+    mu = rng.dirichlet(np.ones(5), size=6)
+    r = rng.uniform(size=(6, 5))
+    obj = make_objective("score_centering")
+    it = obj.induced_target(mu, r)
+    assert it.method == "closed-form" and bool(np.all(it.converged))
+    adv = obj.population_advantage(mu, r)
+    rate = mu * (adv - (mu * adv).sum(-1, keepdims=True))
+    np.testing.assert_array_equal(it.pi.argmax(-1), rate.argmax(-1))
+    # independent route 1: the flow, integrated with the hand weight
+    fr = logit_flow(mu, adv, weight=lambda u, a: obj.weight(u, a, torch.tensor(mu)))
+    assert fr.converged.all()
+    np.testing.assert_allclose(fr.pi, it.pi, atol=1e-6)
+    # independent route 2: the flow is constant, theta(t) = log mu + t rate, so pi(t) is known at every t
+    theta = np.log(mu) + 1e4 * rate
+    pi_t = np.exp(theta - theta.max(-1, keepdims=True))
+    np.testing.assert_allclose(pi_t / pi_t.sum(-1, keepdims=True), it.pi, atol=1e-9)
+    for offset in (-0.2, 0.1, 0.3):  # score centering's target does not move with the baseline
+        np.testing.assert_array_equal(make_objective("score_centering", offset=offset).induced_target(mu, r).pi, it.pi)
+    for offset in (0.1, 0.3):  # AsymRE's does: V below the mean gives an interior target, (mu A - c)_+ / E_mu[A]
+        assert np.abs(make_objective("asymre", offset=offset).induced_target(mu, r).pi - it.pi).max() > 0.1
+    np.testing.assert_allclose(make_objective("asymre", offset=0.0).induced_target(mu, r).pi, it.pi, atol=1e-12)
+
+
+def test_score_centering_in_the_bandit_simulator_is_offset_free():
+    from sims.bandit import BanditSimConfig, simulate
+
+    def final(name, offset):
+        cfg = BanditSimConfig(objective=name, objective_params=(("offset", offset),), num_contexts=3, lag=8,
+                              population=True, steps=40, lr=0.3, optimizer="sgd", num_seeds=1)
+        return simulate(cfg).final_policy
+
+    base = final("score_centering", 0.0)
+    # the offset's part of the loss, offset (log pi(y) - E_mu log pi), has mu-expectation 0: in the population
+    # batch it cancels exactly (sampled groups cancel it only on average)
+    np.testing.assert_allclose(final("score_centering", 0.4), base, rtol=0, atol=1e-12)
+    assert np.abs(final("asymre", 0.4) - final("asymre", 0.0)).max() > 1e-3
+
+
+def test_score_centering_in_the_token_simulator_centres_every_state():
+    from sims.token_train import TokenSimConfig, simulate
+
+    def final(name, offset, level="token"):
+        cfg = TokenSimConfig(objective=name, obj_params=(("offset", offset),), V=3, T=3, lag=4, steps=30, lr=0.3,
+                             optimizer="sgd", seeds=(0,), population=True, level=level, track_targets=False)
+        return simulate(cfg).final_logits
+
+    # an offset shifts every Q(s, .) and V(s) alike: centred at every state (exactly, in the population batch)
+    np.testing.assert_allclose(final("score_centering", 0.5), final("score_centering", 0.0), rtol=0, atol=1e-10)
+    assert np.abs(final("asymre", 0.5) - final("asymre", 0.0)).max() > 1e-3
+    with pytest.raises(ValueError, match="level='token'"):
+        final("score_centering", 0.0, "sequence")
+
+
+def test_score_centering_is_refused_where_the_sampler_distribution_is_missing():
+    from sims.llm.rl import RLConfig
+
+    with pytest.raises(ValueError, match="needs the sampler's distribution at every position"):
+        RLConfig(objective="score_centering")
+    assert "top-k" in objective_spec("score_centering").verl_note
+
+
 # --- targets of the numerical ones --------------------------------------------------------------
 
 
@@ -225,3 +312,27 @@ def test_related_doc_table_is_the_module_output():
 
     adv = make_objective("opmd", beta=0.1).population_advantage(mu, r)
     assert f"{float(lambert_target(mu, adv, 0.1)[1]):.4f}" == "1.6894"
+
+
+def test_score_centering_token_level_target_is_the_vertex_of_each_state():
+    from sims.token_mdp import (TokenTree, conditional_advantage, partial_credit_reward, random_policy,
+                                sequence_level_target, sequence_probs, token_level_target)
+
+    obj = make_objective("score_centering")
+    tree = TokenTree(V=3, T=3)
+    state = lambda m, a: obj.closed_form_target(m, a)  # noqa: E731
+    differs = 0
+    for seed in range(6):
+        mu = random_policy(tree, seed)
+        r = partial_credit_reward(tree)
+        adv = r - sequence_probs(mu) @ r
+        tok = token_level_target(mu, adv, tree, state)
+        for m, q, p in zip(mu, conditional_advantage(mu, adv, tree), tok):  # per state: argmax mu(a|s)(Q - V)
+            rate = m * (q - (m * q).sum(-1, keepdims=True))
+            np.testing.assert_array_equal(p.argmax(-1), rate.argmax(-1))
+            np.testing.assert_array_equal(p.max(-1), 1.0)
+        seq = sequence_level_target(mu, adv, tree, state)
+        leaf_mu = sequence_probs(mu)
+        assert seq.argmax() == (leaf_mu * (adv - leaf_mu @ adv)).argmax()
+        differs += int(sequence_probs(tok).argmax() != seq.argmax())
+    assert differs >= 1  # the per-state rule and the whole-sequence rule pick different completions

@@ -68,6 +68,7 @@ __all__ = [
     "offpolicy_sequence_keep",
     "rollout_corrected_loss",
     "vespo_loss",
+    "score_centered_loss",
 ]
 
 #: Named aggregation modes (verl's ``loss_agg_mode`` names where verl has one).
@@ -693,6 +694,46 @@ def up_grpo_loss(logp, logp_mu, adv, mask=None, *, eps_low=0.2):
     logp, logp_mu, adv, _ = check_inputs(logp, logp_mu, adv, mask)
     neg = _clipped_surrogate(_ratio(logp, logp_mu), adv, eps_low, eps_low, None)
     return torch.where(adv > 0, -adv * logp, neg)
+
+
+def score_centered_loss(logp, logp_mu, adv, mask=None, *, logp_expected=None):
+    r"""Score centering: ratio-free REINFORCE minus the sampler-expected score at every position.
+
+    .. math:: \ell_t = -A\,\big(\log\pi(y_t\mid s_t) - E_{v\sim\mu(\cdot\mid s_t)}\log\pi(v\mid s_t)\big)
+
+    ``logp_expected`` is :math:`E_{v\sim\mu(\cdot\mid s_t)}\log\pi(v\mid s_t)`, shape
+    ``(..., T)``, computed from the sampler's distribution at each position and
+    the current policy's log-probabilities, and it carries the gradient. At a
+    position the expected update of plain REINFORCE is
+    :math:`E_\mu[A]\,E_\mu[\nabla\log\pi] + \mathrm{Cov}_\mu(A, \nabla\log\pi)`;
+    the subtracted term removes the first (a drift towards the sampler,
+    :math:`E_\mu[\nabla_\theta\log\pi] = \mu - \pi` in logits) and keeps the
+    covariance. On a bandit the weight is therefore
+    :math:`h = A - E_\mu[A]` whatever the baseline inside :math:`A`, and the
+    flow :math:`\dot\theta = \mu\odot(A - E_\mu[A])` is constant: the policy
+    goes to the arm that maximizes :math:`\mu_y(A_y - E_\mu[A])`.
+
+    Source: Marek & Ryabinin, "Score Centering Stabilizes Off-policy
+    Reinforcement Learning" (arXiv 2609.20807), as SkyRL's pull request #2244
+    describes it (an additive correction; the sampler's top-k distribution with a
+    proportional tail stands for :math:`\mu(\cdot\mid s_t)` there).
+    """
+    logp, logp_mu, adv, m = check_inputs(logp, logp_mu, adv, mask)
+    if logp_expected is None:
+        raise ValueError(
+            "score_centered_loss needs logp_expected: E_{v~mu(.|s_t)} log pi(v|s_t) at every position, "
+            "from the sampler's distribution (e.g. its top-k log-probabilities) and the current policy"
+        )
+    if not isinstance(logp_expected, torch.Tensor):
+        logp_expected = torch.as_tensor(logp_expected, dtype=logp.dtype)
+    if logp_expected.shape != logp.shape:
+        raise ValueError(
+            f"logp_expected has shape {tuple(logp_expected.shape)} but the log-probabilities have shape "
+            f"{tuple(logp.shape)}: give one expected log-probability per position"
+        )
+    if not torch.isfinite(torch.where(m > 0, logp_expected.detach(), torch.zeros_like(logp))).all():
+        raise ValueError("logp_expected has NaN or inf on unmasked tokens")
+    return -adv * (logp - logp_expected)
 
 
 # ---------------------------------------------------------------------------

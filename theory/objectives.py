@@ -77,6 +77,7 @@ __all__ = [
     "Objective",
     "OBJECTIVES",
     "TARGET_KINDS",
+    "LOGP_INPUTS",
     "register_objective",
     "unregister_objective",
     "objective_spec",
@@ -85,6 +86,9 @@ __all__ = [
     "objective_names",
     "on_register",
 ]
+
+#: What a spec's ``needs`` may name, and the loss keyword that carries it.
+LOGP_INPUTS = MappingProxyType({"ref": "logp_ref", "prox": "logp_prox", "expected": "logp_expected"})
 
 #: How an induced target is computed: closed forms (``lambert``, ``gibbs``, ``linear``, ``vertex``), the
 #: generic KKT solver (``kkt``), PPO-type linear programs (``lp``), explicit Euler on the flow
@@ -235,7 +239,10 @@ class ObjectiveSpec:
         Lower end of the KKT multiplier's bracket (``params -> float`` if it depends on them).
     needs : tuple of str
         ``ref`` / ``prox``: log-probabilities the loss always needs (the reference
-        is also needed at ``kl_beta > 0`` and at ``anchor='reference'``).
+        is also needed at ``kl_beta > 0`` and at ``anchor='reference'``);
+        ``expected``: the current policy's log-probability averaged over the
+        sampler's distribution at every position, :math:`E_{v\\sim\\mu(\\cdot\\mid s_t)}\\log\\pi(v\\mid s_t)`
+        (``logp_expected``; such a loss couples the arms, so its ``weight`` is given by hand).
     couples_batch, sequence_ratio : bool
         Capability flags (module docstring).
     clip : callable or None
@@ -287,7 +294,7 @@ class ObjectiveSpec:
         object.__setattr__(self, "ties", MappingProxyType(dict(self.ties)))
         sig = inspect.signature(self.loss).parameters  # the loss's keywords, read once: parameters and logps
         object.__setattr__(self, "_keywords", tuple(k for k in self.params if k in sig))
-        object.__setattr__(self, "_logps", tuple(k for k in ("logp_ref", "logp_prox") if k in sig))
+        object.__setattr__(self, "_logps", tuple(k for k in LOGP_INPUTS.values() if k in sig))
 
 
 def _check_spec(spec: ObjectiveSpec) -> None:
@@ -313,8 +320,10 @@ def _check_spec(spec: ObjectiveSpec) -> None:
         raise ValueError(f"{where}: the tpo signal normalizes over the group, so the weight must be given by hand")
     if spec.closed_form is None and spec.target_kind in ("lambert", "gibbs", "linear", "vertex"):
         raise ValueError(f"{where}: target_kind {spec.target_kind!r} needs a closed_form")
-    for k in set(spec.needs) - {"ref", "prox"}:
-        raise ValueError(f"{where}: needs may hold 'ref' and 'prox', got {k!r}")
+    for k in set(spec.needs) - set(LOGP_INPUTS):
+        raise ValueError(f"{where}: needs may hold {sorted(LOGP_INPUTS)}, got {k!r}")
+    if "expected" in spec.needs and spec.weight is None:
+        raise ValueError(f"{where}: a loss that needs logp_expected couples the arms; give its weight h(u, A, p, mu)")
     for k in (*spec.advantage_params, *spec.ties, *spec.ties.values()):
         if k not in spec.params:
             raise ValueError(f"{where}: {k!r} is named in advantage_params or ties but is not a parameter")
@@ -406,14 +415,18 @@ class Objective:
         adv = group_advantage(self.advantage, rewards, **self.advantage_params())
         return _signal(self.spec.signal, adv, self.params)
 
-    def loss(self, logp, logp_mu, adv, mask=None, *, logp_ref=None, logp_prox=None) -> torch.Tensor:
+    def loss(self, logp, logp_mu, adv, mask=None, *, logp_ref=None, logp_prox=None,
+             logp_expected=None) -> torch.Tensor:
         """Per-token ``(..., T)`` or per-sequence ``(...)`` loss (see ``level``)."""
         if "ref" in self.needs and logp_ref is None:
             raise ValueError(f"objective {self.name!r} needs logp_ref (log-probabilities under the reference policy)")
         if "prox" in self.needs and logp_prox is None:
             raise ValueError(f"objective {self.name!r} needs logp_prox (log-probabilities under the proximal policy)")
+        if "expected" in self.needs and logp_expected is None:
+            raise ValueError(f"objective {self.name!r} needs logp_expected (E over the sampler's distribution of "
+                             "the current log-probabilities, at every position)")
         kw = {k: self.params[k] for k in self.spec._keywords}
-        given = {"logp_ref": logp_ref, "logp_prox": logp_prox}
+        given = {"logp_ref": logp_ref, "logp_prox": logp_prox, "logp_expected": logp_expected}
         kw.update({k: given[k] for k in self.spec._logps})
         return self.spec.loss(logp, logp_mu, adv, mask, **kw)
 

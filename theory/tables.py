@@ -55,7 +55,10 @@ def _verl_cells(name: str) -> tuple[str, str]:
 def _trl_cell(name: str) -> str:
     from .objectives import objective_spec
 
-    rec = objective_spec(name).trl
+    spec = objective_spec(name)
+    if "expected" in spec.needs:
+        return "not runnable (it needs the sampler's distribution at every position)"
+    rec = spec.trl
     if rec is None:
         return "—"
     cfg = dict(rec.config)

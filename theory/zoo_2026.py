@@ -10,6 +10,10 @@ Registered at import of ``theory.objectives``, after the built-in zoo:
   binary-KL trust region on token probabilities, plus a squared log-ratio.
 * ``up_grpo`` — UP-GRPO: advantage-weighted SFT on positive advantages, GRPO's
   clipped surrogate on negative ones.
+* ``score_centering`` — ratio-free REINFORCE minus the sampler-expected score at
+  every position (arXiv 2609.20807): the baseline inside the advantage stops
+  mattering, and the drift towards the sampler, which makes AsymRE's target
+  conservative, is gone.
 
 The losses are in ``theory.losses``. Weights :math:`h(u, A, \mu)` are given by hand
 where they depend on the whole distribution (``m2po_clip``'s bounds) or on the
@@ -19,10 +23,12 @@ against autograd of its loss, and each target against the flow and the KKT solve
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import losses as L
 from .objectives import ObjectiveSpec, Param, objective_spec, register_objective
+from .zoo import argmax_set
 
 __all__ = ["SPECS"]
 
@@ -56,6 +62,17 @@ def _h_kpop(u, a, p, mu):
     return keep * p["adv_tau"] * u * a - 2.0 * p["kl_tau"] * torch.log(u)
 
 
+def _mu_mean(a, mu):
+    """E_mu[A] (..., 1) of advantages ``a`` (..., K)."""
+    mu = torch.as_tensor(mu, dtype=a.dtype)
+    return (mu * a).sum(-1, keepdim=True)
+
+
+def _h_score_centering(u, a, p, mu):
+    """h = A - E_mu[A]: the expected score mu - pi, times A, is subtracted (the arms are coupled through mu)."""
+    return (a - _mu_mean(a.expand_as(u), mu)).expand_as(u)
+
+
 def _h_up_grpo(u, a, p, mu=None):
     return torch.where(a > 0, a, torch.where(u > 1.0 - p["eps_low"], u * a, torch.zeros_like(u)))
 
@@ -80,6 +97,17 @@ def _clip_up_grpo(s, a, m, p):
 def _t_positive_tilt(mu, adv, p):
     """pi ∝ mu A_+: TOPR's closed form (the weight is A on positive arms; negative arms carry none at the target)."""
     return objective_spec("topr").closed_form(mu, adv, p)
+
+
+def _t_score_centering(mu, adv, p):
+    """The vertex argmax mu_y (A_y - E_mu[A]); tied maxima keep their logit differences: mu restricted to them.
+
+    The rates m = mu (A - E_mu[A]) sum to 0 by construction, so this is AsymRE's target at the
+    transition E_mu[A] = 0 (``theory.zoo``), taken directly: no sign test on a sum that is 0 up to rounding.
+    """
+    top = argmax_set(mu, mu * (adv - (mu * adv).sum(-1, keepdims=True)))
+    on_top = np.where(top, mu, 0.0)
+    return on_top / on_top.sum(-1, keepdims=True)
 
 
 _TAU = Param(0.04, low=0.0, low_open=True, high_open=True, doc="M2PO's second-moment budget")
@@ -144,6 +172,29 @@ SPECS = (
         induced="pi ∝ mu A_+ (TOPR's target: negative arms go to zero)",
         source=("UP-GRPO (rocfly88.github.io/2026/02/26/UP-GRPO.html); the arXiv text (2607.06987) was not "
                 "reachable, the rule is the page's"),
+    ),
+    ObjectiveSpec(
+        name="score_centering",
+        loss=L.score_centered_loss,
+        advantage="mean",
+        params=dict(offset=Param(0.0, doc="baseline below the group mean (AsymRE's offset); the target ignores it")),
+        advantage_params=("offset",),
+        aggregation="token-mean",
+        family="ratio-free",
+        weight=_h_score_centering,
+        weight_needs_mu=True,
+        needs=("expected",),
+        verl_note=("it needs the rollout's distribution at every position (top-k log-probabilities), which verl's "
+                   "policy loss does not receive"),
+        closed_form=_t_score_centering,
+        target_kind="vertex",  # argmax mu (A - E_mu[A]), not argmax A
+        equation="-A (log pi(y_t) - E_{v~mu(.|s_t)} log pi(v)), A = r - (mean - offset)",
+        nominal="greedy (policy gradient)",
+        induced=("the vertex argmax mu_y (A_y - E_mu[A]), whatever the offset: the flow mu (A - E_mu[A]) is "
+                 "constant; on the token MDP the same rule at every state, on Q - V"),
+        source=("Marek & Ryabinin, 'Score Centering Stabilizes Off-policy Reinforcement Learning' (arXiv "
+                "2609.20807); the rule as SkyRL's PR #2244 states it (subtract A E_q[grad log p] at every prefix, "
+                "q the sampler's top-k head with a proportional tail); verl 0.9.1 and TRL 1.16 do not ship it"),
     ),
 )
 

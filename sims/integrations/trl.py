@@ -109,6 +109,9 @@ class ZooGRPOTrainer(GRPOTrainer):
         if opsm is not None and opsm != obj.params.get("opsm_delta"):
             raise ValueError("ZooGRPOTrainer applies off_policy_mask_threshold only as the objective's own opsm_delta "
                              "(e.g. objective 'grpo_opsm'): set them equal, or off_policy_mask_threshold=None")
+        if "expected" in obj.needs:
+            raise ValueError(f"objective {obj.name!r} needs the sampler's distribution at every position "
+                             "(logp_expected), which GRPOTrainer does not keep (only the sampled tokens' log-probs)")
         if "ref" in obj.needs and args.beta == 0.0:
             raise ValueError(f"objective {obj.name!r} regresses on log(pi/pi_ref): set beta > 0 in GRPOConfig so "
                              "that TRL loads the reference model (it is not used as a KL coefficient here)")

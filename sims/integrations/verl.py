@@ -180,6 +180,9 @@ def _check_usable(obj: Objective) -> None:
     if "ref" in obj.needs:
         raise ValueError(f"objective {obj.name!r} needs reference log-probabilities, which verl's policy loss "
                          "does not receive; use verl's actor.use_kl_loss for a KL to the reference")
+    if "expected" in obj.needs:
+        raise ValueError(f"objective {obj.name!r} needs the rollout's distribution at every position "
+                         "(logp_expected, e.g. from top-k log-probabilities), which verl's policy loss does not receive")
     if "prox" in obj.needs:
         raise ValueError(f"objective {obj.name!r} needs proximal log-probabilities; in verl it is the built-in "
                          f"'vanilla' loss with rollout-correction weights: see recipe({obj.name!r})")

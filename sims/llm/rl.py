@@ -228,6 +228,11 @@ class RLConfig:
         except ValueError as e:
             which = "objective_params" if self.objective in objective_names() else "objective"
             raise ValueError(f"{which}: {e}") from None
+        if "expected" in obj.needs:
+            raise ValueError(
+                f"objective: {self.objective!r} needs the sampler's distribution at every position (logp_expected), "
+                "which this trainer does not record (it keeps the sampled tokens' log-probabilities only)"
+            )
         needs = GROUP_INPUTS.get(obj.spec.advantage)
         if needs is not None:
             raise ValueError(

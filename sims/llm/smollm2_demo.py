@@ -158,6 +158,9 @@ def main(argv=None) -> dict:
     """``python -m sims.llm.smollm2_demo``: one step of a zoo objective on SmolLM2; prints and returns the numbers."""
     args = _parse_args(argv)
     obj = make_objective(args.objective)
+    if "expected" in obj.needs:
+        raise ValueError(f"--objective {args.objective}: needs the sampler's distribution at every position "
+                         "(logp_expected), which this demo does not keep")
     t0 = time.perf_counter()
     tok, model = _load()
     out = {"load_s": time.perf_counter() - t0, "params": sum(q.numel() for q in model.parameters())}
