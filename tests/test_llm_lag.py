@@ -93,6 +93,34 @@ def test_packed_logprobs_equal_the_padded_pass_in_value_and_gradient(task, chunk
     torch.testing.assert_close(g_got, g_ref, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("chunks", [None, 3])
+def test_expected_logprobs_over_the_sampling_distribution(task, chunks):
+    """completion_logprobs(expected=True): sum_v d_t(v) log pi(v | s_t) against the padded teacher-forced pass."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("smoke", vocab_size=task.tokenizer.vocab_size, block_size=task.block_size + 4))
+    prompts = task.tokenizer.encode_prompts(["1+2=", "13-4+5=", "7=", "99+1="])
+    roll = model.sample(prompts, 5, task.max_new_tokens, 0.7, torch.Generator().manual_seed(1), keep_dist=True)
+    plain = model.sample(prompts, 5, task.max_new_tokens, 0.7, torch.Generator().manual_seed(1))
+    assert torch.equal(roll.tokens, plain.tokens) and plain.dist is None  # keeping d_t changes no draw
+    d = roll.dist  # (N, Tc, V): the tempered distribution each token was drawn from, zero off the mask
+    torch.testing.assert_close(d.sum(-1), roll.mask.float(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.log(d.gather(2, roll.tokens[..., None]).squeeze(2).clamp_min(1e-30))[roll.mask],
+                               roll.logp[roll.mask], atol=1e-5, rtol=0)
+    logp, exp_lp = model.completion_logprobs(roll, 0.7, chunks=chunks, expected=True)
+    seq, Tp = roll.sequences(), roll.prompts.shape[1]
+    lsm = torch.log_softmax(model(seq[:, :-1]) / 0.7, -1)[:, Tp - 1 :]  # padded reference (the rows' layout)
+    ref = torch.where(roll.mask, (d * lsm.masked_fill(d == 0, 0.0)).sum(-1), 0.0)  # PAD, BOS: log pi = -inf
+    torch.testing.assert_close(exp_lp, ref, atol=2e-5, rtol=0)
+    torch.testing.assert_close(logp, roll.logp, atol=2e-5, rtol=0)
+    w = torch.randn(roll.mask.shape, generator=torch.Generator().manual_seed(2))
+    g_ref = torch.autograd.grad((ref * w).sum(), model.wte.weight)[0]
+    g_got = torch.autograd.grad((model.completion_logprobs(roll, 0.7, chunks=chunks, expected=True)[1] * w).sum(),
+                                model.wte.weight)[0]
+    torch.testing.assert_close(g_got, g_ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="keep_dist=True"):
+        model.completion_logprobs(plain, expected=True)
+
+
 # ----------------------------------------------------------------------------- trainer options
 
 

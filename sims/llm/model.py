@@ -185,6 +185,9 @@ class Rollout:
     distribution it was drawn from (nats); 0 off the mask."""
     G: int
     """Completions per prompt."""
+    dist: torch.Tensor | None = None
+    """(N, Tc, V) float, or None: the whole distribution each token was drawn from
+    (``sample(..., keep_dist=True)``); zeros off the mask."""
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -336,9 +339,14 @@ class GPT(nn.Module):
             logp = torch.where(mask.bool(), logp, 0.0)
         return logp  # (B, T)
 
-    def completion_logprobs(self, rollout: Rollout, temperature: float = 1.0, chunks: int | None = None) -> torch.Tensor:
+    def completion_logprobs(self, rollout: Rollout, temperature: float = 1.0, chunks: int | None = None,
+                            expected: bool = False):
         """(N, Tc) log-probabilities of a rollout's completion tokens under the current
         weights, aligned with ``rollout.logp`` and zero off ``rollout.mask``.
+
+        With ``expected``, also (N, Tc) :math:`\\sum_v d_t(v)\\log\\pi(v\\mid s_t)`, the
+        current log-probabilities averaged over the distribution ``rollout.dist``
+        the token was drawn from (differentiable, zero off the mask): the pair is returned.
 
         The rows are packed before the pass: each row's real tokens (prompt without
         its left padding, then the completion up to EOS) move to the left, so only
@@ -355,7 +363,13 @@ class GPT(nn.Module):
             tau > 0.
         chunks : int, optional
             Length groups (default: one per 32 rows, at most 8).
+        expected : bool
+            Also return the expectation over ``rollout.dist`` (which must be kept).
         """
+        if expected and rollout.dist is None:
+            raise ValueError("expected=True needs the rollout's distributions: sample with keep_dist=True")
+        if temperature <= 0:
+            raise ValueError(f"temperature: must be > 0, got {temperature}")
         prompt_len = (rollout.prompts != PAD).sum(1)  # (N,) BOS included
         comp_len = rollout.mask.sum(1)  # (N,)
         total = prompt_len + comp_len  # (N,)
@@ -368,18 +382,28 @@ class GPT(nn.Module):
         packed = torch.where(cols < total[:, None], packed, PAD)  # (N, T) real tokens first, then padding
         order = torch.argsort(total, stable=True)  # (N,) shortest rows first
         n_chunks = chunks if chunks is not None else min(8, max(1, N // 32))
-        pieces = []
+        pieces, expect = [], []
         for rows in torch.tensor_split(order, max(1, min(n_chunks, N))):
             if rows.numel() == 0:
                 continue
             Tk = int(total[rows].max())
             x = packed[rows, :Tk]  # (n, Tk)
-            logp = self.token_logprobs(x[:, :-1], x[:, 1:], None, temperature)  # (n, Tk - 1)
             # completion token j of a row is the target at packed column prompt_len - 1 + j
-            at = (prompt_len[rows] - 1)[:, None] + torch.arange(Tc, device=seq.device)  # (n, Tc)
-            pieces.append(logp.gather(1, at.clamp(max=Tk - 2)))  # (n, Tc)
-        logp = torch.cat(pieces)[torch.argsort(order)]  # (N, Tc) back in rollout order
-        return torch.where(rollout.mask, logp, 0.0)  # (N, Tc)
+            at = ((prompt_len[rows] - 1)[:, None] + torch.arange(Tc, device=seq.device)).clamp(max=Tk - 2)  # (n, Tc)
+            if not expected:
+                logp = self.token_logprobs(x[:, :-1], x[:, 1:], None, temperature)  # (n, Tk - 1)
+                pieces.append(logp.gather(1, at))  # (n, Tc)
+                continue
+            lsm = F.log_softmax(self(x[:, :-1]) / temperature, -1)  # (n, Tk - 1, V)
+            lsm = lsm.gather(1, at[..., None].expand(-1, -1, lsm.shape[-1]))  # (n, Tc, V)
+            pieces.append(lsm.gather(2, rollout.tokens[rows][..., None].clamp(min=0)).squeeze(2))  # (n, Tc)
+            d = rollout.dist[rows]  # (n, Tc, V); where d = 0 (PAD, BOS: log pi = -inf) the term is 0, not NaN
+            expect.append((d * lsm.masked_fill(d == 0, 0.0)).sum(-1))  # (n, Tc)
+        back = torch.argsort(order)
+        logp = torch.where(rollout.mask, torch.cat(pieces)[back], 0.0)  # (N, Tc) in rollout order
+        if not expected:
+            return logp
+        return logp, torch.where(rollout.mask, torch.cat(expect)[back], 0.0)
 
     @torch.no_grad()
     def sample(
@@ -389,6 +413,7 @@ class GPT(nn.Module):
         max_new_tokens: int = 32,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        keep_dist: bool = False,
     ) -> Rollout:
         """Sample ``G`` completions per prompt with a KV cache.
 
@@ -406,6 +431,9 @@ class GPT(nn.Module):
             under that distribution; 0 decodes greedily and records them at tau = 1.
         generator : torch.Generator, optional
             Source of randomness; required unless ``temperature == 0``.
+        keep_dist : bool
+            Also keep the distribution of every position (``Rollout.dist``), for
+            objectives that take an expectation over it (score centering).
 
         Returns
         -------
@@ -443,6 +471,7 @@ class GPT(nn.Module):
         logp = torch.zeros(N, max_new_tokens, device=dev)  # (N, Tc)
         mask = torch.zeros(N, max_new_tokens, dtype=torch.bool, device=dev)  # (N, Tc)
         done = torch.zeros(N, dtype=torch.bool, device=dev)  # (N,)
+        dist = torch.zeros(N, max_new_tokens, self.config.vocab_size, device=dev) if keep_dist else None
         for t in range(max_new_tokens):
             logits = logits.float()
             if temperature == 0:
@@ -456,6 +485,8 @@ class GPT(nn.Module):
             tokens[:, t] = tok
             mask[:, t] = live
             logp[:, t] = torch.where(live, logp_all.gather(1, tok[:, None]).squeeze(1), 0.0)
+            if dist is not None:
+                dist[:, t] = torch.where(live[:, None], logp_all.exp(), 0.0)
             done = done | (tok == EOS)
             if bool(done.all()) or t == max_new_tokens - 1:
                 break
@@ -466,4 +497,5 @@ class GPT(nn.Module):
             next_pos = next_pos + 1
         self.train(was_training)
         Tc = t + 1  # columns after the step where every row had finished are dropped
-        return Rollout(prompts=idx, tokens=tokens[:, :Tc], mask=mask[:, :Tc], logp=logp[:, :Tc], G=G)
+        return Rollout(prompts=idx, tokens=tokens[:, :Tc], mask=mask[:, :Tc], logp=logp[:, :Tc], G=G,
+                       dist=None if dist is None else dist[:, :Tc])

@@ -228,11 +228,6 @@ class RLConfig:
         except ValueError as e:
             which = "objective_params" if self.objective in objective_names() else "objective"
             raise ValueError(f"{which}: {e}") from None
-        if "expected" in obj.needs:
-            raise ValueError(
-                f"objective: {self.objective!r} needs the sampler's distribution at every position (logp_expected), "
-                "which this trainer does not record (it keeps the sampled tokens' log-probabilities only)"
-            )
         needs = GROUP_INPUTS.get(obj.spec.advantage)
         if needs is not None:
             raise ValueError(
@@ -497,7 +492,9 @@ def sample_batch(cfg: RLConfig, obj: Objective, task: Task, state: RLState, stre
     problems = draw_problems(task, B, state.generators["rl"], stream)
     prompts = tok.encode_prompts([p.prompt for p in problems]).to(dev)  # (B, Tp)
     sample_gen = state.generators.get("rl_sample", state.generators["rl"])
-    roll = state.behaviour.sample(prompts, G, task.max_new_tokens, tau, sample_gen)  # N = B * G rows
+    # the behaviour's whole distribution at every position, for objectives that average over it (score centering)
+    keep = "expected" in obj.needs
+    roll = state.behaviour.sample(prompts, G, task.max_new_tokens, tau, sample_gen, keep_dist=keep)  # N = B * G rows
     # 2. rewards and the objective's signal
     scores, rewards = score_completions(cfg, task, problems, tok.decode_batch(roll.tokens))
     signal = obj.advantages(rewards.view(B, G)).reshape(-1).float().to(dev)  # (N,)
@@ -517,15 +514,19 @@ def update_policy(cfg: RLConfig, obj: Objective, state: RLState, batch: Batch) -
     """
     roll, tau, signal = batch.roll, cfg.temperature, batch.signal
     mask, logp_mu = roll.mask, roll.logp  # (N, Tc)
-    logp_prox, losses, grad_norms, clips = None, [], [], []
+    logp_prox, logp_expected, losses, grad_norms, clips = None, None, [], [], []
     for inner in range(cfg.inner_steps):
-        logp = state.model.completion_logprobs(roll, tau)  # (N, Tc)
+        if "expected" in obj.needs:  # (N, Tc) each: E_{v~mu(.|s_t)} log pi(v|s_t) beside log pi(y_t|s_t)
+            logp, logp_expected = state.model.completion_logprobs(roll, tau, expected=True)
+        else:
+            logp = state.model.completion_logprobs(roll, tau)  # (N, Tc)
         if inner == 0:
             logp_start = logp.detach()
             if "prox" in obj.needs:
                 logp_prox = logp_start
         loss = obj.aggregate(
-            obj.loss(logp, logp_mu, signal, mask, logp_ref=batch.logp_ref, logp_prox=logp_prox), mask
+            obj.loss(logp, logp_mu, signal, mask, logp_ref=batch.logp_ref, logp_prox=logp_prox,
+                     logp_expected=logp_expected), mask
         )
         gn = optimizer_step(state.model, state.optimizer, loss, cfg.grad_clip)
         losses.append(loss.item())
