@@ -1,15 +1,14 @@
 """Figure 11: the lag study — learning curves, final pass@1, entropy and collapse against lag, and
 predicted pessimism against measured stability.
 
-Reads ``results/llm_lag_v1/cells.csv`` and ``steps.csv.gz``, the complete study of the first protocol, written by
+Reads ``results/llm_lag/cells.csv`` and ``steps.csv.gz``, the study of the current protocol, written by
 
-    python -m sims.llm.lag_study --preset v1 --out-dir results/llm_lag_v1
-
-(the study of the current protocol, ``results/llm_lag``, is still growing; ``load(False, folder)`` draws it)
+    python -m sims.llm.lag_study --out-dir results/llm_lag
 
 (countdown, the character-level smoke model after its SFT warm start; each arm
-x lag x seed is one RL run of the ``lag_v1`` preset; ``results/llm_lag_v1/README.md``
-states the protocol). When the files are missing the study is run into that
+x lag x seed is one RL run of the ``lag`` preset; ``results/llm_lag/README.md``
+states the protocol). ``load(False, ROOT / "results" / "llm_lag_v1")`` draws the
+first protocol's study instead. When the files are missing the study is run into that
 folder (under ``--smoke``, the smoke study into the results cache instead).
 Every band and error bar is a 95% bootstrap interval over seeds
 (:mod:`sims.llm.stats`).
@@ -17,8 +16,9 @@ Every band and error bar is a 95% bootstrap interval over seeds
 Top row: held-out pass@1 against RL step at lag 0 (left) and at the largest lag
 (middle); final pass@1 against lag (right; dotted: the SFT start). Bottom row:
 token entropy of the samples over the last 10 steps against lag (left); the
-fraction of runs that collapse (middle; the study's definition: an evaluation at
-least ``collapse_drop`` below the best before it); right, theory against
+fraction of runs that end below their SFT start (middle; descriptive), its title
+counting the runs that collapse by the study's pre-registered definition (an
+evaluation at least ``collapse_drop`` below the best before it); right, theory against
 training: each regression arm's predicted eta (Lambert, from the advantages of
 its groups, averaged over the run at lag 0) against the change of its final
 pass@1 from lag 0 to the largest lag, paired by seed; the ratio-based arms have
@@ -39,7 +39,7 @@ from . import _style
 __all__ = ["load", "arms", "palette", "plot_curve", "plot_lag_metric", "plot_theory", "make"]
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "results" / "llm_lag_v1"  # complete; results/llm_lag (the current protocol) is still growing
+RESULTS = ROOT / "results" / "llm_lag"
 FIGSIZE = (7.0, 5.6)
 #: the parameters the panels share, filled into their docstrings (``_style.shared_doc``); ``params`` opens
 #: the Parameters section with ``cells``
@@ -52,7 +52,7 @@ _doc = _style.shared_doc(
 
 
 def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = None) -> tuple[list[dict], list[dict]]:
-    """``(cells, steps)`` of a study folder (default ``results/llm_lag_v1``), running the study when they are missing.
+    """``(cells, steps)`` of a study folder (default ``results/llm_lag``), running the study when they are missing.
 
     Under ``smoke`` with no committed study, the smoke study runs into
     ``llm_lag_smoke/`` of the results cache (``sims.sweeps.result_path``), never
@@ -67,7 +67,7 @@ def load(smoke: bool, folder: Path | None = None, results_dir: Path | None = Non
             if not (folder / "cells.csv").exists():
                 from sims.llm.lag_study import main
 
-                main(["--out-dir", str(folder), *(["--preset", "smoke", "--jobs", "1"] if smoke else ["--preset", "v1"])])
+                main(["--out-dir", str(folder), *(["--preset", "smoke", "--jobs", "1"] if smoke else [])])
     return read_cells(folder), read_steps(folder)
 
 
@@ -183,8 +183,8 @@ def plot_theory(cells, *, colors=None, ax=None):
                     capsize=2, lw=1.2)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("predicted eta at lag 0\n(squares: ratio-based, no eta)")
-    ax.set_ylabel(f"pass@1 at lag {L} minus lag 0")
+    ax.set_xlabel("predicted eta at lag 0\n(squares: ratio arms, no eta)")
+    ax.set_ylabel(f"final pass@1,\nlag {L} minus lag 0")
     ax.set_title("pessimism against\nstability under lag")
     return ax
 
@@ -203,7 +203,10 @@ def make(smoke: bool = False, out: Path = _style.OUTPUT, *, overwrite: bool = Fa
                     start_line=True, ax=axes[0, 2])
     plot_lag_metric(cells, "entropy_final", "token entropy [nats]", "entropy (last 10 steps)", colors=colors,
                     ax=axes[1, 0])
-    plot_lag_metric(cells, "collapsed", "fraction of runs", "collapse", colors=colors, ax=axes[1, 1])
+    below = [dict(r, below_start=int(r["pass1_final"] < r["pass1_start"])) for r in cells]
+    collapsed = sum(r["collapsed"] for r in cells)
+    plot_lag_metric(below, "below_start", "fraction of runs", f"ending below the SFT start\n"
+                    f"(collapses: {collapsed} of {len(cells)} runs)", colors=colors, ax=axes[1, 1])
     plot_theory(cells, colors=colors, ax=axes[1, 2])
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), frameon=False,

@@ -300,3 +300,18 @@ def test_committed_tables_are_current(tmp_path, folder, preset):
             f"results/{folder}/{name} is stale: run python -m sims.llm.lag_study --preset {preset} "
             f"--out-dir results/{folder} --tables-only"
         )
+
+
+def test_readme_results_quote_the_committed_claims():
+    """Every interval the README's results section quotes is one of the committed claims (either protocol)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text[text.index("## Results: the LLM trainer under lag"):text.index("## Using the objectives at scale")]
+    claims = "".join((root / "results" / f / "claims.md").read_text() for f in ("llm_lag", "llm_lag_v1"))
+    quoted = re.findall(r"[+-]?\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", section)
+    assert len(quoted) >= 10
+    missing = [q for q in quoted if q not in claims]
+    assert not missing, f"README quotes intervals that no claims.md holds: {missing}"
