@@ -61,8 +61,13 @@ __all__ = [
     "clip_cov_loss",
     "kl_cov_selection",
     "kl_cov_loss",
-
-
+    "m2po_harmful",
+    "m2po_budget_level",
+    "m2po_clip_bounds",
+    "m2po_clip_loss",
+    "kpop_keep",
+    "kpop_loss",
+    "up_grpo_loss",
     "rollout_is_weight",
     "rejection_keep",
     "offpolicy_sequence_keep",

@@ -62,15 +62,10 @@ def _h_kpop(u, a, p, mu):
     return keep * p["adv_tau"] * u * a - 2.0 * p["kl_tau"] * torch.log(u)
 
 
-def _mu_mean(a, mu):
-    """E_mu[A] (..., 1) of advantages ``a`` (..., K)."""
-    mu = torch.as_tensor(mu, dtype=a.dtype)
-    return (mu * a).sum(-1, keepdim=True)
-
-
 def _h_score_centering(u, a, p, mu):
     """h = A - E_mu[A]: the expected score mu - pi, times A, is subtracted (the arms are coupled through mu)."""
-    return (a - _mu_mean(a.expand_as(u), mu)).expand_as(u)
+    a = a.expand_as(u)
+    return a - (torch.as_tensor(mu, dtype=a.dtype) * a).sum(-1, keepdim=True)
 
 
 def _h_up_grpo(u, a, p, mu=None):
