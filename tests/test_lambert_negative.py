@@ -50,21 +50,28 @@ def _check_same_minimizer(mu, adv, beta):
 
     Exception checked here too: where arms j < k share (mu, adv), their branches are mirror images
     with equal losses; the pruned search then answers with the first arm j, the exhaustive one with
-    whichever rounds lowest, and the two targets are equal after swapping arms j and k.
+    whichever rounds lowest, and the two targets are equal after swapping arms j and k. Where the
+    (mu, adv) of two arms agree only to a few ulps, their losses tie to rounding and either branch is
+    a global minimizer: the losses must agree to 1e-12.
     """
     mu, adv = np.atleast_2d(mu), np.atleast_2d(adv)
     n = len(mu)
     rows_p, branch_p, pi_p, eta_p, loss_p, _ = _search(mu, adv, beta)
     rows_f, branch_f, pi_f, eta_f, loss_f, _ = _search(mu, adv, beta, exhaustive=True)
     bp, bf = L._argmin_by_row(rows_p, loss_p, n), L._argmin_by_row(rows_f, loss_f, n)
-    want = pi_f[bf].copy()
+    want, same = pi_f[bf].copy(), np.ones(n, bool)
     for i in np.flatnonzero(branch_p[bp] != branch_f[bf]):
         j, k = branch_p[bp][i], branch_f[bf][i]
-        assert 0 <= j < k and mu[i, j] == mu[i, k] and adv[i, j] == adv[i, k]
-        assert loss_p[bp][i] == pytest.approx(loss_f[bf][i], rel=1e-12)
-        want[i, [j, k]] = want[i, [k, j]]
-    np.testing.assert_allclose(pi_p[bp], want, rtol=0, atol=1e-13)
-    np.testing.assert_allclose(eta_p[bp], eta_f[bf], rtol=1e-13, atol=0)
+        assert loss_p[bp][i] == pytest.approx(loss_f[bf][i], rel=1e-12)  # both global to rounding
+        if mu[i, j] == mu[i, k] and adv[i, j] == adv[i, k]:
+            assert 0 <= j < k
+            want[i, [j, k]] = want[i, [k, j]]
+        else:  # arms whose (mu, adv) agree to a few ulps: a tie float64 cannot break (module docstring)
+            assert j >= 0 and k >= 0 and mu[i, j] == pytest.approx(mu[i, k], rel=1e-12)
+            assert adv[i, j] == pytest.approx(adv[i, k], rel=1e-12, abs=1e-12)
+            same[i] = False
+    np.testing.assert_allclose(pi_p[bp][same], want[same], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(eta_p[bp][same], eta_f[bf][same], rtol=1e-13, atol=0)
     # the pruned search evaluates a subset of the exhaustive one's candidates
     for r, b, e in zip(rows_p, branch_p, eta_p, strict=True):
         same = eta_f[(rows_f == r) & (branch_f == b)]
@@ -129,7 +136,28 @@ def test_pruned_search_matches_exhaustive_on_hypothesis_bandits(bandit, beta, de
     _check_same_minimizer(mu, adv, beta)
     pi, _ = T.lambert_target(mu, adv, beta)
     sp = T.lambert_stationary_points(mu, adv, beta)
+    hit = np.flatnonzero(np.abs(sp.pi[: sp.count] - pi).max(-1) <= 1e-13)  # lambert_target's point is listed
+    assert hit.size, "lambert_target's answer is not among the stationary points"
+    assert sp.loss[hit[0]] == pytest.approx(sp.loss[sp.global_index], rel=1e-12)  # and global to rounding
+
+
+def test_mirror_minima_of_equal_arms_are_marked_as_lambert_target_answers():
+    # Arms 2 and 3 share (mu, r): two global minima, mirror images (arm 2 or arm 3 on W_{-1}), whose
+    # losses differ by rounding only. A run of the hypothesis test above found global_index on the
+    # second while lambert_target answers with the first arm of the class.
+    mu, r, beta = np.full(4, 0.25), np.array([0.0, 0.0, 1.0, 1.0]), 1.0
+    adv = r - T.soft_value(mu, r, beta) - 1.0
+    pi, _ = T.lambert_target(mu, adv, beta)
+    sp = T.lambert_stationary_points(mu, adv, beta)
+    assert sorted(sp.branch_arm[: sp.count]) == [2, 3] and sp.loss[0] == pytest.approx(sp.loss[1], rel=1e-14)
+    assert sp.branch_arm[sp.global_index] == 2 and pi[2] > pi[3]
     np.testing.assert_allclose(pi, sp.pi[sp.global_index], rtol=0, atol=1e-13)
+    # the class is found by equal (mu, adv), whatever their position
+    perm = [3, 0, 2, 1]
+    pi_p, _ = T.lambert_target(mu[perm], adv[perm], beta)
+    sp_p = T.lambert_stationary_points(mu[perm], adv[perm], beta)
+    assert sp_p.branch_arm[sp_p.global_index] == 0
+    np.testing.assert_allclose(pi_p, sp_p.pi[sp_p.global_index], rtol=0, atol=1e-13)
 
 
 def test_loss_bound_is_below_the_loss_of_every_root_in_its_bracket():

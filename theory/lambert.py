@@ -79,7 +79,11 @@ relative precision of :math:`\eta` that a step in :math:`\log|\eta|` lacks.
 or to :math:`\sim 10\epsilon\max|a|` where :math:`\eta \ll \max|a|` (rounding
 each :math:`a_y` moves :math:`\eta` that much); :math:`|g_0|` below its own
 rounding level is reported as the boundary, :math:`\eta = 0`. The tests pin
-this against mpmath at up to 400 digits.
+this against mpmath at up to 400 digits. One limit no precision removes: in the
+negative regime two local minima can tie in loss (arms whose :math:`(\mu, a)`
+are equal, or agree to a few ulps, give mirror-image minima); an exact tie is
+broken by the lower arm index, a tie within rounding by the rounding, and
+:func:`lambert_stationary_points` lists both.
 """
 
 from __future__ import annotations
@@ -916,15 +920,21 @@ def _score(mu, lmu, a, g0, beta, rows, branch, c):
     return pi, eta, log_loss, is_min
 
 
-def _duplicate_arms(lmu, a):
-    """(N, K) bool: arm j repeats the (mu, a) of an earlier arm of its row (its branch mirrors that arm's)."""
+def _class_first(lmu, a):
+    """(N, K) int: the first arm of each arm's class of equal (mu, a) in its row (the arm itself if it is first)."""
     order = np.lexsort((a, lmu), axis=-1)  # stable: within a run of equal (mu, a), arms in increasing index
     ls, as_ = np.take_along_axis(lmu, order, -1), np.take_along_axis(a, order, -1)
-    repeat = np.zeros(a.shape, bool)
-    repeat[:, 1:] = (ls[:, 1:] == ls[:, :-1]) & (as_[:, 1:] == as_[:, :-1])
-    dup = np.zeros(a.shape, bool)
-    np.put_along_axis(dup, order, repeat, -1)
-    return dup
+    start = np.ones(a.shape, bool)
+    start[:, 1:] = (ls[:, 1:] != ls[:, :-1]) | (as_[:, 1:] != as_[:, :-1])
+    run = np.maximum.accumulate(np.where(start, np.arange(a.shape[-1]), 0), axis=-1)  # position of the run's start
+    first = np.empty_like(order)
+    np.put_along_axis(first, order, np.take_along_axis(order, run, -1), -1)
+    return first
+
+
+def _duplicate_arms(lmu, a):
+    """(N, K) bool: arm j repeats the (mu, a) of an earlier arm of its row (its branch mirrors that arm's)."""
+    return _class_first(lmu, a) != np.arange(a.shape[-1])
 
 
 def _solve_negative(mu, lmu, a, g0, beta, exhaustive=False):
@@ -1111,6 +1121,20 @@ def _argmin_by_row(rows, loss, n):
     return best
 
 
+def _first_of_mirrors(gidx, arms, valid, first):
+    """Point ``gidx`` (in place) at the mirror image whose W_{-1} arm is the first of its class of equal (mu, a).
+
+    Swapping two arms of equal (mu, a) maps a stationary point to one of the same loss; the losses
+    of the two differ only by rounding, so the tie is broken as :func:`lambert_target` breaks it.
+    """
+    for i in range(len(gidx)):
+        b = arms[i, gidx[i]]
+        if b >= 0 and first[i, b] != b:
+            k = np.flatnonzero(valid[i] & (arms[i] == first[i, b]))
+            if k.size:
+                gidx[i] = k[0]
+
+
 def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     r"""Every local minimum of the regression loss on the simplex, the global one marked.
 
@@ -1123,7 +1147,9 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     Candidates are compared by the logarithm of their loss (exact at every
     scale); a loss beyond float64 (:math:`\beta^2\eta^2 \sum\pi^2/\mu > 10^{308}`,
     e.g. ``adv ~ 1e200``) raises ``ValueError`` (:func:`lambert_target` still
-    gives the global minimizer there).
+    gives the global minimizer there). Arms with equal ``(mu, adv)`` give
+    mirror-image minima of equal loss; ``global_index`` marks the one whose
+    :math:`W_{-1}` arm comes first, the one :func:`lambert_target` returns.
     """
     mu, a, beta_b, batch = _prepare(mu, adv, beta)
     N, K = a.shape
@@ -1170,6 +1196,7 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     loss = np.exp(log_loss)
     valid = np.arange(P)[None, :] < count[:, None]
     gidx = np.where(valid, log_loss, np.inf).argmin(-1)
+    _first_of_mirrors(gidx, arms, valid, _class_first(lmu, a))
     for i in range(N):  # pad with the global minimizer
         pis[i, count[i]:], etas[i, count[i]:], arms[i, count[i]:] = pis[i, gidx[i]], etas[i, gidx[i]], arms[i, gidx[i]]
         loss[i, count[i]:] = loss[i, gidx[i]]
