@@ -160,9 +160,9 @@ class LagSweep:
 
 
 def lag_sweep(smoke: bool = False) -> LagSweep:
-    """Figure 4's sweep. Full: 32 seeds x 300 steps; smoke: 8 seeds x 100 steps (same grid)."""
+    """Figure 4's sweep. Full: 32 seeds x 300 steps; smoke: 4 seeds x 50 steps (same grid)."""
     if smoke:
-        base = BanditSimConfig(objective="pg", num_seeds=8, steps=100, group_size=16, inner_steps=2, target_every=10)
+        base = BanditSimConfig(objective="pg", num_seeds=4, steps=50, group_size=16, inner_steps=2, target_every=10)
     else:
         base = BanditSimConfig.full(objective="pg")
     return LagSweep(base=base)

@@ -17,6 +17,19 @@ settings.register_profile("deterministic", derandomize=True, database=None, prin
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
+MAX_WORKERS = 4  # test workers at most (each holds torch and the module fixtures it builds)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per core, at most :data:`MAX_WORKERS`."""
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one torch thread per worker: the workers already fill the cores
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="module")
 def single_torch_thread():

@@ -239,6 +239,6 @@ def test_presets_are_valid_and_small():
     assert BanditSimConfig.smoke().num_seeds == 4
     assert BanditSimConfig.full().num_seeds == 32
     smoke, full = sweeps.lag_sweep(True), sweeps.lag_sweep(False)
-    assert smoke.base.num_seeds == 8 and full.base.num_seeds == 32
+    assert smoke.base.num_seeds == 4 and full.base.num_seeds == 32
     assert smoke.lags == (0, 1, 4, 16, 64) and smoke.group_sizes == (4, 16)
     assert len(full.cells()) == 7 * 2 * 5

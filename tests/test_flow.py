@@ -368,6 +368,40 @@ def test_batch_shape_is_preserved():
     np.testing.assert_allclose(res.pi.reshape(6, 3), ref / ref.sum(-1, keepdims=True), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("batch", [1, 12])  # 1 x 6 states: dense LU; 12 x 6 = 72 > 64 states: sparse LU
+def test_dense_and_sparse_jacobians_reach_the_same_limit(monkeypatch, batch):
+    import theory.flow as F
+
+    mu, adv = _bandits(11, batch, 6)
+    default = logit_flow(mu, adv, weight=lambda u, a: torch.exp(a))
+    monkeypatch.setattr(F, "DENSE_JACOBIAN_MAX", 0 if batch == 1 else 10**6)  # the other factorization
+    other = logit_flow(mu, adv, weight=lambda u, a: torch.exp(a))
+    ref = mu * np.exp(adv)
+    for res in (default, other):
+        assert res.converged.all()
+        np.testing.assert_allclose(res.pi, ref / ref.sum(-1, keepdims=True), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(default.pi, other.pi, rtol=0, atol=1e-10)
+
+
+def test_dense_jacobian_is_the_sparse_one():
+    import theory.flow as F
+
+    mu, adv = _bandits(12, 3, 5)
+    mu[1, 2] = 0.0  # an arm outside the support: not a state
+    mu /= mu.sum(-1, keepdims=True)
+    field = F._Field(mu, adv, mu > 0, None, lambda u, a: u * a)
+    layout = F._Layout(mu > 0, (3,))
+    system = F._FlowSystem(field, layout, np.array([1.0, 2.0, 0.5]), 1e-10)
+    y = np.random.default_rng(0).normal(size=layout.n)
+    dense = system.jac(0.0, y)
+    assert isinstance(dense, np.ndarray) and dense.shape == (14, 14)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "DENSE_JACOBIAN_MAX", 0)
+        sparse = system.jac(0.0, y)
+    assert not isinstance(sparse, np.ndarray)
+    np.testing.assert_array_equal(dense, sparse.toarray())  # tests/test_flow_parts.py: it is the derivative
+
+
 def _faulty_bdf(fail_from: int, fail_to: float):
     """A BDF whose steps ``fail_from <= n < fail_to`` (counted over every instance) compute ``inf - inf`` in its
     difference table, as scipy's BDF can after a diverged Newton step."""

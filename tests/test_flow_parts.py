@@ -103,7 +103,7 @@ def test_flow_system_jacobian_matches_finite_differences():
     field = _Field(MU, ADV, MU > 0, None, lambda u, a: a - 0.5 * torch.log(u))
     system = _FlowSystem(field, lay, np.array([1.0, 2.0, 0.5]), 1e-12)
     y = lay.state(start) + 0.1 * np.sin(np.arange(lay.n))
-    J = system.jac(0.0, y).toarray()
+    J = system.jac(0.0, y)  # dense for this small system (tests/test_flow.py checks it equals the sparse one)
     eps = 1e-6
     fd = np.stack([(system.fun(0.0, y + eps * e) - system.fun(0.0, y - eps * e)) / (2 * eps) for e in np.eye(lay.n)], 1)
     np.testing.assert_allclose(J, fd, atol=1e-7)

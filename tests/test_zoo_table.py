@@ -1,9 +1,8 @@
-"""The zoo comparison table (``theory.zoo_table``) and the figures built on the zoo (3, 6, 7)."""
+"""The zoo comparison table (``theory.zoo_table``); its figures (3, 6, 7) are drawn by the figures smoke run (tests/test_commands.py) and their panels by tests/test_figure_panels.py."""
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 
 import numpy as np
@@ -175,15 +174,6 @@ def test_ppo_face_matches_its_lp_and_is_certified():
     assert np.all(e["pi_min"] <= e["pi_max"] + 1e-12)
     lo, hi = e["reward"]
     assert 0.0 <= lo <= hi <= 1.0
-
-
-@pytest.mark.parametrize("name", ["fig03_zoo_targets", "fig06_temperature_frontier", "fig07_group_bias"])
-def test_smoke_figure_writes_png_and_pdf(name, tmp_path):
-    mod = importlib.import_module(f"figures.{name}")
-    paths = mod.make(smoke=True, out=tmp_path)
-    assert {p.suffix for p in paths} == {".png", ".pdf"}
-    for p in paths:
-        assert p.exists() and p.stat().st_size > 1000
 
 
 def test_tied_binary_rewards_give_a_cispo_face_in_the_table():

@@ -105,6 +105,9 @@ NEUTRAL_RATE = 1.0
 
 #: Largest absolute tolerance on log pi of one arm (see ``logit_flow`` Notes).
 LOG_ATOL_CAP = 1e-3
+#: Systems of at most this many states get a dense Jacobian (scipy then factors it with LAPACK; the
+#: sparse LU's per-step overhead dominates a small system), larger ones the sparse block-diagonal one.
+DENSE_JACOBIAN_MAX = 64
 
 #: The per-arm tolerances are refreshed (solver restart) when one would change
 #: by more than this factor.
@@ -324,7 +327,8 @@ class _Field:
         val = _check_callable_output(val, self.shape[:-1], "loss")
         return val.sum()
 
-    def _g(self, theta: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    def _g(self, theta: torch.Tensor, create_graph: bool, log_pi: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
+        """The flow's direction at ``theta``; ``(log_pi, pi)``: its masked log-softmax."""
         mask = self.mask
         if self.loss is not None:
             th = theta if create_graph else theta.detach().requires_grad_(True)
@@ -332,7 +336,6 @@ class _Field:
                 (grad,) = torch.autograd.grad(self._total_loss(th), th, create_graph=create_graph)
             g = -grad
         else:
-            log_pi, pi = _masked_log_softmax(theta, mask)
             # floored at the smallest normal float so that log u stays finite
             # on arms whose probability underflows (pi_z < ~1e-308 mu_z)
             u = torch.exp(log_pi - self.log_mu).clamp_min(U_FLOOR)
@@ -372,8 +375,8 @@ class _Field:
         With ``create_graph`` the result is differentiable with respect to
         ``theta`` (which must then require grad).
         """
-        g = self._g(theta, create_graph)
-        _, pi = _masked_log_softmax(theta, self.mask)
+        log_pi, pi = _masked_log_softmax(theta, self.mask)
+        g = self._g(theta, create_graph, log_pi, pi)
         v = g - (pi * g).sum(dim=-1, keepdim=True)
         v = torch.where(self.mask, v, torch.zeros_like(v))
         return v if create_graph else v.detach()
@@ -565,13 +568,16 @@ class _FlowSystem:
         v = self.velocity_np(y)
         if not np.isfinite(v[self.layout.mask]).all():
             raise _FlowIntegrationError(f"non-finite vector field at t = {t:.6g}")
-        _, _, lse = self.state_softmax(y)
+        theta, mask = self.layout.theta(y), self.layout.mask
+        log_pi = log_softmax(np.where(mask, theta, -np.inf))
+        lse = np.where(mask, theta - log_pi, -np.inf).max(axis=-1)  # as in state_softmax, without pi
         # pi-preserving pull of logsumexp(theta) back to 0 (damps the neutral direction)
         v = (v * self.inv_scale[:, None] - NEUTRAL_RATE * lse[:, None]) * self.active[:, None]
         return v.ravel()[self.layout.flat_idx]
 
-    def jac(self, t: float, y: np.ndarray) -> scipy.sparse.csc_matrix:
-        """Sparse (n, n) Jacobian of :meth:`fun`; :math:`\\partial\\,\\mathrm{lse}/\\partial\\theta_j = \\pi_j`."""
+    def jac(self, t: float, y: np.ndarray) -> np.ndarray | scipy.sparse.csc_matrix:
+        """(n, n) Jacobian of :meth:`fun` (dense up to :data:`DENSE_JACOBIAN_MAX` states, sparse beyond);
+        :math:`\\partial\\,\\mathrm{lse}/\\partial\\theta_j = \\pi_j`."""
         lay = self.layout
         B, K = lay.B, lay.K
         _, J = self.field.blocks(lay.to_torch(y))
@@ -582,6 +588,10 @@ class _FlowSystem:
         data = J.reshape(B * K * K)[self.jac_gather]
         if not np.isfinite(data).all():
             raise _FlowIntegrationError(f"non-finite Jacobian at t = {t:.6g}")
+        if lay.n <= DENSE_JACOBIAN_MAX:
+            dense = np.zeros((lay.n, lay.n))
+            dense[self.jac_rows, self.jac_cols] = data
+            return dense
         return scipy.sparse.csc_matrix((data, (self.jac_rows, self.jac_cols)), shape=(lay.n, lay.n))
 
     def atol_for(self, y: np.ndarray) -> np.ndarray:
