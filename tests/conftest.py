@@ -17,6 +17,26 @@ settings.register_profile("deterministic", derandomize=True, database=None, prin
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
+
+def _no_local_constants():
+    """Make a derandomized test's examples depend on the test alone.
+
+    Hypothesis also draws literals it finds in every local module imported so far, so
+    the examples of a derandomized test changed with the tests that ran before it in the
+    process (the order, the xdist worker): a parallel run found a counterexample a serial
+    run never drew. The deterministic profile switches that source off (a private hook;
+    where a Hypothesis version lacks it there is nothing to switch off).
+    """
+    from hypothesis.internal.conjecture import providers
+
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "Constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
+if settings().derandomize:
+    _no_local_constants()
+
 MAX_WORKERS = 4  # test workers at most (each holds torch and the module fixtures it builds)
 
 
