@@ -1093,6 +1093,12 @@ def lambert_target(mu, adv, beta):
         that domain the answer is exact to rounding (module docstring, "Numerics").
     """
     mu, a, beta, batch = _prepare(mu, adv, beta)
+    pi, eta = _target_rows(mu, a, beta)
+    return pi.reshape(batch + (mu.shape[-1],)), eta.reshape(batch)
+
+
+def _target_rows(mu, a, beta):
+    """:func:`lambert_target` on validated rows: ``mu`` (N, K) normalized, ``a = adv/beta`` (N, K), ``beta`` (N,)."""
     N, K = a.shape
     pi = np.empty((N, K))
     eta = np.empty(N)
@@ -1108,7 +1114,7 @@ def lambert_target(mu, adv, beta):
     for s in range(0, rest.size, step):
         r = rest[s : s + step]
         pi[r], eta[r] = _solve_chunk(mu[r], a[r], beta[r], pi[r], eta[r], ok[r])
-    return pi.reshape(batch + (K,)), eta.reshape(batch)
+    return pi, eta
 
 
 def _argmin_by_row(rows, loss, n):
@@ -1154,8 +1160,7 @@ def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
     mu, a, beta_b, batch = _prepare(mu, adv, beta)
     N, K = a.shape
     lmu = _logmu(mu)
-    pi_g, eta_g = lambert_target(mu, a, 1.0)  # a = adv/beta already
-    pi_g, eta_g = pi_g.reshape(N, K), eta_g.reshape(N)
+    pi_g, eta_g = _target_rows(mu, a, beta_b)  # what lambert_target returns on these inputs
     cands = [[(pi_g[i], eta_g[i], -1)] for i in range(N)]
     g0, noise = _g0_and_noise(mu, lmu, a)
     neg = np.flatnonzero(g0 < -noise)
@@ -1248,6 +1253,6 @@ def relaxed_lambert_target(mu, adv, beta):
     pi[~pos] = np.exp(lmu[~pos] + a[~pos])  # mu e^a, exact at eta = 0 (log E_mu e^a <= 0: no overflow)
     eta = np.zeros(len(a))
     if pos.any():
-        pi[pos], eta[pos] = lambert_target(mu_[pos], a[pos], 1.0)
+        pi[pos], eta[pos] = _target_rows(mu_[pos], a[pos], beta_[pos])  # mu_ as lambert_target normalizes it
     leak = np.where(pos, 0.0, -np.expm1(np.minimum(g0, 0.0)))
     return pi.reshape(batch + (a.shape[-1],)), eta.reshape(batch), leak.reshape(batch)
