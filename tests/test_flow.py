@@ -402,6 +402,27 @@ def test_dense_jacobian_is_the_sparse_one():
     np.testing.assert_array_equal(dense, sparse.toarray())  # tests/test_flow_parts.py: it is the derivative
 
 
+def test_stall_budget_stops_a_chattering_flow_and_spares_a_moving_one():
+    from theory.bandits import STANDARD_BANDITS
+    from theory.objectives import make_objective
+
+    def flow(name, bandit, **kw):
+        obj, b = make_objective(name), STANDARD_BANDITS[bandit]
+        mu_t = torch.as_tensor(b.mu, dtype=torch.float64)
+        return logit_flow(b.mu, obj.population_advantage(b.mu, b.r), weight=lambda u, a: obj.weight(u, a, mu_t), **kw)
+
+    # kl_cov on two-correct chatters across its covariance mask: thousands of steps short of the first checkpoint
+    res = flow("kl_cov", "two-correct", max_steps=5_000, stall_steps=200)
+    assert res.message.startswith("step budget exhausted: 200 solver steps from t = 0 without reaching the checkpoint")
+    assert not res.converged.any() and np.isfinite(res.pi).all()
+    # sapo on graded takes at most ~110 steps between checkpoints on its way to its limit: untouched
+    free, budgeted = flow("sapo", "graded"), flow("sapo", "graded", stall_steps=150)
+    assert budgeted.message == "ok" and np.array_equal(free.pi, budgeted.pi) and free.t_final == budgeted.t_final
+    for bad in (0, 2.5, "10"):
+        with pytest.raises(ValueError, match="stall_steps"):
+            flow("sapo", "graded", stall_steps=bad)
+
+
 def _faulty_bdf(fail_from: int, fail_to: float):
     """A BDF whose steps ``fail_from <= n < fail_to`` (counted over every instance) compute ``inf - inf`` in its
     difference table, as scipy's BDF can after a diverged Newton step."""

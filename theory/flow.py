@@ -77,7 +77,7 @@ import torch
 from scipy.integrate import BDF, Radau
 
 from .runtime import torch_single_thread
-from ._checks import as_float_array, broadcast_arms, check_distribution
+from ._checks import as_float_array, as_int, broadcast_arms, check_distribution
 from ._numerics import flow_field, log_softmax, softmax
 
 __all__ = ["FlowResult", "MinimizeResult", "logit_flow", "multistart_minimize"]
@@ -676,14 +676,17 @@ class _Integration:
     is then 0), or when the per-arm tolerances are stale.
     """
 
-    def __init__(self, system, out, solver_cls, grid, pi0, *, rtol, tol, plateau_tol, growth_tol, max_steps=None):
+    def __init__(self, system, out, solver_cls, grid, pi0, *, rtol, tol, plateau_tol, growth_tol, max_steps=None,
+                 stall_steps=None):
         self.max_steps, self.steps = max_steps, 0
+        self.stall_steps, self.since_checkpoint = stall_steps, 0
         self.system, self.out = system, out
         self.solver_cls, self.grid, self.pi0 = solver_cls, grid, pi0
         self.rtol, self.tol, self.plateau_tol, self.growth_tol = rtol, tol, plateau_tol, growth_tol
         self.ncheck = len(grid)
         self.pi_hist = np.empty((self.ncheck, system.layout.B, system.layout.K))
         self.k = 0  # next checkpoint
+        self.t_checkpoint = 0.0  # the last one passed (0: none yet)
         self.solver = None
         self.t0 = 0.0  # (t0, y): the last (re)start point
         self.y = None
@@ -755,6 +758,11 @@ class _Integration:
                 if self.max_steps is not None and self.steps > self.max_steps:
                     out.message = f"step budget exhausted: {self.max_steps} solver steps by t = {solver.t:.6g}"
                     return None
+                self.since_checkpoint += 1
+                if self.stall_steps is not None and self.since_checkpoint > self.stall_steps:
+                    out.message = (f"step budget exhausted: {self.stall_steps} solver steps from t = {self.t_checkpoint:.6g} "
+                                   f"without reaching the checkpoint t = {self.grid[self.k]:.6g} (at t = {solver.t:.6g})")
+                    return None
                 if solver.status == "failed":
                     out.message = f"solver failed at t = {solver.t:.6g}: {msg}"
                 elif self.check_underflow(solver.y, solver.t):
@@ -814,6 +822,7 @@ class _Integration:
             any_ok |= ok.any()
             active &= ~ok
             self.k += 1
+            self.since_checkpoint, self.t_checkpoint = 0, grid[k]
         return any_ok
 
     def _tolerances_stale(self) -> bool:
@@ -841,6 +850,7 @@ def logit_flow(
     rescale: bool = True,
     method: str = "BDF",
     max_steps: int | None = None,
+    stall_steps: int | None = None,
 ) -> FlowResult:
     r"""Integrate a softmax policy flow to its limit.
 
@@ -885,6 +895,11 @@ def logit_flow(
         stiff integrator crawl; past the budget the integration stops as a
         failure (``message`` says so; every bandit still moving is returned
         not converged where it stood).
+    stall_steps : int, optional
+        Budget of integrator steps between two checkpoints (None: none): a
+        flow that crawls without reaching the next checkpoint (a field that
+        chatters across a jump) stops there as a failure, like ``max_steps``,
+        long before the total budget would stop it.
 
     Returns
     -------
@@ -995,6 +1010,8 @@ def logit_flow(
     says so. The loss form receives :math:`\log\pi` and has no such limit.
     """
     t_max, solver_cls = _check_flow_args(loss, weight, t_max, tol, rtol, atol, plateau_tol, growth_tol, method)
+    max_steps = None if max_steps is None else as_int(max_steps, "max_steps", minimum=1)
+    stall_steps = None if stall_steps is None else as_int(stall_steps, "stall_steps", minimum=1)
     mu_b, adv_b, th_b, mask_b, batch_shape, K = _prepare(mu, adv, theta0)
     field = _Field(mu_b, adv_b, mask_b, loss, weight)
     B = int(np.prod(batch_shape, dtype=np.int64))
@@ -1006,6 +1023,7 @@ def logit_flow(
     integration = _Integration(
         system, out, solver_cls, _checkpoints(t_max), pi0,
         rtol=rtol, tol=tol, plateau_tol=plateau_tol, growth_tol=growth_tol, max_steps=max_steps,
+        stall_steps=stall_steps,
     )
     integration.run(layout.state(theta_start).copy())
     out.note_underflow()

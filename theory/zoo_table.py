@@ -261,13 +261,18 @@ def _face_entry(obj, b: Bandit, adv, lo, hi, method: str, certify) -> dict:
 #: Integrator steps a numerical target's flow may take (``theory.flow.logit_flow``'s ``max_steps``): past
 #: them the entry says the integrator failed instead of the table taking minutes on one bandit.
 FLOW_STEP_BUDGET = 5_000
+#: Integrator steps between two checkpoints of that flow (``logit_flow``'s ``stall_steps``): a flow that
+#: reaches its limit in this table takes at most 471 between checkpoints; the three that exhaust the budget
+#: take thousands without reaching the next one (they chatter across a mask), and stop after this many.
+FLOW_STALL_STEPS = 1_500
 
 
 def _flow_entry(obj, b: Bandit, adv) -> dict:
     from .flow import logit_flow
 
     mu_t = torch.as_tensor(b.mu, dtype=torch.float64)
-    fr = logit_flow(b.mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t), max_steps=FLOW_STEP_BUDGET)
+    fr = logit_flow(b.mu, adv, weight=lambda u, a: obj.weight(u, a, mu_t), max_steps=FLOW_STEP_BUDGET,
+                    stall_steps=FLOW_STALL_STEPS)
     if fr.message != "ok":
         return _euler_entry(obj, b, f"the flow's integrator failed ({fr.message.split(':')[0]})")
     conv = bool(np.all(fr.converged))
