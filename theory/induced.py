@@ -727,7 +727,8 @@ def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol
     mu_t = torch.as_tensor(mu, dtype=torch.float64)
     a_t = torch.as_tensor(adv, dtype=torch.float64)
     sup = mu_t > 0
-    theta = torch.where(sup, torch.log(torch.where(sup, mu_t, 1.0)), torch.full_like(mu_t, -torch.inf))
+    mu_safe, ones, zeros = torch.where(sup, mu_t, 1.0), torch.ones_like(mu_t), torch.zeros_like(mu_t)
+    theta = torch.where(sup, torch.log(mu_safe), torch.full_like(mu_t, -torch.inf))
     g0 = None
     pi_prev = torch.softmax(theta, -1)
     move = torch.full(mu.shape[:-1], np.inf, dtype=torch.float64)
@@ -739,9 +740,9 @@ def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol
                 pi_prev = pi
                 if bool((move <= tol).all()):
                     break
-            u = torch.where(sup, pi / torch.where(sup, mu_t, 1.0), torch.ones_like(pi)).clamp_min(U_ZERO)
+            u = torch.where(sup, pi / mu_safe, ones).clamp_min(U_ZERO)
             h = weight(u, a_t).expand_as(u)
-            mh = torch.where(sup, mu_t * h, torch.zeros_like(h))
+            mh = torch.where(sup, mu_t * h, zeros)
             g = flow_field(pi, mh)
             if g0 is None:
                 g0 = g.abs().amax(-1, keepdim=True).clamp_min(1e-300)
