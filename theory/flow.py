@@ -268,14 +268,18 @@ def _log_mu_safe(mu_b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _masked_log_softmax(theta: torch.Tensor, mask: torch.Tensor):
+def _masked_log_softmax(theta: torch.Tensor, mask: torch.Tensor, full: bool = False):
     """``(log_pi, pi)`` with arms outside ``mask`` at exactly ``pi = 0``.
 
     The returned ``log_pi`` is ``LOG_ZERO`` outside the support. A detached
     per-bandit maximum is subtracted first, which changes neither the value
     nor any derivative of the (shift-invariant) softmax, and puts the masked
     arms at ``LOG_ZERO`` below the largest support logit: all finite.
+    ``full``: every arm is in ``mask`` (the same numbers, without the selections).
     """
+    if full:
+        log_pi = log_softmax(theta - theta.amax(dim=-1, keepdim=True).detach())
+        return log_pi, torch.exp(log_pi)
     masked_for_max = torch.where(mask, theta, torch.full_like(theta, -torch.inf))
     m = masked_for_max.amax(dim=-1, keepdim=True).detach()
     shifted = torch.where(mask, theta - m, torch.full_like(theta, LOG_ZERO))
@@ -317,12 +321,13 @@ class _Field:
         self.mu = _tensor(mu_b)
         self.adv = _tensor(adv_b)
         self.mask = torch.tensor(np.array(mask, dtype=bool))
+        self.full = bool(self.mask.all())  # every arm on the support: the masks select nothing
         self.log_mu = _tensor(_log_mu_safe(mu_b, mask))
         self.loss = loss
         self.weight = weight
 
     def _total_loss(self, theta: torch.Tensor) -> torch.Tensor:
-        log_pi, _ = _masked_log_softmax(theta, self.mask)
+        log_pi, _ = _masked_log_softmax(theta, self.mask, self.full)
         val = self.loss(log_pi, self.log_mu, self.adv)
         val = _check_callable_output(val, self.shape[:-1], "loss")
         return val.sum()
@@ -341,9 +346,10 @@ class _Field:
             u = torch.exp(log_pi - self.log_mu).clamp_min(U_FLOOR)
             h = self.weight(u, self.adv)
             h = _check_callable_output(h, self.shape, "weight")
-            h = torch.where(mask, h, torch.zeros_like(h))
+            if not self.full:
+                h = torch.where(mask, h, torch.zeros_like(h))
             g = flow_field(pi, self.mu * h)
-        return torch.where(mask, g, torch.zeros_like(g))
+        return g if self.full else torch.where(mask, g, torch.zeros_like(g))
 
     def underflow_taint(self, log_pi: torch.Tensor) -> np.ndarray:
         """(B,) bool: weight form, ``u`` below ``U_FLOOR`` on a support arm, and
@@ -375,10 +381,11 @@ class _Field:
         With ``create_graph`` the result is differentiable with respect to
         ``theta`` (which must then require grad).
         """
-        log_pi, pi = _masked_log_softmax(theta, self.mask)
+        log_pi, pi = _masked_log_softmax(theta, self.mask, self.full)
         g = self._g(theta, create_graph, log_pi, pi)
         v = g - (pi * g).sum(dim=-1, keepdim=True)
-        v = torch.where(self.mask, v, torch.zeros_like(v))
+        if not self.full:
+            v = torch.where(self.mask, v, torch.zeros_like(v))
         return v if create_graph else v.detach()
 
     def blocks(self, theta: torch.Tensor):

@@ -728,6 +728,7 @@ def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol
     a_t = torch.as_tensor(adv, dtype=torch.float64)
     sup = mu_t > 0
     mu_safe, ones, zeros = torch.where(sup, mu_t, 1.0), torch.ones_like(mu_t), torch.zeros_like(mu_t)
+    full = bool(sup.all())  # every arm on the support: the selections below select nothing
     theta = torch.where(sup, torch.log(mu_safe), torch.full_like(mu_t, -torch.inf))
     g0 = None
     pi_prev = torch.softmax(theta, -1)
@@ -740,13 +741,13 @@ def euler_flow(weight, mu, adv, *, lr: float = 0.5, max_steps: int = 20_000, tol
                 pi_prev = pi
                 if bool((move <= tol).all()):
                     break
-            u = torch.where(sup, pi / mu_safe, ones).clamp_min(U_ZERO)
+            u = (pi / mu_safe if full else torch.where(sup, pi / mu_safe, ones)).clamp_min(U_ZERO)
             h = weight(u, a_t).expand_as(u)
-            mh = torch.where(sup, mu_t * h, zeros)
-            g = flow_field(pi, mh)
+            g = flow_field(pi, mu_t * h if full else torch.where(sup, mu_t * h, zeros))
             if g0 is None:
                 g0 = g.abs().amax(-1, keepdim=True).clamp_min(1e-300)
-            theta = torch.where(sup, theta + (lr / (1.0 + t / 100.0)) * g / g0, theta)
+            step = theta + (lr / (1.0 + t / 100.0)) * g / g0
+            theta = step if full else torch.where(sup, step, theta)
     pi = torch.softmax(theta, -1).numpy()
     return InducedTarget(pi=pi, method="euler", converged=(move <= tol).numpy(), residual=move.numpy())
 
