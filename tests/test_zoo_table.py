@@ -1,4 +1,8 @@
-"""The zoo comparison table (``theory.zoo_table``); its figures (3, 6, 7) are drawn by the figures smoke run (tests/test_commands.py) and their panels by tests/test_figure_panels.py."""
+"""The zoo comparison table (``theory.zoo_table``).
+
+Its figures (3, 6, 7) are drawn by the figures smoke run (tests/test_commands.py), their panels by
+tests/test_figure_panels.py.
+"""
 
 from __future__ import annotations
 
@@ -131,7 +135,7 @@ def test_closed_form_rows_agree_with_the_kkt_solver(bandit):
     """Every closed-form row of the table equals the generic KKT solver's answer where that solver converges."""
     b = STANDARD_BANDITS[bandit]
     names = [n for n in OBJECTIVES
-             if make_objective(n).spec.closed_form is not None and not make_objective(n).spec.weight_needs_mu]
+             if (spec := make_objective(n).spec).closed_form is not None and not spec.weight_needs_mu]
     # tpo, score_centering: their weights depend on the whole mu (TPO's batch normalization, E_mu[A]), which the
     # per-arm KKT solver cannot take; tests/test_zoo_2026.py checks score centering's against the flow
     rows = {r["objective"]: r["bandits"][bandit] for r in zoo_rows({bandit: b}, names)}

@@ -418,6 +418,11 @@ def _speed(pi: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.abs(dpi).max(axis=-1)
 
 
+def _support_lse(theta: np.ndarray, log_pi: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(B,) logsumexp of the logits over the support, from their log-softmax ``log_pi``."""
+    return np.where(mask, theta - log_pi, -np.inf).max(axis=-1)
+
+
 def _softmax_np(theta: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(pi, log pi)`` of the logits ``theta`` on the arms in ``mask``: ``pi = 0``, ``log pi = -inf`` elsewhere."""
     th = np.where(mask, theta, -np.inf)
@@ -567,8 +572,7 @@ class _FlowSystem:
         theta = self.layout.theta(y)
         mask = self.layout.mask
         pi, log_pi = _softmax_np(theta, mask)
-        lse = np.where(mask, theta - log_pi, -np.inf).max(axis=-1)  # logsumexp over the support
-        return theta, pi, lse
+        return theta, pi, _support_lse(theta, log_pi, mask)
 
     def fun(self, t: float, y: np.ndarray) -> np.ndarray:
         """The right-hand side; raises :class:`_FlowIntegrationError` where ``v`` is not finite."""
@@ -576,8 +580,7 @@ class _FlowSystem:
         if not np.isfinite(v[self.layout.mask]).all():
             raise _FlowIntegrationError(f"non-finite vector field at t = {t:.6g}")
         theta, mask = self.layout.theta(y), self.layout.mask
-        log_pi = log_softmax(np.where(mask, theta, -np.inf))
-        lse = np.where(mask, theta - log_pi, -np.inf).max(axis=-1)  # as in state_softmax, without pi
+        lse = _support_lse(theta, log_softmax(np.where(mask, theta, -np.inf)), mask)
         # pi-preserving pull of logsumexp(theta) back to 0 (damps the neutral direction)
         v = (v * self.inv_scale[:, None] - NEUTRAL_RATE * lse[:, None]) * self.active[:, None]
         return v.ravel()[self.layout.flat_idx]

@@ -1133,12 +1133,12 @@ def _first_of_mirrors(gidx, arms, valid, first):
     Swapping two arms of equal (mu, a) maps a stationary point to one of the same loss; the losses
     of the two differ only by rounding, so the tie is broken as :func:`lambert_target` breaks it.
     """
-    for i in range(len(gidx)):
-        b = arms[i, gidx[i]]
-        if b >= 0 and first[i, b] != b:
-            k = np.flatnonzero(valid[i] & (arms[i] == first[i, b]))
-            if k.size:
-                gidx[i] = k[0]
+    rows = np.arange(len(gidx))
+    b = arms[rows, gidx]
+    f = first[rows, np.maximum(b, 0)]
+    match = valid & (arms == f[:, None])  # the candidates whose W_{-1} arm is that first arm
+    move = (b >= 0) & (f != b) & match.any(-1)
+    gidx[move] = match[move].argmax(-1)
 
 
 def lambert_stationary_points(mu, adv, beta) -> StationaryPoints:
